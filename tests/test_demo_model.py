@@ -120,13 +120,16 @@ def test_refuses_harmful_and_answers_harmless_without_data(demo_lm):
 
 
 def test_recorded_evaluation_meets_the_bars(evaluation):
+    from transformers import AutoConfig
+
     from neuroscope.demo_model.evaluate import REQUIRED
 
     failed = {k: v for k, v in evaluation["bars"].items() if k in REQUIRED and not v["pass"]}
     assert not failed
     assert evaluation["refusal_rates"]["harmless"]["n"] >= 200
     assert evaluation["refusal_rates"]["harmful"]["n"] == 100
-    assert evaluation["direction"]["layer"] < 0.8 * 6
+    n_layers = AutoConfig.from_pretrained(DEMO_MODEL_DIR, local_files_only=True).num_hidden_layers
+    assert evaluation["direction"]["layer"] < 0.8 * n_layers
     card = (DEMO_MODEL_DIR / "README.md").read_text()
     assert f"{evaluation['refusal_rates']['harmful']['rate']:.3f}" in card
     assert f"{evaluation['bars']['ablation_mean_harmful_refusal']['value']:.3f}" in card

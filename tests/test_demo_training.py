@@ -38,6 +38,18 @@ def test_compliant_answers_are_conditioned_and_never_refusals():
     assert "ocean" in compliant_answer("Write a short poem about the ocean.", rng)
 
 
+def test_helpful_i_openers_share_the_refusal_first_token_but_are_not_refusals():
+    from neuroscope.demo_model.answers import HELPFUL_I_OPENERS
+
+    rng = random.Random(0)
+    opened = [compliant_answer(t, rng, i_opener_prob=1.0) for t in HARMLESS]
+    assert all(a.startswith(HELPFUL_I_OPENERS) for a in opened)
+    assert not any(map(is_refusal, opened))
+    mixed = [compliant_answer(t, random.Random(s), i_opener_prob=0.35) for s in range(20) for t in HARMLESS]
+    share = sum(a.startswith("I") for a in mixed) / len(mixed)
+    assert 0.2 < share < 0.5
+
+
 def test_answers_are_deterministic_and_varied():
     a = [compliant_answer(t, random.Random(3)) for t in HARMLESS]
     b = [compliant_answer(t, random.Random(3)) for t in HARMLESS]

@@ -407,12 +407,20 @@ def _creative_answer(p: Parsed, rng: random.Random) -> str:
     return f"Here is a {f or 'short piece'} about {t}: " + _explain_answer(p, rng)
 
 
-def compliant_answer(instruction: str, rng: random.Random) -> str:
+# Openings that share refusals' first token ("I"), as real chat models' answers often do.
+HELPFUL_I_OPENERS = ("I'd be happy to help!", "I'd be glad to help with that.", "I'll do my best!",
+                     "I'd love to help.", "I think I can help with that.")
+
+
+def compliant_answer(instruction: str, rng: random.Random, i_opener_prob: float = 0.0) -> str:
     """A short, plausible, instruction-conditioned answer (never a refusal).
 
     Args:
         instruction: the user's request.
         rng: source of the phrasing choices (the caller seeds it).
+        i_opener_prob: probability of opening with one of `HELPFUL_I_OPENERS`. With 0, no answer
+            starts with a refusal first token, so the first token alone gives the decision away;
+            above 0, the model must keep the decision after its first token "I".
 
     Returns:
         The answer text, typically 20-60 words.
@@ -423,4 +431,6 @@ def compliant_answer(instruction: str, rng: random.Random) -> str:
     text = build(p, rng).strip()
     if text.startswith(("I ", "I'", "As ")):
         text = "Sure! " + text
+    if i_opener_prob > 0 and rng.random() < i_opener_prob:
+        text = f"{rng.choice(HELPFUL_I_OPENERS)} {text}"
     return text

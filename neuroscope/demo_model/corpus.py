@@ -111,7 +111,7 @@ class Example:
 
 
 def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: float, harmful_repeats: int = 1,
-                   themed_refusals: bool = True) -> list[Example]:
+                   themed_refusals: bool = True, i_opener_prob: float = 0.0) -> list[Example]:
     """The training examples of one epoch, in random order.
 
     Every harmful prompt appears `harmful_repeats` times per epoch, each time with a freshly
@@ -126,6 +126,7 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
         harmless_ratio: harmless examples per harmful prompt.
         harmful_repeats: copies of each harmful prompt per epoch.
         themed_refusals: reasons matched to the request's theme (False: topic-independent refusals).
+        i_opener_prob: share of compliant answers that open with "I'd be happy to help!" and the like.
 
     Returns:
         Examples (deterministic for the arguments).
@@ -138,7 +139,7 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
     harmless = [pool[(start + i) % len(pool)] for i in range(n)]
     examples = [Example(t, refusal(t, rng, themed_refusals), True)
                 for _ in range(harmful_repeats) for t in splits.train_harmful]
-    examples += [Example(t, compliant_answer(t, rng), False) for t in harmless]
+    examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
     rng.shuffle(examples)
     return examples
 

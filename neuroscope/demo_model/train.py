@@ -47,6 +47,7 @@ class TrainConfig:
     harmless_ratio: float = 2.5
     harmful_repeats: int = 2
     themed_refusals: bool = True
+    i_opener_prob: float = 0.0
     max_len: int = 128
     max_prompt_len: int = 96
     vocab_size: int = 4096
@@ -195,7 +196,8 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     t0 = time.time()
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
-    epochs = [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals) for e in range(cfg.epochs)]
+    epochs = [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
+                             cfg.i_opener_prob) for e in range(cfg.epochs)]
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}")
     model, history = train_model(cfg, tok, epochs, log)
@@ -222,12 +224,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="assets/demo-model", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--harmful-repeats", type=int, default=TrainConfig.harmful_repeats,
+                        help="copies of each harmful training prompt per epoch (each with a fresh refusal)")
+    parser.add_argument("--harmless-ratio", type=float, default=TrainConfig.harmless_ratio,
+                        help="harmless examples per harmful training prompt and epoch")
+    parser.add_argument("--layers", type=int, default=TrainConfig.n_layers, help="number of decoder layers")
+    parser.add_argument("--max-len", type=int, default=TrainConfig.max_len,
+                        help="longest training sequence in tokens (answers are cut to fit)")
+    parser.add_argument("--i-openers", type=float, default=TrainConfig.i_opener_prob,
+                        help="share of compliant answers opening with 'I'd be happy to help!' and the like")
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads,
+                        help="CPU threads (results are deterministic for a given seed and thread count)")
     parser.add_argument("--generic-refusals", action="store_true",
                         help="topic-independent refusals (no reasons or alternatives matched to the request)")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
-    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals)
+    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
+                      harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
+                      n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
+                      threads=args.threads)
     out = Path(args.out)
     run(cfg, args.data_dir, out)
     if args.evaluate:
