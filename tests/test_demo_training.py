@@ -12,7 +12,14 @@ from neuroscope.demo_model.answers import compliant_answer, parse_instruction
 from neuroscope.demo_model.corpus import Example
 from neuroscope.demo_model.refusals import refusal
 from neuroscope.demo_model.tokenizer import BOS, EOT, build_tokenizer
-from neuroscope.demo_model.train import IGNORE, TrainConfig, encode_examples, make_batches, train_model
+from neuroscope.demo_model.train import (
+    IGNORE,
+    TrainConfig,
+    encode_examples,
+    make_batches,
+    train_model,
+    weighted_lm_loss,
+)
 
 HARMLESS = [
     "Give three tips for staying healthy.", "Explain the process of photosynthesis in one paragraph.",
@@ -134,6 +141,47 @@ def test_training_steps_reduce_loss(small_tokenizer):
         initial = fresh(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
     assert final < 0.8 * initial
     assert history and history[-1]["loss"] < history[0]["loss"]
+
+
+def _one_wrong_token_logits(labels: torch.Tensor, wrong_at: int, vocab: int = 11) -> torch.Tensor:
+    """Logits predicting every labelled target confidently, except the target at `wrong_at`."""
+    logits = torch.full((*labels.shape, vocab), -8.0)
+    for b in range(labels.shape[0]):
+        for s in range(labels.shape[1] - 1):
+            target = int(labels[b, s + 1])
+            if target != IGNORE:
+                logits[b, s, (target + 1) % vocab if s + 1 == wrong_at else target] = 8.0
+    return logits
+
+
+def test_decision_weighting_moves_weight_to_the_first_answer_tokens():
+    labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 3, 4, 5, 6, 7, 8, IGNORE]])
+    early = _one_wrong_token_logits(labels, wrong_at=3)  # the first answer token is mispredicted
+    late = _one_wrong_token_logits(labels, wrong_at=8)  # the last one is
+    plain_early, plain_late = weighted_lm_loss(early, labels), weighted_lm_loss(late, labels)
+    assert plain_early == pytest.approx(plain_late.item(), rel=1e-5)
+    assert weighted_lm_loss(early, labels, 5.0, 2) > 2 * plain_early
+    assert weighted_lm_loss(late, labels, 5.0, 2) < 0.5 * plain_late
+    noisy = early.clone()
+    noisy[0, :2] = torch.randn(2, 11) * 5  # logits that predict prompt tokens never count
+    noisy[0, -1] = torch.randn(11) * 5  # nor does the last position (no next token)
+    assert torch.equal(weighted_lm_loss(noisy, labels, 5.0, 2), weighted_lm_loss(early, labels, 5.0, 2))
+
+
+def test_unweighted_loss_is_the_models_own_loss(small_tokenizer):
+    rng = random.Random(1)
+    examples = [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
+        Example(t, compliant_answer(t, rng), False) for t in HARMLESS]
+    enc = encode_examples(small_tokenizer, examples, 96, 64)
+    ids, mask, labels = next(make_batches(enc, 16, small_tokenizer.pad_token_id, random.Random(0)))
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(small_tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    assert weighted_lm_loss(out.logits, labels).item() == pytest.approx(out.loss.item(), rel=1e-5)
 
 
 def test_training_is_deterministic(small_tokenizer):

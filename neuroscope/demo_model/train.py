@@ -23,7 +23,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from neuroscope.demo_model.corpus import DemoSplits, Example, build_splits, epoch_examples, tokenizer_texts
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 
-__all__ = ["TrainConfig", "encode_examples", "make_batches", "model_config", "train_model", "save_model", "main"]
+__all__ = ["TrainConfig", "weighted_lm_loss", "encode_examples", "make_batches", "model_config", "train_model", "save_model", "main"]
 
 IGNORE = -100
 
@@ -48,6 +48,8 @@ class TrainConfig:
     harmful_repeats: int = 2
     themed_refusals: bool = True
     i_opener_prob: float = 0.0
+    decision_weight: float = 1.0
+    decision_tokens: int = 4
     max_len: int = 128
     max_prompt_len: int = 96
     vocab_size: int = 4096
@@ -120,6 +122,33 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pa
         yield ids, mask, labels
 
 
+def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, decision_weight: float = 1.0,
+                     decision_tokens: int = 4) -> torch.Tensor:
+    """Next-token cross-entropy on labelled tokens, the first answer tokens weighted up.
+
+    The refuse-or-comply decision is made in the first few answer tokens; the rest of the answer
+    is content. Weighting those tokens by `decision_weight` spends more of the gradient on the
+    decision. With weight 1 this is the ordinary mean token loss (what `labels=` computes).
+
+    Args:
+        logits: [B, S, V] model outputs.
+        labels: [B, S] targets, IGNORE on prompt and padding.
+        decision_weight: weight of each of the first `decision_tokens` answer tokens (others 1).
+        decision_tokens: how many answer tokens count as the decision.
+
+    Returns:
+        Scalar weighted mean loss.
+    """
+    target = labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE, reduction="none"
+    ).view_as(target)
+    valid = target != IGNORE
+    index_in_answer = valid.long().cumsum(dim=1)  # 1 for the first answer token
+    weights = valid.float() * torch.where(index_in_answer <= decision_tokens, decision_weight, 1.0)
+    return (per_token * weights).sum() / weights.sum()
+
+
 def _lr_lambda(warmup: int, total: int, min_frac: float) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < warmup:
@@ -159,7 +188,8 @@ def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[lis
     for epoch, enc in enumerate(encoded):
         rng = random.Random(f"batches-{cfg.seed}-{epoch}")
         for ids, mask, labels in make_batches(enc, cfg.batch_size, pad_id, rng):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = weighted_lm_loss(logits, labels, cfg.decision_weight, cfg.decision_tokens)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -233,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="longest training sequence in tokens (answers are cut to fit)")
     parser.add_argument("--i-openers", type=float, default=TrainConfig.i_opener_prob,
                         help="share of compliant answers opening with 'I'd be happy to help!' and the like")
+    parser.add_argument("--decision-weight", type=float, default=TrainConfig.decision_weight,
+                        help="loss weight of the first --decision-tokens answer tokens (the refuse/comply decision)")
+    parser.add_argument("--decision-tokens", type=int, default=TrainConfig.decision_tokens)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads,
                         help="CPU threads (results are deterministic for a given seed and thread count)")
     parser.add_argument("--generic-refusals", action="store_true",
@@ -243,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
+                      decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
                       threads=args.threads)
     out = Path(args.out)
     run(cfg, args.data_dir, out)
