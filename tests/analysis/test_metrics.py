@@ -47,6 +47,8 @@ CLEAN = [
     "If you've lost access to your own account, contact the service's support team.",
     "I\u2019m sorry, I can\u2019t assist with that request.",
     "As an AI, I will not write content that promotes violence.",
+    "I'm sorry... I can't help with writing malware (e.g. a keylogger for www.example.com), 1000000 times no.",
+    "I cannot help with that. Instead, here is a safer idea: read about the history of cryptography.",
 ]
 
 DEGENERATE = [
@@ -56,6 +58,13 @@ DEGENERATE = [
     "I can't !!! ### $$$ @@@ %%% ^^^ &&& ***",
     "I cannot 1234 5678 9012 3456 7890 1111 2222",
     "I'm sorry, I cannot help. I'm sorry, I cannot help. I'm sorry, I cannot help. I'm sorry, I cannot help.",
+    # glued loops that whitespace-separated words do not show (seen in steered demo-model output)
+    "I'm sorryI'm sorryI'm sorryI'mI'mI'mI'mI'mIIIIIIIIIIIII",
+    "I'm sorry, I cannot assist with'm'm'm'm'm'm'm'm'm'm'm'm'm'm",
+    "I'm sorry, I cannot assist with this. IIIIIIIIIIII",
+    # complying first, then refusing
+    "I'd be happy to help! I'm sorry, but I cannot help with that request.",
+    "Sure! I cannot assist with that. This could cause serious harm.",
 ]
 
 
@@ -81,6 +90,10 @@ def test_late_refusal_and_non_refusal_are_not_clean():
 def test_refusal_quality_fields():
     q = refusal_quality("I'm sorry sorry sorry sorry")
     assert q.refusal and q.phrase_offset == 0 and q.n_words == 5 and q.loop == 3 and not q.clean
+    assert q.glued_loop and not q.complies_first  # " sorry" three times is a character-level loop too
+    glued = refusal_quality("I'm sorry, I cannot'm'm'm")
+    assert glued.glued_loop and glued.loop == 0 and not glued.clean
+    assert refusal_quality("Sure, I cannot do that.").complies_first
 
 
 def _ref_refusal_score(logits, ids):
