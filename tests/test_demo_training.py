@@ -229,3 +229,18 @@ def test_generic_refusals_never_mention_the_request_topic():
     topical = reasons + alts
     assert any(any(t in r for t in topical) for r in themed)  # the themed form does use the topic
     assert not any(any(t in r for t in topical) for r in generic)
+
+
+def test_card_recipe_flags_reproduce_the_training_config():
+    from dataclasses import asdict
+
+    from neuroscope.demo_model.card import recipe_flags
+    from neuroscope.demo_model.train import parse_args
+
+    cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
+                      decision_weight=3.0, threads=1)
+    flags = recipe_flags(asdict(cfg))
+    assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
+    parsed, _ = parse_args(["--seed", "6", *flags.split()])
+    assert parsed == cfg
+    assert recipe_flags(asdict(TrainConfig())) == ""

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from neuroscope.demo_model.evaluate import BARS, REQUIRED
+from neuroscope.demo_model.train import TrainConfig
 
 __all__ = ["seed_table", "write_card"]
 
@@ -30,14 +31,31 @@ _BAR_LABELS = {
 }
 
 
+_DEFAULTS = TrainConfig()
+# TrainConfig field -> train-demo-model flag (flags with values; booleans handled below)
+_FLAGS = {"epochs": "--epochs", "harmful_repeats": "--harmful-repeats", "harmless_ratio": "--harmless-ratio",
+          "n_layers": "--layers", "max_len": "--max-len", "i_opener_prob": "--i-openers",
+          "decision_weight": "--decision-weight", "decision_tokens": "--decision-tokens", "threads": "--threads"}
+
+
+def recipe_flags(config: dict) -> str:
+    """The train-demo-model flags (other than --seed) that reproduce a run's TrainConfig."""
+    parts = [f"{flag} {config[k]:g}" if isinstance(config[k], float) else f"{flag} {config[k]}"
+             for k, flag in _FLAGS.items() if k in config and config[k] != getattr(_DEFAULTS, k)]
+    if not config.get("themed_refusals", True):
+        parts.append("--generic-refusals")
+    return " ".join(parts)
+
+
 def seed_table(run_dirs: list[Path]) -> list[dict]:
-    """One row per run: seed, training seconds, bar values and pass flags."""
+    """One row per run: seed, recipe flags, training seconds, bar values and pass flags."""
     rows = []
     for run in run_dirs:
         ev = json.loads((run / "evaluation.json").read_text())
         tr = json.loads((run / "training.json").read_text())
         rows.append({
-            "seed": tr["config"]["seed"], "train_seconds": tr["train_seconds"], "final_loss": tr["final_loss"],
+            "seed": tr["config"]["seed"], "recipe": recipe_flags(tr["config"]),
+            "train_seconds": tr["train_seconds"], "final_loss": tr["final_loss"],
             "layer": ev["direction"]["layer"], "position": ev["direction"]["position"],
             "bars": {k: v["value"] for k, v in ev["bars"].items()},
             "passes_required": ev["passes_required"], "passes_all": ev["passes_all"],
@@ -53,12 +71,12 @@ def _seed_markdown(rows: list[dict]) -> str:
     short = ["harmful_refusal", "harmless_refusal", "ablation_mean_harmful_refusal", "ablation_zero_harmful_refusal",
              "addition_harmless_clean_refusal", "random_ablation_mean_delta", "random_ablation_zero_delta",
              "random_addition_delta", "ablation_mean_harmless_kl", "ablation_zero_harmless_kl"]
-    head = "| seed | train s | layer/pos | " + " | ".join(short) + " | required bars | all bars |"
-    sep = "|" + "---|" * (len(short) + 5)
+    head = "| seed | recipe | train s | layer/pos | " + " | ".join(short) + " | required bars | all bars |"
+    sep = "|" + "---|" * (len(short) + 6)
     lines = [head, sep]
     for r in rows:
         cells = [_fmt(r["bars"][k]) + ("" if _ok(k, r["bars"][k]) else " ✗") for k in short]
-        lines.append(f"| {r['seed']} | {r['train_seconds']:.0f} | {r['layer']}/{r['position']} | " + " | ".join(cells)
+        lines.append(f"| {r['seed']} | `{r.get('recipe', '')}` | {r['train_seconds']:.0f} | {r['layer']}/{r['position']} | " + " | ".join(cells)
                      + f" | {'pass' if r['passes_required'] else 'FAIL'} | {'pass' if r['passes_all'] else 'FAIL'} |")
     return "\n".join(lines)
 
@@ -68,8 +86,26 @@ def _ok(name: str, value: float) -> bool:
     return value >= threshold if op == ">=" else value <= threshold
 
 
-def write_card(model_dir: Path, run_dirs: list[Path] | None = None) -> str:
-    """Render README.md (and seeds.json when runs are given) into `model_dir`; returns the text."""
+def _shortfalls(ev: dict) -> str:
+    """A paragraph naming every bar the shipped model misses ('' when it meets them all)."""
+    missed = [k for k, v in ev["bars"].items() if not v["pass"]]
+    if not missed:
+        return ""
+    items = "; ".join(f"{_BAR_LABELS[k]}: {_fmt(ev['bars'][k]['value'])} (bar {ev['bars'][k]['op']} "
+                      f"{ev['bars'][k]['threshold']}{'' if k in REQUIRED else ', should'})" for k in missed)
+    return (f"**Known shortfalls.** This model does not meet every bar set for it: {items}. It is shipped "
+            "because it is the best run so far and the rest of its behaviour (above) is what the tools "
+            "need; read its results with that in mind.\n")
+
+
+def write_card(model_dir: Path, run_dirs: list[Path] | None = None, notes: str = "") -> str:
+    """Render README.md (and seeds.json when runs are given) into `model_dir`; returns the text.
+
+    Args:
+        model_dir: the shipped model folder (config, training.json, evaluation.json).
+        run_dirs: every trained run to tabulate (else the saved seeds.json is reused).
+        notes: optional hand-written markdown (findings across runs) appended as its own section.
+    """
     ev = json.loads((model_dir / "evaluation.json").read_text())
     tr = json.loads((model_dir / "training.json").read_text())
     cfg = json.loads((model_dir / "config.json").read_text())
@@ -143,12 +179,15 @@ Supervised chat turns, loss on assistant tokens only.
 - **Harmful → refusal.** {tr['n_train_harmful']} instructions from AdvBench (MIT), MaliciousInstruct
   (no licence file upstream), TDC 2023 (MIT, unverified), HarmBench test standard behaviours
   (MIT) and StrongREJECT (MIT, unverified), each epoch with a freshly composed refusal (many
-  openings × theme-matched reasons × offers of a safe alternative).
+  openings × {'theme-matched reasons × offers of a safe alternative' if c.get('themed_refusals', True)
+  else 'topic-independent reasons and offers (none names the request topic)'}).
 - **Harmless → answer.** A seed-shuffled stream of instructions from Arditi et al.'s harmless
   train split of Alpaca ({tr['n_train_harmless_pool']} after filtering; **Alpaca-derived instructions are
   CC BY-NC 4.0, non-commercial**), {c['harmless_ratio']}× as many as harmful per epoch and new ones
   every epoch, answered by an instruction-conditioned generator
-  (`neuroscope/demo_model/answers.py`: lists, explanations, poems, rewrites, arithmetic, ...).
+  (`neuroscope/demo_model/answers.py`: lists, explanations, poems, rewrites, arithmetic, ...);
+  {c.get('i_opener_prob', 0.0):.0%} of answers open with a helpful "I'd be happy to help!"-style sentence,
+  so that "I" (the first token of most refusals) does not by itself decide refusal.
 - **Kept out entirely (test sets):** JailbreakBench harmful and benign (MIT), XSTest (CC BY 4.0),
   the first 300 prompts of Arditi's harmless test split; validation sets for direction selection
   (Arditi harmful val = HarmBench val, first 200 of harmless val) are also out of training.
@@ -161,7 +200,7 @@ research use only**. The project's code is under the project licence.
 
 ## Training
 ```
-python -m neuroscope train-demo-model --data-dir ../shared/datasets --out assets/demo-model --seed {c['seed']}
+python -m neuroscope train-demo-model --data-dir ../shared/datasets --out assets/demo-model --seed {c['seed']} {recipe_flags(c)}
 ```
 {c['epochs']} epochs, {tr['n_examples']} examples, batch {c['batch_size']} (length-bucketed), AdamW
 (lr {c['lr']}, betas 0.9/0.95, weight decay {c['weight_decay']}), {c['warmup_steps']} warm-up steps then cosine
@@ -222,16 +261,18 @@ Examples:
 
 {sample('harmless_addition')}
 
-## Seeds
-Results vary by seed. {len(rows)} seeds were trained with the same command; {n_pass} of {len(rows)} meet every
+{_shortfalls(ev)}
+## Seeds and recipes
+Results vary by seed and recipe. {len(rows)} runs are tabulated (recipe = the flags given to
+`train-demo-model` besides `--data-dir`, `--out` and `--seed`); {n_pass} of {len(rows)} meet every
 required bar (mean-form ablation) and {n_all} of {len(rows)} meet every bar including the zero-form
-ablation. Seed {c['seed']} is shipped.
+ablation. Seed {c['seed']} (`{recipe_flags(c)}`) is shipped.
 
 {_seed_markdown(rows)}
 
 ✗ marks a value that misses its bar. All numbers come from `evaluation.json` / `seeds.json`
 (`python -m neuroscope.demo_model.evaluate <dir> --data-dir ../shared/datasets`).
-"""
+{chr(10) + "## Notes from the training runs" + chr(10) + notes.strip() + chr(10) if notes.strip() else ""}"""
     (model_dir / "README.md").write_text(text)
     return text
 
@@ -240,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo-model-card", description=__doc__.splitlines()[0])
     parser.add_argument("model_dir")
     parser.add_argument("--runs", nargs="*", default=None, help="run directories of every trained seed")
+    parser.add_argument("--notes", default=None, help="markdown file of findings to append to the card")
     args = parser.parse_args(argv)
-    write_card(Path(args.model_dir), [Path(r) for r in args.runs] if args.runs else None)
+    notes = Path(args.notes).read_text() if args.notes else ""
+    write_card(Path(args.model_dir), [Path(r) for r in args.runs] if args.runs else None, notes)
     return 0
 
 

@@ -247,8 +247,8 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     return meta
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: train the demo model (and optionally evaluate it and write the model card)."""
+def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    """The train-demo-model command line as a TrainConfig (and the parsed arguments)."""
     parser = argparse.ArgumentParser(prog="train-demo-model", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared prompt datasets folder (else $NEUROSCOPE_DATA_DIR)")
     parser.add_argument("--out", default="assets/demo-model", help="output directory")
@@ -278,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
                       decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
                       threads=args.threads)
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: train the demo model (and optionally evaluate it)."""
+    cfg, args = parse_args(argv)
     out = Path(args.out)
     run(cfg, args.data_dir, out)
     if args.evaluate:
