@@ -103,9 +103,13 @@ def _run_interventions(page, prompt: str) -> dict[str, str]:
     page.locator("#intervention-prompt textarea").fill(prompt)
     page.locator("#run-interventions").click()
     page.wait_for_function(
-        """before => ['baseline', 'ablated', 'added'].every((key, i) => {
+        r"""before => ['baseline', 'ablated', 'added'].every((key, i) => {
                const text = document.querySelector('#verdict-' + key)?.innerText || '';
-               return text.includes('refusal score') && text !== before[i];
+               // done: a verdict that differs from the previous one and no progress overlay
+               // ("queue: 1/1 | 0.1/2.4s", "processing | ...", "generating: ... 0.0%") is left on it
+               return text.includes('refusal score') && text !== before[i]
+                   && !/generating|processing|queue:/.test(text)
+                   && !text.split('\n').some(line => /[\d.]+(\/[\d.]+)?s\s*$/.test(line.trim()));
            })""", arg=before, timeout=TIMEOUT_MS)
     return {key: _verdict(page, key) for key in ("baseline", "ablated", "added")}
 
@@ -115,7 +119,16 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     shots = _artifacts()
     sync_api.expect(page.locator("#model-banner")).to_contain_text("Model:")
 
-    # 1. Refusal direction tab: compute the direction with small sets.
+    # 1. Refusal direction tab: compute the direction with small sets. The demo model was trained on
+    # Arditi et al.'s distribution, so where the research sets are installed (CI) a newcomer picks
+    # them: on the curated minimal pairs its harmless sides are too close to the harmful ones for
+    # the added direction to induce refusal (measured: ablation works, addition does not).
+    from neuroscope import research
+
+    if lm.source == "demo" and research.RESEARCH in research.contrastive_set_names():
+        page.get_by_label("Contrastive prompt set").click()
+        page.get_by_role("option", name=research.RESEARCH).click()
+        sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(research.RESEARCH)
     _set_slider(page, "Training prompts per side", 16 if lm.source == "demo" else 6)
     _set_slider(page, "Validation prompts per side (scoring, separation)", 8 if lm.source == "demo" else 3)
     page.locator("#compute-direction").click()
@@ -136,6 +149,8 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
         verdicts = _run_interventions(page, HARMLESS)
         page.screenshot(path=str(shots / "3-interventions-harmless.png"), full_page=True)
         assert "Answered" in verdicts["baseline"], verdicts
+        # On the shipped model the added direction yields refusal phrases in broken loops; the
+        # verdict says "not a clean refusal" (a known shortfall of the demo model, issue #3).
         assert "Refused" in verdicts["added"], verdicts
 
     # 3. Head ablation: top-k shortcut ticks heads in the grid, then re-run with them ablated.
