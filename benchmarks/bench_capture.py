@@ -1,7 +1,7 @@
 """Overhead of the one-pass capture against a bare forward pass on the same model, same run.
 
 Prints medians and ratios (capture / bare). Rotates the variants each round so drift in machine
-load hits all of them alike. Run: ``python benchmarks/bench_capture.py [--model demo] [--rounds 7]``.
+load hits all of them alike. Run from the repository root: ``python -m benchmarks.bench_capture [--model demo] [--rounds 7]``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The baseline, measured in the same run on the same model: one greedy generation of the held-out
 harmful prompts with no intervention (what a plain "how often does it refuse?" check costs). The
 experiment's time is printed per step and as a multiple of that baseline.
-Run: ``python benchmarks/bench_experiment.py [--model demo] [--data-dir DIR] [--out DIR]``.
+Run from the repository root: ``python -m benchmarks.bench_experiment [--model demo] [--data-dir DIR] [--out DIR]``.
 """
 
 from __future__ import annotations
