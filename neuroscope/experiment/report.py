@@ -220,9 +220,11 @@ def markdown(result) -> str:
                   for c, b in gen["per_category"].items()])
     labels, cos = gen["cosine_labels"], np.array(gen["cosine"])
     if len(labels) >= 2:
-        off = cos[:-1, :-1][~np.eye(len(labels) - 1, dtype=bool)] if len(labels) > 2 else np.array([np.nan])
+        off = cos[:-1, :-1][~np.eye(len(labels) - 1, dtype=bool)] if len(labels) > 2 else np.array([])
+        off = off[np.isfinite(off)]
+        pairwise = f"{off.mean():.2f}" if off.size else "n/a (fewer than two categories)"
         md += [f"Category-specific directions (at the chosen layer and position): mean pairwise cosine "
-               f"{np.nanmean(off):.2f}; cosine with the chosen direction "
+               f"{pairwise}; cosine with the chosen direction "
                f"{', '.join(f'{l} {c:.2f}' for l, c in zip(labels[:-1], cos[-1, :-1]))}.", ""]
     if gen["xstest"]:
         md += ["XSTest (safe prompts: refusal = over-refusal):", ""]
