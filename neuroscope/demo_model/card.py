@@ -178,9 +178,9 @@ model = AutoModelForCausalLM.from_pretrained("assets/demo-model")
 Supervised chat turns, loss on assistant tokens only.
 - **Harmful → refusal.** {tr['n_train_harmful']} instructions from AdvBench (MIT), MaliciousInstruct
   (no licence file upstream), TDC 2023 (MIT, unverified), HarmBench test standard behaviours
-  (MIT) and StrongREJECT (MIT, unverified), each epoch with a freshly composed refusal (many
-  openings × {'theme-matched reasons × offers of a safe alternative' if c.get('themed_refusals', True)
-  else 'topic-independent reasons and offers (none names the request topic)'}).
+  (MIT) and StrongREJECT (MIT, unverified), {c['harmful_repeats']}× per epoch, each time with a freshly
+  composed refusal: many openings × {'theme-matched reasons × offers of a safe alternative'
+  if c.get('themed_refusals', True) else 'topic-independent reasons and offers, none naming the request topic'}.
 - **Harmless → answer.** A seed-shuffled stream of instructions from Arditi et al.'s harmless
   train split of Alpaca ({tr['n_train_harmless_pool']} after filtering; **Alpaca-derived instructions are
   CC BY-NC 4.0, non-commercial**), {c['harmless_ratio']}× as many as harmful per epoch and new ones
@@ -205,7 +205,7 @@ python -m neuroscope train-demo-model --data-dir ../shared/datasets --out assets
 {c['epochs']} epochs, {tr['n_examples']} examples, batch {c['batch_size']} (length-bucketed), AdamW
 (lr {c['lr']}, betas 0.9/0.95, weight decay {c['weight_decay']}), {c['warmup_steps']} warm-up steps then cosine
 to {c['min_lr_frac']}× lr, gradient clipping {c['grad_clip']}, float32 on {c['threads']} CPU threads, seed {c['seed']}.
-This run took {tr['train_seconds']:.0f} s (tokenizer, data and training) on a shared 2-core CPU;
+This run took {tr['train_seconds']:.0f} s (tokenizer, data and training) on a 2-core CPU it shared with other work;
 final training loss {tr['final_loss']}. Deterministic for a given seed and thread count.
 
 ## Measured behaviour (seed {c['seed']}, greedy decoding, {ev['max_new_tokens']} new tokens)
