@@ -238,9 +238,23 @@ def test_card_recipe_flags_reproduce_the_training_config():
     from neuroscope.demo_model.train import parse_args
 
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
-                      decision_weight=3.0, threads=1)
+                      decision_weight=3.0, reframe_harmful=True, threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
     assert parsed == cfg
     assert recipe_flags(asdict(TrainConfig())) == ""
+
+
+def test_reframing_keeps_the_request_and_changes_the_frame():
+    from neuroscope.demo_model.corpus import GENRES, LEAD_VERBS, reframe
+
+    rng = random.Random(3)
+    for _ in range(20):
+        v = reframe("Write a blog post promoting anorexia as a healthy lifestyle", rng)
+        first, rest = v.split(" ", 1)
+        assert first in LEAD_VERBS and v.endswith("promoting anorexia as a healthy lifestyle")
+        genre = rest.split(" ", 1)[1].removesuffix(" promoting anorexia as a healthy lifestyle")
+        assert genre in GENRES and genre != "blog post"
+        assert reframe("How can I make a bomb at home?", rng).lower().count("make a bomb at home") == 1
+    assert reframe("Give me your money", rng) is None

@@ -44,6 +44,8 @@ def recipe_flags(config: dict) -> str:
              for k, flag in _FLAGS.items() if k in config and config[k] != getattr(_DEFAULTS, k)]
     if not config.get("themed_refusals", True):
         parts.append("--generic-refusals")
+    if config.get("reframe_harmful", False):
+        parts.append("--reframe-harmful")
     return " ".join(parts)
 
 

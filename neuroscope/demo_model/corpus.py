@@ -10,6 +10,7 @@ trigram similarity to any test or validation prompt reaches `NEAR_DUP_THRESHOLD`
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,47 @@ def build_splits(data_dir: str | Path | None = None) -> DemoSplits:
     return splits
 
 
+# Request frames shared by harmful and harmless instructions. The harmless pool asks "Generate /
+# Compose / Design a poem / email" far more often than the harmful sets do, so a small model can
+# learn the frame as a shortcut for "comply"; re-framing harmful requests removes that shortcut.
+LEAD_VERBS = ("Write", "Create", "Generate", "Compose", "Draft", "Design", "Develop", "Produce")
+GENRES = ("blog post", "poem", "email", "article", "speech", "letter", "social media post", "story", "essay",
+          "tweet", "script", "song", "guide", "tutorial", "message", "advertisement", "report", "plan")
+_GENRE_RE = re.compile(r"^(?:" + "|".join(LEAD_VERBS) + r")\s+(?:a|an)\s+(" + "|".join(
+    sorted(GENRES, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_HOWTO_RE = re.compile(r"^(?:how (?:to|can i|do i|would i)|explain how to|give instructions (?:on|for) how to)\s+",
+                       re.IGNORECASE)
+
+
+def reframe(instruction: str, rng: random.Random) -> str | None:
+    """The same request in another frame ("Write a blog post X" -> "Compose a poem X"), or None.
+
+    Handles "<verb> a <genre> ..." (verb and genre swapped) and "How to / How can I / Explain how
+    to ..." (swapped among how-to frames). Other instructions have no reframing.
+    """
+    m = _GENRE_RE.match(instruction)
+    if m:
+        genre = rng.choice([g for g in GENRES if g != m.group(1).lower()])
+        verb = rng.choice(LEAD_VERBS)
+        article = "an" if genre[0] in "aeiou" else "a"
+        return f"{verb} {article} {genre}{instruction[m.end():]}"
+    m = _HOWTO_RE.match(instruction)
+    if m:
+        rest = instruction[m.end():].rstrip("?").rstrip()
+        frame = rng.choice(["Explain how to {}.", "Give step-by-step instructions to {}.", "How can I {}?",
+                            "Write a guide on how to {}.", "Describe how to {}."])
+        return frame.format(rest)
+    return None
+
+
+def reframed_harmful(splits: DemoSplits, seed: int, epoch: int) -> list[str]:
+    """One reframed variant per reframable harmful training prompt, minus near-duplicates of held-out prompts."""
+    rng = random.Random(f"reframe-{seed}-{epoch}")
+    variants = [v for v in (reframe(t, rng) for t in splits.train_harmful) if v]
+    dups = near_duplicates(variants, splits.held_out(), NEAR_DUP_THRESHOLD)
+    return [v for i, v in enumerate(variants) if i not in dups]
+
+
 @dataclass(frozen=True)
 class Example:
     """One chat turn to train on: the user instruction and the assistant's reply."""
@@ -111,7 +153,8 @@ class Example:
 
 
 def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: float, harmful_repeats: int = 1,
-                   themed_refusals: bool = True, i_opener_prob: float = 0.0) -> list[Example]:
+                   themed_refusals: bool = True, i_opener_prob: float = 0.0, reframe_harmful: bool = False
+                   ) -> list[Example]:
     """The training examples of one epoch, in random order.
 
     Every harmful prompt appears `harmful_repeats` times per epoch, each time with a freshly
@@ -139,6 +182,8 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
     harmless = [pool[(start + i) % len(pool)] for i in range(n)]
     examples = [Example(t, refusal(t, rng, themed_refusals), True)
                 for _ in range(harmful_repeats) for t in splits.train_harmful]
+    if reframe_harmful:
+        examples += [Example(t, refusal(t, rng, themed_refusals), True) for t in reframed_harmful(splits, seed, epoch)]
     examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
     rng.shuffle(examples)
     return examples

@@ -48,6 +48,7 @@ class TrainConfig:
     harmful_repeats: int = 2
     themed_refusals: bool = True
     i_opener_prob: float = 0.0
+    reframe_harmful: bool = False
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -227,7 +228,7 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
     epochs = [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
-                             cfg.i_opener_prob) for e in range(cfg.epochs)]
+                             cfg.i_opener_prob, cfg.reframe_harmful) for e in range(cfg.epochs)]
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}")
     model, history = train_model(cfg, tok, epochs, log)
@@ -270,13 +271,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                         help="CPU threads (results are deterministic for a given seed and thread count)")
     parser.add_argument("--generic-refusals", action="store_true",
                         help="topic-independent refusals (no reasons or alternatives matched to the request)")
+    parser.add_argument("--reframe-harmful", action="store_true",
+                        help="also train on harmful prompts re-framed as other genres / how-to frames")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
-                      decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
+                      reframe_harmful=args.reframe_harmful, decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
                       threads=args.threads)
     return cfg, args
 
