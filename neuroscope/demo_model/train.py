@@ -23,7 +23,8 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from neuroscope.demo_model.corpus import DemoSplits, Example, build_splits, epoch_examples, tokenizer_texts
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 
-__all__ = ["TrainConfig", "weighted_lm_loss", "encode_examples", "make_batches", "model_config", "train_model", "save_model", "main"]
+__all__ = ["TrainConfig", "encode_examples", "main", "make_batches", "model_config", "parse_args", "save_model",
+           "train_model", "weighted_lm_loss"]
 
 IGNORE = -100
 
