@@ -238,7 +238,7 @@ def test_card_recipe_flags_reproduce_the_training_config():
     from neuroscope.demo_model.train import parse_args
 
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
-                      decision_weight=3.0, reframe_harmful=True, threads=1)
+                      decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
@@ -258,3 +258,43 @@ def test_reframing_keeps_the_request_and_changes_the_frame():
         assert genre in GENRES and genre != "blog post"
         assert reframe("How can I make a bomb at home?", rng).lower().count("make a bomb at home") == 1
     assert reframe("Give me your money", rng) is None
+
+
+def test_recovery_prefix_is_the_start_of_a_compliant_answer():
+    from neuroscope.demo_model.corpus import MAX_RECOVERY_WORDS, recovery_prefix
+
+    for s in range(30):
+        prefix = recovery_prefix(HARMFUL[s % 4], random.Random(s))
+        full = compliant_answer(HARMFUL[s % 4], random.Random(s))
+        assert full.startswith(prefix) and 1 <= len(prefix.split(" ")) <= MAX_RECOVERY_WORDS
+        assert not is_refusal(prefix)
+    assert len({recovery_prefix(HARMFUL[0], random.Random(s)) for s in range(30)}) >= 10
+
+
+def test_encoding_learns_the_refusal_after_a_recovery_prefix_not_the_prefix(small_tokenizer):
+    prefix = "Sure! Here is a short guide:"
+    answer = refusal(HARMFUL[0], random.Random(0))
+    (ids, labels), (plain_ids, plain_labels) = encode_examples(
+        small_tokenizer, [Example(HARMFUL[0], answer, True, prefix), Example(HARMFUL[0], answer, True)], 128, 96)
+    learned = [t for t in labels if t != IGNORE]
+    eot = small_tokenizer.convert_tokens_to_ids(EOT)
+    assert small_tokenizer.decode(learned[:-1]) == f" {answer}" and learned[-1] == eot
+    n_prompt = plain_labels.count(IGNORE)
+    assert ids[:n_prompt] == plain_ids[:n_prompt]  # same prompt; the prefix follows the header
+    assert small_tokenizer.decode(ids[n_prompt:labels.index(learned[0])]) == prefix
+    # A prefix that fills the length budget leaves nothing to learn, and the lengths still agree.
+    (ids, labels), = encode_examples(small_tokenizer, [Example(HARMFUL[0], answer, True, prefix * 20)], 40, 40)
+    assert len(ids) == len(labels) == 40 and set(labels) == {IGNORE}
+
+
+def test_recovery_examples_replace_a_share_of_the_harmful_ones_only(data_dir):
+    from neuroscope.demo_model.corpus import build_splits, epoch_examples
+
+    splits = build_splits(data_dir)
+    plain = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0)
+    rec = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0, recovery_prob=0.4)
+    assert not any(e.prefix for e in plain)
+    prefixed = [e for e in rec if e.prefix]
+    assert all(e.harmful and is_refusal(e.answer) for e in prefixed)
+    assert 0.3 < len(prefixed) / sum(e.harmful for e in rec) < 0.5
+    assert sorted(e.instruction for e in rec) == sorted(e.instruction for e in plain)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from neuroscope.analysis.metrics import is_refusal
@@ -19,7 +19,7 @@ from neuroscope.demo_model.answers import compliant_answer
 from neuroscope.demo_model.refusals import refusal
 from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
 
-__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "tokenizer_texts"]
+__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "recovery_prefix", "tokenizer_texts"]
 
 NEAR_DUP_THRESHOLD = 0.6
 HARMFUL_TRAIN_SOURCES = ("advbench", "malicious_instruct", "tdc2023", "harmbench_test", "strongreject")
@@ -135,6 +135,20 @@ def reframe(instruction: str, rng: random.Random) -> str | None:
     return None
 
 
+MAX_RECOVERY_WORDS = 24
+
+
+def recovery_prefix(instruction: str, rng: random.Random, i_opener_prob: float = 0.0) -> str:
+    """The first 1..MAX_RECOVERY_WORDS words of a compliant answer to `instruction`.
+
+    Recovery examples (Qi et al. 2025, "Safety alignment should be made more than just a few
+    tokens deep") put such a prefix before a refusal of a harmful request, so the model learns to
+    notice harm at every answer position, not only at the first answer token.
+    """
+    words = compliant_answer(instruction, rng, i_opener_prob).split(" ")
+    return " ".join(words[: rng.randint(1, min(MAX_RECOVERY_WORDS, len(words)))])
+
+
 def reframed_harmful(splits: DemoSplits, seed: int, epoch: int) -> list[str]:
     """One reframed variant per reframable harmful training prompt, minus near-duplicates of held-out prompts."""
     rng = random.Random(f"reframe-{seed}-{epoch}")
@@ -145,16 +159,21 @@ def reframed_harmful(splits: DemoSplits, seed: int, epoch: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Example:
-    """One chat turn to train on: the user instruction and the assistant's reply."""
+    """One chat turn to train on: the user instruction and the assistant's reply.
+
+    A non-empty `prefix` makes a recovery example: the reply starts with `prefix` (seen, not
+    learned) and continues with `answer` (learned).
+    """
 
     instruction: str
     answer: str
     harmful: bool
+    prefix: str = ""  # assistant text before `answer` that is context only (no loss on it)
 
 
 def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: float, harmful_repeats: int = 1,
-                   themed_refusals: bool = True, i_opener_prob: float = 0.0, reframe_harmful: bool = False
-                   ) -> list[Example]:
+                   themed_refusals: bool = True, i_opener_prob: float = 0.0, reframe_harmful: bool = False,
+                   recovery_prob: float = 0.0) -> list[Example]:
     """The training examples of one epoch, in random order.
 
     Every harmful prompt appears `harmful_repeats` times per epoch, each time with a freshly
@@ -170,6 +189,8 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
         harmful_repeats: copies of each harmful prompt per epoch.
         themed_refusals: reasons matched to the request's theme (False: topic-independent refusals).
         i_opener_prob: share of compliant answers that open with "I'd be happy to help!" and the like.
+        reframe_harmful: also add re-framed variants of the harmful prompts.
+        recovery_prob: share of harmful examples turned into recovery examples (`recovery_prefix`).
 
     Returns:
         Examples (deterministic for the arguments).
@@ -184,6 +205,10 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
                 for _ in range(harmful_repeats) for t in splits.train_harmful]
     if reframe_harmful:
         examples += [Example(t, refusal(t, rng, themed_refusals), True) for t in reframed_harmful(splits, seed, epoch)]
+    if recovery_prob > 0:  # its own generator: recipes without recovery keep their exact examples
+        rec = random.Random(f"recovery-{seed}-{epoch}")
+        examples = [replace(e, prefix=recovery_prefix(e.instruction, rec, i_opener_prob))
+                    if rec.random() < recovery_prob else e for e in examples]
     examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
     rng.shuffle(examples)
     return examples

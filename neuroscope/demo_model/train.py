@@ -50,6 +50,7 @@ class TrainConfig:
     themed_refusals: bool = True
     i_opener_prob: float = 0.0
     reframe_harmful: bool = False
+    recovery_prob: float = 0.0
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -78,7 +79,7 @@ def model_config(cfg: TrainConfig, tok: PreTrainedTokenizerBase) -> LlamaConfig:
 
 def encode_examples(tok: PreTrainedTokenizerBase, examples: list[Example], max_len: int, max_prompt_len: int
                     ) -> list[tuple[list[int], list[int]]]:
-    """Token ids and labels (IGNORE on the prompt) of each example; answer ends with <|eot_id|>.
+    """Token ids and labels (IGNORE on the prompt and any recovery prefix); answers end with <|eot_id|>.
 
     Examples whose prompt is longer than `max_prompt_len` are dropped; answers are cut so the
     whole sequence fits in `max_len`.
@@ -86,13 +87,15 @@ def encode_examples(tok: PreTrainedTokenizerBase, examples: list[Example], max_l
     eot = tok.convert_tokens_to_ids(EOT)
     prompts = tok.apply_chat_template([[{"role": "user", "content": e.instruction}] for e in examples],
                                       add_generation_prompt=True, return_dict=True)["input_ids"]
-    answers = tok([e.answer for e in examples], add_special_tokens=False)["input_ids"]
+    answers = tok([f" {e.answer}" if e.prefix else e.answer for e in examples], add_special_tokens=False)["input_ids"]
+    prefixes = tok([e.prefix for e in examples], add_special_tokens=False)["input_ids"]
     out = []
-    for p, a in zip(prompts, answers):
+    for p, c, a in zip(prompts, prefixes, answers):
         if len(p) > max_prompt_len:
             continue
-        a = (a + [eot])[: max_len - len(p)]
-        out.append((p + a, [IGNORE] * len(p) + a))
+        a = (c + a + [eot])[: max_len - len(p)]
+        labels = [IGNORE] * min(len(c), len(a)) + a[len(c):]
+        out.append((p + a, [IGNORE] * len(p) + labels))
     return out
 
 
@@ -229,7 +232,7 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
     epochs = [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
-                             cfg.i_opener_prob, cfg.reframe_harmful) for e in range(cfg.epochs)]
+                             cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob) for e in range(cfg.epochs)]
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}")
     model, history = train_model(cfg, tok, epochs, log)
@@ -274,6 +277,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                         help="topic-independent refusals (no reasons or alternatives matched to the request)")
     parser.add_argument("--reframe-harmful", action="store_true",
                         help="also train on harmful prompts re-framed as other genres / how-to frames")
+    parser.add_argument("--recovery", type=float, default=TrainConfig.recovery_prob,
+                        help="share of harmful examples whose refusal follows the start of a compliant answer "
+                             "(seen, not learned): refusal noticed at every answer position")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
@@ -281,7 +287,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
                       reframe_harmful=args.reframe_harmful, decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
-                      threads=args.threads)
+                      recovery_prob=args.recovery, threads=args.threads)
     return cfg, args
 
 
