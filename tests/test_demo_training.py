@@ -238,7 +238,7 @@ def test_card_recipe_flags_reproduce_the_training_config():
     from neuroscope.demo_model.train import parse_args
 
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
-                      decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, threads=1)
+                      decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900, threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
@@ -298,3 +298,29 @@ def test_recovery_examples_replace_a_share_of_the_harmful_ones_only(data_dir):
     assert all(e.harmful and is_refusal(e.answer) for e in prefixed)
     assert 0.3 < len(prefixed) / sum(e.harmful for e in rec) < 0.5
     assert sorted(e.instruction for e in rec) == sorted(e.instruction for e in plain)
+
+
+def test_pretraining_documents_are_plain_text_learned_whole(small_tokenizer):
+    doc = f"{HARMLESS[0]}\n\n{compliant_answer(HARMLESS[0], random.Random(0))}"
+    chat = Example(HARMLESS[1], "Here it is.", False)
+    enc = encode_examples(small_tokenizer, [chat, Example(doc, "", False, plain=True)], 256, 96)
+    (ids, labels), = [e for e in enc if small_tokenizer.convert_tokens_to_ids("<|start_header_id|>") not in e[0]]
+    bos, end = small_tokenizer.convert_tokens_to_ids(BOS), small_tokenizer.convert_tokens_to_ids("<|end_of_text|>")
+    assert ids[0] == bos and ids[-1] == end and ids.count(bos) == 1
+    assert labels[0] == IGNORE and labels[1:] == ids[1:]  # every token after BOS is learned
+    assert small_tokenizer.decode(ids[1:-1]) == doc
+    assert len(enc) == 2 and any(lab.count(IGNORE) > 5 for _, lab in enc)  # the chat example keeps its mask
+
+
+def test_pretraining_documents_hold_no_refusal_and_no_held_out_prompt(data_dir):
+    from neuroscope.demo_model.corpus import build_splits, pretrain_documents
+
+    splits = build_splits(data_dir)
+    docs = pretrain_documents(splits, seed=0, n=600)
+    assert len(docs) == 600 and all(d.plain and not d.answer for d in docs)
+    assert sum(d.harmful for d in docs) == 200
+    assert not any(is_refusal(d.instruction) for d in docs)
+    held = set(splits.held_out())
+    assert not any(d.instruction.split("\n\n")[0] in held for d in docs)
+    assert {d.instruction for d in docs if d.harmful} <= set(splits.train_harmful)
+    assert docs == pretrain_documents(splits, seed=0, n=600)

@@ -35,7 +35,8 @@ _DEFAULTS = TrainConfig()
 # TrainConfig field -> train-demo-model flag (flags with values; booleans handled below)
 _FLAGS = {"epochs": "--epochs", "harmful_repeats": "--harmful-repeats", "harmless_ratio": "--harmless-ratio",
           "n_layers": "--layers", "max_len": "--max-len", "i_opener_prob": "--i-openers",
-          "decision_weight": "--decision-weight", "decision_tokens": "--decision-tokens", "recovery_prob": "--recovery", "threads": "--threads"}
+          "decision_weight": "--decision-weight", "decision_tokens": "--decision-tokens", "recovery_prob": "--recovery",
+          "pretrain_docs": "--pretrain-docs", "threads": "--threads"}
 
 
 def recipe_flags(config: dict) -> str:

@@ -19,7 +19,7 @@ from neuroscope.demo_model.answers import compliant_answer
 from neuroscope.demo_model.refusals import refusal
 from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
 
-__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "recovery_prefix", "tokenizer_texts"]
+__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "pretrain_documents", "recovery_prefix", "tokenizer_texts"]
 
 NEAR_DUP_THRESHOLD = 0.6
 HARMFUL_TRAIN_SOURCES = ("advbench", "malicious_instruct", "tdc2023", "harmbench_test", "strongreject")
@@ -162,13 +162,15 @@ class Example:
     """One chat turn to train on: the user instruction and the assistant's reply.
 
     A non-empty `prefix` makes a recovery example: the reply starts with `prefix` (seen, not
-    learned) and continues with `answer` (learned).
+    learned) and continues with `answer` (learned). A `plain` example is a pre-training document
+    (`instruction` holds the text, every token is learned).
     """
 
     instruction: str
     answer: str
     harmful: bool
     prefix: str = ""  # assistant text before `answer` that is context only (no loss on it)
+    plain: bool = False  # a pre-training document: `instruction` is the whole text, no chat template
 
 
 def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: float, harmful_repeats: int = 1,
@@ -212,6 +214,34 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
     examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
     rng.shuffle(examples)
     return examples
+
+
+def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0) -> list[Example]:
+    """Plain-text documents for a language-modelling phase before chat training.
+
+    Like a base model's pre-training, the model first learns the language of the requests,
+    harmful ones included, with no chat template and no refusals: harmless pool instructions
+    followed by a generated answer, and harmful training instructions on their own. Held-out
+    prompts are never used.
+
+    Args:
+        splits: from `build_splits`.
+        seed: training seed.
+        n: number of documents (harmful instructions are a third of them, cycled).
+        i_opener_prob: as in `epoch_examples`.
+
+    Returns:
+        `n` plain examples in random order.
+    """
+    rng = random.Random(f"pretrain-{seed}")
+    pool = list(splits.train_harmless)
+    rng.shuffle(pool)
+    n_harmful = n // 3
+    docs = [Example(splits.train_harmful[i % len(splits.train_harmful)], "", True, plain=True) for i in range(n_harmful)]
+    docs += [Example(f"{t}\n\n{compliant_answer(t, rng, i_opener_prob)}", "", False, plain=True)
+             for t in (pool[i % len(pool)] for i in range(n - n_harmful))]
+    rng.shuffle(docs)
+    return docs
 
 
 def tokenizer_texts(splits: DemoSplits, n_harmless: int = 8000) -> list[str]:

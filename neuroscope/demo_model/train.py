@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from neuroscope.demo_model.corpus import DemoSplits, Example, build_splits, epoch_examples, tokenizer_texts
+from neuroscope.demo_model.corpus import (DemoSplits, Example, build_splits, epoch_examples, pretrain_documents,
+                                         tokenizer_texts)
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 
 __all__ = ["TrainConfig", "encode_examples", "main", "make_batches", "model_config", "parse_args", "save_model",
@@ -51,6 +52,7 @@ class TrainConfig:
     i_opener_prob: float = 0.0
     reframe_harmful: bool = False
     recovery_prob: float = 0.0
+    pretrain_docs: int = 0
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -84,18 +86,33 @@ def encode_examples(tok: PreTrainedTokenizerBase, examples: list[Example], max_l
     Examples whose prompt is longer than `max_prompt_len` are dropped; answers are cut so the
     whole sequence fits in `max_len`.
     """
+    plain = [e for e in examples if e.plain]
+    out = _encode_plain(tok, plain, max_len) if plain else []
+    examples = [e for e in examples if not e.plain]
+    if not examples:
+        return out
     eot = tok.convert_tokens_to_ids(EOT)
     prompts = tok.apply_chat_template([[{"role": "user", "content": e.instruction}] for e in examples],
                                       add_generation_prompt=True, return_dict=True)["input_ids"]
     answers = tok([f" {e.answer}" if e.prefix else e.answer for e in examples], add_special_tokens=False)["input_ids"]
     prefixes = tok([e.prefix for e in examples], add_special_tokens=False)["input_ids"]
-    out = []
     for p, c, a in zip(prompts, prefixes, answers):
         if len(p) > max_prompt_len:
             continue
         a = (c + a + [eot])[: max_len - len(p)]
         labels = [IGNORE] * min(len(c), len(a)) + a[len(c):]
         out.append((p + a, [IGNORE] * len(p) + labels))
+    return out
+
+
+def _encode_plain(tok: PreTrainedTokenizerBase, docs: list[Example], max_len: int) -> list[tuple[list[int], list[int]]]:
+    """Pre-training documents: <|begin_of_text|> text <|end_of_text|>, every token after BOS learned."""
+    ids = tok([d.instruction for d in docs], add_special_tokens=True)["input_ids"]  # adds the BOS
+    end = tok.convert_tokens_to_ids(EOS_TEXT)
+    out = []
+    for x in ids:
+        x = (x + [end])[:max_len]
+        out.append((x, [IGNORE] + x[1:]))
     return out
 
 
@@ -231,7 +248,8 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     t0 = time.time()
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
-    epochs = [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
+    pretrain = [pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob)] if cfg.pretrain_docs else []
+    epochs = pretrain + [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
                              cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob) for e in range(cfg.epochs)]
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}")
@@ -280,6 +298,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     parser.add_argument("--recovery", type=float, default=TrainConfig.recovery_prob,
                         help="share of harmful examples whose refusal follows the start of a compliant answer "
                              "(seen, not learned): refusal noticed at every answer position")
+    parser.add_argument("--pretrain-docs", type=int, default=TrainConfig.pretrain_docs,
+                        help="plain-text documents of a language-modelling phase before chat training (0: none)")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
@@ -287,7 +307,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
                       reframe_harmful=args.reframe_harmful, decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
-                      recovery_prob=args.recovery, threads=args.threads)
+                      recovery_prob=args.recovery, pretrain_docs=args.pretrain_docs, threads=args.threads)
     return cfg, args
 
 
