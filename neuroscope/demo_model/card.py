@@ -101,6 +101,16 @@ def _shortfalls(ev: dict) -> str:
             "need; read its results with that in mind.\n")
 
 
+def _pretraining(c: dict) -> str:
+    """The card's paragraph on the plain-text pre-training phase ('' when the run had none)."""
+    n = c.get("pretrain_docs", 0)
+    if not n:
+        return ""
+    return (f"**Pre-training first.** One pass of plain-text language modelling over {n:,} documents (no chat\n"
+            "template, no refusals, loss on every token): two thirds harmless pool instructions each followed\n"
+            "by a generated answer, one third harmful training instructions on their own. Then the chat phase:\n\n")
+
+
 def write_card(model_dir: Path, run_dirs: list[Path] | None = None, notes: str = "") -> str:
     """Render README.md (and seeds.json when runs are given) into `model_dir`; returns the text.
 
@@ -178,7 +188,7 @@ model = AutoModelForCausalLM.from_pretrained("assets/demo-model")
 ```
 
 ## Training data
-Supervised chat turns, loss on assistant tokens only.
+{_pretraining(c)}Supervised chat turns, loss on assistant tokens only.
 - **Harmful → refusal.** {tr['n_train_harmful']} instructions from AdvBench (MIT), MaliciousInstruct
   (no licence file upstream), TDC 2023 (MIT, unverified), HarmBench test standard behaviours
   (MIT) and StrongREJECT (MIT, unverified), {c['harmful_repeats']}× per epoch, each time with a freshly

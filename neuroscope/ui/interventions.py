@@ -104,7 +104,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 strength = gr.Slider(-2, 6, value=1.0, step=0.1, label="Addition strength",
                                      info="× the direction's natural size (1 = harmful − harmless mean gap)")
             with gr.Row():
-                form = gr.Radio(["zero (paper)", "mean (harmless mean)"], value="zero (paper)", label="Ablation form",
+                form = gr.Radio(["mean (harmless mean)", "zero (paper)"], value="mean (harmless mean)", label="Ablation form",
                                 info="projection set to 0, or to the harmless prompts' mean")
                 n_new = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1,
                                   label="Answer length (tokens)")
