@@ -84,7 +84,8 @@ def encode_examples(tok: PreTrainedTokenizerBase, examples: list[Example], max_l
     """Token ids and labels (IGNORE on the prompt and any recovery prefix); answers end with <|eot_id|>.
 
     Examples whose prompt is longer than `max_prompt_len` are dropped; answers are cut so the
-    whole sequence fits in `max_len`.
+    whole sequence fits in `max_len`. Plain (pre-training) examples come first in the result,
+    learned on every token (`_encode_plain`).
     """
     plain = [e for e in examples if e.plain]
     out = _encode_plain(tok, plain, max_len) if plain else []
@@ -182,7 +183,7 @@ def _lr_lambda(warmup: int, total: int, min_frac: float) -> Callable[[int], floa
 
 def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[list[Example]],
                 log: Callable[[str], None] = _log) -> tuple[LlamaForCausalLM, list[dict]]:
-    """Train a fresh model on the given per-epoch examples (loss on assistant tokens only).
+    """Train a fresh model on the given per-epoch examples (chat: loss on assistant tokens only).
 
     Args:
         cfg: run settings (seed, optimiser, shape).
