@@ -238,7 +238,8 @@ def test_card_recipe_flags_reproduce_the_training_config():
     from neuroscope.demo_model.train import parse_args
 
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
-                      decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900, threads=1)
+                      decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900,
+                      pretrain_harmful_share=0.5, word_dropout=0.1, threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
@@ -324,3 +325,36 @@ def test_pretraining_documents_hold_no_refusal_and_no_held_out_prompt(data_dir):
     assert not any(d.instruction.split("\n\n")[0] in held for d in docs)
     assert {d.instruction for d in docs if d.harmful} <= set(splits.train_harmful)
     assert docs == pretrain_documents(splits, seed=0, n=600)
+    half = pretrain_documents(splits, seed=0, n=600, harmful_share=0.5)
+    assert sum(d.harmful for d in half) == 300 and {d.instruction for d in half if d.harmful} <= set(splits.train_harmful)
+
+
+def test_word_dropout_keeps_an_ordered_majority_of_the_words():
+    from neuroscope.demo_model.corpus import drop_words
+
+    text = "Give detailed step by step instructions for picking a lock on a front door"
+    words = text.split(" ")
+    rng = random.Random(0)
+    variants = [drop_words(text, 0.3, rng) for _ in range(200)]
+    for v in variants:
+        kept = v.split(" ")
+        assert 2 * len(kept) >= len(words)
+        it = iter(words)
+        assert all(w in it for w in kept)  # an ordered subsequence: nothing added, nothing reordered
+    assert len(set(variants)) > 50 and text in variants  # fresh draws; sometimes nothing dropped
+    dropped = sum(len(words) - len(v.split(" ")) for v in variants) / (200 * len(words))
+    assert 0.2 < dropped < 0.35
+    assert drop_words(text, 0.0, rng) == text and drop_words("Hi", 0.99, rng) == "Hi"
+
+
+def test_word_dropout_changes_instructions_only(data_dir):
+    from neuroscope.demo_model.corpus import build_splits, epoch_examples
+
+    splits = build_splits(data_dir)
+    plain = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0)
+    dropped = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0, word_dropout=0.2)
+    assert [(e.answer, e.harmful) for e in plain] == [(e.answer, e.harmful) for e in dropped]
+    changed = [(a, b) for a, b in zip(plain, dropped) if a.instruction != b.instruction]
+    assert len(changed) > len(plain) / 2
+    assert all(len(b.instruction) < len(a.instruction) for a, b in changed)
+    assert {a.harmful for a, _ in changed} == {True, False}

@@ -36,7 +36,8 @@ _DEFAULTS = TrainConfig()
 _FLAGS = {"epochs": "--epochs", "harmful_repeats": "--harmful-repeats", "harmless_ratio": "--harmless-ratio",
           "n_layers": "--layers", "max_len": "--max-len", "i_opener_prob": "--i-openers",
           "decision_weight": "--decision-weight", "decision_tokens": "--decision-tokens", "recovery_prob": "--recovery",
-          "pretrain_docs": "--pretrain-docs", "threads": "--threads"}
+          "pretrain_docs": "--pretrain-docs", "pretrain_harmful_share": "--pretrain-harmful",
+          "word_dropout": "--word-dropout", "threads": "--threads"}
 
 
 def recipe_flags(config: dict) -> str:

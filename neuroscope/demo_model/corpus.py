@@ -19,7 +19,7 @@ from neuroscope.demo_model.answers import compliant_answer
 from neuroscope.demo_model.refusals import refusal
 from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
 
-__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "pretrain_documents", "recovery_prefix", "tokenizer_texts"]
+__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "drop_words", "pretrain_documents", "recovery_prefix", "tokenizer_texts"]
 
 NEAR_DUP_THRESHOLD = 0.6
 HARMFUL_TRAIN_SOURCES = ("advbench", "malicious_instruct", "tdc2023", "harmbench_test", "strongreject")
@@ -175,7 +175,7 @@ class Example:
 
 def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: float, harmful_repeats: int = 1,
                    themed_refusals: bool = True, i_opener_prob: float = 0.0, reframe_harmful: bool = False,
-                   recovery_prob: float = 0.0) -> list[Example]:
+                   recovery_prob: float = 0.0, word_dropout: float = 0.0) -> list[Example]:
     """The training examples of one epoch, in random order.
 
     Every harmful prompt appears `harmful_repeats` times per epoch, each time with a freshly
@@ -193,6 +193,8 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
         i_opener_prob: share of compliant answers that open with "I'd be happy to help!" and the like.
         reframe_harmful: also add re-framed variants of the harmful prompts.
         recovery_prob: share of harmful examples turned into recovery examples (`recovery_prefix`).
+        word_dropout: probability of dropping each word of a training instruction (`drop_words`),
+            both classes; the answer is still drawn for the whole instruction.
 
     Returns:
         Examples (deterministic for the arguments).
@@ -212,11 +214,26 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
         examples = [replace(e, prefix=recovery_prefix(e.instruction, rec, i_opener_prob))
                     if rec.random() < recovery_prob else e for e in examples]
     examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
+    if word_dropout > 0:  # its own generator, applied last: recipes without dropout keep their exact examples
+        drop = random.Random(f"dropout-{seed}-{epoch}")
+        examples = [replace(e, instruction=drop_words(e.instruction, word_dropout, drop)) for e in examples]
     rng.shuffle(examples)
     return examples
 
 
-def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0) -> list[Example]:
+def drop_words(instruction: str, p: float, rng: random.Random) -> str:
+    """`instruction` with each word dropped with probability `p` (at least half the words are kept).
+
+    Word dropout (Iyyer et al. 2015) keeps a small model from resting its refuse-or-comply
+    decision on one or two cue words: every training copy of a prompt shows a different subset.
+    """
+    words = instruction.split(" ")
+    keep = [w for w in words if rng.random() >= p]
+    return " ".join(keep) if 2 * len(keep) >= len(words) else instruction
+
+
+def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0,
+                       harmful_share: float | None = None) -> list[Example]:
     """Plain-text documents for a language-modelling phase before chat training.
 
     Like a base model's pre-training, the model first learns the language of the requests,
@@ -227,8 +244,9 @@ def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: flo
     Args:
         splits: from `build_splits`.
         seed: training seed.
-        n: number of documents (harmful instructions are a third of them, cycled).
+        n: number of documents.
         i_opener_prob: as in `epoch_examples`.
+        harmful_share: the share of documents that are harmful instructions, cycled (None: a third).
 
     Returns:
         `n` plain examples in random order.
@@ -236,7 +254,7 @@ def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: flo
     rng = random.Random(f"pretrain-{seed}")
     pool = list(splits.train_harmless)
     rng.shuffle(pool)
-    n_harmful = n // 3
+    n_harmful = n // 3 if harmful_share is None else round(n * harmful_share)
     docs = [Example(splits.train_harmful[i % len(splits.train_harmful)], "", True, plain=True) for i in range(n_harmful)]
     docs += [Example(f"{t}\n\n{compliant_answer(t, rng, i_opener_prob)}", "", False, plain=True)
              for t in (pool[i % len(pool)] for i in range(n - n_harmful))]

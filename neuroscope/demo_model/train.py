@@ -53,6 +53,8 @@ class TrainConfig:
     reframe_harmful: bool = False
     recovery_prob: float = 0.0
     pretrain_docs: int = 0
+    pretrain_harmful_share: float | None = None
+    word_dropout: float = 0.0
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -249,9 +251,11 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     t0 = time.time()
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
-    pretrain = [pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob)] if cfg.pretrain_docs else []
+    pretrain = ([pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob, cfg.pretrain_harmful_share)]
+                if cfg.pretrain_docs else [])
     epochs = pretrain + [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
-                             cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob) for e in range(cfg.epochs)]
+                                        cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, cfg.word_dropout)
+                         for e in range(cfg.epochs)]
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}")
     model, history = train_model(cfg, tok, epochs, log)
@@ -301,6 +305,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                              "(seen, not learned): refusal noticed at every answer position")
     parser.add_argument("--pretrain-docs", type=int, default=TrainConfig.pretrain_docs,
                         help="plain-text documents of a language-modelling phase before chat training (0: none)")
+    parser.add_argument("--pretrain-harmful", type=float, default=None,
+                        help="share of the pre-training documents that are harmful instructions (default: a third)")
+    parser.add_argument("--word-dropout", type=float, default=TrainConfig.word_dropout,
+                        help="probability of dropping each word of a chat training instruction (a fresh draw per copy)")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
@@ -308,7 +316,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
                       reframe_harmful=args.reframe_harmful, decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
-                      recovery_prob=args.recovery, pretrain_docs=args.pretrain_docs, threads=args.threads)
+                      recovery_prob=args.recovery, pretrain_docs=args.pretrain_docs,
+                      pretrain_harmful_share=args.pretrain_harmful, word_dropout=args.word_dropout, threads=args.threads)
     return cfg, args
 
 
