@@ -247,6 +247,17 @@ def test_card_recipe_flags_reproduce_the_training_config():
     assert recipe_flags(asdict(TrainConfig())) == ""
 
 
+@pytest.mark.parametrize("flag,value", [("--word-dropout", "1"), ("--word-dropout", "nan"), ("--recovery", "-0.1"),
+                                        ("--pretrain-harmful", "1.5"), ("--i-openers", "2")])
+def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys):
+    from neuroscope.demo_model.train import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args([flag, value])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err
+    parse_args([flag, "0.5"])  # an in-range value is accepted
+
+
 def test_reframing_keeps_the_request_and_changes_the_frame():
     from neuroscope.demo_model.corpus import GENRES, LEAD_VERBS, reframe
 

@@ -312,6 +312,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
+    shares = {"--i-openers": args.i_openers, "--recovery": args.recovery, "--word-dropout": args.word_dropout,
+              "--pretrain-harmful": 0.0 if args.pretrain_harmful is None else args.pretrain_harmful}
+    for flag, value in shares.items():
+        if not 0.0 <= value <= 1.0:  # also rejects NaN
+            parser.error(f"{flag} must be a probability in [0, 1], got {value}")
+    if args.word_dropout >= 1.0:
+        parser.error("--word-dropout must be below 1 (1 would drop every word)")
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
