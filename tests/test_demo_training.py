@@ -196,6 +196,51 @@ def test_training_is_deterministic(small_tokenizer):
         assert torch.equal(p, q), n
 
 
+def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(small_tokenizer):
+    rng = random.Random(0)
+    examples = [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
+        Example(t, compliant_answer(t, rng), False) for t in HARMLESS]
+    cfg = TrainConfig(seed=3, epochs=1, batch_size=2, lr=1e-3, warmup_steps=1, n_layers=1, d_model=32, n_heads=2,
+                      n_kv_heads=1, d_mlp=64, vocab_size=len(small_tokenizer))
+    plain, plain_hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None)
+    finished, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[HARMFUL_ONLY(rng)])
+    main_steps = plain_hist[-1]["step"]  # 3 epochs x 7 batches
+
+    def untimed(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+    assert untimed(hist[: len(plain_hist)]) == untimed(plain_hist)  # same losses and lrs up to the finish
+    finishing = [h for h in hist if h["step"] > main_steps]
+    assert finishing and all(h["lr"] == pytest.approx(cfg.lr * cfg.min_lr_frac) for h in finishing)
+    assert finishing[-1]["step"] == main_steps + 2  # 4 harmful examples, batch size 2
+    assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), finished.parameters()))
+    cfg.finish_lr = 5e-5
+    _, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[HARMFUL_ONLY(rng)])
+    assert [h["lr"] for h in hist if h["step"] > main_steps] == [5e-5]
+
+
+def HARMFUL_ONLY(rng: random.Random) -> list[Example]:  # noqa: N802 - a finishing epoch of refusals only
+    return [Example(t, refusal(t, rng), True) for t in HARMFUL]
+
+
+def test_finishing_epochs_are_numbered_after_the_main_ones(data_dir):
+    from neuroscope.demo_model.corpus import build_splits, epoch_examples
+    from neuroscope.demo_model.train import finish_examples
+
+    splits = build_splits(data_dir)
+    cfg = TrainConfig(seed=2, epochs=3, harmless_ratio=2.0, finish_epochs=2, finish_harmless_ratio=1.0,
+                      finish_word_dropout=0.1)
+    fin = finish_examples(cfg, splits)
+    assert len(fin) == 2
+    for k, epoch in enumerate(fin):
+        expected = epoch_examples(splits, 2, 3 + k, 1.0, cfg.harmful_repeats, cfg.themed_refusals, word_dropout=0.1)
+        assert epoch == expected
+        n_harmful = sum(e.harmful for e in epoch)
+        assert n_harmful == cfg.harmful_repeats * len(splits.train_harmful)
+        assert len(epoch) - n_harmful == len(splits.train_harmful)  # ratio 1 here, not the main phase's 2
+    assert finish_examples(TrainConfig(finish_epochs=0), splits) == []
+
+
 def test_splits_keep_test_sets_out_of_training(data_dir):
     from neuroscope.demo_model.corpus import NEAR_DUP_THRESHOLD, build_splits, epoch_examples
     from neuroscope.prompts import near_duplicates
@@ -239,7 +284,8 @@ def test_card_recipe_flags_reproduce_the_training_config():
 
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
                       decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900,
-                      pretrain_harmful_share=0.5, word_dropout=0.1, threads=1)
+                      pretrain_harmful_share=0.5, word_dropout=0.1, finish_epochs=1, finish_harmless_ratio=1.25,
+                      finish_word_dropout=0.05, finish_lr=1e-4, threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
@@ -248,14 +294,17 @@ def test_card_recipe_flags_reproduce_the_training_config():
 
 
 @pytest.mark.parametrize("flag,value", [("--word-dropout", "1"), ("--word-dropout", "nan"), ("--recovery", "-0.1"),
-                                        ("--pretrain-harmful", "1.5"), ("--i-openers", "2")])
+                                        ("--pretrain-harmful", "1.5"), ("--i-openers", "2"),
+                                        ("--finish-word-dropout", "1"), ("--finish-epochs", "-1"),
+                                        ("--finish-harmless-ratio", "nan"), ("--finish-lr", "0"),
+                                        ("--finish-lr", "nan")])
 def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys):
     from neuroscope.demo_model.train import parse_args
 
     with pytest.raises(SystemExit) as exc:
         parse_args([flag, value])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
-    parse_args([flag, "0.5"])  # an in-range value is accepted
+    parse_args([flag, {"--finish-epochs": "1", "--finish-lr": "1e-4"}.get(flag, "0.5")])  # in range: accepted
 
 
 def test_reframing_keeps_the_request_and_changes_the_frame():

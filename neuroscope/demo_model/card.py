@@ -37,7 +37,10 @@ _FLAGS = {"epochs": "--epochs", "harmful_repeats": "--harmful-repeats", "harmles
           "n_layers": "--layers", "max_len": "--max-len", "i_opener_prob": "--i-openers",
           "decision_weight": "--decision-weight", "decision_tokens": "--decision-tokens", "recovery_prob": "--recovery",
           "pretrain_docs": "--pretrain-docs", "pretrain_harmful_share": "--pretrain-harmful",
-          "word_dropout": "--word-dropout", "threads": "--threads"}
+          "word_dropout": "--word-dropout", "finish_epochs": "--finish-epochs",
+          "finish_harmless_ratio": "--finish-harmless-ratio", "finish_word_dropout": "--finish-word-dropout",
+          "finish_lr": "--finish-lr",
+          "threads": "--threads"}
 
 
 def recipe_flags(config: dict) -> str:

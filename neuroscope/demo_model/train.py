@@ -3,7 +3,7 @@
     python -m neuroscope train-demo-model --data-dir ../shared/datasets --out assets/demo-model --seed 1
 
 (or `python -m neuroscope.demo_model.train ...`). Deterministic for a given seed on a given
-machine and thread count; about 10 minutes on 2 CPU cores.
+machine and thread count; the shipped recipe takes 16-20 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from neuroscope.demo_model.corpus import (DemoSplits, Example, build_splits, epo
                                          tokenizer_texts)
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 
-__all__ = ["TrainConfig", "encode_examples", "main", "make_batches", "model_config", "parse_args", "save_model",
-           "train_model", "weighted_lm_loss"]
+__all__ = ["TrainConfig", "encode_examples", "finish_examples", "main", "make_batches", "model_config", "parse_args",
+           "save_model", "train_model", "weighted_lm_loss"]
 
 IGNORE = -100
 
@@ -55,6 +55,10 @@ class TrainConfig:
     pretrain_docs: int = 0
     pretrain_harmful_share: float | None = None
     word_dropout: float = 0.0
+    finish_epochs: int = 0
+    finish_harmless_ratio: float | None = None
+    finish_word_dropout: float = 0.0
+    finish_lr: float | None = None
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -183,15 +187,45 @@ def _lr_lambda(warmup: int, total: int, min_frac: float) -> Callable[[int], floa
     return f
 
 
+def _train_epochs(model: LlamaForCausalLM, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler | None,
+                  encoded: list[list[tuple[list[int], list[int]]]], cfg: TrainConfig, pad_id: int, step: int, total: int,
+                  history: list[dict], t0: float, log: Callable[[str], None], first_epoch: int = 0) -> int:
+    """One optimiser step per batch over the encoded epochs; returns the step count reached."""
+    running = None
+    for epoch, enc in enumerate(encoded, start=first_epoch):
+        rng = random.Random(f"batches-{cfg.seed}-{epoch}")
+        for ids, mask, labels in make_batches(enc, cfg.batch_size, pad_id, rng):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = weighted_lm_loss(logits, labels, cfg.decision_weight, cfg.decision_tokens)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            opt.zero_grad(set_to_none=True)
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            step += 1
+            if step % 20 == 0 or step == total:
+                rec = {"step": step, "epoch": epoch, "loss": round(running, 4), "lr": opt.param_groups[0]["lr"],
+                       "seconds": round(time.time() - t0, 1)}
+                history.append(rec)
+                log(json.dumps(rec))
+    return step
+
+
 def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[list[Example]],
-                log: Callable[[str], None] = _log) -> tuple[LlamaForCausalLM, list[dict]]:
+                log: Callable[[str], None] = _log, finish: list[list[Example]] | None = None
+                ) -> tuple[LlamaForCausalLM, list[dict]]:
     """Train a fresh model on the given per-epoch examples (chat: loss on assistant tokens only).
 
     Args:
         cfg: run settings (seed, optimiser, shape).
         tok: the tokenizer.
-        epochs: examples of each epoch.
+        epochs: examples of each epoch, trained under the warm-up + cosine schedule.
         log: progress sink.
+        finish: examples of each finishing epoch, trained afterwards with the same optimiser state
+            at a constant learning rate: `cfg.finish_lr`, by default the schedule's floor
+            (`lr * min_lr_frac`).
 
     Returns:
         (model in eval mode, float32 on CPU; history of {step, epoch, loss, lr, seconds}).
@@ -208,25 +242,15 @@ def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[lis
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, total, cfg.min_lr_frac))
     pad_id = tok.convert_tokens_to_ids(EOS_TEXT)
     history: list[dict] = []
-    step, t0, running = 0, time.time(), None
+    t0 = time.time()
     model.train()
-    for epoch, enc in enumerate(encoded):
-        rng = random.Random(f"batches-{cfg.seed}-{epoch}")
-        for ids, mask, labels in make_batches(enc, cfg.batch_size, pad_id, rng):
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = weighted_lm_loss(logits, labels, cfg.decision_weight, cfg.decision_tokens)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-            step += 1
-            if step % 20 == 0 or step == total:
-                rec = {"step": step, "epoch": epoch, "loss": round(running, 4), "lr": sched.get_last_lr()[0],
-                       "seconds": round(time.time() - t0, 1)}
-                history.append(rec)
-                log(json.dumps(rec))
+    step = _train_epochs(model, opt, sched, encoded, cfg, pad_id, 0, total, history, t0, log)
+    if finish:
+        for group in opt.param_groups:  # constant: by default the schedule's floor, held
+            group["lr"] = cfg.lr * cfg.min_lr_frac if cfg.finish_lr is None else cfg.finish_lr
+        fin = [encode_examples(tok, ex, cfg.max_len, cfg.max_prompt_len) for ex in finish]
+        fin_total = step + sum(math.ceil(len(e) / cfg.batch_size) for e in fin)
+        _train_epochs(model, opt, None, fin, cfg, pad_id, step, fin_total, history, t0, log, first_epoch=len(encoded))
     model.eval()
     return model, history
 
@@ -245,6 +269,25 @@ def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerBase, out: Path,
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def finish_examples(cfg: TrainConfig, splits: DemoSplits) -> list[list[Example]]:
+    """The examples of each finishing epoch (`cfg.finish_epochs` of them).
+
+    They are ordinary chat epochs numbered after the main ones (so they bring fresh harmless
+    prompts and freshly drawn refusals), with their own harmless ratio and word dropout.
+
+    Args:
+        cfg: run settings (`finish_*` fields; None ratio = the main phase's).
+        splits: from `build_splits`.
+
+    Returns:
+        One example list per finishing epoch ([] when there are none).
+    """
+    ratio = cfg.harmless_ratio if cfg.finish_harmless_ratio is None else cfg.finish_harmless_ratio
+    return [epoch_examples(splits, cfg.seed, cfg.epochs + k, ratio, cfg.harmful_repeats, cfg.themed_refusals,
+                           cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, cfg.finish_word_dropout)
+            for k in range(cfg.finish_epochs)]
+
+
 def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[[str], None] = _log,
         splits: DemoSplits | None = None) -> dict:
     """Build data, tokenizer and model; train; save to `out`. Returns the training metadata."""
@@ -256,15 +299,17 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     epochs = pretrain + [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
                                         cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, cfg.word_dropout)
                          for e in range(cfg.epochs)]
+    finish = finish_examples(cfg, splits)
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
-        f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}")
-    model, history = train_model(cfg, tok, epochs, log)
+        f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs (+{sum(len(e) for e in finish)} in "
+        f"{cfg.finish_epochs} finishing epoch(s)); dropped {splits.dropped}")
+    model, history = train_model(cfg, tok, epochs, log, finish)
     meta = {
         "config": asdict(cfg),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "n_train_harmful": len(splits.train_harmful),
         "n_train_harmless_pool": len(splits.train_harmless),
-        "n_examples": sum(len(e) for e in epochs),
+        "n_examples": sum(len(e) for e in epochs) + sum(len(e) for e in finish),
         "dropped": splits.dropped,
         "final_loss": history[-1]["loss"] if history else None,
         "train_seconds": round(time.time() - t0, 1),
@@ -309,22 +354,39 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                         help="share of the pre-training documents that are harmful instructions (default: a third)")
     parser.add_argument("--word-dropout", type=float, default=TrainConfig.word_dropout,
                         help="probability of dropping each word of a chat training instruction (a fresh draw per copy)")
+    finish = parser.add_argument_group(
+        "finishing phase", "chat epochs after the main schedule, at a constant learning rate, same optimiser state")
+    finish.add_argument("--finish-epochs", type=int, default=TrainConfig.finish_epochs, help="how many (0: none)")
+    finish.add_argument("--finish-harmless-ratio", type=float, default=None, help="default: --harmless-ratio")
+    finish.add_argument("--finish-word-dropout", type=float, default=TrainConfig.finish_word_dropout,
+                        help="word dropout of these epochs only")
+    finish.add_argument("--finish-lr", type=float, default=None, help="default: the schedule's floor, lr x 0.1")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
     shares = {"--i-openers": args.i_openers, "--recovery": args.recovery, "--word-dropout": args.word_dropout,
+              "--finish-word-dropout": args.finish_word_dropout,
               "--pretrain-harmful": 0.0 if args.pretrain_harmful is None else args.pretrain_harmful}
     for flag, value in shares.items():
         if not 0.0 <= value <= 1.0:  # also rejects NaN
             parser.error(f"{flag} must be a probability in [0, 1], got {value}")
-    if args.word_dropout >= 1.0:
-        parser.error("--word-dropout must be below 1 (1 would drop every word)")
+    for flag, value in {"--word-dropout": args.word_dropout, "--finish-word-dropout": args.finish_word_dropout}.items():
+        if value >= 1.0:
+            parser.error(f"{flag} must be below 1 (1 would drop every word)")
+    if args.finish_epochs < 0:
+        parser.error(f"--finish-epochs must be 0 or more, got {args.finish_epochs}")
+    if args.finish_lr is not None and not 0 < args.finish_lr < 1:  # also rejects NaN
+        parser.error(f"--finish-lr must be in (0, 1), got {args.finish_lr}")
+    if args.finish_harmless_ratio is not None and not args.finish_harmless_ratio >= 0:  # also rejects NaN
+        parser.error(f"--finish-harmless-ratio must be 0 or more, got {args.finish_harmless_ratio}")
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
                       harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
                       n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
                       reframe_harmful=args.reframe_harmful, decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
                       recovery_prob=args.recovery, pretrain_docs=args.pretrain_docs,
-                      pretrain_harmful_share=args.pretrain_harmful, word_dropout=args.word_dropout, threads=args.threads)
+                      pretrain_harmful_share=args.pretrain_harmful, word_dropout=args.word_dropout,
+                      finish_epochs=args.finish_epochs, finish_harmless_ratio=args.finish_harmless_ratio,
+                      finish_word_dropout=args.finish_word_dropout, finish_lr=args.finish_lr, threads=args.threads)
     return cfg, args
 
 
