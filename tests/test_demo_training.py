@@ -203,7 +203,7 @@ def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(smal
     cfg = TrainConfig(seed=3, epochs=1, batch_size=2, lr=1e-3, warmup_steps=1, n_layers=1, d_model=32, n_heads=2,
                       n_kv_heads=1, d_mlp=64, vocab_size=len(small_tokenizer))
     plain, plain_hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None)
-    finished, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[HARMFUL_ONLY(rng)])
+    finished, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
     main_steps = plain_hist[-1]["step"]  # 3 epochs x 7 batches
 
     def untimed(records: list[dict]) -> list[dict]:
@@ -215,11 +215,12 @@ def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(smal
     assert finishing[-1]["step"] == main_steps + 2  # 4 harmful examples, batch size 2
     assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), finished.parameters()))
     cfg.finish_lr = 5e-5
-    _, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[HARMFUL_ONLY(rng)])
+    _, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
     assert [h["lr"] for h in hist if h["step"] > main_steps] == [5e-5]
 
 
-def HARMFUL_ONLY(rng: random.Random) -> list[Example]:  # noqa: N802 - a finishing epoch of refusals only
+def _refusals_only(rng: random.Random) -> list[Example]:
+    """A finishing epoch of the HARMFUL prompts with fresh refusals."""
     return [Example(t, refusal(t, rng), True) for t in HARMFUL]
 
 
