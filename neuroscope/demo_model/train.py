@@ -283,9 +283,14 @@ def finish_examples(cfg: TrainConfig, splits: DemoSplits) -> list[list[Example]]
         One example list per finishing epoch ([] when there are none).
     """
     ratio = cfg.harmless_ratio if cfg.finish_harmless_ratio is None else cfg.finish_harmless_ratio
-    return [epoch_examples(splits, cfg.seed, cfg.epochs + k, ratio, cfg.harmful_repeats, cfg.themed_refusals,
-                           cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, cfg.finish_word_dropout)
-            for k in range(cfg.finish_epochs)]
+    return [_chat_epoch(cfg, splits, cfg.epochs + k, ratio, cfg.finish_word_dropout) for k in range(cfg.finish_epochs)]
+
+
+def _chat_epoch(cfg: TrainConfig, splits: DemoSplits, epoch: int, harmless_ratio: float, word_dropout: float
+                ) -> list[Example]:
+    """`epoch_examples` with the run's other data settings."""
+    return epoch_examples(splits, cfg.seed, epoch, harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
+                          cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, word_dropout)
 
 
 def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[[str], None] = _log,
@@ -296,9 +301,7 @@ def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
     pretrain = ([pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob, cfg.pretrain_harmful_share)]
                 if cfg.pretrain_docs else [])
-    epochs = pretrain + [epoch_examples(splits, cfg.seed, e, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
-                                        cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, cfg.word_dropout)
-                         for e in range(cfg.epochs)]
+    epochs = pretrain + [_chat_epoch(cfg, splits, e, cfg.harmless_ratio, cfg.word_dropout) for e in range(cfg.epochs)]
     finish = finish_examples(cfg, splits)
     log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs (+{sum(len(e) for e in finish)} in "
