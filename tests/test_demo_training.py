@@ -219,6 +219,35 @@ def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(smal
     assert [h["lr"] for h in hist if h["step"] > main_steps] == [5e-5]
 
 
+def test_finishing_from_a_layer_leaves_everything_below_it_unchanged(small_tokenizer):
+    rng = random.Random(0)
+    examples = [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
+        Example(t, compliant_answer(t, rng), False) for t in HARMLESS]
+    cfg = TrainConfig(seed=3, epochs=1, batch_size=2, lr=1e-3, warmup_steps=1, n_layers=3, d_model=32, n_heads=2,
+                      n_kv_heads=1, d_mlp=64, vocab_size=len(small_tokenizer))
+    plain, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None)
+    cfg.finish_from_layer = 2
+    finished, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None, finish=[_refusals_only(rng)])
+    before, after = dict(plain.named_parameters()), dict(finished.named_parameters())
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and all(n.startswith("model.layers.2.") for n in changed)  # embeddings, norm, layers 0-1 fixed
+    assert all(p.requires_grad for p in finished.parameters())  # unfrozen again afterwards
+
+
+def test_freeze_below_rejects_a_layer_outside_the_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from neuroscope.demo_model.train import freeze_below
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    assert freeze_below(model, None) == []
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        freeze_below(model, 2)
+    frozen = freeze_below(model, 1)
+    assert {id(p) for p in frozen} == {id(p) for n, p in model.named_parameters() if not n.startswith("model.layers.1.")}
+
+
 def _refusals_only(rng: random.Random) -> list[Example]:
     """A finishing epoch of the HARMFUL prompts with fresh refusals."""
     return [Example(t, refusal(t, rng), True) for t in HARMFUL]
@@ -286,7 +315,7 @@ def test_card_recipe_flags_reproduce_the_training_config():
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
                       decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900,
                       pretrain_harmful_share=0.5, word_dropout=0.1, finish_epochs=1, finish_harmless_ratio=1.25,
-                      finish_word_dropout=0.05, finish_lr=1e-4, threads=1)
+                      finish_word_dropout=0.05, finish_lr=1e-4, finish_from_layer=3, threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
@@ -298,14 +327,15 @@ def test_card_recipe_flags_reproduce_the_training_config():
                                         ("--pretrain-harmful", "1.5"), ("--i-openers", "2"),
                                         ("--finish-word-dropout", "1"), ("--finish-epochs", "-1"),
                                         ("--finish-harmless-ratio", "nan"), ("--finish-lr", "0"),
-                                        ("--finish-lr", "nan")])
+                                        ("--finish-lr", "nan"), ("--finish-from-layer", "6"),
+                                        ("--finish-from-layer", "-1")])
 def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys):
     from neuroscope.demo_model.train import parse_args
 
     with pytest.raises(SystemExit) as exc:
         parse_args([flag, value])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
-    parse_args([flag, {"--finish-epochs": "1", "--finish-lr": "1e-4"}.get(flag, "0.5")])  # in range: accepted
+    parse_args([flag, {"--finish-epochs": "1", "--finish-lr": "1e-4", "--finish-from-layer": "3"}.get(flag, "0.5")])
 
 
 def test_reframing_keeps_the_request_and_changes_the_frame():

@@ -59,6 +59,7 @@ class TrainConfig:
     finish_harmless_ratio: float | None = None
     finish_word_dropout: float = 0.0
     finish_lr: float | None = None
+    finish_from_layer: int | None = None
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -250,9 +251,32 @@ def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[lis
             group["lr"] = cfg.lr * cfg.min_lr_frac if cfg.finish_lr is None else cfg.finish_lr
         fin = [encode_examples(tok, ex, cfg.max_len, cfg.max_prompt_len) for ex in finish]
         fin_total = step + sum(math.ceil(len(e) / cfg.batch_size) for e in fin)
+        frozen = freeze_below(model, cfg.finish_from_layer)
         _train_epochs(model, opt, None, fin, cfg, pad_id, step, fin_total, history, t0, log, first_epoch=len(encoded))
+        for param in frozen:
+            param.requires_grad_(True)
     model.eval()
     return model, history
+
+
+def freeze_below(model: LlamaForCausalLM, first_layer: int | None) -> list[torch.nn.Parameter]:
+    """Stop gradients to everything but decoder layers `first_layer` and above (None: freeze nothing).
+
+    The embeddings (tied to the unembedding), the final norm and the lower decoder layers keep
+    their values; AdamW skips parameters without a gradient, so their optimiser state is untouched.
+
+    Returns:
+        The parameters frozen here, to be unfrozen by the caller.
+    """
+    if first_layer is None:
+        return []
+    if not 0 <= first_layer < len(model.model.layers):
+        raise ValueError(f"first_layer must be in [0, {len(model.model.layers)}), got {first_layer}")
+    keep = {id(p) for layer in model.model.layers[first_layer:] for p in layer.parameters()}
+    frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
+    for param in frozen:
+        param.requires_grad_(False)
+    return frozen
 
 
 def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerBase, out: Path, meta: dict) -> None:
@@ -364,6 +388,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     finish.add_argument("--finish-word-dropout", type=float, default=TrainConfig.finish_word_dropout,
                         help="word dropout of these epochs only")
     finish.add_argument("--finish-lr", type=float, default=None, help="default: the schedule's floor, lr x 0.1")
+    finish.add_argument("--finish-from-layer", type=int, default=None, metavar="K",
+                        help="update only decoder layers K and above (embeddings, final norm and lower layers fixed); "
+                             "default: every parameter")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
@@ -380,6 +407,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         parser.error(f"--finish-epochs must be 0 or more, got {args.finish_epochs}")
     if args.finish_lr is not None and not 0 < args.finish_lr < 1:  # also rejects NaN
         parser.error(f"--finish-lr must be in (0, 1), got {args.finish_lr}")
+    if args.finish_from_layer is not None and not 0 <= args.finish_from_layer < args.layers:
+        parser.error(f"--finish-from-layer must be in [0, {args.layers}) (--layers {args.layers}), "
+                     f"got {args.finish_from_layer}")
     if args.finish_harmless_ratio is not None and not args.finish_harmless_ratio >= 0:  # also rejects NaN
         parser.error(f"--finish-harmless-ratio must be 0 or more, got {args.finish_harmless_ratio}")
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
@@ -389,7 +419,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                       recovery_prob=args.recovery, pretrain_docs=args.pretrain_docs,
                       pretrain_harmful_share=args.pretrain_harmful, word_dropout=args.word_dropout,
                       finish_epochs=args.finish_epochs, finish_harmless_ratio=args.finish_harmless_ratio,
-                      finish_word_dropout=args.finish_word_dropout, finish_lr=args.finish_lr, threads=args.threads)
+                      finish_word_dropout=args.finish_word_dropout, finish_lr=args.finish_lr,
+                      finish_from_layer=args.finish_from_layer, threads=args.threads)
     return cfg, args
 
 
