@@ -47,6 +47,8 @@ def main() -> None:
     variants = {
         "bare HF forward": bare,
         "HF output_hidden_states": lambda: _hidden(lm, ids, mask),
+        "capture: resid + z (no lens, top_k=0)": lambda: capture(lm, prompts, attention_layers=None, top_k=0,
+                                                                gradients=False),
         "capture: resid + z + lens": lambda: capture(lm, prompts, attention_layers=None, gradients=False),
         "capture: + attention (all layers)": lambda: capture(lm, prompts, gradients=False),
         "capture: + attention + grad x input": lambda: capture(lm, prompts),

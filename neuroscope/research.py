@@ -450,7 +450,7 @@ def head_attention(lm: Any, prompt: object, layer: object, head: object, setting
     """Attention probabilities ``[S, S]`` of one head on the prompt, and the token strings."""
     text = check_prompt(lm, prompt, settings)
     layer, head = lm.check_layer(as_int(layer, "layer")), lm.check_head(as_int(head, "head"))
-    cache = capture(lm, [text], attention_layers=[layer], top_k=1, gradients=False,
+    cache = capture(lm, [text], attention_layers=[layer], top_k=0, gradients=False,
                     max_tokens=settings.max_prompt_tokens)[0]
     return cache.attention[layer][head], cache.tokens
 

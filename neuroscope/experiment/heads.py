@@ -55,7 +55,7 @@ def post_instruction_z(lm: Any, instructions: Sequence[str], batch_size: int = 1
     P = lm.n_post_instruction
     rows = []
     for chunk in _batches(list(instructions), batch_size):
-        for cache in capture(lm, chunk, attention_layers=None, top_k=1, gradients=False):
+        for cache in capture(lm, chunk, attention_layers=None, top_k=0, gradients=False):
             rows.append(cache.z[:, :, -P:, :].mean(dim=2))  # [L, H, S, D] -> [L, H, D]
     return torch.stack(rows)
 

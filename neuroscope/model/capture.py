@@ -97,7 +97,8 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
         instructions: User messages (the chat template is applied here).
         attention_layers: ``"all"`` (as many layers as fit ``attention_budget_mb``, from layer 0),
             explicit layer indices, or ``None``.
-        top_k: Logit-lens tokens kept per layer and position.
+        top_k: Logit-lens tokens kept per layer and position; 0 skips the lens (one unembedding
+            per layer saved; the lens fields are then [L, S, 0]).
         target_ids: Per prompt, the token whose logit the importance explains; default: the
             model's top next-token prediction.
         gradients: Compute gradient x input importance (one backward pass in the same trace).
@@ -108,6 +109,8 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
         ``len(instructions)`` caches, padding stripped.
     """
     validate_all(lm, interventions)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0, got {top_k!r}")
     ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens)
     B, S = ids.shape
     att_layers = _resolve_attention_layers(lm, attention_layers, S, B, attention_budget_mb)
@@ -142,6 +145,9 @@ def _logit_lens(lm: Any, resid_post: list[Tensor], top_k: int) -> tuple[Tensor, 
     Returns:
         ``(probs [L, B, S, k], ids [L, B, S, k])`` on the CPU.
     """
+    if top_k == 0:
+        B, S = resid_post[0].shape[:2]
+        return torch.zeros(len(resid_post), B, S, 0), torch.zeros(len(resid_post), B, S, 0, dtype=torch.long)
     norm, head = lm.access.final_norm(lm.hf), lm.access.lm_head(lm.hf)
     probs, ids = [], []
     for resid in resid_post:

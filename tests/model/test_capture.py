@@ -107,3 +107,27 @@ def test_attention_layers_can_be_limited(tiny_lm):
     assert list(c.attention) == [1] and c.importance is None
     budget = capture(tiny_lm, ["hello"], attention_budget_mb=1e-9)[0]
     assert list(budget.attention) == [0]
+
+
+def test_lens_can_be_skipped_without_changing_anything_else(tiny_lm):
+    norm = tiny_lm.access.final_norm(tiny_lm.hf)
+    calls = []
+    handle = norm.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        full = capture(tiny_lm, PROMPTS[:2], gradients=False)
+        n_full = len(calls)
+        calls.clear()
+        bare = capture(tiny_lm, PROMPTS[:2], top_k=0, gradients=False)
+        n_bare = len(calls)
+    finally:
+        handle.remove()
+    n_layers = full[0].resid_post.shape[0]
+    assert n_full - n_bare == n_layers  # one final-norm (and unembedding) call per layer saved
+    for f, b in zip(full, bare):
+        L, S = f.resid_post.shape[:2]
+        assert b.lens_ids.shape == (L, S, 0) and b.lens_probs.shape == (L, S, 0)
+        for name in ("resid_pre", "resid_post", "attn_out", "z", "last_logits"):
+            assert torch.equal(getattr(f, name), getattr(b, name)), name
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="top_k"):
+            capture(tiny_lm, ["hello"], top_k=bad, gradients=False)
