@@ -23,6 +23,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from neuroscope.demo_model.corpus import (DemoSplits, Example, build_splits, epoch_examples, pretrain_documents,
                                          tokenizer_texts)
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
+from neuroscope.model.access import Access, family_of
 
 __all__ = ["TrainConfig", "encode_examples", "finish_examples", "main", "make_batches", "model_config", "parse_args",
            "save_model", "train_model", "weighted_lm_loss"]
@@ -270,9 +271,10 @@ def freeze_below(model: LlamaForCausalLM, first_layer: int | None) -> list[torch
     """
     if first_layer is None:
         return []
-    if not 0 <= first_layer < len(model.model.layers):
-        raise ValueError(f"first_layer must be in [0, {len(model.model.layers)}), got {first_layer}")
-    keep = {id(p) for layer in model.model.layers[first_layer:] for p in layer.parameters()}
+    layers = Access(family_of(model.config.model_type)).layers(model)
+    if not 0 <= first_layer < len(layers):
+        raise ValueError(f"first_layer must be in [0, {len(layers)}), got {first_layer}")
+    keep = {id(p) for layer in layers[first_layer:] for p in layer.parameters()}
     frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
     for param in frozen:
         param.requires_grad_(False)
