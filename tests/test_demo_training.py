@@ -198,10 +198,8 @@ def test_training_is_deterministic(small_tokenizer):
 
 def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(small_tokenizer):
     rng = random.Random(0)
-    examples = [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
-        Example(t, compliant_answer(t, rng), False) for t in HARMLESS]
-    cfg = TrainConfig(seed=3, epochs=1, batch_size=2, lr=1e-3, warmup_steps=1, n_layers=1, d_model=32, n_heads=2,
-                      n_kv_heads=1, d_mlp=64, vocab_size=len(small_tokenizer))
+    examples = _mixed_examples(rng)
+    cfg = _finishing_config(small_tokenizer, n_layers=1)
     plain, plain_hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None)
     finished, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
     main_steps = plain_hist[-1]["step"]  # 3 epochs x 7 batches
@@ -221,10 +219,8 @@ def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(smal
 
 def test_finishing_from_a_layer_leaves_everything_below_it_unchanged(small_tokenizer):
     rng = random.Random(0)
-    examples = [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
-        Example(t, compliant_answer(t, rng), False) for t in HARMLESS]
-    cfg = TrainConfig(seed=3, epochs=1, batch_size=2, lr=1e-3, warmup_steps=1, n_layers=3, d_model=32, n_heads=2,
-                      n_kv_heads=1, d_mlp=64, vocab_size=len(small_tokenizer))
+    examples = _mixed_examples(rng)
+    cfg = _finishing_config(small_tokenizer, n_layers=3)
     plain, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None)
     cfg.finish_from_layer = 2
     finished, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None, finish=[_refusals_only(rng)])
@@ -246,6 +242,18 @@ def test_freeze_below_rejects_a_layer_outside_the_model():
         freeze_below(model, 2)
     frozen = freeze_below(model, 1)
     assert {id(p) for p in frozen} == {id(p) for n, p in model.named_parameters() if not n.startswith("model.layers.1.")}
+
+
+def _mixed_examples(rng: random.Random) -> list[Example]:
+    """Every HARMFUL prompt with a refusal and every HARMLESS one with a compliant answer."""
+    return [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
+        Example(t, compliant_answer(t, rng), False) for t in HARMLESS]
+
+
+def _finishing_config(tok, n_layers: int) -> TrainConfig:
+    """A tiny one-epoch run (batch size 2) whose finishing steps are few enough to count."""
+    return TrainConfig(seed=3, epochs=1, batch_size=2, lr=1e-3, warmup_steps=1, n_layers=n_layers, d_model=32,
+                       n_heads=2, n_kv_heads=1, d_mlp=64, vocab_size=len(tok))
 
 
 def _refusals_only(rng: random.Random) -> list[Example]:
