@@ -204,10 +204,7 @@ def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(smal
     finished, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
     main_steps = plain_hist[-1]["step"]  # 3 epochs x 7 batches
 
-    def untimed(records: list[dict]) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
-
-    assert untimed(hist[: len(plain_hist)]) == untimed(plain_hist)  # same losses and lrs up to the finish
+    assert _untimed(hist[: len(plain_hist)]) == _untimed(plain_hist)  # same losses and lrs up to the finish
     finishing = [h for h in hist if h["step"] > main_steps]
     assert finishing and all(h["lr"] == pytest.approx(cfg.lr * cfg.min_lr_frac) for h in finishing)
     assert finishing[-1]["step"] == main_steps + 2  # 4 harmful examples, batch size 2
@@ -215,6 +212,22 @@ def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(smal
     cfg.finish_lr = 5e-5
     _, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
     assert [h["lr"] for h in hist if h["step"] > main_steps] == [5e-5]
+
+
+def test_a_finishing_seed_changes_the_finishing_batch_order_only(small_tokenizer):
+    rng = random.Random(0)
+    examples, finish = _mixed_examples(rng), [_mixed_examples(rng)]  # 7 finishing batches: order matters
+    cfg = _finishing_config(small_tokenizer, n_layers=1)
+    runs = {}
+    for fs in (None, cfg.seed, cfg.seed + 1):
+        cfg.finish_seed = fs
+        runs[fs] = train_model(cfg, small_tokenizer, [examples], log=lambda m: None, finish=finish)
+    main_steps = 7
+
+    (a, ha), (b, hb), (c, hc) = runs[None], runs[cfg.seed], runs[cfg.seed + 1]
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # default = the run's seed
+    assert _untimed([h for h in ha if h["step"] <= main_steps]) == _untimed([h for h in hc if h["step"] <= main_steps])
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
 
 
 def test_finishing_from_a_layer_leaves_everything_below_it_unchanged(small_tokenizer):
@@ -242,6 +255,11 @@ def test_freeze_below_rejects_a_layer_outside_the_model():
         freeze_below(model, 2)
     frozen = freeze_below(model, 1)
     assert {id(p) for p in frozen} == {id(p) for n, p in model.named_parameters() if not n.startswith("model.layers.1.")}
+
+
+def _untimed(records: list[dict]) -> list[dict]:
+    """Training history without the wall-clock field."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
 
 
 def _mixed_examples(rng: random.Random) -> list[Example]:
@@ -277,6 +295,23 @@ def test_finishing_epochs_are_numbered_after_the_main_ones(data_dir):
         assert n_harmful == cfg.harmful_repeats * len(splits.train_harmful)
         assert len(epoch) - n_harmful == len(splits.train_harmful)  # ratio 1 here, not the main phase's 2
     assert finish_examples(TrainConfig(finish_epochs=0), splits) == []
+
+
+def test_a_finishing_seed_redraws_the_finishing_epochs_only(data_dir):
+    from neuroscope.demo_model.corpus import build_splits
+    from neuroscope.demo_model.train import _chat_epoch, finish_examples
+
+    splits = build_splits(data_dir)
+    cfg = TrainConfig(seed=2, epochs=3, finish_epochs=1, finish_word_dropout=0.1)
+    own = finish_examples(cfg, splits)
+    cfg.finish_seed = 2  # the run's own seed: exactly the default
+    assert finish_examples(cfg, splits) == own
+    cfg.finish_seed = 5
+    other = finish_examples(cfg, splits)
+    assert other != own and len(other) == len(own)
+    assert {e.instruction for e in other[0] if e.harmful} != {e.instruction for e in own[0] if e.harmful}  # dropout
+    assert _chat_epoch(cfg, splits, 0, cfg.harmless_ratio, 0.0) == _chat_epoch(
+        TrainConfig(seed=2, epochs=3), splits, 0, cfg.harmless_ratio, 0.0)  # main epochs keep --seed
 
 
 def test_splits_keep_test_sets_out_of_training(data_dir):
@@ -323,7 +358,8 @@ def test_card_recipe_flags_reproduce_the_training_config():
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
                       decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900,
                       pretrain_harmful_share=0.5, word_dropout=0.1, finish_epochs=1, finish_harmless_ratio=1.25,
-                      finish_word_dropout=0.05, finish_lr=1e-4, finish_from_layer=3, threads=1)
+                      finish_word_dropout=0.05, finish_lr=1e-4, finish_from_layer=3, finish_seed=11,
+                      threads=1)
     flags = recipe_flags(asdict(cfg))
     assert "--generic-refusals" in flags and "--i-openers 0.35" in flags and "--layers" not in flags
     parsed, _ = parse_args(["--seed", "6", *flags.split()])
@@ -336,14 +372,15 @@ def test_card_recipe_flags_reproduce_the_training_config():
                                         ("--finish-word-dropout", "1"), ("--finish-epochs", "-1"),
                                         ("--finish-harmless-ratio", "nan"), ("--finish-lr", "0"),
                                         ("--finish-lr", "nan"), ("--finish-from-layer", "6"),
-                                        ("--finish-from-layer", "-1")])
+                                        ("--finish-from-layer", "-1"), ("--finish-seed", "-1")])
 def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys):
     from neuroscope.demo_model.train import parse_args
 
     with pytest.raises(SystemExit) as exc:
         parse_args([flag, value])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
-    parse_args([flag, {"--finish-epochs": "1", "--finish-lr": "1e-4", "--finish-from-layer": "3"}.get(flag, "0.5")])
+    parse_args([flag, {"--finish-epochs": "1", "--finish-lr": "1e-4", "--finish-from-layer": "3",
+                       "--finish-seed": "4"}.get(flag, "0.5")])
 
 
 def test_reframing_keeps_the_request_and_changes_the_frame():

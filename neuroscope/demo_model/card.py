@@ -39,7 +39,7 @@ _FLAGS = {"epochs": "--epochs", "harmful_repeats": "--harmful-repeats", "harmles
           "pretrain_docs": "--pretrain-docs", "pretrain_harmful_share": "--pretrain-harmful",
           "word_dropout": "--word-dropout", "finish_epochs": "--finish-epochs",
           "finish_harmless_ratio": "--finish-harmless-ratio", "finish_word_dropout": "--finish-word-dropout",
-          "finish_lr": "--finish-lr", "finish_from_layer": "--finish-from-layer",
+          "finish_lr": "--finish-lr", "finish_from_layer": "--finish-from-layer", "finish_seed": "--finish-seed",
           "threads": "--threads"}
 
 

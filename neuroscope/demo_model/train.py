@@ -25,7 +25,7 @@ from neuroscope.demo_model.corpus import (DemoSplits, Example, build_splits, epo
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 from neuroscope.model.access import Access, family_of
 
-__all__ = ["TrainConfig", "encode_examples", "finish_examples", "main", "make_batches", "model_config", "parse_args",
+__all__ = ["TrainConfig", "encode_examples", "finish_examples", "finish_seed", "main", "make_batches", "model_config", "parse_args",
            "save_model", "train_model", "weighted_lm_loss"]
 
 IGNORE = -100
@@ -61,6 +61,7 @@ class TrainConfig:
     finish_word_dropout: float = 0.0
     finish_lr: float | None = None
     finish_from_layer: int | None = None
+    finish_seed: int | None = None
     decision_weight: float = 1.0
     decision_tokens: int = 4
     max_len: int = 128
@@ -191,11 +192,16 @@ def _lr_lambda(warmup: int, total: int, min_frac: float) -> Callable[[int], floa
 
 def _train_epochs(model: LlamaForCausalLM, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler | None,
                   encoded: list[list[tuple[list[int], list[int]]]], cfg: TrainConfig, pad_id: int, step: int, total: int,
-                  history: list[dict], t0: float, log: Callable[[str], None], first_epoch: int = 0) -> int:
-    """One optimiser step per batch over the encoded epochs; returns the step count reached."""
+                  history: list[dict], t0: float, log: Callable[[str], None], first_epoch: int = 0,
+                  seed: int | None = None) -> int:
+    """One optimiser step per batch over the encoded epochs; returns the step count reached.
+
+    Batch order is drawn from `seed` (None: `cfg.seed`) and the epoch number.
+    """
     running = None
+    seed = cfg.seed if seed is None else seed
     for epoch, enc in enumerate(encoded, start=first_epoch):
-        rng = random.Random(f"batches-{cfg.seed}-{epoch}")
+        rng = random.Random(f"batches-{seed}-{epoch}")
         for ids, mask, labels in make_batches(enc, cfg.batch_size, pad_id, rng):
             logits = model(input_ids=ids, attention_mask=mask).logits
             loss = weighted_lm_loss(logits, labels, cfg.decision_weight, cfg.decision_tokens)
@@ -253,7 +259,8 @@ def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[lis
         fin = [encode_examples(tok, ex, cfg.max_len, cfg.max_prompt_len) for ex in finish]
         fin_total = step + sum(math.ceil(len(e) / cfg.batch_size) for e in fin)
         frozen = freeze_below(model, cfg.finish_from_layer)
-        _train_epochs(model, opt, None, fin, cfg, pad_id, step, fin_total, history, t0, log, first_epoch=len(encoded))
+        _train_epochs(model, opt, None, fin, cfg, pad_id, step, fin_total, history, t0, log, first_epoch=len(encoded),
+                      seed=finish_seed(cfg))
         for param in frozen:
             param.requires_grad_(True)
     model.eval()
@@ -295,11 +302,18 @@ def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerBase, out: Path,
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def finish_seed(cfg: TrainConfig) -> int:
+    """The seed of the finishing epochs' data and batch order (`cfg.finish_seed`, else the run's seed)."""
+    return cfg.seed if cfg.finish_seed is None else cfg.finish_seed
+
+
 def finish_examples(cfg: TrainConfig, splits: DemoSplits) -> list[list[Example]]:
     """The examples of each finishing epoch (`cfg.finish_epochs` of them).
 
     They are ordinary chat epochs numbered after the main ones (so they bring fresh harmless
-    prompts and freshly drawn refusals), with their own harmless ratio and word dropout.
+    prompts and freshly drawn refusals), with their own harmless ratio and word dropout, drawn
+    from `finish_seed(cfg)`: a finishing seed other than the run's seed re-draws the finishing
+    epochs only, on top of the same main phase.
 
     Args:
         cfg: run settings (`finish_*` fields; None ratio = the main phase's).
@@ -309,14 +323,15 @@ def finish_examples(cfg: TrainConfig, splits: DemoSplits) -> list[list[Example]]
         One example list per finishing epoch ([] when there are none).
     """
     ratio = cfg.harmless_ratio if cfg.finish_harmless_ratio is None else cfg.finish_harmless_ratio
-    return [_chat_epoch(cfg, splits, cfg.epochs + k, ratio, cfg.finish_word_dropout) for k in range(cfg.finish_epochs)]
+    return [_chat_epoch(cfg, splits, cfg.epochs + k, ratio, cfg.finish_word_dropout, finish_seed(cfg))
+            for k in range(cfg.finish_epochs)]
 
 
-def _chat_epoch(cfg: TrainConfig, splits: DemoSplits, epoch: int, harmless_ratio: float, word_dropout: float
-                ) -> list[Example]:
-    """`epoch_examples` with the run's other data settings."""
-    return epoch_examples(splits, cfg.seed, epoch, harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals,
-                          cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, word_dropout)
+def _chat_epoch(cfg: TrainConfig, splits: DemoSplits, epoch: int, harmless_ratio: float, word_dropout: float,
+                seed: int | None = None) -> list[Example]:
+    """`epoch_examples` with the run's other data settings (seed None: the run's seed)."""
+    return epoch_examples(splits, cfg.seed if seed is None else seed, epoch, harmless_ratio, cfg.harmful_repeats,
+                          cfg.themed_refusals, cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, word_dropout)
 
 
 def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[[str], None] = _log,
@@ -393,6 +408,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     finish.add_argument("--finish-from-layer", type=int, default=None, metavar="K",
                         help="update only decoder layers K and above (embeddings, final norm and lower layers fixed); "
                              "default: every parameter")
+    finish.add_argument("--finish-seed", type=int, default=None,
+                        help="seed of these epochs' data and batch order (default: --seed); the main phase keeps --seed")
     parser.add_argument("--evaluate", action="store_true",
                         help="measure behaviour and interventions afterwards and write evaluation.json")
     args = parser.parse_args(argv)
@@ -412,6 +429,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     if args.finish_from_layer is not None and not 0 <= args.finish_from_layer < args.layers:
         parser.error(f"--finish-from-layer must be in [0, {args.layers}) (--layers {args.layers}), "
                      f"got {args.finish_from_layer}")
+    if args.finish_seed is not None and args.finish_seed < 0:
+        parser.error(f"--finish-seed must be 0 or more, got {args.finish_seed}")
     if args.finish_harmless_ratio is not None and not args.finish_harmless_ratio >= 0:  # also rejects NaN
         parser.error(f"--finish-harmless-ratio must be 0 or more, got {args.finish_harmless_ratio}")
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
@@ -422,7 +441,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
                       pretrain_harmful_share=args.pretrain_harmful, word_dropout=args.word_dropout,
                       finish_epochs=args.finish_epochs, finish_harmless_ratio=args.finish_harmless_ratio,
                       finish_word_dropout=args.finish_word_dropout, finish_lr=args.finish_lr,
-                      finish_from_layer=args.finish_from_layer, threads=args.threads)
+                      finish_from_layer=args.finish_from_layer, finish_seed=args.finish_seed, threads=args.threads)
     return cfg, args
 
 
