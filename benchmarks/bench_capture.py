@@ -14,6 +14,7 @@ from neuroscope.model import _compat  # noqa: F401
 
 import torch
 
+from neuroscope.model.activations import post_instruction_z
 from neuroscope.model.capture import capture
 from neuroscope.model.tiny import build_tiny_model
 
@@ -47,6 +48,7 @@ def main() -> None:
     variants = {
         "bare HF forward": bare,
         "HF output_hidden_states": lambda: _hidden(lm, ids, mask),
+        "z only (head experiment statistic)": lambda: post_instruction_z(lm, prompts, batch_size=args.batch),
         "capture: resid + z (no lens, top_k=0)": lambda: capture(lm, prompts, attention_layers=None, top_k=0,
                                                                 gradients=False),
         "capture: resid + z + lens": lambda: capture(lm, prompts, attention_layers=None, gradients=False),

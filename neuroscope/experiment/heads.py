@@ -18,10 +18,8 @@ from torch import Tensor
 from neuroscope.analysis.directions import unit
 from neuroscope.analysis.heads import head_deltas, head_projections, permutation_test, random_head_sets
 from neuroscope.analysis.metrics import refusal_score
-from neuroscope.model.activations import mean_head_z
-from neuroscope.model.capture import capture
+from neuroscope.model.activations import mean_head_z, post_instruction_z
 from neuroscope.model.forward import next_token_logits
-from neuroscope.model.generate import _batches
 from neuroscope.model.interventions import DirectionAblation, HeadAblation
 
 Progress = Callable[[float, str], None]
@@ -44,20 +42,6 @@ class HeadAnalysis:
     n_permutations: int
     verdict: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def post_instruction_z(lm: Any, instructions: Sequence[str], batch_size: int = 16) -> Tensor:
-    """Each prompt's per-head ``z`` averaged over its post-instruction positions.
-
-    Returns:
-        [N, n_layers, n_heads, d_head] float32 on the CPU.
-    """
-    P = lm.n_post_instruction
-    rows = []
-    for chunk in _batches(list(instructions), batch_size):
-        for cache in capture(lm, chunk, attention_layers=None, top_k=0, gradients=False):
-            rows.append(cache.z[:, :, -P:, :].mean(dim=2))  # [L, H, S, D] -> [L, H, D]
-    return torch.stack(rows)
 
 
 def rank_by_projection(projection: Tensor) -> list[tuple[int, int]]:

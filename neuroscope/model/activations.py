@@ -82,6 +82,23 @@ def mean_head_z(lm: Any, instructions: Sequence[str], batch_size: int = 32) -> T
     return total / count
 
 
+def post_instruction_z(lm: Any, instructions: Sequence[str], batch_size: int = 16) -> Tensor:
+    """Each prompt's per-head ``z`` averaged over its post-instruction positions.
+
+    Only ``z`` is recorded (no residuals, attention outputs or logit lens): left padding puts the
+    template's post-instruction tokens at the same last positions in every row.
+
+    Returns:
+        [N, n_layers, n_heads, d_head] float32 on the CPU.
+    """
+    P = lm.n_post_instruction
+    rows = []
+    for sink, _mask in _collect(lm, instructions, frozenset({"z"}), batch_size):
+        # sink["z"]: per layer [B, S, H, D] -> [B, H, D] -> stacked [B, L, H, D]
+        rows.append(torch.stack([z[:, -P:].float().mean(dim=1).cpu() for z in sink["z"]], dim=1))
+    return torch.cat(rows)
+
+
 def last_token_projections(lm: Any, instructions: Sequence[str], direction: Tensor, batch_size: int = 32,
                            interventions: Sequence[Intervention] = ()) -> Tensor:
     """Projection of each prompt's last-position residual (every layer input) on a direction.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from neuroscope.experiment.heads import HeadAnalysis, analyse_heads, post_instruction_z, verdict
+from neuroscope.experiment.heads import HeadAnalysis, analyse_heads, verdict
+from neuroscope.model.activations import post_instruction_z
 from neuroscope.model.capture import capture
 
 # Different lengths, so a batch is left-padded.
@@ -40,6 +41,15 @@ def test_post_instruction_z_padding_invariant(tiny):
     batched = post_instruction_z(tiny, HARMFUL, batch_size=3)
     alone = torch.cat([post_instruction_z(tiny, [p]) for p in HARMFUL])
     assert torch.allclose(batched, alone, atol=1e-4)
+
+
+def test_post_instruction_z_reads_what_a_full_capture_records(tiny):
+    P = tiny.n_post_instruction
+    z_only = post_instruction_z(tiny, HARMLESS, batch_size=2)
+    full = torch.stack([c.z[:, :, -P:, :].mean(dim=2)  # [L, H, S, D] -> [L, H, D]
+                        for c in capture(tiny, HARMLESS, attention_layers=None, top_k=0, gradients=False)])
+    assert z_only.shape == (len(HARMLESS), tiny.n_layers, tiny.n_heads, tiny.d_head)
+    assert torch.allclose(z_only, full, atol=1e-5)
 
 
 def _fake(top, random, base=2.0, direction=-2.0):
