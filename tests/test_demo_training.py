@@ -222,9 +222,9 @@ def test_a_finishing_seed_changes_the_finishing_batch_order_only(small_tokenizer
     for fs in (None, cfg.seed, cfg.seed + 1):
         cfg.finish_seed = fs
         runs[fs] = train_model(cfg, small_tokenizer, [examples], log=lambda m: None, finish=finish)
-    main_steps = 7
+    main_steps = 7  # 14 examples, batch size 2
 
-    (a, ha), (b, hb), (c, hc) = runs[None], runs[cfg.seed], runs[cfg.seed + 1]
+    (a, ha), (b, _), (c, hc) = runs[None], runs[cfg.seed], runs[cfg.seed + 1]
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # default = the run's seed
     assert _untimed([h for h in ha if h["step"] <= main_steps]) == _untimed([h for h in hc if h["step"] <= main_steps])
     assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))

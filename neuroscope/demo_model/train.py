@@ -25,8 +25,8 @@ from neuroscope.demo_model.corpus import (DemoSplits, Example, build_splits, epo
 from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 from neuroscope.model.access import Access, family_of
 
-__all__ = ["TrainConfig", "encode_examples", "finish_examples", "finish_seed", "main", "make_batches", "model_config", "parse_args",
-           "save_model", "train_model", "weighted_lm_loss"]
+__all__ = ["TrainConfig", "encode_examples", "finish_examples", "finish_seed", "main", "make_batches", "model_config",
+           "parse_args", "save_model", "train_model", "weighted_lm_loss"]
 
 IGNORE = -100
 
