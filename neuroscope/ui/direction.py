@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from neuroscope import research, viz
+from neuroscope.experiment import ExperimentConfig
 from neuroscope.research import DirectionResult
 from neuroscope.ui.common import AppContext, user_errors
 
@@ -104,19 +105,23 @@ def _path(file) -> str | None:
 def build_direction_tab(ctx: AppContext) -> DirectionTab:
     """Adds the Refusal direction tab's components and events to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
-    max_train = 32 if settings.public else 256
+    max_train, max_val = (32, 16) if settings.public else (256, 64)
     sets = research.contrastive_set_names(public=settings.public)
+    paper = ExperimentConfig()  # Arditi et al.'s sizes, as in the Experiment tab and the CLI
     gr.Markdown(GUIDE["intro"])
     with gr.Row():
         with gr.Column(scale=3):
-            set_name = gr.Dropdown(sets, value=sets[0], label="Contrastive prompt set",
+            # The paper's prompt distribution where it is installed, as the Experiment tab does.
+            set_name = gr.Dropdown(sets, value=research.RESEARCH if research.RESEARCH in sets else sets[0],
+                                   label="Contrastive prompt set",
                                    info="harmful vs harmless instructions the means are taken over")
             with gr.Row(visible=False) as uploads:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
                 harmless_file = gr.File(label="Harmless prompts (txt/csv/json/jsonl)", type="filepath")
             with gr.Row():
-                n_train = gr.Slider(4, max_train, value=min(32, max_train), step=1, label="Training prompts per side")
-                n_val = gr.Slider(2, 64 if not settings.public else 16, value=16, step=1,
+                n_train = gr.Slider(4, max_train, value=min(paper.n_train, max_train), step=1,
+                                    label="Training prompts per side")
+                n_val = gr.Slider(2, max_val, value=min(paper.n_val, max_val), step=1,
                                   label="Validation prompts per side (scoring, separation)")
         with gr.Column(scale=2):
             compute = gr.Button("Compute direction", variant="primary", elem_id="compute-direction")

@@ -65,10 +65,16 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             with gr.Row(visible=False) as uploads:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
                 harmless_file = gr.File(label="Harmless prompts (txt/csv/json/jsonl)", type="filepath")
+            # Defaults: the CLI's (Arditi et al.'s 128 / 32), within the public caps. Smaller sets make the
+            # selection noisy: on the demo model 32 / 16 can pick a neighbouring position whose
+            # addition gives broken text.
+            paper, (top_train, top_val, top_test) = ExperimentConfig(), ((64, 32, 32) if public else (256, 128, 100))
             with gr.Row():
-                n_train = gr.Slider(4, 64 if public else 256, value=32, step=1, label="Training prompts per side")
-                n_val = gr.Slider(2, 32 if public else 128, value=16, step=1, label="Validation prompts per side")
-                n_test = gr.Slider(2, 32 if public else 100, value=24, step=1, label="Held-out test prompts per side")
+                n_train = gr.Slider(4, top_train, value=min(paper.n_train, top_train), step=1,
+                                    label="Training prompts per side")
+                n_val = gr.Slider(2, top_val, value=min(paper.n_val, top_val), step=1, label="Validation prompts per side")
+                n_test = gr.Slider(2, top_test, value=min(paper.n_test, top_test), step=1,
+                                   label="Held-out test prompts per side")
             with gr.Row():
                 max_new = gr.Slider(4, min(48, settings.max_new_tokens_limit), value=min(24, settings.max_new_tokens_limit),
                                     step=1, label="Generated tokens per answer")

@@ -119,15 +119,13 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     shots = _artifacts()
     sync_api.expect(page.locator("#model-banner")).to_contain_text("Model:")
 
-    # 1. Refusal direction tab: compute the direction with small sets. The demo model was trained on
-    # Arditi et al.'s distribution, so where the research sets are installed (CI) a newcomer picks
-    # them (64 per side, so the selection lands where the model card's does): on the curated
-    # minimal pairs its harmless sides are too close to the harmful ones for the direction to work.
+    # 1. Refusal direction tab: compute the direction. Where the research sets are installed (CI) they
+    # are the default, Arditi et al.'s distribution, on which the demo model was trained; the curated
+    # minimal pairs' harmless sides are too close to the harmful ones for the direction to work there.
+    # 64 per side, so the selection lands where the model card's does.
     from neuroscope import research
 
-    if lm.source == "demo" and research.RESEARCH in research.contrastive_set_names():
-        page.get_by_label("Contrastive prompt set").click()
-        page.get_by_role("option", name=research.RESEARCH).click()
+    if research.RESEARCH in research.contrastive_set_names():
         sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(research.RESEARCH)
     _set_slider(page, "Training prompts per side", 64 if lm.source == "demo" else 6)
     _set_slider(page, "Validation prompts per side (scoring, separation)", 16 if lm.source == "demo" else 3)
