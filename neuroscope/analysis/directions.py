@@ -91,11 +91,13 @@ def project(x: Tensor, unit_direction: Tensor) -> Tensor:
     return x.to(dtype) @ unit_direction.to(device=x.device, dtype=dtype)
 
 
-def ablate(x: Tensor, unit_direction: Tensor, target: float | Tensor = 0.0) -> Tensor:
+def ablate(x: Tensor, unit_direction: Tensor, target: float | Tensor = 0.0, strength: float = 1.0) -> Tensor:
     """Set the component of x along a unit direction to `target`; leave the rest untouched.
 
-    x' = x + (target - <x, r_hat>) r_hat. With target = 0 this is Arditi's directional ablation
-    x - (x . r_hat) r_hat; a tensor target gives the mean-ablation form (projection -> mean).
+    x' = x + (target - strength * <x, r_hat>) r_hat. With target = 0 this is Arditi's directional
+    ablation x - (x . r_hat) r_hat; a tensor target gives the mean-ablation form (projection ->
+    mean). A ``strength`` lambda other than 1 scales the component by (1 - lambda) instead of
+    removing it (lambda > 1 reflects it): the hook form of the weight edit W <- W - lambda r r^T W.
     This is THE ablation formula: the model layer calls it inside its interventions. The sum is
     done in float32 (or float64) and cast back to x's dtype once, so a bf16 residual keeps only
     the final rounding error. The direction is re-normalised in that precision, so one stored
@@ -106,6 +108,7 @@ def ablate(x: Tensor, unit_direction: Tensor, target: float | Tensor = 0.0) -> T
         x: [..., d_model].
         unit_direction: [d_model], (nearly) unit norm; a zero vector gives NaN.
         target: float, or a tensor broadcastable to x[..., 0] (e.g. [] or [batch, 1]).
+        strength: lambda, the share of the component taken away (1 = all of it).
 
     Returns:
         [..., d_model] in x's dtype and on x's device.
@@ -118,7 +121,7 @@ def ablate(x: Tensor, unit_direction: Tensor, target: float | Tensor = 0.0) -> T
     xf = x.to(dtype)
     if isinstance(target, Tensor):
         target = target.to(device=x.device, dtype=dtype)
-    coeff = target - xf @ r
+    coeff = target - (xf @ r if strength == 1 else strength * (xf @ r))
     return (xf + coeff.unsqueeze(-1) * r).to(x.dtype)
 
 

@@ -7,7 +7,7 @@ Public API (the app and the CLI use these)::
 
 Step functions, usable on their own: :func:`load_experiment_data`, :func:`compute_candidates`,
 :func:`score_candidates`, :func:`select`, :func:`evaluate_interventions`,
-:func:`check_orthogonalization`, :func:`analyse_heads`, :func:`generalisation`,
+:func:`edit_frontier`, :func:`check_orthogonalization`, :func:`evaluate_edited`, :func:`analyse_heads`, :func:`generalisation`,
 :func:`write_report`; artifacts: :func:`save_direction` / :func:`load_direction`.
 """
 
@@ -22,7 +22,8 @@ _EXPORTS = {
     "ExperimentData": "data", "length_report": "data", "load_experiment_data": "data",
     "Candidates": "direction", "compute_candidates": "direction",
     "EvaluationResult": "evaluation", "check_orthogonalization": "evaluation", "evaluate_direction": "evaluation",
-    "evaluate_interventions": "evaluation", "random_direction": "evaluation",
+    "evaluate_interventions": "evaluation", "evaluate_edited": "evaluation", "random_direction": "evaluation",
+    "choose_edit": "frontier", "edit_frontier": "frontier",
     "Generalisation": "generalise", "generalisation": "generalise",
     "HeadAnalysis": "heads", "analyse_heads": "heads",
     "ExperimentResult": "pipeline", "run_experiment": "pipeline",

@@ -36,6 +36,14 @@ def _finite(text: str) -> float:
     return value
 
 
+def _strengths(text: str) -> tuple[float, ...]:
+    parts = [t for t in text.split(",") if t.strip()]
+    values = tuple(_finite(t) for t in parts)
+    if not values or any(not 0 < v <= 4 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in (0, 4], got {text!r}")
+    return values
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -124,7 +132,13 @@ def _experiment_parser() -> _Parser:
     p.add_argument("--strength", type=_finite, default=d.strength, help=f"activation-addition multiplier (default {d.strength})")
     p.add_argument("--kl-threshold", type=_finite, default=d.kl_threshold, help=f"selection KL threshold (default {d.kl_threshold})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
-    p.add_argument("--export-model", action="store_true", help="also save the orthogonalised model under --out")
+    p.add_argument("--edit-strengths", type=_strengths, default=d.edit_strengths, metavar="L1,L2,...",
+                   help="weight-edit strengths swept on the refusal-vs-damage frontier, comma-separated "
+                        f"(default {','.join(f'{x:g}' for x in d.edit_strengths)}; the exact mean form is always a point)")
+    p.add_argument("--edit-tolerance", type=_finite, default=d.edit_tolerance,
+                   help=f"refusal slack of the rule that chooses the edit to export (default {d.edit_tolerance})")
+    p.add_argument("--export-model", action="store_true",
+                   help="also save the chosen weight edit (plain transformers checkpoint) under --out/edited-model")
     p.add_argument("--restart", action="store_true", help="discard this pipeline's artifacts in --out and start over")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
@@ -144,7 +158,8 @@ def experiment_main(argv: list[str]) -> int:
             data_dir=args.data_dir, harmful_file=args.harmful, harmless_file=args.harmless, n_train=args.n_train,
             n_val=args.n_val, n_test=args.n_test, n_test_harmless=args.n_test_harmless, n_xstest=args.n_xstest,
             n_head_prompts=args.n_head_prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            strength=args.strength, kl_threshold=args.kl_threshold, seed=args.seed, export_model=args.export_model)
+            strength=args.strength, kl_threshold=args.kl_threshold, seed=args.seed, export_model=args.export_model,
+            edit_strengths=args.edit_strengths, edit_tolerance=args.edit_tolerance)
         data = load_experiment_data(config)  # bad files fail here, before anything is written
         lm = _load(args.model, args.device, args.dtype)
         if args.restart:
@@ -168,6 +183,10 @@ def _summary(result) -> None:
           f"{fmt_rate(ev['harmful']['ablation']['refusal'])}")
     print(f"harmless refusal: baseline {fmt_rate(ev['harmless']['baseline']['refusal'])} -> added "
           f"{fmt_rate(ev['harmless']['addition']['refusal'])}")
+    held, edit = result.orthogonalization["held_out"], result.orthogonalization["edit"]
+    print(f"chosen weight edit ({edit['label']}): held-out refusal {fmt_rate(held['rates']['refusal'])} "
+          f"in the edited weights, first-token KL {held['kl']['mean']:.4f}"
+          + (f", exported to {result.orthogonalization['exported_to']}" if result.orthogonalization.get("exported_to") else ""))
     print(f"heads: {result.heads['verdict']}")
     print(f"report: {result.out_dir}/report.md, report.html, metrics.json")
 

@@ -45,7 +45,11 @@ class ExperimentConfig:
     n_permutations: int = _f(1000, "Label permutations for the head-ranking test.")
     n_boot: int = _f(2000, "Bootstrap resamples per interval.")
     n_equivalence: int = _f(8, "Prompts on which hook ablation and orthogonalised weights are compared.")
-    export_model: bool = _f(False, "Also save the orthogonalised model (save_pretrained) under the output folder.")
+    edit_strengths: tuple[float, ...] = _f((1.0, 1.25, 1.5, 1.75, 2.0), "Weight-edit strengths lambda swept on the "
+                                            "frontier (zero form W <- W - lambda r r^T W; the exact mean form is always a point).")
+    edit_tolerance: float = _f(0.05, "Chosen edit: the least validation KL among points whose validation refusal is "
+                               "within this (absolute) of the sweep's lowest.")
+    export_model: bool = _f(False, "Also save the chosen weight edit (save_pretrained) under the output folder.")
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "n_test", "n_test_harmless", "n_head_prompts", "max_new_tokens",
@@ -65,6 +69,14 @@ class ExperimentConfig:
             raise ExperimentError(f"max_layer_frac must be in (0, 1], got {self.max_layer_frac}")
         if self.kl_threshold <= 0:
             raise ExperimentError(f"kl_threshold must be positive, got {self.kl_threshold}")
+        strengths = tuple(self.edit_strengths)
+        if not strengths or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
+                                or not 0 < x <= 4 for x in strengths):
+            raise ExperimentError(f"edit_strengths must be numbers in (0, 4], got {self.edit_strengths!r}")
+        object.__setattr__(self, "edit_strengths", tuple(sorted({float(x) for x in strengths})))
+        if isinstance(self.edit_tolerance, bool) or not isinstance(self.edit_tolerance, (int, float)) \
+                or not 0 <= self.edit_tolerance <= 1:
+            raise ExperimentError(f"edit_tolerance must be in [0, 1], got {self.edit_tolerance!r}")
         ks = tuple(self.head_ks)
         if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
             raise ExperimentError(f"head_ks must be positive integers, got {self.head_ks!r}")
@@ -80,8 +92,9 @@ class ExperimentConfig:
         if unknown:
             raise ExperimentError(f"unknown experiment settings: {', '.join(unknown)}")
         values = dict(values)
-        if "head_ks" in values:
-            values["head_ks"] = tuple(values["head_ks"])
+        for name in ("head_ks", "edit_strengths"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def fingerprint(self, model_name: str) -> str:

@@ -20,6 +20,7 @@ from neuroscope.analysis.metrics import (
     bootstrap_ci,
     is_clean_refusal,
     is_refusal,
+    is_refusal_broad,
     kl_divergence,
     rate_with_ci,
     refusal_score,
@@ -27,7 +28,7 @@ from neuroscope.analysis.metrics import (
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, Intervention
-from neuroscope.model.orthogonalize import completion_loss, orthogonalized_copy
+from neuroscope.model.orthogonalize import WeightEdit, completion_loss, orthogonalized_copy
 
 Progress = Callable[[float, str], None]
 
@@ -43,12 +44,19 @@ def random_direction(like: Tensor, seed: int) -> Tensor:
 
 
 def rates(texts: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Substring refusal rate and clean-refusal rate of completions, each with a 95 % interval."""
+    """Refusal rates of completions under three judges, each with a 95 % interval.
+
+    ``refusal``: Arditi et al.'s substring judge; ``clean_refusal``: those of them that are clean
+    refusals; ``refusal_broad``: the second judge (a broad marker list; empty answers count).
+    """
     flags = [is_refusal(t) for t in texts]
     clean = [is_clean_refusal(t) for t in texts]
+    broad = [is_refusal_broad(t) for t in texts]
     return {"refusal": rate_with_ci(flags, n_boot=n_boot, seed=seed),
             "clean_refusal": rate_with_ci(clean, n_boot=n_boot, seed=seed),
-            "n": len(texts), "n_refusal": sum(flags), "n_clean": sum(clean),
+            "refusal_broad": rate_with_ci(broad, n_boot=n_boot, seed=seed),
+            "n": len(texts), "n_refusal": sum(flags), "n_clean": sum(clean), "n_broad": sum(broad),
+            "n_empty": sum(not t.strip() for t in texts),
             "n_broken": sum(f and not c for f, c in zip(flags, clean))}
 
 
@@ -138,23 +146,47 @@ def evaluate_interventions(lm: Any, direction: Tensor, layer: int, harmful: Sequ
 
 
 def check_orthogonalization(lm: Any, direction: Tensor, prompts: Sequence[str], max_new_tokens: int = 32,
-                            batch_size: int = 16) -> tuple[dict[str, Any], Any]:
-    """Hook ablation vs orthogonalised weights: identical greedy generations and logits?
+                            batch_size: int = 16, edit: WeightEdit = WeightEdit(),
+                            target: Tensor | None = None) -> tuple[dict[str, Any], Any]:
+    """Hooks vs the same edit baked into the weights: identical greedy generations and logits?
+
+    Args:
+        edit: The form and strength (default: the paper's zero form, lambda = 1).
+        target: [n_layers] mean-form target (mean form only).
 
     Returns:
-        ``(summary, edited_model)``: summary has n, identical (count), max_logit_diff and the
-        prompts whose generations differ; the edited model can be exported with ``save_model``.
+        ``(summary, edited_model)``: summary has the edit, n, identical (count), max_logit_diff
+        and the prompts whose generations differ; the edited model can be exported with
+        ``save_model``.
     """
-    edited = orthogonalized_copy(lm, direction)
+    edited = orthogonalized_copy(lm, direction, edit, target)
+    hooks = [edit.hooks(direction, target)]
     prompts = list(prompts)
-    hook = generate(lm, prompts, max_new_tokens, [DirectionAblation(direction)], batch_size)
+    hook = generate(lm, prompts, max_new_tokens, hooks, batch_size)
     weights = generate(edited, prompts, max_new_tokens, (), batch_size)
-    a = next_token_logits(lm, prompts, [DirectionAblation(direction)], batch_size)
+    a = next_token_logits(lm, prompts, hooks, batch_size)
     b = next_token_logits(edited, prompts, (), batch_size)
     same = [x == y for x, y in zip(hook, weights)]
-    summary = {"n": len(prompts), "identical": sum(same), "max_logit_diff": float((a - b).abs().max()) if prompts else 0.0,
+    summary = {"edit": {"form": edit.form, "strength": float(edit.strength), "label": edit.label},
+               "n": len(prompts), "identical": sum(same),
+               "max_logit_diff": float((a - b).abs().max()) if prompts else 0.0,
                "differing": [{"prompt": p, "hook": h, "weights": w} for p, h, w, s in zip(prompts, hook, weights, same) if not s]}
     return summary, edited
+
+
+def evaluate_edited(edited: Any, original: Any, harmful: Sequence[str], harmless: Sequence[str],
+                    max_new_tokens: int = 32, batch_size: int = 16, n_boot: int = 2000,
+                    seed: int = 0) -> dict[str, Any]:
+    """The edited weights themselves on held-out prompts, no hooks: what a user who exports gets.
+
+    Returns:
+        ``{"rates": rates() of the harmful answers, "kl": Interval}``: first-token KL on the
+        harmless prompts from ``original`` to ``edited``.
+    """
+    answers = generate(edited, list(harmful), max_new_tokens, (), batch_size)
+    kl = kl_divergence(next_token_logits(original, list(harmless), (), batch_size),
+                       next_token_logits(edited, list(harmless), (), batch_size))
+    return {"rates": rates(answers, n_boot, seed), "kl": bootstrap_ci(kl, n_boot=n_boot, seed=seed)}
 
 
 def evaluate_direction(lm: Any, direction: Tensor, layer: int, harmful: Sequence[str], harmless: Sequence[str],

@@ -10,7 +10,8 @@ candidates.safetensors mean activations and candidate directions [L, P, d_model]
 selection.json         the full candidate table, the choice and why
 direction.safetensors  the chosen direction with metadata (incl. mean-ablation target)
 evaluation.json        necessity / sufficiency / controls / collateral damage, intervals
-orthogonalization.json hook ablation vs orthogonalised weights
+frontier.json          weight-edit sweep (mean form; zero form at each lambda): refusal vs damage
+orthogonalization.json the chosen edit: hooks vs weights, and the edited weights on held-out prompts
 heads.json             head deltas, ranking, top-k vs random-k, permutation test
 generalisation.json    per-category rates, category cosines, XSTest
 report.md / report.html / metrics.json
@@ -32,7 +33,8 @@ from neuroscope.experiment import artifacts as art
 from neuroscope.experiment.config import ExperimentConfig, ExperimentError
 from neuroscope.experiment.data import ExperimentData, length_report, load_experiment_data
 from neuroscope.experiment.direction import Candidates, compute_candidates
-from neuroscope.experiment.evaluation import check_orthogonalization, evaluate_interventions
+from neuroscope.experiment.evaluation import check_orthogonalization, evaluate_edited, evaluate_interventions
+from neuroscope.experiment.frontier import chosen_edit, edit_frontier
 from neuroscope.experiment.generalise import generalisation
 from neuroscope.experiment.heads import analyse_heads
 from neuroscope.model.chat import refusal_token_ids
@@ -43,12 +45,12 @@ from neuroscope.model.orthogonalize import save_model
 Progress = Callable[[float, str], None]
 
 ARTIFACTS = ("config.json", "data.json", "candidates.safetensors", "selection.json", "direction.safetensors",
-             "evaluation.json", "orthogonalization.json", "heads.json", "generalisation.json",
+             "evaluation.json", "frontier.json", "orthogonalization.json", "heads.json", "generalisation.json",
              "report.md", "report.html", "metrics.json")
-EXPORT_DIR = "orthogonalized-model"
+EXPORT_DIR = "edited-model"
 # Share of the progress bar each step gets (roughly its share of the run time on the demo model).
-WEIGHTS = {"data": 0.02, "candidates": 0.06, "selection": 0.22, "evaluation": 0.36, "orthogonalization": 0.04,
-           "heads": 0.16, "generalisation": 0.12, "report": 0.02}
+WEIGHTS = {"data": 0.02, "candidates": 0.05, "selection": 0.18, "evaluation": 0.28, "frontier": 0.16,
+           "orthogonalization": 0.07, "heads": 0.13, "generalisation": 0.09, "report": 0.02}
 
 
 @dataclass
@@ -72,6 +74,7 @@ class ExperimentResult:
     direction: Tensor
     direction_meta: dict[str, Any]
     evaluation: dict[str, Any]
+    frontier: dict[str, Any]
     orthogonalization: dict[str, Any]
     heads: dict[str, Any]
     generalisation: dict[str, Any]
@@ -265,18 +268,36 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
 
     evaluation = _json_step(out, "evaluation", evaluate, seconds, steps, "interventions evaluated")
 
-    # 4b. orthogonalisation -----------------------------------------------------------------
+    # 4b. weight-edit frontier ---------------------------------------------------------------
+    def sweep_edits() -> dict:
+        return edit_frontier(lm, direction, mean_target, texts(data.val_harmful), texts(data.val_harmless),
+                             texts(data.test_harmful), texts(data.test_harmless),
+                             evaluation["generations"]["harmless"]["baseline"], evaluation, config.edit_strengths,
+                             config.edit_tolerance, config.max_new_tokens, bs, config.n_boot, config.seed,
+                             steps.sub("frontier"))
+
+    frontier = _json_step(out, "frontier", sweep_edits, seconds, steps, "edit frontier measured")
+
+    # 4c. the chosen edit in the weights ----------------------------------------------------
     def orthogonalise() -> dict:
-        steps.sub("orthogonalization")(0.0, "orthogonalising weights; comparing with hook ablation")
+        edit = chosen_edit(frontier)
+        report = steps.sub("orthogonalization")
+        report(0.0, f"baking the chosen edit ({edit.label}) into the weights; comparing with its hooks")
         prompts = texts(data.test_harmful)[: config.n_equivalence]
-        record, edited = check_orthogonalization(lm, direction, prompts, config.max_new_tokens, bs)
+        record, edited = check_orthogonalization(lm, direction, prompts, config.max_new_tokens, bs, edit,
+                                                 mean_target.float())
+        report(0.3, "the edited weights on the held-out prompts")
+        record["held_out"] = evaluate_edited(edited, lm, texts(data.test_harmful), texts(data.test_harmless),
+                                             config.max_new_tokens, bs, config.n_boot, config.seed)
+        record["rule"] = frontier["rule"]
         if config.export_model:
             with art.atomic_dir(out / EXPORT_DIR) as tmp:
                 save_model(edited, tmp)
             record["exported_to"] = str(out / EXPORT_DIR)
+        del edited
         return record
 
-    ortho = _json_step(out, "orthogonalization", orthogonalise, seconds, steps, "orthogonalisation checked")
+    ortho = _json_step(out, "orthogonalization", orthogonalise, seconds, steps, "chosen edit checked in the weights")
 
     # 6. heads ------------------------------------------------------------------------------
     def analyse() -> dict:
@@ -308,7 +329,7 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
         config=config, model_name=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, data=data, lengths=lengths,
         refusal_ids=refusal_ids, refusal_tokens=lm.token_strings(refusal_ids), candidates=candidates,
         selection=selection, direction=direction, direction_meta=direction_meta, evaluation=evaluation,
-        orthogonalization=ortho, heads=heads, generalisation=gen, seconds=seconds, out_dir=str(out))
+        frontier=frontier, orthogonalization=ortho, heads=heads, generalisation=gen, seconds=seconds, out_dir=str(out))
     write_report(result, out)
     steps.finish("report", "report written")
     return result

@@ -14,6 +14,7 @@ from neuroscope.experiment import artifacts as art
 from neuroscope.viz import (
     candidate_scores,
     cosine_matrix,
+    edit_frontier,
     figures_to_html,
     head_grid,
     rates_with_intervals,
@@ -65,7 +66,12 @@ def metrics(result) -> dict[str, Any]:
         "logit_refusal_score": ev["logit_scores"],
         "kl_harmless": ev["kl"],
         "cross_entropy_harmless": ev["cross_entropy"],
-        "orthogonalization": {k: result.orthogonalization.get(k) for k in ("n", "identical", "max_logit_diff")},
+        "edit_frontier": frontier_rows(result.frontier),
+        "edit_rule": result.frontier["rule"],
+        "orthogonalization": {**{k: result.orthogonalization.get(k) for k in ("edit", "n", "identical", "max_logit_diff")},
+                              "held_out_refusal": result.orthogonalization["held_out"]["rates"]["refusal"],
+                              "held_out_refusal_broad": result.orthogonalization["held_out"]["rates"].get("refusal_broad"),
+                              "held_out_kl": result.orthogonalization["held_out"]["kl"]},
         "heads": {"ks": heads["ks"], "top_scores": heads["top_scores"],
                   "random_mean": [float(np.mean(r)) for r in heads["random_scores"]],
                   "baseline_score": heads["baseline_score"], "direction_score": heads["direction_score"],
@@ -100,6 +106,40 @@ def _grouped_rates(per_group: dict[str, dict[str, Any]], conditions: list[str], 
                                 vals[..., 2], title)
 
 
+def frontier_rows(frontier: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat record per sweep point (held-out numbers as {mean, lo, hi}), chosen one marked."""
+    rows = []
+    for i, p in enumerate(frontier["points"]):
+        held = p["held_out"]
+        rows.append({"label": p["label"], "form": p["form"], "strength": p["strength"], "exportable": p["exportable"],
+                     "chosen": i == frontier["chosen"], "validation_refusal": p["validation"]["refusal"],
+                     "validation_kl": p["validation"]["kl"], "refusal": held["rates"]["refusal"],
+                     "clean_refusal": held["rates"]["clean_refusal"],
+                     "refusal_broad": held["rates"].get("refusal_broad"), "kl": held["kl"],
+                     "cross_entropy": held.get("cross_entropy")})
+    return rows
+
+
+def frontier_figure(frontier: dict[str, Any], baseline_refusal: float | None) -> go.Figure | None:
+    """Held-out refusal against first-token KL and cross-entropy for every edit of the sweep."""
+    points = frontier["points"]
+    if not points:
+        return None
+    refusal = np.array([_iv(p["held_out"]["rates"]["refusal"]) for p in points])
+    damage = {"first-token KL on harmless (nats)": np.array([_iv(p["held_out"]["kl"]) for p in points])}
+    ce = np.array([_iv(p["held_out"].get("cross_entropy") or {}) for p in points])
+    if np.isfinite(ce).all():
+        damage["cross-entropy of the baseline's harmless answers (nats/token)"] = ce
+    if not np.isfinite(refusal).all() or not all(np.isfinite(v).all() for v in damage.values()):
+        return None
+    labels = ["mean form" if p["form"] == "mean" else f"λ = {p['strength']:g}" for p in points]
+    groups = ["mean form (exact)" if p["form"] == "mean" else "zero form, strength λ" for p in points]
+    return edit_frontier(labels, groups, refusal[:, 0], refusal[:, 1], refusal[:, 2],
+                         {k: (v[:, 0], v[:, 1], v[:, 2]) for k, v in damage.items()}, int(frontier["chosen"]),
+                         "Weight edit: held-out refusal vs damage (95% CIs; ★ = chosen on validation)",
+                         baseline_refusal=baseline_refusal)
+
+
 def figures(result) -> list[go.Figure]:
     sel, ev, heads, gen = result.selection, result.evaluation, result.heads, result.generalisation
     table = sel["table"]
@@ -120,6 +160,7 @@ def figures(result) -> list[go.Figure]:
                       "Necessity: refusal of held-out HARMFUL prompts (95% bootstrap CI)"),
         _rates_figure(ev["rates"]["harmless"], ["baseline", "addition", "random_addition", "ablation"],
                       "Sufficiency: refusal of held-out HARMLESS prompts (95% bootstrap CI)"),
+        frontier_figure(result.frontier, ev["rates"]["harmful"]["baseline"]["refusal"].get("mean")),
     ]
     rs = heads["random_scores"]
     figs.append(topk_ablation_curve(
@@ -182,27 +223,23 @@ def markdown(result) -> str:
            "starts early and is not degenerate text. Addition at layer "
            f"{ev['layer']} with strength {ev['strength']}. Controls use a random direction of the same norm.", "",
            "**Necessity** (harmful prompts):", ""]
-    rows = []
-    for cond, block in ev["rates"]["harmful"].items():
-        rows.append([LABELS.get(cond, cond), fmt_rate(block["refusal"]), fmt_rate(block["clean_refusal"]),
-                     block["n_broken"], f"{ev['logit_scores']['harmful'][cond]:.2f}", block["n"]])
-    md += _table(["condition", "refusal", "clean refusal", "broken refusals", "logit score", "n"], rows)
-    md += ["**Sufficiency** (harmless prompts):", ""]
-    rows = []
-    for cond, block in ev["rates"]["harmless"].items():
-        rows.append([LABELS.get(cond, cond), fmt_rate(block["refusal"]), fmt_rate(block["clean_refusal"]),
-                     block["n_broken"], f"{ev['logit_scores']['harmless'][cond]:.2f}", block["n"]])
-    md += _table(["condition", "refusal", "clean refusal", "broken refusals", "logit score", "n"], rows)
+    header = ["condition", "refusal", "clean refusal", "broken refusals", "second judge (broad, empty = refusal)",
+              "logit score", "n"]
+    for name in ("harmful", "harmless"):
+        if name == "harmless":
+            md += ["**Sufficiency** (harmless prompts):", ""]
+        rows = [[LABELS.get(cond, cond), fmt_rate(block["refusal"]), fmt_rate(block["clean_refusal"]), block["n_broken"],
+                 fmt_rate(block.get("refusal_broad", {})), f"{ev['logit_scores'][name][cond]:.2f}", block["n"]]
+                for cond, block in ev["rates"][name].items()]
+        md += _table(header, rows)
     md += ["**Collateral damage** on harmless prompts (first-token KL from baseline; cross-entropy of the baseline's "
            "own answers, nats/token):", ""]
     md += _table(["condition", "KL", "cross-entropy"],
                  [[LABELS.get(c, c), fmt_num(ev["kl"][c], 4) if c in ev["kl"] else "0",
                    fmt_num(ev["cross_entropy"][c]) if c in ev["cross_entropy"] else "n/a"]
                   for c in ["baseline", *ev["kl"]]])
-    md += [f"**Weight orthogonalisation** (embeddings untied, r removed from embedding, o_proj and down_proj): "
-           f"{ortho['identical']}/{ortho['n']} greedy generations identical to hook ablation; max first-token logit "
-           f"difference {ortho['max_logit_diff']:.2e}." + (f" Exported to `{ortho['exported_to']}`." if ortho.get("exported_to") else ""),
-           "", "## 6. Attention heads", "",
+    md += _frontier_markdown(result)
+    md += ["## 6. Attention heads", "",
            f"Per-head Δ over {heads['n_prompts'][0]}+{heads['n_prompts'][1]} prompts (post-instruction positions); "
            f"mean ablation ({heads['ablation_means']}), never zero; {len(heads['random_scores'][0])} random head sets "
            f"per k; permutation test with {heads['n_permutations']} permutations.", "",
@@ -244,6 +281,37 @@ def markdown(result) -> str:
                                  ev["generations"]["harmless"]["addition"]))[:3]:
         md += [f"- *{prompt.instruction}*", f"  - baseline: {a!r}", f"  - added: {b!r}"]
     return "\n".join(md) + "\n"
+
+
+def _frontier_markdown(result) -> list[str]:
+    """The weight-edit sweep, the chosen edit, and that edit measured in the weights themselves."""
+    fr, ortho, ev = result.frontier, result.orthogonalization, result.evaluation
+    md = ["**Weight edit: refusal vs damage.** Each point bakes the direction's ablation into the weights "
+          "(embedding, o_proj, down_proj; embeddings untied): the zero form W ← W − λ r̂r̂ᵀW at each strength λ "
+          "(λ = 1 is the paper's orthogonalisation; λ > 1 overshoots past zero) and the mean form written exactly "
+          "(projection → harmless mean, via a down_proj bias). Validation numbers choose; held-out numbers report.",
+          ""]
+    rows = []
+    for r in frontier_rows(fr):
+        rows.append(["**" + r["label"] + " ★**" if r["chosen"] else r["label"], f"{r['validation_refusal']:.1%}",
+                     f"{r['validation_kl']:.4f}", fmt_rate(r["refusal"]), fmt_rate(r["refusal_broad"] or {}),
+                     fmt_num(r["kl"], 4), fmt_num(r["cross_entropy"] or {}), "yes" if r["exportable"] else "no"])
+    md += _table(["edit", "val. refusal", "val. KL", "held-out refusal", "second judge", "held-out KL",
+                  "cross-entropy", "exportable"], rows)
+    md += [f"Chosen (★) by a rule fixed in advance: {fr['rule']}.", ""]
+    held, edit = ortho["held_out"], ortho["edit"]
+    mean_hooks = ev["rates"]["harmful"].get("mean_ablation", {}).get("refusal")
+    line = (f"**The chosen edit in the weights** ({edit['label']}): {ortho['identical']}/{ortho['n']} greedy generations "
+            f"identical to its hooks, max first-token logit difference {ortho['max_logit_diff']:.2e}. The edited "
+            f"weights alone, no hooks, on the held-out prompts: refusal {fmt_rate(held['rates']['refusal'])} (second "
+            f"judge {fmt_rate(held['rates'].get('refusal_broad', {}))}), first-token KL {fmt_num(held['kl'], 4)}")
+    if mean_hooks and "mean_ablation" in ev["kl"]:
+        kl_ratio = held["kl"]["mean"] / ev["kl"]["mean_ablation"]["mean"] if ev["kl"]["mean_ablation"]["mean"] else math.nan
+        inside = mean_hooks["lo"] <= held["rates"]["refusal"]["mean"] <= mean_hooks["hi"]
+        line += (f"; the mean-form hooks: refusal {fmt_rate(mean_hooks)}, KL {fmt_num(ev['kl']['mean_ablation'], 4)} — "
+                 f"the export's refusal is {'within' if inside else 'outside'} their interval at {kl_ratio:.2f}× their KL")
+    line += "." + (f" Exported to `{ortho['exported_to']}`." if ortho.get("exported_to") else "")
+    return md + [line, ""]
 
 
 def _contrast_warning(ev: dict[str, Any]) -> list[str]:

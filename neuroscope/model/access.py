@@ -24,11 +24,15 @@ class FamilyPaths:
     o_proj: str = "self_attn.o_proj"
     mlp: str = "mlp"
     down_proj: str = "mlp.down_proj"
+    mlp_inputs: tuple[str, ...] = ("mlp.gate_proj", "mlp.up_proj")
+    # The config flag that gives every MLP Linear a bias (so a saved model can carry a bias on
+    # down_proj and plain transformers loads it), or None where the family has no such flag.
+    mlp_bias_flag: str | None = None
 
 
 # Llama, Qwen2 and Mistral share the same tree (pre-norm, RMSNorm, GQA, o_proj/down_proj writers).
 FAMILIES: dict[str, FamilyPaths] = {
-    "llama": FamilyPaths(),
+    "llama": FamilyPaths(mlp_bias_flag="mlp_bias"),
     "qwen2": FamilyPaths(),
     "mistral": FamilyPaths(),
 }
@@ -83,6 +87,10 @@ class Access:
 
     def down_proj(self, root: Any, index: int) -> Any:
         return _get(self.layer(root, index), self.paths.down_proj)
+
+    def mlp_inputs(self, root: Any, index: int) -> list[Any]:
+        """The Linears that read the MLP's input (e.g. gate_proj, up_proj)."""
+        return [_get(self.layer(root, index), p) for p in self.paths.mlp_inputs]
 
     def embed(self, root: Any) -> Any:
         return _get(root, self.paths.embed)

@@ -67,10 +67,16 @@ class DirectionAblation(Intervention):
             mean form (the projection of each layer's input set to e.g. the harmless mean). The
             attention and MLP writes always lose their component, so within a layer the stream
             stays pinned to the target.
+        strength: lambda of the zero form: every write into the residual stream (the embedding,
+            i.e. layer 0's input, and each attention and MLP output) keeps (1 - lambda) of its
+            component along the direction. 1 removes it (the paper's form); 1.5 pushes the
+            stream past zero. It is the hook form of the weight edit ``W <- W - lambda r r^T W``
+            (:func:`neuroscope.model.orthogonalize.orthogonalize_weights`). The mean form needs 1.
     """
 
     direction: Tensor
     target: Tensor | None = None
+    strength: float = 1.0
     sites: frozenset[str] = field(default=frozenset({"resid_pre", "attn_out", "mlp_out"}), init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +84,11 @@ class DirectionAblation(Intervention):
             object.__setattr__(self, "direction", unit(self.direction.detach().float().cpu()))
         except ValueError as err:  # zero or non-finite direction: a user-facing intervention error
             raise InterventionError(f"cannot ablate this direction: {err}") from None
+        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) \
+                or not math.isfinite(self.strength):
+            raise InterventionError(f"ablation strength must be a finite number, got {self.strength!r}")
+        if self.target is not None and self.strength != 1:
+            raise InterventionError("the mean form sets the projection to its target; it takes no strength other than 1")
 
     def validate(self, n_layers: int, n_heads: int, d_head: int, d_model: int) -> None:
         _check_direction(self.direction, d_model)
@@ -88,14 +99,19 @@ class DirectionAblation(Intervention):
                 raise InterventionError("mean-ablation target contains NaN or infinite values")
 
     def resid_pre(self, layer: int, x: Tensor) -> Tensor:
-        target = 0.0 if self.target is None else self.target[layer]
-        return ablate(x, self.direction, target)
+        if self.target is not None:
+            return ablate(x, self.direction, self.target[layer])
+        if self.strength == 1:  # every layer: a no-op after layer 0 up to rounding, kept for exactness
+            return ablate(x, self.direction)
+        # lambda != 1: only the embedding's write (layer 0's input); later inputs already hold
+        # the scaled writes, and scaling them again would compound.
+        return ablate(x, self.direction, strength=self.strength) if layer == 0 else x
 
     def attn_out(self, layer: int, x: Tensor) -> Tensor:
-        return ablate(x, self.direction)
+        return ablate(x, self.direction, strength=self.strength)
 
     def mlp_out(self, layer: int, x: Tensor) -> Tensor:
-        return ablate(x, self.direction)
+        return ablate(x, self.direction, strength=self.strength)
 
 
 @dataclass(frozen=True, eq=False)

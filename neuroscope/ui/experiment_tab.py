@@ -16,16 +16,18 @@ from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.pipeline import EXPORT_DIR
 from neuroscope.ui.common import AppContext, user_errors
 
-MAX_FIGURES = 10
+MAX_FIGURES = 12
 DOWNLOADS = ("direction.safetensors", "metrics.json", "report.html", "report.md", "selection.json",
-             "evaluation.json", "heads.json")
+             "evaluation.json", "frontier.json", "heads.json")
 DEFAULT_SOURCE = "Default sets (research sets if a data folder is configured, else the curated pairs)"
 UPLOAD_SOURCE = "Uploaded files (harmful + harmless)"
 
 GUIDE = ("Runs the complete study on the loaded model: the difference-of-means candidates and Arditi et al.'s "
          "selection, then on **held-out** prompts: necessity (ablation removes refusal of harmful prompts), "
          "sufficiency (addition makes harmless prompts refused), random-direction controls, mean ablation, "
-         "weight orthogonalisation vs hook ablation, the attention heads that write the direction (top-k vs random "
+         "a refusal-vs-damage frontier of weight edits (the exact mean form, and W ← W − λ r̂r̂ᵀW at several "
+         "strengths λ) with the edit to export chosen on validation, that edit checked in the weights themselves, "
+         "the attention heads that write the direction (top-k vs random "
          "k, permutation test), per-category generalisation and over-refusal — every rate with a 95 % bootstrap "
          "interval. Each step saves its artifact, so re-running the same settings resumes instantly. When it "
          "finishes, its direction becomes the current one in the other tabs.")
@@ -48,7 +50,7 @@ def artifact_files(out: Path, export: bool) -> list[str]:
     files = [str(out / name) for name in DOWNLOADS if (out / name).is_file()]
     model_dir = out / EXPORT_DIR
     if export and model_dir.is_dir():
-        archive = shutil.make_archive(str(out / "orthogonalized-model"), "zip", root_dir=model_dir)
+        archive = shutil.make_archive(str(out / EXPORT_DIR), "zip", root_dir=model_dir)
         files.append(archive)
     return files
 
@@ -81,8 +83,9 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                 n_boot = gr.Slider(100, 2000, value=500, step=100, label="Bootstrap resamples")
                 seed = gr.Number(value=0, precision=0, label="Seed")
         with gr.Column(scale=1):
-            export = gr.Checkbox(False, label="Also export the orthogonalised model (zip)", visible=not public,
-                                 info="the weights with the direction projected out: a model that no longer refuses")
+            export = gr.Checkbox(False, label="Also export the edited model (zip)", visible=not public,
+                                 info="the frontier's chosen weight edit (form and λ recorded in its config.json): "
+                                      "a plain transformers model that no longer refuses")
             run = gr.Button("Run the experiment", variant="primary", elem_id="run-experiment")
             files = gr.File(label="Artifacts (direction, metrics, report…)", file_count="multiple", interactive=False)
     status = gr.Markdown(elem_id="experiment-status")
@@ -126,9 +129,12 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                         for i in range(MAX_FIGURES)]
         took = sum(result.seconds.values())
         where = "" if public else f" Artifacts in `{out}`."
+        held = result.orthogonalization["held_out"]
         text = (f"✅ **Done** — direction at layer **{result.selection['layer']}**, position "
-                f"**{result.selection['position']}** (now the current direction in every tab); steps took "
-                f"{took:.0f} s in total (0 s for resumed steps).{where}")
+                f"**{result.selection['position']}** (now the current direction in every tab); chosen weight edit: "
+                f"**{result.orthogonalization['edit']['label']}** (held-out refusal "
+                f"{report_mod.fmt_rate(held['rates']['refusal'])} in the edited weights, first-token KL "
+                f"{held['kl']['mean']:.4f}); steps took {took:.0f} s in total (0 s for resumed steps).{where}")
         return (text, report_mod.markdown(result), *plot_updates, artifact_files(out, bool(config.export_model)),
                 report_mod.metrics(result))
 

@@ -2,7 +2,7 @@
 
 from neuroscope.viz.attention import attention_heatmap
 from neuroscope.viz.direction import candidate_scores, cosine_matrix, projection_per_layer, separation_plot
-from neuroscope.viz.evaluation import rates_with_intervals, topk_ablation_curve
+from neuroscope.viz.evaluation import edit_frontier, rates_with_intervals, topk_ablation_curve
 from neuroscope.viz.heads import head_grid
 from neuroscope.viz.importance import token_importance_bar, token_importance_html
 from neuroscope.viz.lens import logit_lens_heatmap
@@ -14,6 +14,7 @@ __all__ = [
     "attention_heatmap",
     "candidate_scores",
     "cosine_matrix",
+    "edit_frontier",
     "figure_to_html",
     "figures_to_html",
     "format_token",

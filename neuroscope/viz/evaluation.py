@@ -137,3 +137,82 @@ def topk_ablation_curve(
     fig.update_yaxes(title_text=y_label)
     fig.update_layout(hovermode="x unified")
     return theme.styled(fig, title, height=440)
+
+
+def edit_frontier(
+    labels: Sequence[str],
+    groups: Sequence[str],
+    refusal: Any,
+    refusal_lo: Any,
+    refusal_hi: Any,
+    damage: dict[str, tuple[Any, Any, Any]],
+    chosen: int,
+    title: str,
+    baseline_refusal: float | None = None,
+) -> go.Figure:
+    """Refusal against damage, one panel per damage measure: each point an edit, chosen one starred.
+
+    Args:
+        labels: [P] point labels, e.g. "λ = 1.5".
+        groups: [P] series of each point (one colour and legend entry each), e.g. "zero form".
+        refusal, refusal_lo, refusal_hi: [P] refusal rates (fractions) and their interval.
+        damage: panel title -> (values, lo, hi), each [P], e.g. {"first-token KL (nats)": ...}.
+        chosen: index of the chosen point (starred in every panel).
+        title: figure title.
+        baseline_refusal: refusal with no edit (dotted line), optional.
+
+    Raises:
+        ValueError: on mismatched lengths, non-finite values, bad intervals or a bad index.
+    """
+    from plotly.subplots import make_subplots
+
+    names = check_labels(labels, "labels")
+    series = [str(g) for g in groups]
+    n = (len(names),)
+    if len(series) != len(names):
+        raise ValueError(f"groups: expected {len(names)} entries, got {len(series)}")
+    r, lo, hi = (as_array(a, k, n) for a, k in ((refusal, "refusal"), (refusal_lo, "refusal_lo"),
+                                                  (refusal_hi, "refusal_hi")))
+    for k, a in (("refusal", r), ("refusal_lo", lo), ("refusal_hi", hi)):
+        check_finite(a, k)
+    _check_interval(lo, r, hi, "refusal")
+    if not damage:
+        raise ValueError("damage: at least one measure is needed")
+    if not (isinstance(chosen, int) and 0 <= chosen < len(names)):
+        raise ValueError(f"chosen: expected an index in 0..{len(names) - 1}, got {chosen!r}")
+    panels = list(damage)
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=panels,
+                        horizontal_spacing=0.06)
+    order = list(dict.fromkeys(series))
+    for col, panel in enumerate(panels, start=1):
+        d, d_lo, d_hi = (as_array(a, f"damage[{panel!r}]", n) for a in damage[panel])
+        for k, a in (("values", d), ("lo", d_lo), ("hi", d_hi)):
+            check_finite(a, f"damage[{panel!r}] {k}")
+        _check_interval(d_lo, d, d_hi, f"damage[{panel!r}]")
+        for s_i, group in enumerate(order):
+            idx = [i for i, g in enumerate(series) if g == group]
+            fig.add_trace(go.Scatter(
+                x=d[idx], y=r[idx], mode="markers+text+lines" if len(idx) > 1 else "markers+text",
+                text=[plotly_text(names[i]) for i in idx], textposition="top right", name=plotly_text(group),
+                legendgroup=group, showlegend=col == 1, line=dict(color=theme.palette(s_i), width=1, dash="dot"),
+                marker=dict(color=theme.palette(s_i), size=9, symbol="diamond" if s_i else "circle"),
+                error_x=dict(type="data", symmetric=False, array=d_hi[idx] - d[idx], arrayminus=d[idx] - d_lo[idx],
+                             thickness=1, width=3),
+                error_y=dict(type="data", symmetric=False, array=hi[idx] - r[idx], arrayminus=r[idx] - lo[idx],
+                             thickness=1, width=3),
+                customdata=np.stack([lo[idx], hi[idx], d_lo[idx], d_hi[idx]], axis=-1),
+                hovertemplate=("%{text}<br>refusal %{y:.1%} [%{customdata[0]:.1%}, %{customdata[1]:.1%}]<br>"
+                               f"{plotly_text(panel)} %{{x:.4g}} [%{{customdata[2]:.4g}}, %{{customdata[3]:.4g}}]"
+                               "<extra></extra>"),
+            ), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=[d[chosen]], y=[r[chosen]], mode="markers", name="chosen edit", legendgroup="chosen",
+            showlegend=col == 1, marker=dict(symbol="star", size=18, color=theme.HIGHLIGHT,
+                                             line=dict(width=1, color="#222")),
+            hovertemplate=f"chosen: {plotly_text(names[chosen])}<extra></extra>"), row=1, col=col)
+        if baseline_refusal is not None:
+            fig.add_hline(y=baseline_refusal, line=dict(dash="dot", color="#555"), row=1, col=col,
+                          annotation_text="no edit" if col == 1 else None, annotation_position="bottom right")
+        fig.update_xaxes(title_text=panel, row=1, col=col, rangemode="tozero")
+    fig.update_yaxes(title_text="Held-out harmful refused", tickformat=".0%", range=[-0.03, 1.05], row=1, col=1)
+    return theme.styled(fig, title, height=460)

@@ -63,6 +63,15 @@ def test_ablate_target_scalar_and_tensor():
     torch.testing.assert_close(ablate(ablate(x, r), r), ablate(x, r))
 
 
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.5, 2.0])
+def test_ablate_strength_scales_the_component(lam):
+    x, r = torch.randn(4, 5, 16, dtype=torch.float64), _r().double()
+    out = ablate(x, r, strength=lam)
+    torch.testing.assert_close(project(out, r), (1 - lam) * project(x, r))
+    torch.testing.assert_close(out - project(out, r)[..., None] * r, x - project(x, r)[..., None] * r)
+    torch.testing.assert_close(project(ablate(x, r, 0.7, strength=lam), r), (1 - lam) * project(x, r) + 0.7)
+
+
 def test_ablate_bf16_keeps_dtype_and_is_accurate():
     x, r = torch.randn(8, 64).to(torch.bfloat16), _r(64)
     out = ablate(x, r)

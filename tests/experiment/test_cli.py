@@ -38,8 +38,14 @@ def test_experiment_writes_every_artifact(run_dir):
     html = (run_dir / "report.html").read_text()
     assert "plotly" in html and "<script src=" not in html and len(html) > 1_000_000  # plotly.js inlined
     report = (run_dir / "report.md").read_text()
-    for section in ("Necessity", "Sufficiency", "Attention heads", "Per category", "Verdict"):
+    for section in ("Necessity", "Sufficiency", "Weight edit: refusal vs damage", "The chosen edit in the weights",
+                    "Attention heads", "Per category", "Verdict"):
         assert section in report
+    rows = metrics["edit_frontier"]
+    assert [r["label"] for r in rows] == ["mean form"] + [f"zero form, λ = {x:g}" for x in (1, 1.25, 1.5, 1.75, 2)]
+    assert sum(r["chosen"] for r in rows) == 1
+    chosen = next(r for r in rows if r["chosen"])
+    assert metrics["orthogonalization"]["edit"]["label"] == chosen["label"]
 
 
 def test_experiment_resumes_and_guards_settings(run_dir, capsys):
@@ -67,8 +73,26 @@ def test_malformed_prompt_file_fails_cleanly(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_export_writes_the_chosen_edit_loadable_without_the_project(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    assert experiment_main([*SMALL, "--out", str(out), "--export-model", "--edit-strengths", "1,1.5"]) == 0
+    ortho = json.loads((out / "orthogonalization.json").read_text())
+    frontier = json.loads((out / "frontier.json").read_text())
+    chosen = frontier["points"][frontier["chosen"]]
+    assert [p["strength"] for p in frontier["points"]] == [1.0, 1.0, 1.5]
+    plain = AutoModelForCausalLM.from_pretrained(str(out / "edited-model"))
+    edit = plain.config.neuroscope_edit
+    assert (edit["form"], edit["strength"]) == (chosen["form"], chosen["strength"]) == (ortho["edit"]["form"],
+                                                                                      ortho["edit"]["strength"])
+    assert ortho["identical"] == ortho["n"] > 0
+    assert {"refusal", "refusal_broad", "n_empty"} <= set(ortho["held_out"]["rates"])
+
+
 @pytest.mark.parametrize("extra, needle", [(["--strength", "nan"], "finite"), (["--n-train", "0"], "positive"),
-                                           (["--bogus"], "unrecognized")])
+                                           (["--edit-strengths", "1,nan"], "finite"),
+                                           (["--edit-strengths", "0"], "(0, 4]"), (["--bogus"], "unrecognized")])
 def test_bad_options_fail_cleanly(tmp_path, capsys, extra, needle):
     out = tmp_path / "out"
     assert experiment_main([*SMALL, "--out", str(out), *extra]) == 2

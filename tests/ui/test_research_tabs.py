@@ -210,6 +210,8 @@ def test_run_experiment_reports_inline_and_offers_artifacts(served, client):
     plots, files, metrics = rest[:-2], rest[-2], rest[-1]
     assert "Done" in status and "# Refusal-direction experiment" in report
     assert sum(p is not None for p in plots) >= 4
+    assert "Weight edit: refusal vs damage" in report and "chosen weight edit" in status
+    assert any(p is not None and "Weight edit" in json.dumps(p) for p in plots)  # the frontier figure is shown
     names = {str(f["path"] if isinstance(f, dict) else f).rsplit("/", 1)[-1] for f in files}
     assert {"direction.safetensors", "metrics.json", "report.html"} <= names
     assert metrics["direction"]["layer"] == ctx.directions.get(ctx.lm).layer

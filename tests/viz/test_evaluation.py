@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from neuroscope.viz import rates_with_intervals, topk_ablation_curve
+from neuroscope.viz import edit_frontier, rates_with_intervals, topk_ablation_curve
 
 GROUPS = ["harmful", "harmless"]
 CONDITIONS = ["baseline", "ablated", "added"]
@@ -65,3 +65,34 @@ def test_topk_curve_rejects():
         topk_ablation_curve(ks, v[:2], v, v, v, "y")
     with pytest.raises(ValueError, match="random_lo/random_mean/random_hi"):
         topk_ablation_curve(ks, v, v, v + 0.1, v + 0.2, "y")
+
+
+def _frontier_args(**over):
+    args = dict(labels=["mean form", "λ = 1", "λ = 1.5"], groups=["mean", "zero", "zero"],
+                refusal=[0.01, 0.3, 0.02], refusal_lo=[0.0, 0.2, 0.0], refusal_hi=[0.03, 0.4, 0.05],
+                damage={"KL": ([0.02, 0.016, 0.05], [0.015, 0.013, 0.045], [0.026, 0.019, 0.06]),
+                        "CE": ([1.03, 1.04, 1.12], [0.95, 0.95, 1.03], [1.12, 1.13, 1.22])},
+                chosen=0, title="t", baseline_refusal=0.9)
+    args.update(over)
+    return args
+
+
+def test_edit_frontier_panels_points_and_chosen_star():
+    fig = edit_frontier(**_frontier_args())
+    data = [t for t in fig.data if t.name != "chosen edit"]
+    stars = [t for t in fig.data if t.name == "chosen edit"]
+    assert len(stars) == 2 and len(data) == 4  # two panels x (one star, two series)
+    assert [float(s.x[0]) for s in stars] == [0.02, 1.03] and all(float(s.y[0]) == 0.01 for s in stars)
+    zero = [t for t in data if t.name == "zero"][0]
+    assert list(zero.y) == [0.3, 0.02] and list(zero.error_y.array) == pytest.approx([0.1, 0.03])
+    assert list(zero.error_x.arrayminus) == pytest.approx([0.003, 0.005])
+
+
+@pytest.mark.parametrize("over, match", [
+    (dict(chosen=3), "chosen"), (dict(refusal_lo=[0.05, 0.2, 0.0]), "refusal"),
+    (dict(damage={}), "damage"), (dict(groups=["a"]), "groups"),
+    (dict(damage={"KL": ([np.nan, 0.1, 0.2], [0, 0, 0], [1, 1, 1])}), "finite|NaN"),
+])
+def test_edit_frontier_rejects(over, match):
+    with pytest.raises(ValueError, match=match):
+        edit_frontier(**_frontier_args(**over))
