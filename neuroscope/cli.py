@@ -18,6 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None, help="answer length in tokens")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="reject longer prompts")
     p.add_argument("--top-heads", type=int, default=10, help="how many heads to list")
+    p.add_argument("--direction", default=None, help="a direction.safetensors: adds the head callout (the heads "
+                   "departing most from the harmless baseline along it)")
+    p.add_argument("--baseline-prompts", type=int, default=64, help="harmful and harmless prompts per side behind "
+                   "the callout's baseline (research sets if a data folder is configured, else the curated pairs)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -28,10 +32,28 @@ def fail(message: str) -> int:
     return 2
 
 
+def _callout_baseline(lm, args, settings):
+    """The direction file and its head baseline on the default contrastive set (one computation per run)."""
+    from neuroscope.experiment.artifacts import load_direction
+    from neuroscope.research import CURATED, RESEARCH, ResearchError, contrastive_set_names, describe_heads, \
+        load_contrastive_set
+
+    direction, _meta = load_direction(args.direction)
+    if direction.shape != (lm.d_model,):
+        raise ResearchError(f"the direction file holds a vector of size {direction.shape[0]}, this model needs "
+                            f"{lm.d_model}")
+    name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
+    data = load_contrastive_set(name, args.baseline_prompts, 2)
+    return direction, describe_heads(lm, data.train_harmful, data.train_harmless, direction)
+
+
 def analyze_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    from neuroscope.experiment.artifacts import ArtifactError
     from neuroscope.explorer import analyze
     from neuroscope.model import ModelLoadError, PromptError, load_model
+    from neuroscope.model.chat import clean_instruction
+    from neuroscope.research import ResearchError
 
     try:
         settings = Settings.from_env(model=args.model, max_new_tokens=args.max_new_tokens,
@@ -40,10 +62,14 @@ def analyze_main(argv: list[str]) -> int:
         return fail(str(err))
     if args.top_heads < 1:
         return fail("--top-heads must be at least 1")
+    if not 4 <= args.baseline_prompts <= 512:
+        return fail("--baseline-prompts must be between 4 and 512")
     try:
+        clean_instruction(args.prompt)  # bad input is reported before the model loads
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
-        result = analyze(lm, args.prompt, settings)
-    except (ModelLoadError, PromptError) as err:
+        direction, stats = (None, None) if args.direction is None else _callout_baseline(lm, args, settings)
+        result = analyze(lm, args.prompt, settings, direction=direction, head_stats=stats)
+    except (ModelLoadError, PromptError, ResearchError, ArtifactError) as err:
         return fail(str(err))
     payload = result.to_json(top_heads=args.top_heads)
     if args.json:
@@ -54,6 +80,10 @@ def analyze_main(argv: list[str]) -> int:
     print("top heads (contribution norm at the last position):")
     for h in payload["top_heads"]:
         print(f"  L{h['layer']}H{h['head']}: {h['norm']:.4f}")
+    if payload["head_callout"]:
+        print("head callout (vs the harmless baseline, post-instruction positions):")
+        for d in payload["head_callout"]:
+            print(f"  {d['text']}")
     print("logit lens at the last position:")
     for row in payload["logit_lens_last_position"]:
         pairs = ", ".join(f"{t!r} {p:.2f}" for t, p in zip(row["tokens"], row["probs"]))

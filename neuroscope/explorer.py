@@ -34,6 +34,7 @@ class Analysis:
     refusal_log_odds: float
     cache: RunCache
     head_norms: Tensor  # [L, H] contribution norm of each head at the last position
+    callout: list[Any] | None = None  # HeadDepartures vs the harmless baseline (None: no direction)
 
     def top_heads(self, k: int = 10) -> list[dict[str, float | int]]:
         """Heads with the largest contribution norm at the last position, largest first."""
@@ -65,13 +66,32 @@ class Analysis:
             "n_tokens": self.cache.n_tokens,
             "predicted_next_token": self.cache.target_token,
             "top_heads": self.top_heads(top_heads),
+            "head_callout": None if self.callout is None else [
+                {"layer": d.layer, "head": d.head, "delta_along_direction": round(d.delta, 6), "z": round(d.z, 4),
+                 "delta_norm": round(d.delta_norm, 6), "z_norm": round(d.z_norm, 4), "text": d.text()}
+                for d in self.callout],
             "logit_lens_last_position": self.lens_at_last_position(),
         }
 
+    def callout_markdown(self) -> str:
+        """The verdict's companion: the heads departing most from the harmless baseline on this prompt."""
+        if self.callout is None:
+            return ("*Head callout: no refusal direction yet (compute one in the Refusal direction tab); it compares "
+                    "each head's output on this prompt with the harmless prompts' distribution.*")
+        verdict = "Refusal detected" if self.refused else "No refusal"
+        lines = [f"**{verdict}** · heads departing most from the harmless baseline (post-instruction positions):"]
+        lines += [f"- {d.text()}" for d in self.callout]
+        return "\n".join(lines)
+
 
 def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | None = None,
-            interventions: Sequence[Intervention] = ()) -> Analysis:
+            interventions: Sequence[Intervention] = (), direction: Tensor | None = None, head_stats: Any = None,
+            callout_k: int = 3) -> Analysis:
     """Answers a prompt and captures the model's internals for it.
+
+    With a ``direction`` [d_model] and its ``head_stats`` (``analysis.heads.HeadStats``, computed once
+    per model and direction) it also names the ``callout_k`` heads whose output on this prompt
+    departs most from the harmless baseline (z-score along the direction).
 
     Raises:
         PromptError: Empty prompt, control characters, too long, or a bad generation length.
@@ -87,18 +107,27 @@ def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | N
     log_odds = float(refusal_score(cache.last_logits[None], refusal_token_ids(lm.tokenizer))[0])
     norms = torch.stack([contribution_norms(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu())
                          for l in range(cache.n_layers)])
+    callout = None
+    if direction is not None and head_stats is not None:
+        from neuroscope.research import head_callout
+
+        callout = head_callout(lm, direction, head_stats, cache.z, callout_k)
     return Analysis(
         prompt=text, answer=answer, refused=is_refusal(answer), clean_refusal=is_clean_refusal(answer),
         refusal_probability=float(torch.sigmoid(torch.tensor(log_odds))), refusal_log_odds=log_odds,
-        cache=cache, head_norms=norms.float(),
+        cache=cache, head_norms=norms.float(), callout=callout,
     )
 
 
-def head_direction_projections(lm: Any, cache: RunCache, direction: Tensor) -> Tensor:
-    """Each head's contribution at the last position projected on a direction: [L, H]."""
-    r = direction.float() / direction.float().norm()
-    return torch.stack([head_projections(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu(), r)
-                        for l in range(cache.n_layers)]).float()
+def head_direction_deltas(lm: Any, cache: RunCache, direction: Any) -> Tensor:
+    """[L, H]: each head's output on this prompt along the direction minus the harmless mean.
+
+    The callout's Δ for every head (post-instruction positions; ``research.DirectionResult``).
+    """
+    from neuroscope.research import prompt_head_values
+
+    proj, _norm = prompt_head_values(lm, cache.z, direction.direction)
+    return (proj - direction.heads.harmless_projection_mean).float()
 
 
 def trajectory_pca(cache: RunCache) -> tuple[Tensor, Tensor]:

@@ -24,7 +24,15 @@ import torch
 from torch import Tensor
 
 from neuroscope.analysis.directions import CandidateScores, Selection, cosine_similarity_matrix, unit
-from neuroscope.analysis.heads import head_deltas, rank_heads
+from neuroscope.analysis.heads import (
+    RANKING_RULE,
+    HeadDeparture,
+    HeadStats,
+    head_departures,
+    head_stats,
+    head_values,
+    rank_heads,
+)
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
 from neuroscope.config import Settings
 from neuroscope.experiment.artifacts import ArtifactError, load_direction, save_direction
@@ -32,7 +40,13 @@ from neuroscope.experiment.config import ExperimentConfig, ExperimentError
 from neuroscope.experiment.data import load_experiment_data, subsample
 from neuroscope.experiment.direction import Candidates, compute_candidates, position_labels
 from neuroscope.experiment.selection import score_candidates, select
-from neuroscope.model.activations import last_token_projections, mean_head_z, mean_resid_pre, projection_means
+from neuroscope.model.activations import (
+    last_token_projections,
+    mean_head_z,
+    mean_resid_pre,
+    post_instruction_z,
+    projection_means,
+)
 from neuroscope.model.capture import capture
 from neuroscope.model.chat import PromptError, clean_instruction, refusal_token_ids
 from neuroscope.model.forward import next_token_logits
@@ -45,6 +59,7 @@ Progress = Callable[[float, str], None]
 CURATED = "Curated contrastive pairs (bundled)"
 RESEARCH = "Research sets (Arditi et al. splits)"
 UPLOADED = "Uploaded files (harmful + harmless)"
+MAX_HEAD_PROMPTS = 64  # prompts per side behind the head Δ, its baseline and the patching pairs
 MAX_STRENGTH = 50.0  # |strength| beyond this only produces noise; a typo guard, not a science limit
 
 
@@ -132,7 +147,7 @@ class DirectionResult:
     harmless_proj: Tensor  # [M, L]
     layer_cosines: Tensor  # [K, K] cosine between the per-layer candidates (+ the loaded one)
     cosine_labels: list[str]  # [K]
-    head_delta: Tensor  # [L, H] (mean harmful - mean harmless head contribution) on the unit direction
+    heads: HeadStats  # THE head Δ ([L, H]) and the harmless baseline of the per-prompt callout
     head_means: Tensor  # [L, H, D] mean z over the harmless training prompts (head mean ablation)
     mean_target: Tensor  # [L] mean projection of harmless prompts (mean-ablation target)
     scores: CandidateScores | None = None  # selection scores ([L, P]); None for a loaded direction
@@ -140,11 +155,18 @@ class DirectionResult:
     position_labels: list[str] = field(default_factory=list)
     kl_threshold: float = 0.1
     layer_cut: int | None = None
+    head_prompts: tuple[list[str], list[str]] = ((), ())  # (harmful, harmless) behind ``heads``: patching pairs
+    causal: dict[str, Any] | None = None  # the head attribution record, once computed (``heads_record``)
     created: float = field(default_factory=time.time)
 
     @property
     def unit_direction(self) -> Tensor:
         return unit(self.direction)
+
+    @property
+    def head_delta(self) -> Tensor:
+        """[L, H] Δ along the direction (``HeadStats.delta_projection``; ``RANKING_RULE``)."""
+        return self.heads.delta_projection.float()
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready facts about the direction (no local paths)."""
@@ -262,11 +284,9 @@ def describe(lm: Any, direction: Tensor, layer: int, position: int, data: Contra
         rows, labels = torch.cat([rows, direction.double()[None]]), labels + ["loaded"]
     cosines = cosine_similarity_matrix(rows).float()
     if progress:
-        progress(0.4, "per-head means (head Δ)")
-    z_h = mean_head_z(lm, data.train_harmful, batch_size=batch_size)
+        progress(0.4, "head Δ and the harmless baseline (post-instruction positions)")
+    stats = describe_heads(lm, data.train_harmful, data.train_harmless, r, batch_size)
     z_b = mean_head_z(lm, data.train_harmless, batch_size=batch_size)
-    W_O = torch.stack([lm.o_proj_weight(l).detach().float().cpu() for l in range(lm.n_layers)])
-    deltas = head_deltas(z_h, z_b, W_O, r.double())
     if progress:
         progress(0.8, "mean-ablation targets")
     target = projection_means(lm, data.train_harmless, r, batch_size=batch_size)
@@ -275,10 +295,68 @@ def describe(lm: Any, direction: Tensor, layer: int, position: int, data: Contra
     return DirectionResult(
         model_name=lm.name, direction=direction.detach().float().cpu(), layer=layer, position=position, origin=origin,
         description=data.description, reason=reason, harmful_proj=harmful_proj, harmless_proj=harmless_proj,
-        layer_cosines=cosines, cosine_labels=labels, head_delta=deltas.projection.float(),
+        layer_cosines=cosines, cosine_labels=labels, heads=stats,
         head_means=z_b.float(), mean_target=target.float(),
         position_labels=candidates.position_labels,
+        head_prompts=(list(data.train_harmful[:MAX_HEAD_PROMPTS]), list(data.train_harmless[:MAX_HEAD_PROMPTS])),
     )
+
+
+def _o_proj_weights(lm: Any) -> Tensor:
+    return torch.stack([lm.o_proj_weight(l).detach().double().cpu() for l in range(lm.n_layers)])
+
+
+def describe_heads(lm: Any, harmful: Sequence[str], harmless: Sequence[str], direction: Tensor,
+                   batch_size: int = 16) -> HeadStats:
+    """Head Δ and the harmless baseline on (at most ``MAX_HEAD_PROMPTS`` of) each set: computed once
+    per model and direction and kept in its ``DirectionResult``."""
+    r, W_O = unit(direction.double()), _o_proj_weights(lm)
+    harmful, harmless = list(harmful[:MAX_HEAD_PROMPTS]), list(harmless[:MAX_HEAD_PROMPTS])
+    return head_stats(head_values(post_instruction_z(lm, harmful, batch_size), W_O, r),
+                      head_values(post_instruction_z(lm, harmless, batch_size), W_O, r))
+
+
+def prompt_head_values(lm: Any, z: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
+    """One prompt's head values from a capture's ``z`` ([L, H, S, D]): ``(projection, norm)``, [L, H] each."""
+    P = lm.n_post_instruction
+    z_post = z[:, :, -P:].double().mean(dim=2)[None]  # [1, L, H, D]
+    proj, norm = head_values(z_post, _o_proj_weights(lm), unit(direction.double()))
+    return proj[0], norm[0]
+
+
+def head_callout(lm: Any, direction: Tensor, stats: HeadStats, z: Tensor, k: int = 3) -> list[HeadDeparture]:
+    """The k heads whose output on this prompt departs most from the harmless baseline (|z|).
+
+    Args:
+        direction: [d_model] the direction ``stats`` was computed along.
+        stats: Its head Δ and harmless baseline (``describe_heads``).
+        z: [L, H, S, D] the prompt's capture.
+    """
+    proj, norm = prompt_head_values(lm, z, direction)
+    return head_departures(proj, norm, stats, k)
+
+
+def head_attribution(lm: Any, result: DirectionResult, n_prompts: object = 32, batch_size: int = 16,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Activation patching, attribution patching and the Δ measures of every head (the experiment's
+    step 6 on this direction's prompts); kept in ``result.causal``.
+
+    Raises:
+        ResearchError: Too few prompts.
+    """
+    from neuroscope.experiment.heads import analyse_heads, heads_record
+
+    n = _positive_int(n_prompts, "prompts per side")
+    harmful, harmless = result.head_prompts
+    n = min(n, len(harmful), len(harmless))
+    if n < 4:
+        raise ResearchError("head attribution needs at least 4 prompts per side; compute the direction on a larger set")
+    half = n // 2  # patch on one half, test the top-k sets on the other
+    h = analyse_heads(lm, result.direction, harmful[:half], harmless[:half], harmful[half:n],
+                      refusal_token_ids(lm.tokenizer), ks=(1, 2, 4, 8), n_random=4, n_permutations=200,
+                      batch_size=batch_size, progress=progress)
+    result.causal = heads_record(h)
+    return result.causal
 
 
 def from_experiment(lm: Any, result: Any, progress: Progress | None = None) -> DirectionResult:
@@ -424,13 +502,28 @@ def head_label(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
-def top_heads_by_delta(result: DirectionResult, k: object) -> list[tuple[int, int]]:
-    """The k heads whose mean harmful-minus-harmless output points most along the direction (|Δ|)."""
+MEASURES = {"Δ along the direction": RANKING_RULE,
+            "activation patching": "the change of the refusal log-odds when the head's post-instruction output on a "
+                                   "harmful prompt is patched from a harmless one, most negative first"}
+
+
+def top_heads(result: DirectionResult, k: object, measure: str = "Δ along the direction") -> list[tuple[int, int]]:
+    """The top k heads by a measure of ``MEASURES`` (signed; the rule is stated there).
+
+    Raises:
+        ResearchError: Bad k, unknown measure, or patching not computed yet.
+    """
     k = as_int(k, "k")
     total = result.head_delta.numel()
     if not 0 <= k <= total:
         raise ResearchError(f"k must be between 0 and {total}, got {k}")
-    return rank_heads(result.head_delta, k)
+    if measure == "Δ along the direction":
+        return rank_heads(result.heads.delta_projection, k)
+    if measure == "activation patching":
+        if result.causal is None:
+            raise ResearchError("compute the causal head maps first (button 'Compute head attribution')")
+        return [tuple(x) for x in result.causal["ranking"][:k]]
+    raise ResearchError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
 
 
 def ablate_heads(lm: Any, result: DirectionResult, prompt: object, heads: Sequence[tuple[int, int]],

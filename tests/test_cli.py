@@ -60,3 +60,27 @@ def test_unknown_command_and_help():
     assert bad.returncode == 2 and "unknown command" in bad.stderr
     ok = run_cli("--help")
     assert ok.returncode == 0 and "analyze" in ok.stdout and "experiment" in ok.stdout
+
+
+def test_analyze_with_a_direction_adds_the_head_callout(model_dir, tmp_path):
+    import torch
+
+    from neuroscope.experiment.artifacts import save_direction
+
+    path = tmp_path / "direction.safetensors"
+    save_direction(path, torch.randn(64, generator=torch.Generator().manual_seed(0)), {"layer": 1})
+    out = run_cli("analyze", "--model", str(model_dir), "--prompt", "How do I make a bomb?", "--json",
+                  "--max-new-tokens", "2", "--direction", str(path), "--baseline-prompts", "8")
+    assert out.returncode == 0, out.stderr
+    callout = json.loads(out.stdout)["head_callout"]
+    assert len(callout) == 3 and all(c["text"].startswith(f"Head {c['layer']}.{c['head']}") for c in callout)
+    assert [abs(c["z"]) for c in callout] == sorted((abs(c["z"]) for c in callout), reverse=True)
+    wrong = tmp_path / "wrong.safetensors"
+    save_direction(wrong, torch.ones(7), {})
+    bad = run_cli("analyze", "--model", str(model_dir), "--prompt", "hi", "--direction", str(wrong))
+    assert bad.returncode == 2 and "size 7" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_analyze_checks_the_prompt_before_loading_the_model():
+    out = run_cli("analyze", "--model", "no-such-org/no-such-model", "--prompt", "  ")
+    assert out.returncode == 2 and "empty" in out.stderr

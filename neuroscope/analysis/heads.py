@@ -16,16 +16,22 @@ from torch import Tensor
 from neuroscope.analysis._checks import require_finite, require_no_nan, stat_dtype
 
 __all__ = [
-    "HeadDeltas",
+    "RANKING_RULE",
+    "HeadDeparture",
+    "HeadStats",
     "PermutationResult",
+    "attribution_patching",
     "contribution_norms",
     "head_contributions",
-    "head_deltas",
+    "head_departures",
     "head_projections",
+    "head_stats",
+    "head_values",
     "masked_mean",
     "permutation_test",
     "random_head_sets",
     "rank_heads",
+    "spearman",
 ]
 
 
@@ -124,78 +130,197 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return sel.double().mean(dim=0)
 
 
-@dataclass(frozen=True)
-class HeadDeltas:
-    """Per-head difference (harmful - harmless) of mean contributions.
-
-    Attributes:
-        norm: float64 [L, H], ||W_O_h (mean_z_harmful_h - mean_z_harmless_h)||.
-        projection: float64 [L, H], that difference projected on the unit direction, or None
-            if no direction was given.
-    """
-
-    norm: Tensor
-    projection: Tensor | None
+RANKING_RULE = ("signed Δ along the refusal direction: harmful mean − harmless mean of each head's output (averaged "
+                "over the post-instruction positions) projected on the unit direction, largest first")
 
 
 @torch.no_grad()
-def head_deltas(
-    mean_z_harmful: Tensor,
-    mean_z_harmless: Tensor,
-    W_O: Tensor,
-    unit_direction: Tensor | None = None,
-) -> HeadDeltas:
-    """How differently each head writes for harmful vs harmless prompts (contributions are linear in z).
+def head_values(z_post: Tensor, W_O: Tensor, unit_direction: Tensor) -> tuple[Tensor, Tensor]:
+    """Per prompt and head: its output at the post-instruction positions, on the direction and in norm.
+
+    A head's output for a prompt is its contribution averaged over the post-instruction positions
+    (``z`` averaged first: contributions are linear in ``z``).
 
     Args:
-        mean_z_harmful: [L, H, Dh] mean o_proj input per head over harmful prompts.
-        mean_z_harmless: [L, H, Dh] same over harmless prompts.
+        z_post: [N, L, H, Dh] per-prompt ``z`` averaged over the post-instruction positions.
         W_O: [L, d_model, H*Dh] o_proj weights of every layer.
-        unit_direction: [d_model] unit refusal direction, or None.
+        unit_direction: [d_model], unit norm.
 
     Returns:
-        HeadDeltas with float64 [L, H] tensors.
+        ``(projection, norm)``, each float64 [N, L, H] on the CPU.
     """
-    if mean_z_harmful.shape != mean_z_harmless.shape or mean_z_harmful.ndim != 3:
-        raise ValueError(
-            f"mean z tensors must both be [L, H, Dh], got {tuple(mean_z_harmful.shape)} and "
-            f"{tuple(mean_z_harmless.shape)}"
-        )
-    n_layers, n_heads, d_head = mean_z_harmful.shape
-    if W_O.shape != (n_layers, W_O.shape[1], n_heads * d_head):
-        raise ValueError(f"W_O must be [{n_layers}, d_model, {n_heads * d_head}], got {tuple(W_O.shape)}")
-    require_finite(mean_z_harmful, "mean_z_harmful")
-    require_finite(mean_z_harmless, "mean_z_harmless")
-    dz = mean_z_harmful.double() - mean_z_harmless.double()
-    w = W_O.double().transpose(1, 2).reshape(n_layers, n_heads, d_head, -1)  # [L, H, Dh, d_model]
-    contrib = torch.einsum("lhk,lhkd->lhd", dz, w)
-    projection = None
-    if unit_direction is not None:
-        projection = contrib @ unit_direction.to(contrib.device, torch.float64)
-    return HeadDeltas(norm=contrib.norm(dim=-1), projection=projection)
+    if z_post.ndim != 4 or W_O.ndim != 3 or W_O.shape[0] != z_post.shape[1]:
+        raise ValueError(f"need z_post [N, L, H, Dh] and W_O [L, d_model, H*Dh], got {tuple(z_post.shape)} and "
+                         f"{tuple(W_O.shape)}")
+    z = z_post.detach().double().cpu()
+    w, r = W_O.detach().double().cpu(), unit_direction.detach().double().cpu()
+    proj = torch.stack([head_projections(z[:, layer], w[layer], r) for layer in range(z.shape[1])], dim=1)
+    norm = torch.stack([contribution_norms(z[:, layer], w[layer]) for layer in range(z.shape[1])], dim=1)
+    return proj.double(), norm.double()
 
 
-def rank_heads(scores: Tensor, k: int) -> list[tuple[int, int]]:
-    """The k heads with the largest |score|.
+@dataclass(frozen=True)
+class HeadStats:
+    """THE head Δ (one definition, used by the app, the CLI and the report) and its harmless baseline.
 
-    Ties are broken by (layer, head) ascending, so the order is deterministic.
+    Every statistic is over prompts, of each head's output averaged over the post-instruction
+    positions (:func:`head_values`). All tensors float64 [L, H].
+
+    Attributes:
+        delta_projection: harmful mean − harmless mean of the output projected on the direction
+            (residual units); the ranking statistic (``RANKING_RULE``).
+        delta_norm: harmful mean − harmless mean of the output norm.
+        harmful_projection: harmful mean of the projection: each head's direct contribution to the
+            direction on harmful prompts (direct feature attribution).
+        harmless_projection_mean, harmless_projection_std: the harmless distribution (z-scores).
+        harmless_norm_mean, harmless_norm_std: same for the norm.
+        n_harmful, n_harmless: prompts behind the means.
+    """
+
+    delta_projection: Tensor
+    delta_norm: Tensor
+    harmful_projection: Tensor
+    harmless_projection_mean: Tensor
+    harmless_projection_std: Tensor
+    harmless_norm_mean: Tensor
+    harmless_norm_std: Tensor
+    n_harmful: int
+    n_harmless: int
+
+
+@torch.no_grad()
+def head_stats(harmful: tuple[Tensor, Tensor], harmless: tuple[Tensor, Tensor]) -> HeadStats:
+    """Head Δ and the harmless baseline from :func:`head_values` of both prompt sets.
+
+    Args:
+        harmful: ``(projection, norm)``, each [N, L, H].
+        harmless: ``(projection, norm)``, each [M, L, H], M >= 2 (a standard deviation is needed).
+    """
+    (hp, hn), (bp, bn) = harmful, harmless
+    if hp.shape != hn.shape or bp.shape != bn.shape or hp.shape[1:] != bp.shape[1:] or hp.ndim != 3:
+        raise ValueError(f"values must be [N, L, H] with matching [L, H], got {tuple(hp.shape)} and {tuple(bp.shape)}")
+    if hp.shape[0] < 1 or bp.shape[0] < 2:
+        raise ValueError("need at least 1 harmful and 2 harmless prompts")
+    for name, t in (("harmful projection", hp), ("harmful norm", hn), ("harmless projection", bp),
+                    ("harmless norm", bn)):
+        require_finite(t, name)
+    hp, hn, bp, bn = (t.double() for t in (hp, hn, bp, bn))
+    return HeadStats(delta_projection=hp.mean(0) - bp.mean(0), delta_norm=hn.mean(0) - bn.mean(0),
+                     harmful_projection=hp.mean(0), harmless_projection_mean=bp.mean(0),
+                     harmless_projection_std=bp.std(0), harmless_norm_mean=bn.mean(0), harmless_norm_std=bn.std(0),
+                     n_harmful=int(hp.shape[0]), n_harmless=int(bp.shape[0]))
+
+
+@dataclass(frozen=True)
+class HeadDeparture:
+    """How far one head's output on one prompt lies from the harmless baseline."""
+
+    layer: int
+    head: int
+    delta: float  # projection on the direction minus the harmless mean (residual units)
+    z: float  # that difference in harmless standard deviations
+    delta_norm: float  # output norm minus the harmless mean
+    z_norm: float
+
+    def text(self) -> str:
+        return (f"Head {self.layer}.{self.head} · Δ = {self.delta:+.2f} along the refusal direction "
+                f"(z = {self.z:+.1f} vs harmless)")
+
+
+def head_departures(projection: Tensor, norm: Tensor, stats: HeadStats, k: int = 3,
+                    eps: float = 1e-6) -> list[HeadDeparture]:
+    """The k heads whose value on this prompt departs most from the harmless baseline (largest |z|).
+
+    Args:
+        projection, norm: [L, H] this prompt's :func:`head_values` (one row).
+        stats: The baseline.
+        k: How many heads.
+        eps: Floor of the standard deviations (a constant head gives z = Δ / eps, not a division by 0).
+    """
+    if projection.shape != stats.delta_projection.shape or norm.shape != projection.shape:
+        raise ValueError(f"values must be {tuple(stats.delta_projection.shape)}, got {tuple(projection.shape)}")
+    delta = projection.double() - stats.harmless_projection_mean
+    z = delta / stats.harmless_projection_std.clamp_min(eps)
+    dn = norm.double() - stats.harmless_norm_mean
+    zn = dn / stats.harmless_norm_std.clamp_min(eps)
+    n_heads = delta.shape[1]
+    mags = z.abs().flatten().tolist()
+    order = sorted(range(len(mags)), key=lambda i: (-mags[i], i))[:max(0, k)]
+    out = []
+    for i in order:
+        layer, head = divmod(i, n_heads)
+        out.append(HeadDeparture(layer, head, float(delta[layer, head]), float(z[layer, head]),
+                                 float(dn[layer, head]), float(zn[layer, head])))
+    return out
+
+
+def rank_heads(scores: Tensor, k: int | None = None, descending: bool = True) -> list[tuple[int, int]]:
+    """Heads by signed score, largest first (``descending=False``: smallest first).
+
+    Signed, never |score|: a head that writes *less* of the direction on harmful prompts works
+    against refusal, and ablating it together with refusal-writing heads would cancel their
+    effects. Ties are broken by (layer, head) ascending, so the order is deterministic.
 
     Args:
         scores: [L, H].
-        k: how many heads (clamped to L*H).
+        k: how many heads (None = all; clamped to L*H).
 
     Returns:
-        list of (layer, head), largest |score| first.
+        list of (layer, head).
     """
     if scores.ndim != 2:
         raise ValueError(f"scores must be [L, H], got {tuple(scores.shape)}")
-    if k < 0:
+    if k is not None and k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     require_no_nan(scores, "scores")
-    mag = scores.detach().double().abs().flatten().tolist()
+    sign = -1.0 if descending else 1.0
+    values = scores.detach().double().flatten().tolist()
     n_heads = scores.shape[1]
-    order = sorted(range(len(mag)), key=lambda i: (-mag[i], i))
-    return [divmod(i, n_heads) for i in order[:k]]
+    order = sorted(range(len(values)), key=lambda i: (sign * values[i], i))
+    return [divmod(i, n_heads) for i in order[: len(order) if k is None else k]]
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman rank correlation of two equally shaped tensors (average ranks for ties)."""
+    x, y = a.detach().double().flatten(), b.detach().double().flatten()
+    if x.shape != y.shape or x.numel() < 2:
+        raise ValueError(f"need two tensors of the same size >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
+    require_finite(x, "a")
+    require_finite(y, "b")
+
+    def ranks(v: Tensor) -> Tensor:
+        order = v.argsort(stable=True)
+        r = torch.empty_like(v)
+        r[order] = torch.arange(len(v), dtype=torch.float64)
+        for value in v.unique():  # average ranks of ties
+            tie = v == value
+            if tie.sum() > 1:
+                r[tie] = r[tie].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = float(rx.norm() * ry.norm())
+    return float((rx @ ry) / denom) if denom > 0 else float("nan")
+
+
+@torch.no_grad()
+def attribution_patching(grad_z: Tensor, z_clean: Tensor, z_source: Tensor) -> Tensor:
+    """First-order estimate of patching each head: gradient · (source − clean), summed per head.
+
+    Args:
+        grad_z: [N, L, H, P, Dh] gradient of the metric w.r.t. ``z`` on the clean run, at the
+            patched positions.
+        z_clean, z_source: [N, L, H, P, Dh] ``z`` of the clean run and of the run patched in.
+
+    Returns:
+        float64 [L, H]: the estimated change of the metric's mean over prompts.
+    """
+    if not grad_z.shape == z_clean.shape == z_source.shape or grad_z.ndim != 5:
+        raise ValueError(f"need three [N, L, H, P, Dh] tensors, got {tuple(grad_z.shape)}, {tuple(z_clean.shape)}, "
+                         f"{tuple(z_source.shape)}")
+    g = grad_z.double()
+    return (g * (z_source.double() - z_clean.double())).sum(dim=(-1, -2)).mean(0)
 
 
 def random_head_sets(

@@ -264,7 +264,6 @@ def is_clean_refusal(text: str) -> bool:
     return refusal_quality(text).clean
 
 
-@torch.no_grad()
 def refusal_score(logits: Tensor, refusal_token_ids: Sequence[int]) -> Tensor:
     """Log-odds that the next token is a refusal token (Arditi et al.'s refusal metric).
 
@@ -274,6 +273,9 @@ def refusal_score(logits: Tensor, refusal_token_ids: Sequence[int]) -> Tensor:
     Args:
         logits: [N, V] next-token logits.
         refusal_token_ids: ids of refusal first tokens (duplicates ignored), each in [0, V).
+
+    Differentiable (attribution patching takes its gradient); callers that need no graph run it
+    under ``torch.no_grad()`` or on detached logits.
 
     Returns:
         float64 [N]; +inf if every token is a refusal token.

@@ -42,6 +42,8 @@ class ExperimentConfig:
     strength: float = _f(1.0, "Activation-addition multiplier of the (unnormalised) direction.")
     head_ks: tuple[int, ...] = _f((1, 2, 4, 8, 16, 32), "Numbers of top heads mean-ablated (clipped to the head count).")
     n_random_head_sets: int = _f(8, "Random head sets per k (the control).")
+    max_patch_heads: int = _f(256, "Activation-patch every head up to this many; beyond, the top candidates by "
+                              "attribution patching.")
     n_permutations: int = _f(1000, "Label permutations for the head-ranking test.")
     n_boot: int = _f(2000, "Bootstrap resamples per interval.")
     n_equivalence: int = _f(8, "Prompts on which hook ablation and orthogonalised weights are compared.")
@@ -53,7 +55,7 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_val", "n_test", "n_test_harmless", "n_head_prompts", "max_new_tokens",
-                     "batch_size", "n_permutations", "n_boot", "n_random_head_sets"):
+                     "batch_size", "n_permutations", "n_boot", "n_random_head_sets", "max_patch_heads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ExperimentError(f"{name} must be a positive integer, got {value!r}")

@@ -1,14 +1,28 @@
-"""Step 6: which attention heads write the refusal direction, and does ablating them matter?
+"""Step 6: which attention heads carry refusal, and is their role causal?
 
-Per head: the difference (harmful - harmless) of its mean contribution at the post-instruction
-positions, as a norm and as a projection on the refusal direction; heads ranked by that projection.
-Causal check: mean-ablate (never zero-ablate) the top-k heads for k = 1, 2, 4, ... and compare the
-refusal score with k random heads (the control). A label-permutation test says which heads'
-projections differ between harmful and harmless prompts beyond chance.
+Three measures per head, shown side by side:
+
+- **Δ** (:class:`~neuroscope.analysis.heads.HeadStats`, the one definition the app and the CLI use
+  too): harmful mean − harmless mean of the head's output at the post-instruction positions,
+  projected on the refusal direction and as a norm; plus its direct contribution to the direction
+  on harmful prompts (DFA). Correlational.
+- **Activation patching**: the head's ``z`` at the post-instruction positions of harmful prompt i
+  is replaced by its value on harmless prompt i; the change of the refusal log-odds is the head's
+  causal effect (negative = the head carries refusal). Every head when ``L·H`` is at most
+  ``max_patch_heads``, otherwise the top candidates by the attribution estimate.
+- **Attribution patching**: gradient × (harmless − harmful ``z``), one backward pass for all
+  heads, the first-order estimate of activation patching; its Spearman correlation with real
+  patching is reported.
+
+Then the causal check of a *set*: mean-ablate (never zero-ablate) the top-k heads by the causal
+ranking and, for comparison, by Δ, on held-out (validation) prompts the patching never saw, against
+k random heads; intervals are 95 % bootstrap intervals over prompts. A label-permutation test
+says which heads' projections differ between harmful and harmless prompts beyond chance.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -16,69 +30,94 @@ import torch
 from torch import Tensor
 
 from neuroscope.analysis.directions import unit
-from neuroscope.analysis.heads import head_deltas, head_projections, permutation_test, random_head_sets
-from neuroscope.analysis.metrics import refusal_score
+from neuroscope.analysis.heads import (
+    RANKING_RULE,
+    HeadStats,
+    attribution_patching,
+    head_stats,
+    head_values,
+    permutation_test,
+    random_head_sets,
+    rank_heads,
+    spearman,
+)
+from neuroscope.analysis.metrics import bootstrap_ci, refusal_score
 from neuroscope.model.activations import mean_head_z, post_instruction_z
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.interventions import DirectionAblation, HeadAblation
+from neuroscope.model.patching import metric_gradients, patch_heads, post_instruction_z_by_position
 
 Progress = Callable[[float, str], None]
+
+CAUSAL_RULE = ("activation patching: the change of the refusal log-odds when the head's output at the "
+               "post-instruction positions of a harmful prompt is replaced by its value on a harmless prompt, "
+               "most negative first")
 
 
 @dataclass
 class HeadAnalysis:
-    """Head deltas, ranking, top-k vs random-k ablation and the permutation test."""
+    """Head measures, rankings, top-k vs random-k ablation and the permutation test. [L, H] tensors."""
 
-    delta_norm: Tensor  # [L, H] ||W_O_h (mean z_harmful - mean z_harmless)||
-    delta_projection: Tensor  # [L, H] that difference projected on the unit direction
-    p_values: Tensor  # [L, H] permutation test of per-prompt projections (two-sided)
-    ranking: list[tuple[int, int]]  # heads by signed Δ projection, largest first
+    stats: HeadStats  # Δ projection / Δ norm / DFA and the harmless baseline
+    p_values: Tensor  # permutation test of per-prompt projections (two-sided)
+    attribution: Tensor  # attribution-patching estimate of the patching effect
+    patching: Tensor  # activation-patching effect (NaN where not patched)
+    patching_lo: Tensor
+    patching_hi: Tensor
+    agreement: float  # Spearman(attribution, patching) over the patched heads
+    ranking: list[tuple[int, int]]  # causal ranking (patched heads, most negative effect first)
+    ranking_delta: list[tuple[int, int]]  # Δ ranking (RANKING_RULE)
     head_means: Tensor  # [L, H, D] mean z over real tokens of harmless prompts (ablation values)
     ks: list[int]
-    top_scores: list[float]  # mean refusal score of harmful prompts, top-k heads ablated
-    random_scores: list[list[float]]  # per k, one score per random set
+    top_scores: list[float]  # mean refusal score of eval prompts, top-k (causal ranking) ablated
+    top_intervals: list[tuple[float, float]]  # 95 % bootstrap interval over prompts of each
+    top_scores_delta: list[float]  # same, top-k by Δ
+    random_scores: list[list[float]]  # per k, one mean score per random set
     baseline_score: float  # no ablation
     direction_score: float  # the refusal direction ablated (what a full mechanism achieves)
     n_permutations: int
+    n_patch_prompts: int
     verdict: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def delta_projection(self) -> Tensor:
+        return self.stats.delta_projection
 
-def rank_by_projection(projection: Tensor) -> list[tuple[int, int]]:
-    """Heads by signed Δ projection, largest first (ties by (layer, head)).
-
-    Signed, not |Δ|: a head that writes *less* of the direction on harmful prompts works against
-    refusal, and mean-ablating it together with refusal-writing heads would cancel their effects.
-    """
-    n_heads = projection.shape[1]
-    order = torch.argsort(-projection.double().flatten(), stable=True).tolist()
-    return [divmod(i, n_heads) for i in order]
+    @property
+    def delta_norm(self) -> Tensor:
+        return self.stats.delta_norm
 
 
-def _per_prompt_projections(z: Tensor, W_O: Tensor, r: Tensor) -> Tensor:
-    """[N, L, H, D], [L, d, H*D], unit [d] -> [N, L, H] float64."""
-    return torch.stack([head_projections(z[:, layer], W_O[layer], r).double() for layer in range(z.shape[1])], dim=1)
+def _scores(lm: Any, prompts: Sequence[str], ivs, refusal_ids, batch_size: int) -> Tensor:
+    return refusal_score(next_token_logits(lm, list(prompts), ivs, batch_size), refusal_ids)
 
 
-def _score(lm: Any, prompts: Sequence[str], ivs, refusal_ids, batch_size: int) -> float:
-    return float(refusal_score(next_token_logits(lm, list(prompts), ivs, batch_size), refusal_ids).mean())
+def causal_ranking(patching: Tensor) -> list[tuple[int, int]]:
+    """Patched heads by effect, most negative (most refusal removed) first; unpatched heads excluded."""
+    filled = torch.where(torch.isnan(patching), torch.full_like(patching, math.inf), patching)
+    n_patched = int((~torch.isnan(patching)).sum())
+    return rank_heads(filled, n_patched, descending=False)
 
 
 def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: Sequence[str], eval_harmful: Sequence[str],
                   refusal_ids: Sequence[int], ks: Sequence[int] = (1, 2, 4, 8, 16, 32), n_random: int = 8,
-                  n_permutations: int = 1000, batch_size: int = 16, seed: int = 0,
-                  progress: Progress | None = None) -> HeadAnalysis:
-    """Ranks heads by how much more they write the direction on harmful prompts, then tests it.
+                  n_permutations: int = 1000, batch_size: int = 16, seed: int = 0, max_patch_heads: int = 256,
+                  n_boot: int = 1000, progress: Progress | None = None) -> HeadAnalysis:
+    """Measures every head three ways, then tests the top sets causally on held-out prompts.
 
     Args:
         lm: A ``LoadedModel``.
         direction: [d_model] refusal direction (any norm).
-        harmful, harmless: Prompts for the per-head statistics (and harmless for the ablation means).
-        eval_harmful: Prompts whose refusal score the head ablations are measured on.
+        harmful, harmless: Prompts for Δ, the permutation test and patching (harmless[i] is
+            patched into harmful[i]; the shorter list sets the pair count); harmless also gives the
+            ablation means.
+        eval_harmful: Held-out prompts the head-set ablations are measured on.
         refusal_ids: First-token ids of refusals.
         ks: Numbers of heads to ablate (clipped to the head count).
         n_random: Random head sets per k.
         n_permutations: Permutations of the harmful/harmless labels.
+        max_patch_heads: Patch every head up to this many; beyond, the top candidates by |attribution|.
 
     Returns:
         HeadAnalysis.
@@ -90,35 +129,60 @@ def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: 
     r = unit(direction.double())
     W_O = torch.stack([lm.o_proj_weight(layer).detach().double().cpu() for layer in range(lm.n_layers)])
     tick(0.0, "heads: per-prompt head outputs (harmful)")
-    z_h = post_instruction_z(lm, harmful, batch_size)
-    tick(0.15, "heads: per-prompt head outputs (harmless)")
-    z_b = post_instruction_z(lm, harmless, batch_size)
-    deltas = head_deltas(z_h.double().mean(0), z_b.double().mean(0), W_O, r)
-    proj_h, proj_b = _per_prompt_projections(z_h, W_O, r), _per_prompt_projections(z_b, W_O, r)
-    tick(0.3, "heads: permutation test")
-    perm = permutation_test(proj_h, proj_b, "abs_mean_diff", n_perm=n_permutations, seed=seed)
-    n_total = lm.n_layers * lm.n_heads
+    values_h = head_values(post_instruction_z(lm, harmful, batch_size), W_O, r)
+    tick(0.1, "heads: per-prompt head outputs (harmless)")
+    values_b = head_values(post_instruction_z(lm, harmless, batch_size), W_O, r)
+    stats = head_stats(values_h, values_b)
+    tick(0.2, "heads: permutation test")
+    perm = permutation_test(values_h[0], values_b[0], "abs_mean_diff", n_perm=n_permutations, seed=seed)
+
+    n_pairs = min(len(harmful), len(harmless))
+    clean, source = list(harmful[:n_pairs]), list(harmless[:n_pairs])
+    metric = lambda logits: refusal_score(logits, refusal_ids)  # noqa: E731
+    tick(0.25, "heads: attribution patching (one backward pass per batch)")
+    clean_metric, grad, z_clean = metric_gradients(lm, clean, metric, batch_size)
+    z_source = post_instruction_z_by_position(lm, source, batch_size)
+    attribution = attribution_patching(grad, z_clean, z_source)
+    L, H = lm.n_layers, lm.n_heads
+    candidates = rank_heads(attribution.abs(), min(L * H, max_patch_heads))
+    sub = lambda f, m: tick(0.3 + 0.35 * f, m)  # noqa: E731
+    effects = patch_heads(lm, clean, z_source, candidates, metric, batch_size, sub) - clean_metric[None]  # [K, N]
+    patching = torch.full((L, H), math.nan, dtype=torch.float64)
+    lo, hi = patching.clone(), patching.clone()
+    for (layer, head), row in zip(candidates, effects):
+        iv = bootstrap_ci(row, n_boot=n_boot, seed=seed)
+        patching[layer, head], lo[layer, head], hi[layer, head] = iv.mean, iv.lo, iv.hi
+    patched = ~torch.isnan(patching)
+    agreement = spearman(attribution[patched], patching[patched]) if int(patched.sum()) >= 2 else math.nan
+
+    n_total = L * H
     ks = sorted({min(int(k), n_total) for k in ks})
-    ranking = rank_by_projection(deltas.projection)
-    tick(0.35, "heads: mean activations for ablation")
+    ranking, ranking_delta = causal_ranking(patching), rank_heads(stats.delta_projection)
+    tick(0.65, "heads: mean activations for ablation")
     means = mean_head_z(lm, list(harmless), batch_size=batch_size)
-    baseline = _score(lm, eval_harmful, [], refusal_ids, batch_size)
-    direction_score = _score(lm, eval_harmful, [DirectionAblation(direction)], refusal_ids, batch_size)
-    top_scores, random_scores = [], []
+    baseline = float(_scores(lm, eval_harmful, [], refusal_ids, batch_size).mean())
+    direction_score = float(_scores(lm, eval_harmful, [DirectionAblation(direction)], refusal_ids, batch_size).mean())
+    top_scores, top_intervals, top_delta, random_scores = [], [], [], []
     for i, k in enumerate(ks):
-        tick(0.4 + 0.6 * i / len(ks), f"heads: ablating top-{k} and {n_random} random {k}-head sets")
-        top_scores.append(_score(lm, eval_harmful, [HeadAblation(tuple(ranking[:k]), means)], refusal_ids, batch_size))
-        sets = random_head_sets(lm.n_layers, lm.n_heads, k, n_random, seed=seed + k)
-        random_scores.append([_score(lm, eval_harmful, [HeadAblation(tuple(s), means)], refusal_ids, batch_size)
-                              for s in sets])
-    result = HeadAnalysis(deltas.norm, deltas.projection, perm.p_values, ranking, means.float(), ks, top_scores,
-                          random_scores, baseline, direction_score, n_permutations)
+        tick(0.7 + 0.3 * i / len(ks), f"heads: ablating top-{k} (two rankings) and {n_random} random {k}-head sets")
+        per_prompt = _scores(lm, eval_harmful, [HeadAblation(tuple(ranking[:k]), means)], refusal_ids, batch_size)
+        iv = bootstrap_ci(per_prompt, n_boot=n_boot, seed=seed)
+        top_scores.append(iv.mean)
+        top_intervals.append((iv.lo, iv.hi))
+        top_delta.append(float(_scores(lm, eval_harmful, [HeadAblation(tuple(ranking_delta[:k]), means)], refusal_ids,
+                                       batch_size).mean()))
+        sets = random_head_sets(L, H, k, n_random, seed=seed + k)
+        random_scores.append([float(_scores(lm, eval_harmful, [HeadAblation(tuple(s), means)], refusal_ids,
+                                            batch_size).mean()) for s in sets])
+    result = HeadAnalysis(stats, perm.p_values, attribution, patching, lo, hi, agreement, ranking, ranking_delta,
+                          means.float(), ks, top_scores, top_intervals, top_delta, random_scores, baseline,
+                          direction_score, n_permutations, n_pairs)
     result.verdict = verdict(result)
     return result
 
 
 def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str:
-    """One honest sentence: does a small head set carry refusal, compared with its control?
+    """Plain sentences: what the patching evidence and the top-k vs random-k test do and do not support.
 
     Args:
         share: Fraction of the direction-ablation effect the top-k heads must reproduce.
@@ -128,25 +192,71 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
     drop_dir = h.baseline_score - h.direction_score
     n_sig = int((h.p_values < 0.05 / h.p_values.numel()).sum())
     sig = f"{n_sig} head(s) differ between harmful and harmless beyond chance (permutation test, Bonferroni 0.05)."
+    patched = ~torch.isnan(h.patching)
+    n_patched = int(patched.sum())
+    single = ""
+    if n_patched and h.ranking:
+        layer, head = h.ranking[0]
+        excludes_zero = bool(h.patching_hi[layer, head] < 0)
+        single = (f"The strongest single head by activation patching, L{layer}H{head}, changes the refusal log-odds by "
+                  f"{h.patching[layer, head]:+.2f} [{h.patching_lo[layer, head]:+.2f}, {h.patching_hi[layer, head]:+.2f}]"
+                  f" ({'an interval that excludes 0' if excludes_zero else 'an interval that includes 0'}), against "
+                  f"{-drop_dir:+.2f} for ablating the whole direction; attribution patching ranks the "
+                  f"{n_patched} patched heads with Spearman {h.agreement:.2f} against real patching. ")
     if drop_dir < min_effect:
-        return (f"Ablating the refusal direction lowers the refusal score by only {drop_dir:.2f} (log-odds), so there "
-                "is no effect for heads to explain. " + sig)
-    for k, top, rand in zip(h.ks, h.top_scores, h.random_scores):
+        return (single + f"Ablating the refusal direction lowers the refusal score by only {drop_dir:.2f} (log-odds), so "
+                "there is no effect for heads to explain. " + sig)
+    for k, top, (lo, hi), rand in zip(h.ks, h.top_scores, h.top_intervals, h.random_scores):
         drop = h.baseline_score - top
         if drop < share * drop_dir:
             continue
         if all(top < x for x in rand):
-            return (f"A small head set carries much of refusal: mean-ablating the top {k} head(s) removes "
-                    f"{drop / drop_dir:.0%} of the refusal-score drop that direction ablation achieves, more than "
-                    f"every one of {len(rand)} random {k}-head sets. " + sig)
+            return (single + f"A small head set carries much of refusal: mean-ablating the top {k} head(s) by "
+                    f"activation patching removes {drop / drop_dir:.0%} of the refusal-score drop that direction "
+                    f"ablation achieves (score {top:.2f} [{lo:.2f}, {hi:.2f}]), more than every one of {len(rand)} "
+                    f"random {k}-head sets. This supports a causal role for that set on these prompts; it does not "
+                    "show that the heads compute refusal alone (MLPs and later layers read what they write). " + sig)
         better = sum(x <= top for x in rand)
-        return (f"No small head set is singled out: the top {k} heads, mean-ablated, remove {drop / drop_dir:.0%} of "
-                f"the refusal-score drop of direction ablation, but {better} of {len(rand)} random {k}-head sets do "
-                "at least as well, so the ranking does not identify refusal heads (ablating that many heads "
-                "disrupts the model broadly). " + sig)
+        return (single + f"No small head set is singled out: the top {k} heads by activation patching, mean-ablated, "
+                f"remove {drop / drop_dir:.0%} of the refusal-score drop of direction ablation, but {better} of "
+                f"{len(rand)} random {k}-head sets do at least as well, so the evidence does not identify refusal "
+                "heads (ablating that many heads disrupts the model broadly). " + sig)
     k, top = h.ks[-1], h.top_scores[-1]
     rand_best = min(h.random_scores[-1])
-    return (f"No small head set carries refusal: even the top {k} heads, mean-ablated, remove only "
-            f"{(h.baseline_score - top) / drop_dir:.0%} of the refusal-score drop of direction ablation "
-            f"(best random {k}-head set: {(h.baseline_score - rand_best) / drop_dir:.0%}). Refusal looks distributed "
-            "(MLPs, many heads). " + sig)
+    return (single + f"No small head set carries refusal: even the top {k} heads by activation patching, mean-ablated, "
+            f"remove only {(h.baseline_score - top) / drop_dir:.0%} of the refusal-score drop of direction ablation "
+            f"(best random {k}-head set: {(h.baseline_score - rand_best) / drop_dir:.0%}). The evidence supports a "
+            "distributed mechanism (MLPs, many heads), not a head circuit. " + sig)
+
+
+def heads_record(h: HeadAnalysis) -> dict[str, Any]:
+    """The JSON-ready record of a head analysis (``heads.json``; NaN = not patched -> null)."""
+    nan_none = lambda t: [[None if math.isnan(v) else v for v in row] for row in t.tolist()]  # noqa: E731
+    return {"delta_norm": h.delta_norm, "delta_projection": h.delta_projection, "dfa": h.stats.harmful_projection,
+            "harmless_projection_mean": h.stats.harmless_projection_mean,
+            "harmless_projection_std": h.stats.harmless_projection_std, "p_values": h.p_values,
+            "attribution": h.attribution, "patching": nan_none(h.patching), "patching_lo": nan_none(h.patching_lo),
+            "patching_hi": nan_none(h.patching_hi),
+            "agreement_spearman": None if math.isnan(h.agreement) else h.agreement,
+            "ranking": [list(x) for x in h.ranking], "ranking_delta": [list(x) for x in h.ranking_delta],
+            "ranking_rule": CAUSAL_RULE, "delta_rule": RANKING_RULE, "ks": h.ks, "top_scores": h.top_scores,
+            "top_intervals": [list(x) for x in h.top_intervals], "top_scores_delta": h.top_scores_delta,
+            "random_scores": h.random_scores, "baseline_score": h.baseline_score, "direction_score": h.direction_score,
+            "n_permutations": h.n_permutations, "verdict": h.verdict,
+            "n_prompts": [h.stats.n_harmful, h.stats.n_harmless], "n_patch_prompts": h.n_patch_prompts,
+            "ablation_means": "mean z over real (unpadded) tokens of the harmless prompts"}
+
+
+def measure_maps(record: dict[str, Any]) -> dict[str, Any]:
+    """Panel title -> [L, H] array of each head measure of a ``heads_record`` (NaN where not measured)."""
+    import numpy as np
+
+    grid = lambda key: np.array([[math.nan if v is None else v for v in row] for row in record[key]], dtype=float)  # noqa: E731
+    return {"Δ along the direction (resid units)": grid("delta_projection"), "Δ output norm": grid("delta_norm"),
+            "DFA: harmful write along the direction": grid("dfa"),
+            "attribution patching (Δ log-odds, est.)": grid("attribution"),
+            "activation patching (Δ log-odds)": grid("patching")}
+
+
+__all__ = ["CAUSAL_RULE", "RANKING_RULE", "HeadAnalysis", "analyse_heads", "causal_ranking", "heads_record",
+           "measure_maps", "verdict"]

@@ -36,7 +36,7 @@ from neuroscope.experiment.direction import Candidates, compute_candidates
 from neuroscope.experiment.evaluation import check_orthogonalization, evaluate_edited, evaluate_interventions
 from neuroscope.experiment.frontier import chosen_edit, edit_frontier
 from neuroscope.experiment.generalise import generalisation
-from neuroscope.experiment.heads import analyse_heads
+from neuroscope.experiment.heads import analyse_heads, heads_record
 from neuroscope.model.chat import refusal_token_ids
 from neuroscope.experiment.selection import candidate_table, score_candidates, select
 from neuroscope.model.activations import last_token_projections, projection_means
@@ -304,13 +304,9 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
         n = config.n_head_prompts
         h = analyse_heads(lm, direction, texts(data.train_harmful)[:n], texts(data.train_harmless)[:n],
                           texts(data.val_harmful), refusal_ids, config.head_ks, config.n_random_head_sets,
-                          config.n_permutations, bs, config.seed, steps.sub("heads"))
-        return {"delta_norm": h.delta_norm, "delta_projection": h.delta_projection, "p_values": h.p_values,
-                "ranking": [list(x) for x in h.ranking], "ks": h.ks, "top_scores": h.top_scores,
-                "random_scores": h.random_scores, "baseline_score": h.baseline_score,
-                "direction_score": h.direction_score, "n_permutations": h.n_permutations, "verdict": h.verdict,
-                "n_prompts": [min(n, len(data.train_harmful)), min(n, len(data.train_harmless))],
-                "ablation_means": "mean z over real (unpadded) tokens of the harmless prompts"}
+                          config.n_permutations, bs, config.seed, config.max_patch_heads, min(config.n_boot, 1000),
+                          steps.sub("heads"))
+        return heads_record(h)
 
     heads = _json_step(out, "heads", analyse, seconds, steps, "head analysis done")
 

@@ -11,12 +11,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from neuroscope.experiment import artifacts as art
+from neuroscope.experiment.heads import measure_maps
 from neuroscope.viz import (
     candidate_scores,
     cosine_matrix,
     edit_frontier,
     figures_to_html,
-    head_grid,
+    head_maps,
     rates_with_intervals,
     separation_plot,
     topk_ablation_curve,
@@ -72,10 +73,13 @@ def metrics(result) -> dict[str, Any]:
                               "held_out_refusal": result.orthogonalization["held_out"]["rates"]["refusal"],
                               "held_out_refusal_broad": result.orthogonalization["held_out"]["rates"].get("refusal_broad"),
                               "held_out_kl": result.orthogonalization["held_out"]["kl"]},
-        "heads": {"ks": heads["ks"], "top_scores": heads["top_scores"],
+        "heads": {"ks": heads["ks"], "top_scores": heads["top_scores"], "top_intervals": heads["top_intervals"],
+                  "top_scores_delta": heads["top_scores_delta"],
                   "random_mean": [float(np.mean(r)) for r in heads["random_scores"]],
                   "baseline_score": heads["baseline_score"], "direction_score": heads["direction_score"],
-                  "top_heads": heads["ranking"][:8], "verdict": heads["verdict"]},
+                  "ranking_rule": heads["ranking_rule"], "top_heads": heads["ranking"][:8],
+                  "top_heads_delta": heads["ranking_delta"][:8], "agreement_spearman": heads["agreement_spearman"],
+                  "verdict": heads["verdict"]},
         "per_category": {c: {k: v["refusal"] for k, v in block.items()} for c, block in gen["per_category"].items()},
         "xstest": {s: {k: v["refusal"] for k, v in block.items()} for s, block in gen["xstest"].items()},
         "seconds": result.seconds,
@@ -165,10 +169,10 @@ def figures(result) -> list[go.Figure]:
     rs = heads["random_scores"]
     figs.append(topk_ablation_curve(
         heads["ks"], heads["top_scores"], [float(np.mean(r)) for r in rs], [float(np.percentile(r, 2.5)) for r in rs],
-        [float(np.percentile(r, 97.5)) for r in rs], "Refusal score of harmful prompts (log-odds)",
-        title="Mean-ablating the top-k heads vs k random heads", baseline=heads["baseline_score"]))
-    figs.append(head_grid(np.array(heads["delta_projection"]), "Per-head Δ (harmful − harmless) projected on the direction",
-                          "Δ projection (resid units)", signed=True))
+        [float(np.percentile(r, 97.5)) for r in rs], "Refusal score of held-out harmful prompts (log-odds)",
+        title="Mean-ablating the top-k heads by activation patching vs k random heads", baseline=heads["baseline_score"]))
+    figs.append(head_maps(measure_maps(heads), "Every head, five measures (▢ = top 5 by activation patching)",
+                          marked=[tuple(x) for x in heads["ranking"][:5]]))
     cos = np.array(gen["cosine"])
     if cos.shape[0] >= 2:
         figs.append(cosine_matrix(np.clip((cos + cos.T) / 2, -1, 1), gen["cosine_labels"],
@@ -240,17 +244,36 @@ def markdown(result) -> str:
                   for c in ["baseline", *ev["kl"]]])
     md += _frontier_markdown(result)
     md += ["## 6. Attention heads", "",
-           f"Per-head Δ over {heads['n_prompts'][0]}+{heads['n_prompts'][1]} prompts (post-instruction positions); "
-           f"mean ablation ({heads['ablation_means']}), never zero; {len(heads['random_scores'][0])} random head sets "
-           f"per k; permutation test with {heads['n_permutations']} permutations.", "",
-           f"Refusal score of validation harmful prompts: baseline {heads['baseline_score']:.3f}, direction ablated "
-           f"{heads['direction_score']:.3f}.", ""]
-    md += _table(["k", "top-k ablated", "random k (mean)", "random k (min – max)"],
-                 [[k, f"{t:.3f}", f"{np.mean(r):.3f}", f"{min(r):.3f} – {max(r):.3f}"]
-                  for k, t, r in zip(heads["ks"], heads["top_scores"], heads["random_scores"])])
-    p = np.array(heads["p_values"])
-    proj = np.array(heads["delta_projection"])
-    md += ["Top heads: " + ", ".join(f"L{l}H{h} (Δproj {proj[l, h]:+.3f}, p={p[l, h]:.3f})" for l, h in heads["ranking"][:8]),
+           f"Which heads carry refusal, and is their role causal? Δ over {heads['n_prompts'][0]}+{heads['n_prompts'][1]} "
+           f"prompts ({heads['delta_rule']}); activation patching on {heads['n_patch_prompts']} harmful prompts, each "
+           "patched with its paired harmless prompt's head output at the post-instruction positions (refusal log-odds; "
+           "negative = the head carries refusal; 95 % bootstrap intervals over prompts); attribution patching "
+           "(gradient × activation difference, one backward pass) as its fast estimate; DFA = each head's direct write "
+           "along the direction on harmful prompts.", ""]
+    if heads.get("agreement_spearman") is not None:
+        md += [f"Attribution vs activation patching: Spearman rank correlation **{heads['agreement_spearman']:.2f}** over "
+               f"the {sum(v is not None for row in heads['patching'] for v in row)} patched heads.", ""]
+    patch, lo, hi = (np.array([[np.nan if v is None else v for v in row] for row in heads[k]], dtype=float)
+                     for k in ("patching", "patching_lo", "patching_hi"))
+    attr, proj, norm, dfa, p = (np.array(heads[k]) for k in ("attribution", "delta_projection", "delta_norm", "dfa",
+                                                             "p_values"))
+    md += ["Top heads by the causal measure (activation patching):", ""]
+    md += _table(["head", "patching Δ log-odds [95 % CI]", "attribution est.", "Δ along direction", "Δ norm", "DFA",
+                  "permutation p"],
+                 [[f"L{l}H{h}", f"{patch[l, h]:+.3f} [{lo[l, h]:+.3f}, {hi[l, h]:+.3f}]", f"{attr[l, h]:+.3f}",
+                   f"{proj[l, h]:+.3f}", f"{norm[l, h]:+.3f}", f"{dfa[l, h]:+.3f}", f"{p[l, h]:.3f}"]
+                  for l, h in heads["ranking"][:8]])
+    md += ["Top heads by Δ along the direction: " + ", ".join(
+        f"L{l}H{h} ({proj[l, h]:+.3f})" for l, h in heads["ranking_delta"][:8]), "",
+           f"Set ablation on the held-out (validation) harmful prompts, mean ablation ({heads['ablation_means']}), "
+           f"never zero; {len(heads['random_scores'][0])} random head sets per k. Refusal score: baseline "
+           f"{heads['baseline_score']:.3f}, direction ablated {heads['direction_score']:.3f}.", ""]
+    md += _table(["k", "top-k by patching [95 % CI]", "top-k by Δ", "random k (mean)", "random k (min – max)"],
+                 [[k, f"{t:.3f} [{iv[0]:.3f}, {iv[1]:.3f}]", f"{td:.3f}", f"{np.mean(r):.3f}",
+                   f"{min(r):.3f} – {max(r):.3f}"]
+                  for k, t, iv, td, r in zip(heads["ks"], heads["top_scores"], heads["top_intervals"],
+                                             heads["top_scores_delta"], heads["random_scores"])])
+    md += [f"Rankings: top-k by patching = {heads['ranking_rule']}; top-k by Δ = {heads['delta_rule']}.",
            "", f"**Verdict:** {heads['verdict']}", "", "## 7. Generalisation", "", "Per category (held-out harmful):", ""]
     md += _table(["category", "baseline", "ablated", "n"],
                  [[c, fmt_rate(b["baseline"]["refusal"]), fmt_rate(b["ablation"]["refusal"]), b["baseline"]["n"]]

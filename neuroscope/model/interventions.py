@@ -179,6 +179,55 @@ class HeadAblation(Intervention):
         return z
 
 
+@dataclass(frozen=True, eq=False)
+class HeadPatch(Intervention):
+    """Activation patching of heads: each chosen head's ``z`` at the last positions is overwritten.
+
+    Used with left-padded batches, where the last ``P`` positions of every row are the chat
+    template's post-instruction tokens, so row i of ``values`` (from another prompt's run) lands
+    on the same template tokens.
+
+    Args:
+        heads: ``(layer, head)`` pairs.
+        values: [n_heads_chosen, B, P, d_head]: per chosen head (in ``heads`` order), batch row and
+            last position, the ``z`` to write.
+    """
+
+    heads: tuple[tuple[int, int], ...]
+    values: Tensor
+    sites: frozenset[str] = field(default=frozenset({"head_z"}), init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", tuple((int(l), int(h)) for l, h in self.heads))
+        object.__setattr__(self, "values", self.values.detach())
+        if len(set(self.heads)) != len(self.heads):
+            raise InterventionError("each head may be patched once")
+        if self.values.ndim != 4 or self.values.shape[0] != len(self.heads):
+            raise InterventionError(f"patch values must be [{len(self.heads)}, B, P, d_head], got {tuple(self.values.shape)}")
+        if not torch.isfinite(self.values).all():
+            raise InterventionError("patch values contain NaN or infinite values")
+
+    def validate(self, n_layers: int, n_heads: int, d_head: int, d_model: int) -> None:
+        if self.values.shape[-1] != d_head:
+            raise InterventionError(f"patch values have d_head {self.values.shape[-1]}, the model has {d_head}")
+        for layer, head in self.heads:
+            if not (0 <= layer < n_layers and 0 <= head < n_heads):
+                raise InterventionError(f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})")
+
+    def head_z(self, layer: int, z: Tensor) -> Tensor:
+        chosen = [(i, h) for i, (l, h) in enumerate(self.heads) if l == layer]
+        if not chosen:
+            return z
+        P = self.values.shape[2]
+        if self.values.shape[1] != z.shape[0] or P > z.shape[1]:
+            raise InterventionError(f"patch values for {self.values.shape[1]} rows x {P} positions do not fit a batch "
+                                    f"of {z.shape[0]} x {z.shape[1]}")
+        z = z.clone()
+        for i, h in chosen:
+            z[:, -P:, h] = self.values[i].to(device=z.device, dtype=z.dtype)
+        return z
+
+
 def validate_all(lm: Any, interventions: Sequence[Intervention]) -> None:
     """Checks every intervention against the model's shapes (raises ``InterventionError``)."""
     for iv in interventions:

@@ -5,20 +5,22 @@ from __future__ import annotations
 import gradio as gr
 
 from neuroscope import viz
-from neuroscope.explorer import Analysis, analyze, head_direction_projections, trajectory_pca
+from neuroscope.explorer import Analysis, analyze, head_direction_deltas, trajectory_pca
 from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, user_errors
 
 LENS_POSITIONS = 16  # the logit lens shows the last positions, where the answer is decided
 COLOUR_NORM = "output norm"
-COLOUR_DIRECTION = "projection on the refusal direction"
+COLOUR_DIRECTION = "Δ along the refusal direction vs harmless"
 
 GUIDE = {
     "heads": "Each cell is one attention head: the norm of what it writes into the residual stream at the "
              "**last position** (where the next token is decided). Bright heads move the most; that is not "
-             "yet evidence that they matter — use the Interventions tab for causal tests. Colour by **projection on "
-             "the refusal direction** (once one is computed) to see which heads push this prompt towards refusal "
-             "(red) or away from it (blue). Click a cell's layer/head with the sliders to open its attention map.",
+             "yet evidence that they matter — use the Interventions tab for causal tests. Colour by **Δ along the "
+             "refusal direction** (once one is computed): each head's output on this prompt along the direction "
+             "minus its mean on harmless prompts, at the post-instruction positions — red heads push this prompt "
+             "towards refusal more than usual; the callout under the verdict names the most unusual ones (z-score "
+             "against the harmless prompts) and the dropdown opens their attention maps. Click a cell's layer/head with the sliders to open its attention map.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the "
                  "diagonal). Each row sums to 1.",
     "lens": "The logit lens decodes the residual stream after each layer with the model's own final norm and "
@@ -31,19 +33,21 @@ GUIDE = {
 
 
 def verdict_markdown(result: Analysis) -> str:
+    """The verdict, then the head callout (heads departing most from the harmless baseline)."""
     if result.refused:
         verdict = "🛑 **Refused**" + ("" if result.clean_refusal else " (refusal phrase, but not a clean refusal)")
     else:
         verdict = "✅ **Answered**"
     return (f"{verdict} · first-token refusal probability **{result.refusal_probability:.3f}** "
-            f"(log-odds {result.refusal_log_odds:+.2f}) · next token predicted: `{result.cache.target_token!r}`")
+            f"(log-odds {result.refusal_log_odds:+.2f}) · next token predicted: `{result.cache.target_token!r}`"
+            f"\n\n{result.callout_markdown()}")
 
 
 def head_figure(result: Analysis, layer: int, head: int, projections=None):
     """Norm grid, or (``projections`` [L, H] given) each head's output projected on the refusal direction."""
     if projections is not None:
-        return viz.head_grid(projections.numpy(), "Head output on the refusal direction (last position)",
-                             "projection (residual units)", selected=(layer, head), signed=True)
+        return viz.head_grid(projections.numpy(), "Head output along the refusal direction minus its harmless mean "
+                             "(post-instruction positions)", "Δ (residual units)", selected=(layer, head), signed=True)
     return viz.head_grid(result.head_norms.numpy(), "Head activation (contribution norm, last position)",
                          "‖head output‖ (residual units)", selected=(layer, head))
 
@@ -88,7 +92,9 @@ def _escape(text: str) -> str:
 
 
 def top_head_choices(result: Analysis, k: int = 10) -> list[str]:
-    return [f"L{h['layer']}H{h['head']} (norm {h['norm']:.3f})" for h in result.top_heads(k)]
+    """The called-out heads first (Δ and z vs harmless), then the heads with the largest output norm."""
+    called = [f"L{d.layer}H{d.head} (callout: Δ {d.delta:+.2f}, z {d.z:+.1f})" for d in result.callout or []]
+    return called + [f"L{h['layer']}H{h['head']} (norm {h['norm']:.3f})" for h in result.top_heads(k)]
 
 
 def build_explorer_tab(ctx: AppContext) -> None:
@@ -118,7 +124,8 @@ def build_explorer_tab(ctx: AppContext) -> None:
             with gr.Row():
                 layer = gr.Slider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
                 head = gr.Slider(0, lm.n_heads - 1, value=0, step=1, label="Head")
-            top = gr.Dropdown(label="Jump to a top head", choices=[], interactive=True)
+            top = gr.Dropdown(label="Open a head: the callout's, then the largest outputs", choices=[],
+                              interactive=True, elem_id="explorer-top-heads")
             attention = gr.Plot(label="Attention pattern")
             gr.Markdown(GUIDE["attention"])
     lens = gr.Plot(label="Logit lens")
@@ -134,15 +141,21 @@ def build_explorer_tab(ctx: AppContext) -> None:
     def projections(result: Analysis, colour_by: str):
         if colour_by != COLOUR_DIRECTION:
             return None
-        return head_direction_projections(lm, result.cache, store.get(lm).direction)
+        return head_direction_deltas(lm, result.cache, store.get(lm))
 
     @user_errors
     def on_run(text, max_new_tokens, colour_by=COLOUR_NORM, progress=gr.Progress()):
         progress(0.1, desc="Running the model")
-        result = analyze(lm, text, settings, max_new_tokens=int(max_new_tokens))
+        current = store.peek(lm)
+        result = analyze(lm, text, settings, max_new_tokens=int(max_new_tokens),
+                         direction=None if current is None else current.direction,
+                         head_stats=None if current is None else current.heads)
         progress(0.8, desc="Drawing")
-        best = result.top_heads(1)[0]
-        l, h = best["layer"], best["head"]
+        if result.callout:  # open the head that departs most from the harmless baseline
+            l, h = result.callout[0].layer, result.callout[0].head
+        else:
+            best = result.top_heads(1)[0]
+            l, h = best["layer"], best["head"]
         grid = head_figure(result, l, h, projections(result, colour_by))
         return (result.answer, verdict_markdown(result), grid, attention_figure(result, l, h),
                 lens_figure(result), importance_html(result), pca_figure(result), result.to_json(),

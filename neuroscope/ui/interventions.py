@@ -37,10 +37,18 @@ GUIDE = {
                   "harmless mean, with the mean form); addition jumps from the chosen layer onwards.",
     "heads": "**Head ablation.** Each cell of the grid is one attention head, coloured by **Δ**: how much more it writes "
              "along the refusal direction on harmful than on harmless prompts (its mean output difference projected "
-             "on the direction; red pushes towards refusal). Tick heads (or take the top-k by |Δ|) and press **Ablate "
-             "heads**: their outputs are replaced by their mean over the training prompts (*mean ablation*; zero has "
+             "on the direction at the post-instruction positions; red pushes towards refusal). Tick heads (or take "
+             "the top-k by a measure: Δ, or activation patching once the causal maps below are computed) and press "
+             "**Ablate heads**: their outputs are replaced by their mean over the training prompts (*mean ablation*; zero has "
              "no special meaning in activation space), and the prompt is run again. If refusal flows through those "
              "heads, the refusal score drops. Ticking a head also opens its attention map on the prompt below.",
+    "causal": "**Which heads are causal?** Δ is correlational. *Activation patching* replaces one head's output at "
+              "the post-instruction positions of a harmful prompt by its output on a paired harmless prompt and "
+              "measures the change of the refusal log-odds (blue = the head carries refusal); *attribution "
+              "patching* estimates the same for every head from one backward pass (gradient × activation "
+              "difference), and the Spearman correlation says how far to trust it; *DFA* is each head's direct "
+              "write along the direction on harmful prompts. Half the prompts are patched; the top-k sets are then "
+              "mean-ablated on the other half against random k-head sets.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the diagonal); "
                  "each row sums to 1. Unintervened run.",
 }
@@ -72,8 +80,22 @@ def projection_figure(gens: list[Generation], result: DirectionResult, add_layer
 
 
 def head_delta_figure(result: DirectionResult, chosen: list[tuple[int, int]]):
-    return viz.head_grid(result.head_delta.numpy(), "Head Δ on the refusal direction (dotted = ticked for ablation)",
-                         "Δ projection (residual units)", signed=True, outlined=chosen)
+    return viz.head_grid(result.head_delta.numpy(), "Head Δ along the refusal direction: harmful − harmless, "
+                         "post-instruction positions (dotted = ticked for ablation)",
+                         "Δ (residual units)", signed=True, outlined=chosen)
+
+
+def causal_markdown(record: dict) -> str:
+    """Summary of a head-attribution record: agreement, top heads by patching, the verdict."""
+    top = []
+    for l, h in record["ranking"][:5]:
+        top.append(f"L{l}H{h} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
+                   f"{record['patching_hi'][l][h]:+.2f}]")
+    agree = record.get("agreement_spearman")
+    lines = [f"**Top heads by activation patching** (Δ refusal log-odds, 95 % CI): {', '.join(top)}."]
+    if agree is not None:
+        lines.append(f"Attribution vs activation patching: Spearman **{agree:.2f}**.")
+    return "  \n".join(lines + [record["verdict"]])
 
 
 def status_markdown(result: DirectionResult | None) -> str:
@@ -133,7 +155,9 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             with gr.Row():
                 k = gr.Number(value=min(4, len(labels)), precision=0, minimum=0, maximum=len(labels),
                               label="k", scale=1)
-                top_k = gr.Button("Select top-k by |Δ|", scale=2)
+                measure = gr.Dropdown(list(research.MEASURES), value="Δ along the direction", label="top-k by",
+                                      scale=2, elem_id="top-k-measure")
+                top_k = gr.Button("Select top-k", scale=1)
                 clear = gr.Button("Clear", scale=1)
             ablate = gr.Button("Ablate heads", variant="primary", elem_id="ablate-heads")
     head_result = gr.Markdown(elem_id="head-result")
@@ -141,6 +165,13 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         head_base = gr.Textbox(label="Answer: baseline", lines=3, interactive=False)
         head_ablated = gr.Textbox(label="Answer: chosen heads mean-ablated", lines=3, interactive=False,
                                   elem_id="answer-heads")
+    with gr.Accordion("Causal head maps: activation patching, attribution patching, Δ, DFA", open=False):
+        gr.Markdown(GUIDE["causal"])
+        with gr.Row():
+            n_causal = gr.Slider(8, research.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
+            causal_run = gr.Button("Compute head attribution", variant="secondary", scale=1, elem_id="head-attribution")
+        causal_text = gr.Markdown(elem_id="head-attribution-result")
+        causal_plot = gr.Plot(label="Every head, five measures")
     with gr.Row():
         inspect = gr.Dropdown(labels, value=None, label="Attention map of head", scale=1)
         attention = gr.Plot(label="Attention pattern", scale=3)
@@ -159,9 +190,19 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]})
 
     @user_errors
-    def on_top_k(k):
-        heads = research.top_heads_by_delta(store.get(lm), k)
+    def on_top_k(k, by):
+        heads = research.top_heads(store.get(lm), k, by)
         return [research.head_label(l, h) for l, h in heads]
+
+    @user_errors
+    def on_causal(n, progress=gr.Progress()):
+        from neuroscope.experiment.heads import measure_maps
+
+        result = store.get(lm)
+        record = research.head_attribution(lm, result, n, progress=lambda f, m: progress(f, desc=m))
+        fig = viz.head_maps(measure_maps(record), "Every head, five measures (▢ = top 5 by activation patching)",
+                            marked=[tuple(x) for x in record["ranking"][:5]])
+        return causal_markdown(record), fig
 
     @user_errors
     def on_grid(chosen):
@@ -204,7 +245,9 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     inputs = [prompt, layer, strength, form, n_new]
     run.click(on_intervene, inputs, outputs, api_name="intervene", concurrency_id="model")
     prompt.submit(on_intervene, inputs, outputs, api_name=False, concurrency_id="model")
-    top_k.click(on_top_k, [k], [toggles], api_name="top_k_heads")
+    top_k.click(on_top_k, [k, measure], [toggles], api_name="top_k_heads")
+    causal_run.click(on_causal, [n_causal], [causal_text, causal_plot], api_name="head_attribution",
+                     concurrency_id="model")
     clear.click(lambda: [], None, [toggles], api_name=False, queue=False)
     toggles.change(on_grid, [toggles], [grid], api_name=False)
     ablate.click(on_ablate, [prompt, toggles, n_new], [head_result, head_base, head_ablated], api_name="ablate_heads",

@@ -66,3 +66,55 @@ def head_grid(
     # Layer 0 at the top, as in the head-toggle grid and the attention maps (first query on top).
     fig.update_yaxes(title_text="Layer (index)", dtick=1 if n_layers <= 32 else None, autorange="reversed")
     return theme.styled(fig, title, height=max(320, 22 * n_layers + 140))
+
+
+def head_maps(
+    maps: dict[str, Any],
+    title: str,
+    marked: Sequence[tuple[int, int]] = (),
+) -> go.Figure:
+    """Several per-head measures side by side, one layers × heads panel each, each centred at 0.
+
+    Every panel has its own diverging scale (the measures have different units), labelled in its
+    hover text; NaN cells (a head a measure did not cover) stay blank.
+
+    Args:
+        maps: panel title (with unit) -> [n_layers, n_heads] signed values.
+        title: figure title.
+        marked: (layer, head) cells outlined in every panel (e.g. the top heads by the causal measure).
+
+    Raises:
+        ValueError: no maps, maps of different shapes, or a marked cell outside the grid.
+    """
+    from plotly.subplots import make_subplots
+
+    if not maps:
+        raise ValueError("maps: at least one measure is needed")
+    arrays = {name: as_array(v, f"maps[{name!r}]", (None, None)) for name, v in maps.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"maps: every measure must have the same [layers, heads] shape, got {sorted(shapes)}")
+    n_layers, n_heads = shapes.pop()
+    n = len(arrays)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=list(arrays), horizontal_spacing=0.035, shared_yaxes=True)
+    for col, (name, z) in enumerate(arrays.items(), start=1):
+        finite = z[np.isfinite(z)]
+        bound = float(np.abs(finite).max()) if finite.size else 1.0
+        x_mid = (col - 0.5) / n
+        fig.add_trace(go.Heatmap(
+            z=z, x=np.arange(n_heads), y=np.arange(n_layers), colorscale=theme.DIVERGING, zmid=0.0,
+            zmin=-bound or -1.0, zmax=bound or 1.0,
+            colorbar=dict(orientation="h", x=x_mid, xanchor="center", y=-0.28, len=0.8 / n, thickness=10),
+            hovertemplate=f"layer %{{y}}, head %{{x}}<br>{name}: %{{z:.4g}}<extra></extra>",
+        ), row=1, col=col)
+        for cell in marked:
+            layer = check_index(cell[0], "marked layer", n_layers)
+            head = check_index(cell[1], "marked head", n_heads)
+            fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+                          line=dict(color=theme.HIGHLIGHT, width=2), row=1, col=col)
+        fig.update_xaxes(title_text="Head", dtick=1 if n_heads <= 16 else None, row=1, col=col)
+    fig.update_yaxes(title_text="Layer", dtick=1 if n_layers <= 32 else None, autorange="reversed", row=1, col=1)
+    for col in range(2, n + 1):
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_layout(margin=dict(b=120))
+    return theme.styled(fig, title, height=max(380, 22 * n_layers + 220))

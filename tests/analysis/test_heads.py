@@ -3,14 +3,18 @@ import torch
 
 from neuroscope.analysis.directions import unit
 from neuroscope.analysis.heads import (
+    attribution_patching,
     contribution_norms,
     head_contributions,
-    head_deltas,
+    head_departures,
     head_projections,
+    head_stats,
+    head_values,
     masked_mean,
     permutation_test,
     random_head_sets,
     rank_heads,
+    spearman,
 )
 
 H, DH, D = 4, 8, 24
@@ -76,28 +80,66 @@ def test_masked_mean_ignores_padding_garbage():
         masked_mean(x, mask)
 
 
-def test_head_deltas_match_per_layer_contributions():
-    g = torch.Generator().manual_seed(2)
+def _values(seed, n, L=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, L, H, DH, generator=g), g
+
+
+def test_head_values_and_stats_match_contributions_prompt_by_prompt():
     L = 3
-    zh, zl = torch.randn(L, H, DH, generator=g), torch.randn(L, H, DH, generator=g)
+    zh, g = _values(2, 5, L)
+    zb, _ = _values(3, 7, L)
     w_o = torch.randn(L, D, H * DH, generator=g)
     r = unit(torch.randn(D, generator=g))
-    out = head_deltas(zh, zl, w_o, r)
-    assert out.norm.shape == (L, H) and out.projection.dtype == torch.float64
-    for layer in range(L):
-        w = w_o[layer].double()
-        diff = head_contributions(zh[layer].double(), w) - head_contributions(zl[layer].double(), w)
-        torch.testing.assert_close(out.norm[layer], diff.norm(dim=-1))
-        torch.testing.assert_close(out.projection[layer], diff @ r.double())
-    assert head_deltas(zh, zl, w_o).projection is None
+    vh, vb = head_values(zh, w_o, r), head_values(zb, w_o, r)
+    stats = head_stats(vh, vb)
+    # independent: build every head's contribution in d_model, then project / take norms
+    contrib = lambda z: torch.stack([head_contributions(z[:, l].double(), w_o[l].double()) for l in range(L)], 1)  # noqa: E731
+    ch, cb = contrib(zh), contrib(zb)  # [N, L, H, D]
+    torch.testing.assert_close(stats.delta_projection, (ch @ r.double()).mean(0) - (cb @ r.double()).mean(0))
+    torch.testing.assert_close(stats.delta_norm, ch.norm(dim=-1).mean(0) - cb.norm(dim=-1).mean(0))
+    torch.testing.assert_close(stats.harmful_projection, (ch @ r.double()).mean(0))
+    torch.testing.assert_close(stats.harmless_projection_std, (cb @ r.double()).std(0))
+    assert stats.n_harmful == 5 and stats.n_harmless == 7
     with pytest.raises(ValueError):
-        head_deltas(zh, zl, w_o[:, :, :-1])
+        head_stats(vh, (vb[0][:1], vb[1][:1]))  # one harmless prompt: no spread
 
 
-def test_rank_heads_by_magnitude_with_deterministic_ties():
+def test_departures_pick_the_largest_z_with_its_sign():
+    L = 2
+    base = (torch.zeros(4, L, H), torch.ones(4, L, H))
+    base[0][:, 1, 2] = torch.tensor([0.0, 1.0, 2.0, 3.0])  # mean 1.5, std 1.29
+    base[0][:, 0, 0] = torch.tensor([0.0, 0.1, 0.2, 0.3])  # small spread
+    stats = head_stats((torch.zeros(3, L, H), torch.ones(3, L, H)), base)
+    proj = torch.zeros(L, H)
+    proj[1, 2], proj[0, 0] = 4.5, -0.35
+    out = head_departures(proj, torch.ones(L, H), stats, k=2)
+    assert [(d.layer, d.head) for d in out] == [(0, 0), (1, 2)]
+    assert out[0].z == pytest.approx(-0.5 / float(torch.tensor([0.0, 0.1, 0.2, 0.3]).std()), rel=1e-5) and out[1].delta == pytest.approx(3.0)
+    assert out[1].z == pytest.approx(3.0 / float(torch.tensor([0.0, 1.0, 2.0, 3.0]).std()))
+    assert "Head 1.2" in out[1].text() and "+3.00" in out[1].text()
+
+
+def test_attribution_patching_is_gradient_times_difference():
+    g = torch.Generator().manual_seed(0)
+    grad, a, b = (torch.randn(2, 3, 4, 5, 6, generator=g) for _ in range(3))
+    est = attribution_patching(grad, a, b)
+    torch.testing.assert_close(est[1, 2], (grad[:, 1, 2].double() * (b - a)[:, 1, 2].double()).sum((-1, -2)).mean())
+
+
+def test_spearman():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert spearman(a, a * 10 + 3) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([0.0, 0.0, 5.0])) == pytest.approx(1.0)  # ties
+    assert spearman(a, torch.tensor([1.0, 3.0, 2.0, 4.0])) == pytest.approx(0.8)
+
+
+def test_rank_heads_signed_with_deterministic_ties():
     scores = torch.tensor([[0.1, -5.0, 2.0], [2.0, 0.0, -2.0]])
-    assert rank_heads(scores, 4) == [(0, 1), (0, 2), (1, 0), (1, 2)]
-    assert rank_heads(scores, 100)[-1] == (1, 1)
+    assert rank_heads(scores, 4) == [(0, 2), (1, 0), (0, 0), (1, 1)]
+    assert rank_heads(scores, 2, descending=False) == [(0, 1), (1, 2)]
+    assert rank_heads(scores)[-1] == (0, 1) and len(rank_heads(scores)) == 6
     assert rank_heads(scores, 0) == []
     with pytest.raises(ValueError):
         rank_heads(torch.tensor([[float("nan")]]), 1)

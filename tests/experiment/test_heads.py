@@ -1,10 +1,17 @@
-"""Head analysis: ablation means over real tokens only, shapes, controls, an honest verdict."""
+"""Head analysis: every measure against plain PyTorch hooks, rankings, controls, an honest verdict."""
 
 from __future__ import annotations
 
 import torch
 
-from neuroscope.experiment.heads import HeadAnalysis, analyse_heads, verdict
+import math
+
+import pytest
+
+from neuroscope.analysis.heads import head_stats
+from neuroscope.analysis.metrics import refusal_score
+from neuroscope.experiment.heads import HeadAnalysis, analyse_heads, causal_ranking, verdict
+from tests import reference as ref
 from neuroscope.model.activations import post_instruction_z
 from neuroscope.model.capture import capture
 
@@ -24,17 +31,57 @@ def test_head_ablation_means_exclude_padding(tiny):
     assert torch.allclose(result.head_means.double(), expected, atol=1e-5)
 
 
-def test_analysis_shapes_and_control(tiny):
+@pytest.fixture(scope="module")
+def analysis(tiny):
     r = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))
-    h = analyse_heads(tiny, r, HARMFUL, HARMLESS, HARMFUL, [40], ks=(1, 2, 100), n_random=3, n_permutations=50,
-                      batch_size=2)
+    h = analyse_heads(tiny, r, HARMFUL, HARMLESS, HARMFUL, [40, 41], ks=(1, 2, 100), n_random=3, n_permutations=50,
+                      batch_size=2, n_boot=100)
+    return h, r
+
+
+def test_analysis_shapes_and_control(tiny, analysis):
+    h, _ = analysis
     L, H = tiny.n_layers, tiny.n_heads
-    assert h.delta_norm.shape == h.delta_projection.shape == h.p_values.shape == (L, H)
+    assert h.delta_norm.shape == h.delta_projection.shape == h.p_values.shape == h.patching.shape == (L, H)
     assert h.ks == [1, 2, L * H]  # clipped to the head count
     assert [len(x) for x in h.random_scores] == [3, 3, 3]
-    assert len(h.ranking) == L * H and len(set(h.ranking)) == L * H
+    assert len(h.ranking) == L * H and len(set(h.ranking)) == L * H  # every head patched (L*H <= 256)
     assert ((h.p_values > 0) & (h.p_values <= 1)).all()
+    assert all(lo <= t <= hi for t, (lo, hi) in zip(h.top_scores, h.top_intervals))
     assert h.verdict
+
+
+def test_delta_and_ranking_match_plain_hooks_at_the_post_instruction_positions(tiny, analysis):
+    h, r = analysis
+    expected = ref.head_delta(tiny, HARMFUL, HARMLESS, r)
+    assert torch.allclose(h.delta_projection, expected, atol=1e-4)
+    assert h.delta_projection.abs().max() > 1e-3  # not trivially zero
+    top = int(expected.flatten().argmax())
+    assert h.ranking_delta[0] == divmod(top, tiny.n_heads)  # largest signed Δ first
+    assert h.ranking_delta[-1] == divmod(int(expected.flatten().argmin()), tiny.n_heads)
+
+
+def test_activation_patching_matches_plain_hooks_and_ranks_most_negative_first(tiny, analysis):
+    h, _ = analysis
+    P = tiny.n_post_instruction
+    effects = torch.zeros(tiny.n_layers, tiny.n_heads, dtype=torch.float64)
+    for (clean, source) in zip(HARMFUL, HARMLESS):
+        z_src = ref.post_instruction_z(tiny, source)
+        base = float(refusal_score(ref.last_logits(tiny, clean)[None], [40, 41])[0])
+        for l in range(tiny.n_layers):
+            for hd in range(tiny.n_heads):
+                logits = ref.last_logits(tiny, clean, ref.set_head(l, hd, tiny.d_head, z_src[l, hd], last=P))
+                effects[l, hd] += (float(refusal_score(logits[None], [40, 41])[0]) - base) / len(HARMFUL)
+    assert torch.allclose(h.patching, effects, atol=1e-4)
+    assert effects.abs().max() > 1e-4
+    assert h.ranking[0] == divmod(int(effects.flatten().argmin()), tiny.n_heads)
+    assert h.ranking == causal_ranking(effects)
+    assert -1 <= h.agreement <= 1
+
+
+def test_causal_ranking_skips_unpatched_heads():
+    p = torch.tensor([[0.5, math.nan], [-1.0, 0.0]], dtype=torch.float64)
+    assert causal_ranking(p) == [(1, 0), (1, 1), (0, 0)]
 
 
 def test_post_instruction_z_padding_invariant(tiny):
@@ -54,8 +101,11 @@ def test_post_instruction_z_reads_what_a_full_capture_records(tiny):
 
 def _fake(top, random, base=2.0, direction=-2.0):
     L = H = 2
-    return HeadAnalysis(torch.zeros(L, H), torch.zeros(L, H), torch.ones(L, H), [(0, 0)], torch.zeros(L, H, 1),
-                        [1, 2], top, random, base, direction, 10)
+    stats = head_stats((torch.zeros(2, L, H), torch.zeros(2, L, H)), (torch.rand(3, L, H), torch.rand(3, L, H)))
+    nan = torch.full((L, H), math.nan)
+    return HeadAnalysis(stats, torch.ones(L, H), torch.zeros(L, H), nan, nan, nan, math.nan, [], [(0, 0)],
+                        torch.zeros(L, H, 1), [1, 2], top, [(t - 0.1, t + 0.1) for t in top], top, random, base,
+                        direction, 10, 2)
 
 
 def test_verdict_is_honest():

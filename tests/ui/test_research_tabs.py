@@ -10,7 +10,9 @@ import argparse
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 from neuroscope.model import _compat  # noqa: F401
 
@@ -18,6 +20,7 @@ gradio_client = pytest.importorskip("gradio_client")
 
 from neuroscope import research  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
+from tests import reference as ref  # noqa: E402
 from tests.ui.conftest import serve_tiny_app  # noqa: E402
 from neuroscope.config import PUBLIC_CAPS, public_settings  # noqa: E402
 from neuroscope.ui.app import serving_defaults  # noqa: E402
@@ -50,6 +53,17 @@ def _fig(value) -> dict:
     assert value is not None
     plot = value["plot"] if isinstance(value, dict) and "plot" in value else value
     return json.loads(plot) if isinstance(plot, str) else plot
+
+
+def _array(value) -> np.ndarray:
+    """A plotly array from figure JSON: a nested list, or plotly's typed form {dtype, bdata, shape}."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return flat.reshape([int(x) for x in str(shape).split(",")]) if shape else flat
+    return np.array(value, dtype=float)
 
 
 def test_before_any_direction_the_tabs_say_what_to_do(served, client):
@@ -106,11 +120,21 @@ def test_mean_ablation_pins_the_projection_to_the_harmless_mean(served, client, 
     assert runs[1]["projection_by_layer"] == pytest.approx(target, abs=1e-4)
 
 
+def _reference_delta(ctx):
+    """Head Δ of the current direction's prompts, from plain PyTorch hooks (tests/reference.py)."""
+    result = ctx.directions.get(ctx.lm)
+    harmful, harmless = result.head_prompts
+    return ref.head_delta(ctx.lm, harmful, harmless, result.direction)
+
+
 def test_top_k_heads_then_ablate_them(served, client, computed):
     _, ctx = served
-    chosen = client.predict(3, api_name="/top_k_heads")
-    expected = [research.head_label(l, h) for l, h in research.top_heads_by_delta(ctx.directions.get(ctx.lm), 3)]
-    assert chosen == expected
+    chosen = client.predict(3, "Δ along the direction", api_name="/top_k_heads")
+    expected = _reference_delta(ctx)
+    assert expected.abs().max() > 1e-4
+    top3 = expected.flatten().argsort(descending=True)[:3].tolist()
+    assert chosen == [research.head_label(*divmod(i, ctx.lm.n_heads)) for i in top3]  # signed, largest first
+    assert torch.allclose(ctx.directions.get(ctx.lm).head_delta.double(), expected, atol=1e-4)
     summary, base, ablated = client.predict(PROMPT, chosen, 3, api_name="/ablate_heads")
     assert "Δ" in summary and "log-odds" in summary
     assert isinstance(base, str) and isinstance(ablated, str)
@@ -140,6 +164,39 @@ def test_explorer_colours_heads_by_the_direction(client, computed):
     assert "refusal direction" in json.dumps(_fig(result[2])["layout"]["title"])
     heads, attention = client.predict(1, 0, COLOUR_DIRECTION, api_name="/select_head")
     assert "refusal direction" in json.dumps(_fig(heads)["layout"]["title"])
+
+
+def test_explorer_callout_names_the_heads_that_depart_from_the_harmless_baseline(served, client, computed):
+    _, ctx = served
+    lm, result = ctx.lm, ctx.directions.get(ctx.lm)
+    out = client.predict(PROMPT, 2, COLOUR_DIRECTION, api_name="/analyze")
+    verdict, summary, grid = out[1], out[7], _fig(out[2])
+    callout = summary["head_callout"]
+    assert len(callout) == 3 and "Head " in verdict and "vs harmless" in verdict
+    # Independent: this prompt's head outputs and the harmless baseline, both from plain hooks.
+    proj, _ = ref.head_outputs_along(lm, PROMPT, result.direction)
+    base = torch.stack([ref.head_outputs_along(lm, p, result.direction)[0] for p in result.head_prompts[1]])
+    delta, z = proj - base.mean(0), (proj - base.mean(0)) / base.std(0)
+    top = z.abs().flatten().argsort(descending=True)[:3].tolist()
+    assert [(c["layer"], c["head"]) for c in callout] == [divmod(i, lm.n_heads) for i in top]
+    first = callout[0]
+    assert first["delta_along_direction"] == pytest.approx(float(delta[first["layer"], first["head"]]), abs=1e-4)
+    assert first["z"] == pytest.approx(float(z[first["layer"], first["head"]]), rel=1e-3)
+    # the grid coloured by the direction shows the same Δ for every head
+    assert np.allclose(_array(grid["data"][0]["z"]), delta.numpy(), atol=1e-4)
+
+
+def test_head_attribution_maps_and_top_k_by_patching(served, client, computed):
+    _, ctx = served
+    text, fig = client.predict(8, api_name="/head_attribution")
+    assert "activation patching" in text and "Spearman" in text
+    panels = [a["text"] for a in _fig(fig)["layout"]["annotations"]]
+    assert any("activation patching" in p for p in panels) and any("attribution" in p for p in panels)
+    record = ctx.directions.get(ctx.lm).causal
+    chosen = client.predict(2, "activation patching", api_name="/top_k_heads")
+    assert chosen == [research.head_label(l, h) for l, h in record["ranking"][:2]]
+    patch = np.array([[np.inf if v is None else v for v in row] for row in record["patching"]])
+    assert chosen[0] == research.head_label(*divmod(int(patch.argmin()), ctx.lm.n_heads))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -172,7 +229,7 @@ def test_the_service_rejects_non_finite_numbers(served, computed, bad):
     ("/ablate_heads", (PROMPT, ["L99H0"], 2), "not in the list of choices"),
     ("/ablate_heads", (PROMPT, [], 2), "at least one head"),
     ("/ablate_heads", ("", ["L0H0"], 2), "empty"),
-    ("/top_k_heads", (-1,), "less than minimum value"),
+    ("/top_k_heads", (-1, "Δ along the direction"), "less than minimum value"),
     ("/head_attention", (PROMPT, "L0H99"), "not in the list of choices"),
     ("/head_attention", ("", "L0H1"), "empty"),
     ("/compute_direction", (research.CURATED, None, None, 0, 3), "less than minimum value"),
@@ -183,7 +240,7 @@ def test_the_service_rejects_non_finite_numbers(served, computed, bad):
 def test_bad_input_elsewhere_is_reported(client, computed, endpoint, args, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name=endpoint)
-    assert client.predict(2, api_name="/top_k_heads")
+    assert client.predict(2, "Δ along the direction", api_name="/top_k_heads")
 
 
 @pytest.mark.parametrize("labels, message", [(["L99H0"], "does not exist"), (["banana"], "L<layer>H<head>"),
