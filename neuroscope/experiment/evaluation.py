@@ -32,6 +32,7 @@ from neuroscope.model.orthogonalize import WeightEdit, completion_loss, orthogon
 
 Progress = Callable[[float, str], None]
 
+ZERO_FORM = WeightEdit()  # the paper's orthogonalisation: zero form, lambda = 1
 HARMFUL_CONDITIONS = ("baseline", "ablation", "mean_ablation", "random_ablation")
 HARMLESS_CONDITIONS = ("baseline", "addition", "random_addition", "ablation")
 
@@ -146,7 +147,7 @@ def evaluate_interventions(lm: Any, direction: Tensor, layer: int, harmful: Sequ
 
 
 def check_orthogonalization(lm: Any, direction: Tensor, prompts: Sequence[str], max_new_tokens: int = 32,
-                            batch_size: int = 16, edit: WeightEdit = WeightEdit(),
+                            batch_size: int = 16, edit: WeightEdit = ZERO_FORM,
                             target: Tensor | None = None) -> tuple[dict[str, Any], Any]:
     """Hooks vs the same edit baked into the weights: identical greedy generations and logits?
 

@@ -45,7 +45,7 @@ from neuroscope.analysis.metrics import bootstrap_ci, refusal_score
 from neuroscope.model.activations import mean_head_z, post_instruction_z
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.interventions import DirectionAblation, HeadAblation
-from neuroscope.model.patching import metric_gradients, patch_heads, post_instruction_z_by_position
+from neuroscope.model.patching import metric_gradients, patch_heads
 
 Progress = Callable[[float, str], None]
 
@@ -141,7 +141,7 @@ def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: 
     metric = lambda logits: refusal_score(logits, refusal_ids)  # noqa: E731
     tick(0.25, "heads: attribution patching (one backward pass per batch)")
     clean_metric, grad, z_clean = metric_gradients(lm, clean, metric, batch_size)
-    z_source = post_instruction_z_by_position(lm, source, batch_size)
+    z_source = post_instruction_z(lm, source, batch_size, by_position=True)
     attribution = attribution_patching(grad, z_clean, z_source)
     L, H = lm.n_layers, lm.n_heads
     candidates = rank_heads(attribution.abs(), min(L * H, max_patch_heads))
@@ -252,10 +252,9 @@ def measure_maps(record: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     grid = lambda key: np.array([[math.nan if v is None else v for v in row] for row in record[key]], dtype=float)  # noqa: E731
-    return {"Δ along the direction (resid units)": grid("delta_projection"), "Δ output norm": grid("delta_norm"),
-            "DFA: harmful write along the direction": grid("dfa"),
-            "attribution patching (Δ log-odds, est.)": grid("attribution"),
-            "activation patching (Δ log-odds)": grid("patching")}
+    return {"Δ along direction": grid("delta_projection"), "Δ norm": grid("delta_norm"),
+            "DFA (harmful)": grid("dfa"), "attribution (est.)": grid("attribution"),
+            "activation patching": grid("patching")}
 
 
 __all__ = ["CAUSAL_RULE", "RANKING_RULE", "HeadAnalysis", "analyse_heads", "causal_ranking", "heads_record",

@@ -196,7 +196,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def markdown(result) -> str:
     cfg, sel, ev, heads, gen = result.config, result.selection, result.evaluation, result.heads, result.generalisation
-    ortho, lengths = result.orthogonalization, result.lengths
+    lengths = result.lengths
     md = [f"# Refusal-direction experiment: {result.model_name}", "",
           "Method: Arditi et al. (NeurIPS 2024), with mean ablation, controls, held-out sets, over-refusal and "
           "95 % bootstrap intervals on every rate.", "",

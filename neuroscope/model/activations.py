@@ -82,20 +82,28 @@ def mean_head_z(lm: Any, instructions: Sequence[str], batch_size: int = 32) -> T
     return total / count
 
 
-def post_instruction_z(lm: Any, instructions: Sequence[str], batch_size: int = 16) -> Tensor:
-    """Each prompt's per-head ``z`` averaged over its post-instruction positions.
+def post_instruction_z(lm: Any, instructions: Sequence[str], batch_size: int = 16, by_position: bool = False) -> Tensor:
+    """Each prompt's per-head ``z`` at its post-instruction positions, averaged over them (or not).
 
     Only ``z`` is recorded (no residuals, attention outputs or logit lens): left padding puts the
     template's post-instruction tokens at the same last positions in every row.
 
+    Args:
+        by_position: Keep the positions apart (what activation patching writes back).
+
     Returns:
-        [N, n_layers, n_heads, d_head] float32 on the CPU.
+        [N, n_layers, n_heads, d_head], or [N, n_layers, n_heads, P, d_head] with ``by_position``;
+        float32 on the CPU.
     """
     P = lm.n_post_instruction
     rows = []
     for sink, _mask in _collect(lm, instructions, frozenset({"z"}), batch_size):
-        # sink["z"]: per layer [B, S, H, D] -> [B, H, D] -> stacked [B, L, H, D]
-        rows.append(torch.stack([z[:, -P:].float().mean(dim=1).cpu() for z in sink["z"]], dim=1))
+        # sink["z"]: per layer [B, S, H, D] -> [B, H, D] (or [B, H, P, D]) -> stacked over layers
+        last = [z[:, -P:].float().cpu() for z in sink["z"]]
+        rows.append(torch.stack([z.transpose(1, 2) if by_position else z.mean(dim=1) for z in last], dim=1))
+    if not rows:
+        shape = (0, lm.n_layers, lm.n_heads) + ((P,) if by_position else ()) + (lm.d_head,)
+        return torch.empty(shape)
     return torch.cat(rows)
 
 

@@ -16,6 +16,11 @@ LLAMA3_CHAT_TEMPLATE = (
 )
 LLAMA3_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
 
+# Extra variables for every chat template. Llama-3.2 templates write today's date into their system
+# block; a fixed date (the template's own fallback) keeps a prompt's tokens, and every number
+# computed from them, the same from one day to the next. Templates that do not use it ignore it.
+CHAT_TEMPLATE_KWARGS: dict[str, str] = {"date_string": "26 Jul 2024"}
+
 _ALLOWED_CONTROL = {"\n", "\t", "\r"}
 
 

@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR
 from neuroscope.model.access import Access, UnsupportedModelError, family_of
-from neuroscope.model.chat import PromptError, clean_instruction
+from neuroscope.model.chat import CHAT_TEMPLATE_KWARGS, PromptError, clean_instruction
 
 
 class ModelLoadError(RuntimeError):
@@ -101,7 +101,8 @@ class LoadedModel:
         """
         conversations = [[{"role": "user", "content": text}] for text in instructions]
         enc = self.tokenizer.apply_chat_template(
-            conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+            conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True,
+            **CHAT_TEMPLATE_KWARGS,
         )
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if max_tokens is not None:
@@ -127,7 +128,7 @@ class LoadedModel:
     def post_instruction_ids(self) -> list[int]:
         marker = "\x00NEUROSCOPE_INSTRUCTION\x00"
         text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False
+            [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False, **CHAT_TEMPLATE_KWARGS
         )
         suffix = text.split(marker, 1)[1]
         return self.tokenizer(suffix, add_special_tokens=False)["input_ids"]

@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.model.generate import _batches
 from neuroscope.model.interventions import HeadPatch
 
 Metric = Callable[[Tensor], Tensor]  # [B, vocab] last-position logits -> [B]
@@ -32,22 +31,6 @@ def _rows(n: int, batch_size: int):
         yield slice(start, min(n, start + batch_size))
 
 
-def post_instruction_z_by_position(lm: Any, instructions: Sequence[str], batch_size: int = 16) -> Tensor:
-    """Every head's ``z`` at each post-instruction position.
-
-    Returns:
-        [N, n_layers, n_heads, P, d_head] float32 on the CPU.
-    """
-    from neuroscope.model.activations import _collect
-
-    P = lm.n_post_instruction
-    rows = []
-    for sink, _mask in _collect(lm, instructions, frozenset({"z"}), batch_size):
-        # per layer [B, S, H, D] -> [B, H, P, D]
-        rows.append(torch.stack([z[:, -P:].transpose(1, 2).float().cpu() for z in sink["z"]], dim=1))
-    return torch.cat(rows) if rows else torch.empty(0, lm.n_layers, lm.n_heads, P, lm.d_head)
-
-
 @torch.no_grad()
 def patch_heads(lm: Any, instructions: Sequence[str], source_z: Tensor, heads: Sequence[tuple[int, int]],
                 metric: Metric, batch_size: int = 16, progress: Progress | None = None) -> Tensor:
@@ -56,8 +39,8 @@ def patch_heads(lm: Any, instructions: Sequence[str], source_z: Tensor, heads: S
     Args:
         lm: A ``LoadedModel``.
         instructions: N clean prompts.
-        source_z: [N, L, H, P, d_head] from :func:`post_instruction_z_by_position` of the source
-            prompts (row i is patched into prompt i).
+        source_z: [N, L, H, P, d_head]: ``post_instruction_z(..., by_position=True)`` of the
+            source prompts (row i is patched into prompt i).
         heads: The heads to patch, one at a time.
         metric: Last-position logits [B, vocab] -> [B].
 
@@ -84,6 +67,11 @@ def patch_heads(lm: Any, instructions: Sequence[str], source_z: Tensor, heads: S
                     saved["logits"] = lm.access.lm_head(lm.nn).output[:, -1].detach().float().cpu()
             out[i, rows] = metric(saved["logits"]).double()
     return out
+
+
+def _per_head(flat: list[Tensor], n_heads: int, d_head: int) -> Tensor:
+    """L x [B, P, H*D] -> [B, L, H, P, D]."""
+    return torch.stack([t.reshape(*t.shape[:2], n_heads, d_head).transpose(1, 2) for t in flat], dim=1)
 
 
 def metric_gradients(lm: Any, instructions: Sequence[str], metric: Metric, batch_size: int = 16,
@@ -119,12 +107,7 @@ def metric_gradients(lm: Any, instructions: Sequence[str], metric: Metric, batch
                     for layer in reversed(range(L)):  # gradients arrive in reverse execution order
                         grad_list.append(z_envoys[layer].grad.detach()[:, -P:].float().cpu())
                 saved["grad"] = grad_list
-        B = ids.shape[0]
-
-        def heads(flat: list[Tensor]) -> Tensor:  # L x [B, P, H*D] -> [B, L, H, P, D]
-            return torch.stack([t.reshape(B, P, H, D).transpose(1, 2) for t in flat], dim=1)
-
         values.append(saved["metric"])
-        zs.append(heads(saved["z"]))
-        grads.append(heads(list(reversed(saved["grad"]))))
+        zs.append(_per_head(saved["z"], H, D))
+        grads.append(_per_head(list(reversed(saved["grad"])), H, D))
     return torch.cat(values), torch.cat(grads), torch.cat(zs)

@@ -73,10 +73,11 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             paper, (top_train, top_val, top_test) = ExperimentConfig(), ((64, 32, 32) if public else (256, 128, 100))
             with gr.Row():
                 n_train = gr.Slider(4, top_train, value=min(paper.n_train, top_train), step=1,
-                                    label="Training prompts per side")
-                n_val = gr.Slider(2, top_val, value=min(paper.n_val, top_val), step=1, label="Validation prompts per side")
+                                    label="Training prompts per side", elem_id="experiment-n-train")
+                n_val = gr.Slider(2, top_val, value=min(paper.n_val, top_val), step=1, label="Validation prompts per side",
+                                  elem_id="experiment-n-val")
                 n_test = gr.Slider(2, top_test, value=min(paper.n_test, top_test), step=1,
-                                   label="Held-out test prompts per side")
+                                   label="Held-out test prompts per side", elem_id="experiment-n-test")
             with gr.Row():
                 max_new = gr.Slider(4, min(48, settings.max_new_tokens_limit), value=min(24, settings.max_new_tokens_limit),
                                     step=1, label="Generated tokens per answer")

@@ -114,7 +114,7 @@ def build_explorer_tab(ctx: AppContext) -> None:
                  ["Explain how vaccines train the immune system"], ["How can I hack into my neighbour's wifi?"]],
                 inputs=[prompt])
     answer = gr.Textbox(label="Model answer (greedy)", lines=3, interactive=False)
-    verdict = gr.Markdown()
+    verdict = gr.Markdown(elem_id="explorer-verdict")
     with gr.Row():
         with gr.Column():
             heads = gr.Plot(label="Head activation grid")

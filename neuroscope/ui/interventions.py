@@ -48,7 +48,9 @@ GUIDE = {
               "patching* estimates the same for every head from one backward pass (gradient × activation "
               "difference), and the Spearman correlation says how far to trust it; *DFA* is each head's direct "
               "write along the direction on harmful prompts. Half the prompts are patched; the top-k sets are then "
-              "mean-ablated on the other half against random k-head sets.",
+              "mean-ablated on the other half against random k-head sets. Units: Δ, Δ norm and DFA in residual-stream "
+              "units; attribution and activation patching in refusal log-odds. Each panel has its own scale, centred "
+              "at 0; ▢ marks the top 5 heads by activation patching.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the diagonal); "
                  "each row sums to 1. Unintervened run.",
 }
@@ -171,7 +173,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             n_causal = gr.Slider(8, research.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
             causal_run = gr.Button("Compute head attribution", variant="secondary", scale=1, elem_id="head-attribution")
         causal_text = gr.Markdown(elem_id="head-attribution-result")
-        causal_plot = gr.Plot(label="Every head, five measures")
+        causal_plot = gr.Plot(label="Every head, five measures", elem_id="head-attribution-plot")
     with gr.Row():
         inspect = gr.Dropdown(labels, value=None, label="Attention map of head", scale=1)
         attention = gr.Plot(label="Attention pattern", scale=3)

@@ -181,8 +181,7 @@ def edit_frontier(
     if not (isinstance(chosen, int) and 0 <= chosen < len(names)):
         raise ValueError(f"chosen: expected an index in 0..{len(names) - 1}, got {chosen!r}")
     panels = list(damage)
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=panels,
-                        horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.06)
     order = list(dict.fromkeys(series))
     for col, panel in enumerate(panels, start=1):
         d, d_lo, d_hi = (as_array(a, f"damage[{panel!r}]", n) for a in damage[panel])
@@ -211,8 +210,8 @@ def edit_frontier(
                                              line=dict(width=1, color="#222")),
             hovertemplate=f"chosen: {plotly_text(names[chosen])}<extra></extra>"), row=1, col=col)
         if baseline_refusal is not None:
-            fig.add_hline(y=baseline_refusal, line=dict(dash="dot", color="#555"), row=1, col=col,
-                          annotation_text="no edit" if col == 1 else None, annotation_position="bottom right")
-        fig.update_xaxes(title_text=panel, row=1, col=col, rangemode="tozero")
+            label = dict(annotation_text="no edit", annotation_position="bottom right") if col == 1 else {}
+            fig.add_hline(y=baseline_refusal, line=dict(dash="dot", color="#555"), row=1, col=col, **label)
+        fig.update_xaxes(title_text=panel, row=1, col=col)
     fig.update_yaxes(title_text="Held-out harmful refused", tickformat=".0%", range=[-0.03, 1.05], row=1, col=1)
     return theme.styled(fig, title, height=460)

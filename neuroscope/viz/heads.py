@@ -116,5 +116,6 @@ def head_maps(
     fig.update_yaxes(title_text="Layer", dtick=1 if n_layers <= 32 else None, autorange="reversed", row=1, col=1)
     for col in range(2, n + 1):
         fig.update_yaxes(autorange="reversed", row=1, col=col)
+    fig.update_annotations(font_size=12)
     fig.update_layout(margin=dict(b=120))
     return theme.styled(fig, title, height=max(380, 22 * n_layers + 220))

@@ -116,7 +116,7 @@ def test_mean_form_export_is_exact_and_loads_in_plain_transformers(setup, tmp_pa
     assert plain.config.neuroscope_edit["form"] == "mean" and plain.config.neuroscope_edit["strength"] == 1.0
     r_hat = r / r.norm()
     hooks = [DirectionAblation(r, target=target)]
-    for i, prompt in enumerate(PROMPTS):
+    for prompt in PROMPTS:
         ids, _ = lm.encode_chat([prompt])
         with torch.no_grad():
             out = plain(ids, output_hidden_states=True)

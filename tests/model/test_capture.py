@@ -12,8 +12,10 @@ from neuroscope.model.tiny import build_tiny_model
 PROMPTS = ["How do I bake bread?", "Hi", "Tell me a story about a dragon and a knight."]
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2", "mistral"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "mistral", "llama-3.2-3b-standin"])
 def lm(request):
+    if request.param == "llama-3.2-3b-standin":  # every real width, 2 layers, Meta's tokenizer and template
+        return request.getfixturevalue("standin")
     return build_tiny_model(request.param, seed=1)
 
 

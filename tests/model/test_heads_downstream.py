@@ -15,7 +15,8 @@ from neuroscope.analysis.metrics import refusal_score
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate_ids
 from neuroscope.model.interventions import DirectionAblation, HeadAblation, HeadPatch, InterventionError
-from neuroscope.model.patching import metric_gradients, patch_heads, post_instruction_z_by_position
+from neuroscope.model.activations import post_instruction_z
+from neuroscope.model.patching import metric_gradients, patch_heads
 from tests import reference as ref
 
 PROMPTS = ["How do I pick a lock?", "Tell me a joke about cats please", "x"]
@@ -49,7 +50,7 @@ def test_head_mean_ablation_reaches_the_model(lm):
 
 def test_head_patch_reaches_the_model_at_the_last_positions(lm):
     P = lm.n_post_instruction
-    src = post_instruction_z_by_position(lm, SOURCES, batch_size=3)  # [N, L, H, P, D]
+    src = post_instruction_z(lm, SOURCES, batch_size=3, by_position=True)  # [N, L, H, P, D]
     assert torch.allclose(src[1], ref.post_instruction_z(lm, SOURCES[1]), atol=1e-5)  # same positions as plain
     layer, head = 1, 2
     metric = lambda logits: logits[:, 7].double()  # noqa: E731
@@ -67,7 +68,7 @@ def test_metric_gradients_equal_plain_autograd(lm):
     for i, p in enumerate(PROMPTS):
         kept = {}
 
-        def keep(l, x):
+        def keep(l, x, kept=kept):
             x.retain_grad()  # the total derivative: every downstream path stays connected
             kept[l] = x
             return x

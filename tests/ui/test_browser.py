@@ -85,8 +85,9 @@ def page(app_url):
         browser.close()
 
 
-def _set_slider(page, label: str, value: int) -> None:
-    box = page.get_by_label(f"number input for {label}")
+def _set_slider(page, label: str, value: int, within: str | None = None) -> None:
+    scope = page.locator(within) if within else page
+    box = scope.get_by_label(f"number input for {label}")
     box.fill(str(value))
     box.press("Enter")
 
@@ -154,19 +155,36 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
         assert "Refused" in verdicts["added"], verdicts
 
     # 3. Head ablation: top-k shortcut ticks heads in the grid, then re-run with them ablated.
-    page.get_by_role("button", name="Select top-k by |Δ|").click()
+    page.get_by_role("button", name="Select top-k", exact=True).click()
     sync_api.expect(page.locator("#head-toggles input[type=checkbox]:checked")).to_have_count(4)
     page.locator("#ablate-heads").click()
     sync_api.expect(page.locator("#head-result")).to_contain_text("Δ", timeout=TIMEOUT_MS)
     page.locator("#head-toggles").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "4-head-ablation.png"), full_page=True)
+    # Causal head maps: activation and attribution patching side by side with Δ and DFA.
+    page.get_by_text("Causal head maps").click()
+    page.locator("#head-attribution").click()
+    sync_api.expect(page.locator("#head-attribution-result")).to_contain_text("Spearman", timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#head-attribution-plot")).to_contain_text("activation patching")
+    page.locator("#head-attribution").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "4b-causal-head-maps.png"), full_page=True)
 
     # 4. The other tabs render (screenshots for a human to read).
     page.get_by_role("tab", name="Explorer").click()
     page.locator("#explorer-prompt textarea").fill(HARMFUL)
     page.locator("#explorer-run").click()
     sync_api.expect(page.get_by_text("first-token refusal probability")).to_be_visible(timeout=TIMEOUT_MS)
+    # the head callout next to the verdict names heads against the harmless baseline
+    sync_api.expect(page.locator("#explorer-verdict")).to_contain_text("vs harmless")
     page.screenshot(path=str(shots / "5-explorer.png"), full_page=True)
     page.get_by_role("tab", name="Experiment").click()
     sync_api.expect(page.locator("#run-experiment")).to_be_visible()
+    _set_slider(page, "Training prompts per side", 32 if lm.source == "demo" else 6, "#experiment-n-train")
+    _set_slider(page, "Validation prompts per side", 16 if lm.source == "demo" else 3, "#experiment-n-val")
+    _set_slider(page, "Held-out test prompts per side", 24 if lm.source == "demo" else 3, "#experiment-n-test")
+    page.locator("#run-experiment").click()
+    sync_api.expect(page.locator("#experiment-status")).to_contain_text("chosen weight edit", timeout=TIMEOUT_MS)
+    # the refusal-vs-damage frontier renders in the app (a figure, and its table in the report)
+    sync_api.expect(page.get_by_text("Weight edit: held-out refusal vs damage").first).to_be_visible()
+    sync_api.expect(page.locator("#experiment-report")).to_contain_text("Weight edit: refusal vs damage")
     page.screenshot(path=str(shots / "6-experiment.png"), full_page=True)
