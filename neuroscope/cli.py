@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-prompts", type=int, default=64, help="harmful and harmless prompts per side behind "
                    "the callout's baseline (research sets if a data folder is configured, else the curated pairs)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--remote", action="store_true", default=None,
+                   help="run on NDIF (nnsight remote execution) instead of here: a hub model id, the API key in "
+                        "NDIF_API_KEY; no weights are downloaded, so the logit lens and head contributions are "
+                        "left out (env NEUROSCOPE_REMOTE)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -52,12 +56,13 @@ def analyze_main(argv: list[str]) -> int:
     from neuroscope.experiment.artifacts import ArtifactError
     from neuroscope.explorer import analyze
     from neuroscope.model import ModelLoadError, PromptError, load_model
+    from neuroscope.model.loader import load_remote
     from neuroscope.model.chat import clean_instruction
     from neuroscope.research import ResearchError
 
     try:
         settings = Settings.from_env(model=args.model, max_new_tokens=args.max_new_tokens,
-                                     max_prompt_tokens=args.max_prompt_tokens, device=args.device)
+                                     max_prompt_tokens=args.max_prompt_tokens, device=args.device, remote=args.remote)
     except SettingsError as err:
         return fail(str(err))
     if args.top_heads < 1:
@@ -66,11 +71,16 @@ def analyze_main(argv: list[str]) -> int:
         return fail("--baseline-prompts must be between 4 and 512")
     try:
         clean_instruction(args.prompt)  # bad input is reported before the model loads
-        lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        lm = load_remote(settings.model) if settings.remote else load_model(settings.model, device=settings.device,
+                                                                            dtype=settings.dtype)
         direction, stats = (None, None) if args.direction is None else _callout_baseline(lm, args, settings)
         result = analyze(lm, args.prompt, settings, direction=direction, head_stats=stats)
     except (ModelLoadError, PromptError, ResearchError, ArtifactError) as err:
         return fail(str(err))
+    except Exception as err:  # a remote run's transport errors come in many types
+        if not settings.remote:
+            raise
+        return fail(f"the remote run on NDIF failed: {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}")
     payload = result.to_json(top_heads=args.top_heads)
     if args.json:
         print(json.dumps(payload, ensure_ascii=False, indent=2))

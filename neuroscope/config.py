@@ -42,6 +42,7 @@ class Settings:
     max_new_tokens_limit: int = field(default=256, metadata={"help": "Upper bound a user may ask for.", "env": "NEUROSCOPE_MAX_NEW_TOKENS_LIMIT"})
     lens_top_k: int = field(default=5, metadata={"help": "Top tokens kept per layer and position by the logit lens.", "env": "NEUROSCOPE_LENS_TOP_K"})
     attention_budget_mb: int = field(default=256, metadata={"help": "Attention maps of every layer are captured while they fit in this many MB; otherwise only requested layers.", "env": "NEUROSCOPE_ATTENTION_BUDGET_MB"})
+    remote: bool = field(default=False, metadata={"help": "Run traces on NDIF (nnsight remote execution; hub models only, key in NDIF_API_KEY); CLI analyze.", "env": "NEUROSCOPE_REMOTE"})
     public: bool = field(default=False, metadata={"help": "Public-demo mode: model allowlist, tighter caps, no local paths shown.", "env": "NEUROSCOPE_PUBLIC"})
 
     def __post_init__(self) -> None:

@@ -65,7 +65,7 @@ class Analysis:
             "refusal_log_odds": round(self.refusal_log_odds, 6),
             "n_tokens": self.cache.n_tokens,
             "predicted_next_token": self.cache.target_token,
-            "top_heads": self.top_heads(top_heads),
+            "top_heads": self.top_heads(top_heads) if self.head_norms.abs().sum() > 0 else [],
             "head_callout": None if self.callout is None else [
                 {"layer": d.layer, "head": d.head, "delta_along_direction": round(d.delta, 6), "z": round(d.z, 4),
                  "delta_norm": round(d.delta_norm, 6), "z_norm": round(d.z_norm, 4), "text": d.text()}
@@ -100,15 +100,16 @@ def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | N
     n_new = settings.max_new_tokens if max_new_tokens is None else max_new_tokens
     if not isinstance(n_new, int) or not 1 <= n_new <= settings.max_new_tokens_limit:
         raise PromptError(f"answer length must be between 1 and {settings.max_new_tokens_limit} tokens, got {n_new!r}")
-    cache = capture(lm, [text], top_k=settings.lens_top_k, max_tokens=settings.max_prompt_tokens,
+    local = lm.has_weights  # remote (NDIF): no lens, no head contributions (they need the weights here)
+    cache = capture(lm, [text], top_k=settings.lens_top_k if local else 0, max_tokens=settings.max_prompt_tokens,
                     attention_budget_mb=settings.attention_budget_mb, interventions=interventions)[0]
     answer = generate(lm, [text], max_new_tokens=n_new, interventions=interventions,
                       max_tokens=settings.max_prompt_tokens)[0]
     log_odds = float(refusal_score(cache.last_logits[None], refusal_token_ids(lm.tokenizer))[0])
     norms = torch.stack([contribution_norms(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu())
-                         for l in range(cache.n_layers)])
+                         for l in range(cache.n_layers)]) if local else torch.zeros(cache.n_layers, lm.n_heads)
     callout = None
-    if direction is not None and head_stats is not None:
+    if direction is not None and head_stats is not None and local:
         from neuroscope.research import head_callout
 
         callout = head_callout(lm, direction, head_stats, cache.z, callout_k)

@@ -84,3 +84,16 @@ def test_analyze_with_a_direction_adds_the_head_callout(model_dir, tmp_path):
 def test_analyze_checks_the_prompt_before_loading_the_model():
     out = run_cli("analyze", "--model", "no-such-org/no-such-model", "--prompt", "  ")
     assert out.returncode == 2 and "empty" in out.stderr
+
+
+@pytest.mark.parametrize("env, args, message", [
+    ({"NDIF_API_KEY": "k"}, ["--model", "demo"], "local model"),
+    ({}, ["--model", "meta-llama/Llama-3.2-3B-Instruct"], "NDIF_API_KEY"),
+    ({"NDIF_API_KEY": "k"}, ["--model", "meta-llama/Llama-3.2-3B-Instruct"], "cannot be reached"),
+])
+def test_remote_mode_fails_cleanly_where_it_cannot_run(env, args, message, monkeypatch):
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    out = run_cli("analyze", *args, "--prompt", "hi", "--remote")
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

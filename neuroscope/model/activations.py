@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Sequence
 
+import nnsight
 import torch
 from torch import Tensor
 
@@ -18,12 +19,14 @@ def _collect(lm: Any, instructions: Sequence[str], record: frozenset[str], batch
     """Yields ``(sink, mask)`` per batch: ``sink[name]`` is a list over layers of [B, S, ...]."""
     validate_all(lm, interventions)
     done = 0
+    tr = lm.tracing
     for chunk in _batches(list(instructions), batch_size):
         ids, mask = lm.encode_chat(chunk)
         sink: dict[str, list] = defaultdict(list)
         with lm.lock, torch.no_grad():
-            with lm.nn.trace({"input_ids": ids, "attention_mask": mask}):
-                walk_layers(lm, interventions, record=record, sink=sink)
+            with lm.nn.trace({"input_ids": ids, "attention_mask": mask}, **lm.run_options()):
+                walk_layers(tr, interventions, record=record, sink=sink)
+                nnsight.save(sink)
         done += len(chunk)
         if progress is not None:
             progress(done, len(instructions))

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import nnsight
 import torch
 from torch import Tensor
 
@@ -117,13 +118,14 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
     sink: dict[str, list] = defaultdict(list)
     saved: dict[str, Any] = {}
     record = frozenset({"resid_pre", "z", "attn_out", "resid_post"})
+    tr = lm.tracing
     with lm.lock, torch.set_grad_enabled(gradients):
-        with lm.nn.trace({"input_ids": ids, "attention_mask": mask}):
-            emb = lm.access.embed(lm.nn).output
+        with lm.nn.trace({"input_ids": ids, "attention_mask": mask}, **lm.run_options()):
+            emb = tr.access.embed(tr.nn).output
             if gradients:
                 emb.requires_grad_(True)
-            walk_layers(lm, interventions, record=record, attention_layers=att_layers, sink=sink)
-            logits = lm.access.lm_head(lm.nn).output
+            walk_layers(tr, interventions, record=record, attention_layers=att_layers, sink=sink)
+            logits = tr.access.lm_head(tr.nn).output
             last = logits[:, -1].detach().float()
             targets = last.argmax(-1) if target_ids is None else torch.as_tensor(list(target_ids), device=last.device)
             saved["last"], saved["targets"] = last, targets
@@ -132,6 +134,8 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
                 with chosen.backward():
                     saved["grad"] = emb.grad.detach()
                 saved["emb"] = emb.detach()
+            nnsight.save(saved)
+            nnsight.save(sink)
         lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k)
     importance = (saved["grad"].float() * saved["emb"].float()).sum(-1) if gradients else None
     return [_row_cache(lm, r, ids, mask, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions)
@@ -148,6 +152,7 @@ def _logit_lens(lm: Any, resid_post: list[Tensor], top_k: int) -> tuple[Tensor, 
     if top_k == 0:
         B, S = resid_post[0].shape[:2]
         return torch.zeros(len(resid_post), B, S, 0), torch.zeros(len(resid_post), B, S, 0, dtype=torch.long)
+    lm.require_weights("the logit lens (final norm and unembedding)")
     norm, head = lm.access.final_norm(lm.hf), lm.access.lm_head(lm.hf)
     probs, ids = [], []
     for resid in resid_post:

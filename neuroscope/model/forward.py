@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import nnsight
 import torch
 from torch import Tensor
 
@@ -21,13 +22,15 @@ def next_token_logits(lm: Any, instructions: Sequence[str], interventions: Seque
     """
     validate_all(lm, interventions)
     out: list[Tensor] = []
+    tr = lm.tracing
     for chunk in _batches(list(instructions), batch_size):
         ids, mask = lm.encode_chat(chunk)
         saved: dict[str, Tensor] = {}
         with lm.lock:
-            with lm.nn.trace({"input_ids": ids, "attention_mask": mask}):
-                walk_layers(lm, interventions)
-                saved["logits"] = lm.access.lm_head(lm.nn).output[:, -1].float().cpu()
+            with lm.nn.trace({"input_ids": ids, "attention_mask": mask}, **lm.run_options()):
+                walk_layers(tr, interventions)
+                saved["logits"] = tr.access.lm_head(tr.nn).output[:, -1].float().cpu()
+                nnsight.save(saved)
         out.append(saved["logits"])
         if progress is not None:
             progress(sum(len(o) for o in out), len(instructions))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
+import nnsight
 import torch
 from torch import Tensor
 
@@ -33,16 +34,18 @@ def generate_ids(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
     saved: dict[str, Tensor] = {}
     options = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
                    eos_token_id=lm.eos_token_ids, temperature=None, top_p=None, top_k=None)
+    tr = lm.tracing
     with lm.lock, warnings.catch_warnings():
         # An open ``tracer.iter[:]`` ends by design when every row has stopped; nnsight warns.
         warnings.filterwarnings("ignore", message=".*was never reached.*")
-        with lm.nn.generate(**options) as tracer:
+        with lm.nn.generate(**options, **lm.run_options()) as tracer:
             with tracer.invoke({"input_ids": ids, "attention_mask": mask}):
                 if interventions:
                     for _step in tracer.iter[:]:
-                        walk_layers(lm, interventions)
+                        walk_layers(tr, interventions)
             with tracer.invoke():
                 saved["out"] = tracer.result
+                nnsight.save(saved)
     return saved["out"][:, ids.shape[1]:].cpu()
 
 

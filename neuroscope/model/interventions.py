@@ -236,11 +236,27 @@ def validate_all(lm: Any, interventions: Sequence[Intervention]) -> None:
         iv.validate(lm.n_layers, lm.n_heads, lm.d_head, lm.d_model)
 
 
+@dataclass(frozen=True)
+class Tracing:
+    """What a trace body needs of a model, and nothing else: the nnsight wrapper, the access map, the shape.
+
+    Trace bodies reference only this (never the ``LoadedModel``, which holds a lock and the HF
+    module), so that nnsight can ship them to a remote server (NDIF) or its local simulation of
+    one: everything here pickles (the wrapper by reference to the server's model).
+    """
+
+    nn: Any
+    access: Any
+    n_layers: int
+    n_heads: int
+    d_head: int
+
+
 def _touches(interventions: Sequence[Intervention], site: str, layer: int) -> list[Intervention]:
     return [iv for iv in interventions if site in iv.sites and not (isinstance(iv, DirectionAddition) and iv.layer != layer)]
 
 
-def walk_layers(lm: Any, interventions: Sequence[Intervention] = (), record: frozenset[str] = frozenset(),
+def walk_layers(tr: Tracing, interventions: Sequence[Intervention] = (), record: frozenset[str] = frozenset(),
                 attention_layers: Sequence[int] = (), sink: dict[str, list] | None = None) -> None:
     """Visits every layer's sites in execution order inside an active trace/generation step.
 
@@ -249,15 +265,16 @@ def walk_layers(lm: Any, interventions: Sequence[Intervention] = (), record: fro
     per layer: ``resid_pre``/``resid_post``/``attn_out``/``mlp_out`` [B, S, d_model], ``z``
     [B, S, H, D_head], ``attention`` [B, H, S, S] for ``attention_layers`` only.
 
-    Must be called from inside a ``with lm.nn.trace(...)`` body or a generation step.
+    Must be called from inside a ``with lm.trace(...)`` body or a generation step, with
+    ``tr = lm.tracing`` (taken outside the body, so the body never references the model object).
     """
-    nn, access = lm.nn, lm.access
-    H, D = lm.n_heads, lm.d_head
+    nn, access = tr.nn, tr.access
+    H, D = tr.n_heads, tr.d_head
 
     def heads(flat: Tensor) -> Tensor:  # o_proj's input [B, S, H*D] -> per-head z [B, S, H, D]
         return flat.reshape(*flat.shape[:-1], H, D)
 
-    for layer in range(lm.n_layers):
+    for layer in range(tr.n_layers):
         block, o_proj = access.layer(nn, layer), access.o_proj(nn, layer)
         site = dict(layer=layer, interventions=interventions, record=record, sink=sink)
         _visit(block, "input", "resid_pre", "resid_pre", **site)

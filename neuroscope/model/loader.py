@@ -12,6 +12,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from neuroscope.model import _compat  # noqa: F401  (must precede nnsight)
 
@@ -21,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR
 from neuroscope.model.access import Access, UnsupportedModelError, family_of
+from neuroscope.model.interventions import Tracing
 from neuroscope.model.chat import CHAT_TEMPLATE_KWARGS, PromptError, clean_instruction
 
 
@@ -43,6 +45,29 @@ class LoadedModel:
     name: str
     source: str  # "hub", "local", "demo" or "tiny"
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Where traces run: False (here), True (NDIF, nnsight's remote execution) or "local" (nnsight's
+    # simulation of a remote run: serialized and deserialized with the project's modules hidden).
+    remote: bool | str = False
+
+    # ---- tracing -----------------------------------------------------------------------------
+    @property
+    def tracing(self) -> Tracing:
+        """What trace bodies may reference (``Tracing``): never ``self``, which holds a lock."""
+        return Tracing(self.nn, self.access, self.n_layers, self.n_heads, self.d_head)
+
+    def run_options(self) -> dict[str, Any]:
+        """Keyword arguments of every ``nn.trace`` / ``nn.generate``: ``{}`` here, ``{"remote": ...}`` remotely.
+
+        Call sites write ``with lm.nn.trace(inputs, **lm.run_options()):`` themselves: nnsight
+        compiles the ``with`` block it is entered from, so the tracer cannot be made in a helper.
+
+        Raises:
+            RemoteUnavailable: Remote execution without an API key.
+        """
+        if not self.remote:
+            return {}
+        check_remote(self.remote)
+        return {"remote": self.remote}
 
     # ---- shape facts -------------------------------------------------------------------------
     @property
@@ -148,8 +173,20 @@ class LoadedModel:
         return sorted(i for i in ids if i is not None)
 
     # ---- weights (read-only views) -----------------------------------------------------------
+    @property
+    def has_weights(self) -> bool:
+        """False for a model that runs on NDIF: its local copy is a weightless (meta) skeleton."""
+        return self.remote is not True
+
+    def require_weights(self, what: str) -> None:
+        """Raises ``RemoteUnavailable`` when ``what`` needs weights this machine does not hold."""
+        if not self.has_weights:
+            raise RemoteUnavailable(f"{what} needs the model's weights on this machine; in remote mode (NDIF) only "
+                                    "traces run (answers, activations, interventions, patching)")
+
     def o_proj_weight(self, layer: int) -> torch.Tensor:
         """``W_O`` of a layer, ``[d_model, n_heads * d_head]``, on the model's device (no copy)."""
+        self.require_weights("per-head contributions (W_O)")
         self.check_layer(layer)
         return self.access.o_proj(self.hf, layer).weight
 
@@ -164,7 +201,7 @@ class LoadedModel:
         return head
 
 
-def wrap(hf: PreTrainedModel, tokenizer: object, name: str, source: str) -> LoadedModel:
+def wrap(hf: PreTrainedModel, tokenizer: object, name: str, source: str, nn: Any = None) -> LoadedModel:
     """Wraps an already-built HF model (eval mode, frozen weights) and its tokenizer.
 
     Raises:
@@ -181,7 +218,7 @@ def wrap(hf: PreTrainedModel, tokenizer: object, name: str, source: str) -> Load
         tokenizer.pad_token = tokenizer.eos_token
     hf.eval()
     hf.requires_grad_(False)  # gradients flow to inputs only; weights never collect .grad
-    return LoadedModel(nn=TransformersModel(hf, tokenizer=tokenizer), hf=hf, tokenizer=tokenizer,
+    return LoadedModel(nn=nn if nn is not None else TransformersModel(hf, tokenizer=tokenizer), hf=hf, tokenizer=tokenizer,
                        access=access, name=name, source=source)
 
 
@@ -240,6 +277,33 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
     return spec, "hub"
 
 
+def load_remote(spec: str) -> LoadedModel:
+    """A hub model that runs on NDIF: config and tokenizer from the hub, weights never downloaded.
+
+    Every trace then goes to NDIF (``remote=True``); views that need local weights say so.
+
+    Raises:
+        RemoteUnavailable: Not a hub id, no API key, or the hub unreachable.
+    """
+    path, source = _resolve_spec(spec)
+    if source != "hub":
+        raise RemoteUnavailable(f"remote execution runs models hosted on NDIF, named by their hub id; {spec!r} is a "
+                                "local model")
+    check_remote(True)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        raise RemoteUnavailable(f"remote execution needs the Hugging Face Hub for {spec}'s config and tokenizer, "
+                                "and it cannot be reached from here")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        nn = TransformersModel(path, tokenizer=tokenizer, task="text-generation")  # meta weights: nothing downloaded
+    except Exception as err:
+        raise ModelLoadError(_load_error(spec, err)) from err
+    lm = wrap(nn._module, tokenizer, name=spec, source="remote", nn=nn)
+    lm.remote = True
+    register_for_remote()
+    return lm
+
+
 def load_model(spec: str, device: str = "auto", dtype: str = "auto", memory_fraction: float = 0.9) -> LoadedModel:
     """Loads a decoder-only chat model and wraps it for tracing.
 
@@ -262,25 +326,23 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", memory_frac
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=local_only, trust_remote_code=False)
     except Exception as err:  # hub errors come in many types; the message is what matters
-        raise ModelLoadError(f"cannot load the config of {spec!r}: {_first_line(err)}") from err
+        raise ModelLoadError(_load_error(spec, err, "the config of ")) from err
     try:
         family_of(getattr(config, "model_type", "?"))
     except UnsupportedModelError as err:
         raise ModelLoadError(str(err)) from None
     need = estimate_parameters(config) * torch.tensor([], dtype=torch_dtype).element_size()
-    have = available_memory_bytes(dev)
-    if need > memory_fraction * have:
-        raise ModelLoadError(
-            f"{spec} needs about {need / 2**30:.1f} GiB for its weights but only {have / 2**30:.1f} GiB is free on {dev}"
-        )
+    spread = placement(dev, need, memory_fraction)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only, trust_remote_code=False)
         hf = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=local_only, trust_remote_code=False, dtype=torch_dtype,
-            attn_implementation="eager",
-        ).to(dev)
+            attn_implementation="eager", **({"device_map": "auto"} if spread else {}),
+        )
+        if not spread:
+            hf = hf.to(dev)
     except Exception as err:
-        raise ModelLoadError(f"cannot load {spec!r}: {_first_line(err)}") from err
+        raise ModelLoadError(_load_error(spec, err)) from err
     name = "demo (bundled NeuroScope model organism)" if source == "demo" else spec
     return wrap(hf, tokenizer, name=name, source=source)
 
@@ -331,6 +393,71 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     worker.start()
     worker.join(timeout)
     return bool(result and result[0])
+
+
+def placement(dev: torch.device, need: int, memory_fraction: float = 0.9) -> bool:
+    """Whether the weights must be spread with ``device_map="auto"`` (accelerate) instead of one ``.to(dev)``.
+
+    On a GPU too small for the weights, accelerate spreads them over every GPU and then CPU RAM;
+    on the CPU there is nowhere to spread to.
+
+    Raises:
+        ModelLoadError: The weights do not fit even spread out.
+    """
+    have = available_memory_bytes(dev)
+    if need <= memory_fraction * have:
+        return False
+    if dev.type == "cuda":
+        total = sum(available_memory_bytes(torch.device("cuda", i)) for i in range(torch.cuda.device_count()))
+        total += available_memory_bytes(torch.device("cpu"))
+        if need <= memory_fraction * total:
+            return True
+        have = total
+    raise ModelLoadError(f"the weights need about {need / 2**30:.1f} GiB but only {have / 2**30:.1f} GiB is free "
+                         f"on {dev}{' and the other devices' if dev.type == 'cuda' else ''}")
+
+
+GATED_HELP = ("it is gated or needs authorisation on the Hugging Face Hub: accept its licence on the model's page, "
+              "then set HF_TOKEN to a read token (export HF_TOKEN=hf_...; in a Space, a secret named HF_TOKEN)")
+
+
+def _load_error(spec: str, err: BaseException, what: str = "") -> str:
+    """The user's sentence for a failed load: a gated or unauthorised repository names HF_TOKEN."""
+    from huggingface_hub.errors import GatedRepoError
+
+    text = f"{type(err).__name__}: {err}"
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(err, GatedRepoError) or status in (401, 403) or any(
+            s in text for s in ("401 Client Error", "403 Client Error", "gated repo", "Unauthorized")):
+        return f"cannot load {what}{spec!r}: {GATED_HELP}"
+    return f"cannot load {what}{spec!r}: {_first_line(err)}"
+
+
+class RemoteUnavailable(ModelLoadError):
+    """Remote execution (NDIF) was asked for but cannot run; the message says why."""
+
+
+def check_remote(remote: bool | str) -> None:
+    """Raises ``RemoteUnavailable`` before a remote trace that could not succeed: no API key.
+
+    ``remote="local"`` (nnsight's simulation) needs none. The key comes from ``NDIF_API_KEY`` (or
+    nnsight's own config); the project never stores it.
+    """
+    if remote == "local":
+        return
+    from nnsight.schema.config import CONFIG
+
+    if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
+        raise RemoteUnavailable("remote execution needs an NDIF API key: set NDIF_API_KEY (from https://login.ndif.us)")
+
+
+def register_for_remote() -> None:
+    """Ships the project's code by value with remote requests (NDIF has nnsight, not NeuroScope)."""
+    import nnsight
+
+    import neuroscope
+
+    nnsight.register(neuroscope)
 
 
 def _first_line(err: BaseException) -> str:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import nnsight
 import torch
 from torch import Tensor
 
@@ -40,6 +41,7 @@ from neuroscope.model.generate import _batches
 from neuroscope.model.interventions import DirectionAblation, Intervention, validate_all, walk_layers
 
 FORMS = ("zero", "mean")
+EMBED_CHUNK = 8192  # embedding rows edited at a time (128,256 x 3072 in float64 would be 3 GB)
 
 
 class WeightEditError(ValueError):
@@ -149,6 +151,7 @@ def orthogonalize_weights(lm: Any, direction: Tensor, edit: WeightEdit = WeightE
     if direction.shape != (lm.d_model,) or not torch.isfinite(direction).all() or float(direction.norm()) == 0:
         raise WeightEditError(f"direction must be a finite non-zero [{lm.d_model}] vector")
     check_exportable(lm, edit)
+    lm.require_weights("editing the weights")
     if edit.form == "mean" and (target is None or target.shape != (lm.n_layers,) or not torch.isfinite(target).all()):
         raise WeightEditError(f"the mean form needs a finite [{lm.n_layers}] target")
     lam = 1.0 if edit.form == "mean" else float(edit.strength)
@@ -156,11 +159,13 @@ def orthogonalize_weights(lm: Any, direction: Tensor, edit: WeightEdit = WeightE
     hf, access = lm.hf, lm.access
     untie_embeddings(hf)
     emb = access.embed(hf).weight  # [vocab, d_model]: rows are written into the stream
-    e64, r_e = emb.double(), r.to(emb.device)
-    e64 = e64 - lam * torch.outer(e64 @ r_e, r_e)
-    if edit.form == "mean":
-        e64 = e64 + float(target[0]) * r_e  # every token's embedding starts at layer 0's target
-    emb.copy_(e64.to(emb.dtype))
+    r_e = r.to(emb.device)
+    for start in range(0, emb.shape[0], EMBED_CHUNK):  # float64 a chunk at a time: no vocab x d_model copy
+        e64 = emb[start:start + EMBED_CHUNK].double()
+        e64 -= lam * torch.outer(e64 @ r_e, r_e)
+        if edit.form == "mean":
+            e64 += float(target[0]) * r_e  # every token's embedding starts at layer 0's target
+        emb[start:start + EMBED_CHUNK] = e64.to(emb.dtype)
     for layer in range(lm.n_layers):
         _remove_from_outputs(access.o_proj(hf, layer), r, lam)
         _remove_from_outputs(access.down_proj(hf, layer), r, lam)
@@ -240,10 +245,12 @@ def completion_loss(lm: Any, instructions: Sequence[str], completions: Sequence[
             ids[r, S - len(row):] = row
             mask[r, S - len(row):] = 1
         saved: dict[str, Tensor] = {}
+        tr = lm.tracing
         with lm.lock:
-            with lm.nn.trace({"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}):
-                walk_layers(lm, interventions)
-                saved["logits"] = lm.access.lm_head(lm.nn).output.float().cpu()
+            with lm.nn.trace({"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}, **lm.run_options()):
+                walk_layers(tr, interventions)
+                saved["logits"] = tr.access.lm_head(tr.nn).output.float().cpu()
+                nnsight.save(saved)
         logp = saved["logits"].log_softmax(-1)
         for r, n in enumerate(targets_len):
             if n == 0:

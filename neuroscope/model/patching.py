@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import nnsight
 import torch
 from torch import Tensor
 
@@ -53,6 +54,7 @@ def patch_heads(lm: Any, instructions: Sequence[str], source_z: Tensor, heads: S
     if source_z.ndim != 5 or source_z.shape[0] != n:
         raise ValueError(f"source_z must be [{n}, L, H, P, d_head], got {tuple(source_z.shape)}")
     out = torch.empty(len(heads), n, dtype=torch.float64)
+    tr = lm.tracing
     batches = [(rows, lm.encode_chat(list(instructions[rows]))) for rows in _rows(n, batch_size)]
     for i, (layer, head) in enumerate(heads):
         if progress is not None:
@@ -62,9 +64,10 @@ def patch_heads(lm: Any, instructions: Sequence[str], source_z: Tensor, heads: S
             validate_all(lm, [iv])
             saved: dict[str, Tensor] = {}
             with lm.lock:
-                with lm.nn.trace({"input_ids": ids, "attention_mask": mask}):
-                    walk_layers(lm, [iv])
-                    saved["logits"] = lm.access.lm_head(lm.nn).output[:, -1].detach().float().cpu()
+                with lm.nn.trace({"input_ids": ids, "attention_mask": mask}, **lm.run_options()):
+                    walk_layers(tr, [iv])
+                    saved["logits"] = tr.access.lm_head(tr.nn).output[:, -1].detach().float().cpu()
+                    nnsight.save(saved)
             out[i, rows] = metric(saved["logits"]).double()
     return out
 
@@ -87,6 +90,7 @@ def metric_gradients(lm: Any, instructions: Sequence[str], metric: Metric, batch
     H, D = lm.n_heads, lm.d_head
     values, grads, zs = [], [], []
     n = len(instructions)
+    nn, access = lm.nn, lm.access
     for b, rows in enumerate(_rows(n, batch_size)):
         if progress is not None:
             progress(b * batch_size / max(1, n), "attribution patching: gradients")
@@ -94,11 +98,11 @@ def metric_gradients(lm: Any, instructions: Sequence[str], metric: Metric, batch
         saved: dict[str, Any] = {}
         z_envoys: list[Any] = []
         with lm.lock, torch.enable_grad():
-            with lm.nn.trace({"input_ids": ids, "attention_mask": mask}):
-                lm.access.embed(lm.nn).output.requires_grad_(True)
+            with lm.nn.trace({"input_ids": ids, "attention_mask": mask}, **lm.run_options()):
+                access.embed(nn).output.requires_grad_(True)
                 for layer in range(L):
-                    z_envoys.append(lm.access.o_proj(lm.nn, layer).input)
-                logits = lm.access.lm_head(lm.nn).output[:, -1].float()
+                    z_envoys.append(access.o_proj(nn, layer).input)
+                logits = access.lm_head(nn).output[:, -1].float()
                 value = metric(logits)
                 saved["metric"] = value.detach().double().cpu()
                 saved["z"] = [z.detach()[:, -P:].float().cpu() for z in z_envoys]
@@ -107,6 +111,7 @@ def metric_gradients(lm: Any, instructions: Sequence[str], metric: Metric, batch
                     for layer in reversed(range(L)):  # gradients arrive in reverse execution order
                         grad_list.append(z_envoys[layer].grad.detach()[:, -P:].float().cpu())
                 saved["grad"] = grad_list
+                nnsight.save(saved)
         values.append(saved["metric"])
         zs.append(_per_head(saved["z"], H, D))
         grads.append(_per_head(list(reversed(saved["grad"])), H, D))

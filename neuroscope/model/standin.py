@@ -159,12 +159,16 @@ def build_standin(out_dir: str | Path, n_layers: int | None = None, seed: int = 
     tokenizer = standin_tokenizer(tokenizer_dir)  # fail before the (large) allocation
     config = standin_config(n_layers)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))  # built in the stored dtype: 28 layers in bf16 are 6.4 GB, not 19
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
     gen = torch.Generator().manual_seed(seed)
     for name, param in model.named_parameters():  # randomised gains: 1.0 everywhere hides norm bugs
         if name.endswith("norm.weight"):
             param.copy_(0.5 + torch.rand(param.shape, generator=gen))
-    model = model.to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
                                                do_sample=True, temperature=0.6, top_p=0.9)
     out = Path(out_dir)

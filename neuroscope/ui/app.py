@@ -98,21 +98,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def serving_defaults(args: argparse.Namespace, environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Space-ready defaults: inside a Hugging Face Space (``SPACE_ID`` set) bind 0.0.0.0:7860, public mode on."""
+    """Space-ready defaults: inside a Hugging Face Space (``SPACE_ID`` set) bind 0.0.0.0:7860, public mode on;
+    on ZeroGPU hardware (``SPACES_ZERO_GPU`` set) the model is placed on ``cuda`` at start, as ZeroGPU expects
+    (it attaches a real GPU only inside the ``spaces.GPU``-wrapped handlers)."""
     env = os.environ if environ is None else environ
     in_space = bool(env.get("SPACE_ID"))
+    zero_gpu = in_space and bool(env.get("SPACES_ZERO_GPU"))
     public = args.public
     if public is None and in_space and not env.get("NEUROSCOPE_PUBLIC"):
         public = True
     return {"host": args.host or ("0.0.0.0" if in_space else "127.0.0.1"),
-            "port": args.port or (7860 if in_space else None), "public": public}
+            "port": args.port or (7860 if in_space else None), "public": public,
+            "device": "cuda" if zero_gpu else None}
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     serving = serving_defaults(args)
-    settings = Settings.from_env(model=args.model, device=args.device, public=serving["public"])
+    settings = Settings.from_env(model=args.model, device=args.device or serving["device"], public=serving["public"])
     ctx = create_context(settings)
     demo = build_app(ctx)
     demo.launch(share=args.share, server_name=serving["host"], server_port=serving["port"], show_error=True,

@@ -13,6 +13,7 @@ import gradio as gr
 from neuroscope.config import Settings
 from neuroscope.model.chat import PromptError
 from neuroscope.model.interventions import InterventionError
+from neuroscope.model.loader import GATED_HELP
 from neuroscope.research import DirectionStore
 
 log = logging.getLogger("neuroscope.ui")
@@ -45,6 +46,8 @@ def banner_markdown(ctx: AppContext) -> str:
             f"({lm.n_kv_heads} KV heads), d_model {lm.d_model}, on {lm.device.type}")
     if ctx.notice:
         notice = ctx.notice if not ctx.settings.public else ctx.notice.split(":")[0] + "."
+        if ctx.settings.public and "HF_TOKEN" in ctx.notice:  # the operator's fix, no path in it
+            notice = notice[:-1] + ": " + GATED_HELP + "."
         text = f"> ⚠️ {notice}\n\n" + text
     return text
 
@@ -62,6 +65,29 @@ def hide_local_paths(enabled: bool) -> None:
 def scrub_paths(text: str) -> str:
     """``/srv/data/x.csv: bad row`` -> ``x.csv: bad row``."""
     return _PATH.sub(r"\1", text)
+
+
+def zero_gpu() -> Any:
+    """The Hugging Face ``spaces`` package when installed (a ZeroGPU Space), else None."""
+    try:
+        import spaces  # noqa: PLC0415  (only where the Space installs it)
+    except ImportError:
+        return None
+    return spaces
+
+
+def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
+    """Wraps a model-running handler with ``spaces.GPU`` so ZeroGPU attaches a GPU for the call.
+
+    A no-op where ``spaces`` is not installed (a local run, CI, a CPU Space). ``duration`` is the
+    longest call in seconds ZeroGPU should plan for (the Experiment tab asks for more).
+    """
+    spaces = zero_gpu()
+    if spaces is None:
+        return fn
+    wrapped = spaces.GPU(duration=duration)(fn)
+    wrapped.__neuroscope_gpu__ = duration  # for the tests and for anyone inspecting the app
+    return wrapped
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,7 +11,7 @@ import gradio as gr
 from neuroscope import research, viz
 from neuroscope.experiment import ExperimentConfig
 from neuroscope.research import DirectionResult
-from neuroscope.ui.common import AppContext, user_errors
+from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 GUIDE = {
     "intro": "Refusal is mediated by **one direction** in the residual stream (Arditi et al. 2024). It is found as "
@@ -146,6 +146,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     def load_set(name, harmful, harmless, n_tr, n_v):
         return research.load_contrastive_set(name, n_tr, n_v, harmful_file=_path(harmful), harmless_file=_path(harmless))
 
+    @on_gpu
     @user_errors
     def on_compute(prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
         data = load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
@@ -153,6 +154,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
         store.set(result)
         return views(result)
 
+    @on_gpu
     @user_errors
     def on_load(direction_file, prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
         path = _path(direction_file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import re
 import shutil
 import tempfile
@@ -14,7 +16,7 @@ from neuroscope import research
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.pipeline import EXPORT_DIR
-from neuroscope.ui.common import AppContext, user_errors
+from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 MAX_FIGURES = 12
 DOWNLOADS = ("direction.safetensors", "metrics.json", "report.html", "report.md", "selection.json",
@@ -116,6 +118,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             head_ks=(1, 2, 4, 8), export_model=bool(exp),
             harmful_file=str(harmful) if upload else "", harmless_file=str(harmless) if upload else "")
 
+    @functools.partial(on_gpu, duration=600)
     @user_errors
     def on_run(prompt_sets, harmful_file, harmless_file, n_train, n_val, n_test, max_new_tokens, n_boot, seed,
                export_model, progress=gr.Progress()):

@@ -7,7 +7,7 @@ import gradio as gr
 from neuroscope import viz
 from neuroscope.explorer import Analysis, analyze, head_direction_deltas, trajectory_pca
 from neuroscope.model.chat import PromptError
-from neuroscope.ui.common import AppContext, user_errors
+from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 LENS_POSITIONS = 16  # the logit lens shows the last positions, where the answer is decided
 COLOUR_NORM = "output norm"
@@ -143,6 +143,7 @@ def build_explorer_tab(ctx: AppContext) -> None:
             return None
         return head_direction_deltas(lm, result.cache, store.get(lm))
 
+    @on_gpu
     @user_errors
     def on_run(text, max_new_tokens, colour_by=COLOUR_NORM, progress=gr.Progress()):
         progress(0.1, desc="Running the model")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -9,7 +11,7 @@ import gradio as gr
 
 from neuroscope import research, viz
 from neuroscope.research import DirectionResult, Generation
-from neuroscope.ui.common import AppContext, user_errors
+from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 CONDITIONS = ("baseline", "ablated", "added")
 CONDITION_TITLES = {
@@ -179,6 +181,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         attention = gr.Plot(label="Attention pattern", scale=3)
     gr.Markdown(GUIDE["attention"])
 
+    @on_gpu
     @user_errors
     def on_intervene(prompt, layer, strength, ablation_form, max_new_tokens, progress=gr.Progress()):
         result = store.get(lm)
@@ -196,6 +199,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         heads = research.top_heads(store.get(lm), k, by)
         return [research.head_label(l, h) for l, h in heads]
 
+    @functools.partial(on_gpu, duration=600)
     @user_errors
     def on_causal(n, progress=gr.Progress()):
         from neuroscope.experiment.heads import measure_maps
@@ -213,6 +217,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             return None
         return head_delta_figure(result, research.parse_heads(chosen, lm.n_layers, lm.n_heads))
 
+    @on_gpu
     @user_errors
     def on_ablate(prompt, heads, max_new_tokens, progress=gr.Progress()):
         result = store.get(lm)
@@ -226,6 +231,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                    f"Baseline: {verdict_markdown(base)}  \nAblated: {verdict_markdown(ablated)}")
         return summary, base.answer, ablated.answer
 
+    @on_gpu
     @user_errors
     def on_attention(prompt, head):
         if not head:

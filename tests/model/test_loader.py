@@ -88,3 +88,70 @@ def test_hub_model_offline_fails_without_retries(monkeypatch):
     monkeypatch.setattr(loader, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(ModelLoadError, match="cannot load the config"):
         load_model("meta-llama/Llama-3.2-3B-Instruct")
+
+
+def _gated():
+    import httpx
+    from huggingface_hub.errors import GatedRepoError
+
+    url = "https://huggingface.co/meta-llama/Llama-3.2-3B-Instruct/resolve/main/config.json"
+    response = httpx.Response(403, request=httpx.Request("GET", url))
+    return GatedRepoError("Access to model meta-llama/Llama-3.2-3B-Instruct is restricted.", response=response)
+
+
+@pytest.mark.parametrize("make", [
+    _gated,
+    lambda: OSError("401 Client Error: Unauthorized for url: https://huggingface.co/meta-llama/x/resolve/main/config.json"),
+    lambda: OSError("403 Client Error: Forbidden for url"),
+])
+def test_gated_or_unauthorised_hub_model_names_hf_token(monkeypatch, make):
+    original = loader.AutoConfig.from_pretrained
+
+    def refuse(path, *args, **kwargs):  # the hub refuses; local folders (the fallback) still load
+        if str(path).startswith("meta-llama/"):
+            raise make()
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(loader, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loader.AutoConfig, "from_pretrained", refuse)
+    with pytest.raises(ModelLoadError, match="HF_TOKEN") as info:
+        load_model("meta-llama/Llama-3.2-3B-Instruct", device="cpu")
+    assert "gated or needs authorisation" in str(info.value)
+    lm, notice = loader.load_with_fallback("meta-llama/Llama-3.2-3B-Instruct", device="cpu")
+    assert "HF_TOKEN" in notice and lm.source in ("demo", "tiny")  # the app falls back and says why
+
+
+def test_placement_spreads_over_devices_only_on_a_gpu(monkeypatch):
+    free = {"cpu": 64 * 2**30, "cuda": 8 * 2**30}
+    monkeypatch.setattr(loader, "available_memory_bytes", lambda device: free[torch.device(device).type])
+    monkeypatch.setattr(loader.torch.cuda, "device_count", lambda: 2)
+    assert loader.placement(torch.device("cpu"), 6 * 2**30) is False
+    assert loader.placement(torch.device("cuda", 0), 6 * 2**30) is False  # fits one GPU
+    assert loader.placement(torch.device("cuda", 0), 20 * 2**30) is True  # 2 x 8 GiB GPUs + 64 GiB RAM
+    with pytest.raises(ModelLoadError, match="GiB"):
+        loader.placement(torch.device("cuda", 0), 200 * 2**30)
+    with pytest.raises(ModelLoadError, match="GiB"):
+        loader.placement(torch.device("cpu"), 100 * 2**30)
+
+
+def test_bf16_weights_keep_their_dtype_and_statistics_are_float32(standin_dir):
+    """bf16 as on a GPU (here on the CPU): no silent upcast of the model, float32/64 statistics."""
+    from neuroscope.analysis.directions import project, unit
+    from neuroscope.model.activations import mean_resid_pre
+    from neuroscope.model.capture import capture
+    from neuroscope.model.forward import next_token_logits
+    from neuroscope.model.interventions import DirectionAblation, DirectionAddition
+
+    lm = load_model(str(standin_dir), device="cpu", dtype="bfloat16")
+    assert {p.dtype for p in lm.hf.parameters()} == {torch.bfloat16}
+    r = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))
+    [cache] = capture(lm, ["How do I bake bread?"], top_k=3, interventions=[DirectionAblation(r)])
+    assert cache.resid_pre.dtype == torch.float32 and cache.importance.dtype == torch.float32
+    # the component is gone up to bf16 rounding of the stream (a few parts in a thousand of its norm)
+    proj = project(cache.resid_post, unit(r)).abs()
+    assert (proj / cache.resid_post.norm(dim=-1)).max() < 2e-2
+    logits = next_token_logits(lm, ["Hi"], [DirectionAddition(r, 1, 2.0)])
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    assert mean_resid_pre(lm, ["Hi", "Bake bread"]).dtype == torch.float64
+    assert {p.dtype for p in lm.hf.parameters()} == {torch.bfloat16}  # still: nothing upcast the weights

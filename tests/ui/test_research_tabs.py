@@ -287,5 +287,8 @@ def test_public_mode_caps_lengths_and_allowlists_models():
 
 def test_space_defaults():
     args = argparse.Namespace(host=None, port=None, public=None)
-    assert serving_defaults(args, {"SPACE_ID": "me/neuroscope"}) == {"host": "0.0.0.0", "port": 7860, "public": True}
-    assert serving_defaults(args, {}) == {"host": "127.0.0.1", "port": None, "public": None}
+    assert serving_defaults(args, {"SPACE_ID": "me/neuroscope"}) == {"host": "0.0.0.0", "port": 7860, "public": True,
+                                                                     "device": None}
+    assert serving_defaults(args, {}) == {"host": "127.0.0.1", "port": None, "public": None, "device": None}
+    zero = serving_defaults(args, {"SPACE_ID": "me/neuroscope", "SPACES_ZERO_GPU": "true"})
+    assert zero["device"] == "cuda" and zero["public"] is True

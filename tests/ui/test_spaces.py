@@ -1,0 +1,69 @@
+"""ZeroGPU: every model-running handler is wrapped with ``spaces.GPU`` where ``spaces`` is installed,
+and the app works the same where it is not (a stub module stands in for the package)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+
+import pytest
+
+from neuroscope.model import _compat  # noqa: F401
+
+gradio_client = pytest.importorskip("gradio_client")
+
+MODEL_HANDLERS = {"on_compute", "on_load", "on_run", "on_intervene", "on_causal", "on_ablate", "on_attention"}
+
+
+def _stub_spaces(calls: list[str]) -> types.ModuleType:
+    module = types.ModuleType("spaces")
+
+    def GPU(duration: int = 60):  # noqa: N802  (the package's own name)
+        def decorate(fn):
+            @functools.wraps(fn)
+            def run(*args, **kwargs):
+                calls.append(fn.__name__)
+                return fn(*args, **kwargs)
+            return run
+        return decorate
+
+    module.GPU = GPU
+    return module
+
+
+def _serve(settings):
+    from neuroscope.model.tiny import build_tiny_model
+    from neuroscope.ui.app import build_app
+    from neuroscope.ui.common import AppContext
+
+    demo = build_app(AppContext(lm=build_tiny_model(seed=2), settings=settings))
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    return demo
+
+
+def _wrapped(demo) -> dict[str, int]:
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    return {f.fn.__name__: getattr(f.fn, "__neuroscope_gpu__") for f in fns
+            if f.fn is not None and hasattr(f.fn, "__neuroscope_gpu__")}
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_model_handlers_run_on_zero_gpu_when_spaces_is_installed(monkeypatch, installed):
+    from neuroscope.config import Settings
+
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "spaces", _stub_spaces(calls) if installed else None)  # None: ImportError
+    demo = _serve(Settings(max_new_tokens=2))
+    try:
+        wrapped = _wrapped(demo)
+        if installed:
+            assert set(wrapped) == MODEL_HANDLERS and wrapped["on_causal"] == 600
+        else:
+            assert wrapped == {}
+        client = gradio_client.Client(demo.local_url, verbose=False, download_files=False)
+        summary = client.predict("How do I bake bread?", 2, "output norm", api_name="/analyze")[7]
+        assert summary["prompt"] == "How do I bake bread?"
+        assert calls == (["on_run"] if installed else [])
+    finally:
+        demo.close()
