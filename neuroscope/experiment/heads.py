@@ -210,12 +210,18 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
         drop = h.baseline_score - top
         if drop < share * drop_dir:
             continue
+        raised = [kk for kk, t in zip(h.ks, h.top_scores) if kk < k and t > h.baseline_score]
+        caveat = (f" The top {' and '.join(map(str, raised))} alone, mean-ablated, raise the score instead: mean "
+                  "ablation replaces a head's output everywhere by its harmless average, not by the paired prompt's "
+                  "output the patching ranked it with, so single-head effects do not simply add up."
+                  if raised else "")
         if all(top < x for x in rand):
             return (single + f"A small head set carries much of refusal: mean-ablating the top {k} head(s) by "
                     f"activation patching removes {drop / drop_dir:.0%} of the refusal-score drop that direction "
                     f"ablation achieves (score {top:.2f} [{lo:.2f}, {hi:.2f}]), more than every one of {len(rand)} "
                     f"random {k}-head sets. This supports a causal role for that set on these prompts; it does not "
-                    "show that the heads compute refusal alone (MLPs and later layers read what they write). " + sig)
+                    "show that the heads compute refusal alone (MLPs and later layers read what they write)."
+                    + caveat + " " + sig)
         better = sum(x <= top for x in rand)
         return (single + f"No small head set is singled out: the top {k} heads by activation patching, mean-ablated, "
                 f"remove {drop / drop_dir:.0%} of the refusal-score drop of direction ablation, but {better} of "

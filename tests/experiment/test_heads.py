@@ -118,3 +118,9 @@ def test_verdict_is_honest():
 def test_verdict_needs_an_effect_to_explain():
     assert verdict(_fake([1.0, -1.0], [[1.9, 2.0], [1.7, 1.9]], base=2.0, direction=1.7)).startswith(
         "Ablating the refusal direction lowers the refusal score by only")
+
+
+def test_verdict_says_when_smaller_top_sets_go_the_other_way():
+    text = verdict(_fake([2.5, -1.0], [[1.9, 2.0], [1.7, 1.9]]))
+    assert text.startswith("A small head set") and "The top 1 alone, mean-ablated, raise the score instead" in text
+    assert "raise the score" not in verdict(_fake([1.0, -1.0], [[1.9, 2.0], [1.7, 1.9]]))

@@ -44,7 +44,7 @@ def _serve(settings):
 
 def _wrapped(demo) -> dict[str, int]:
     fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
-    return {f.fn.__name__: getattr(f.fn, "__neuroscope_gpu__") for f in fns
+    return {f.fn.__name__: f.fn.__neuroscope_gpu__ for f in fns
             if f.fn is not None and hasattr(f.fn, "__neuroscope_gpu__")}
 
 
