@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 from neuroscope.model import _compat  # noqa: F401
 
@@ -21,12 +23,17 @@ from neuroscope.experiment import ExperimentConfig, load_experiment_data, run_ex
 from neuroscope.model.generate import generate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="demo", help="model spec ('demo', a folder, a hub id, or 'tiny')")
     p.add_argument("--data-dir", default="", help="research prompt sets (default: $NEUROSCOPE_DATA_DIR, else curated)")
-    p.add_argument("--out", default="", help="output folder (default: a temporary folder, removed afterwards)")
-    args = p.parse_args()
+    p.add_argument("--out", default="", help="a new or empty output folder, kept (default: a temporary folder, "
+                   "removed afterwards)")
+    args = p.parse_args(argv)
+    if args.out and Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+        # every step must run (nothing resumed), and a user's folder is never deleted
+        print(f"bench_experiment: error: --out {args.out} must be a new or empty folder", file=sys.stderr)
+        return 2
     if args.model == "tiny":
         from neuroscope.model.tiny import build_tiny_model
 
@@ -38,7 +45,6 @@ def main() -> None:
     config = ExperimentConfig(data_dir=args.data_dir)
     data = load_experiment_data(config)
     out = args.out or tempfile.mkdtemp(prefix="bench-experiment-")
-    shutil.rmtree(out, ignore_errors=True)
     prompts = [q.instruction for q in data.test_harmful]
     t0 = time.perf_counter()
     generate(lm, prompts, config.max_new_tokens, batch_size=config.batch_size)
@@ -52,9 +58,10 @@ def main() -> None:
     for step, seconds in result.seconds.items():
         print(f"  {step:<18} {seconds:7.1f} s  ({seconds / baseline:5.1f}x baseline)")
     print(f"full experiment: {total:.1f} s = {total / 60:.1f} min = {total / baseline:.1f}x baseline")
-    if not args.out:
+    if not args.out:  # only the folder this script made
         shutil.rmtree(out, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

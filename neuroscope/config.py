@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuroscope.errors import UserError
+
 DEFAULT_MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 DEMO_MODEL_ALIAS = "demo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +26,7 @@ PUBLIC_MODELS = (DEMO_MODEL_ALIAS, "meta-llama/Llama-3.2-1B-Instruct", "meta-lla
 PUBLIC_CAPS = {"max_prompt_tokens": 256, "max_new_tokens": 48, "max_new_tokens_limit": 64}
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """A setting has a value that cannot be used; the message says which and why."""
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuroscope.errors import UserError
+
 ENV_DATA_DIR = "NEUROSCOPE_DATA_DIR"
 CURATED_PAIRS_PATH = Path(__file__).resolve().parent.parent / "data" / "contrastive_pairs.jsonl"
 
@@ -57,7 +59,7 @@ class Prompt:
             raise ValueError("Prompt.instruction must be a non-empty string")
 
 
-class PromptFileError(ValueError):
+class PromptFileError(UserError):
     """A prompt file or source cannot be read; the message is meant for the end user."""
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from neuroscope.errors import UserError
 from neuroscope.analysis.directions import CandidateScores, Selection, cosine_similarity_matrix, unit
 from neuroscope.analysis.heads import (
     RANKING_RULE,
@@ -63,7 +64,7 @@ MAX_HEAD_PROMPTS = 64  # prompts per side behind the head Δ, its baseline and t
 MAX_STRENGTH = 50.0  # |strength| beyond this only produces noise; a typo guard, not a science limit
 
 
-class ResearchError(ValueError):
+class ResearchError(UserError):
     """A research request cannot be served; the message is for the user."""
 
 

@@ -21,11 +21,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from neuroscope.errors import UserError
+
 TMP_PREFIX = ".tmp-"
 DIRECTION_FORMAT = "neuroscope-direction/1"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UserError):
     """An artifact is missing, malformed or from another format; the message is for the user."""
 
 

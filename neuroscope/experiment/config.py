@@ -8,8 +8,10 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from neuroscope.errors import UserError
 
-class ExperimentError(ValueError):
+
+class ExperimentError(UserError):
     """The experiment cannot run as configured; the message is one line meant for the user."""
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from neuroscope.errors import UserError
+
 
 @dataclass(frozen=True)
 class FamilyPaths:
@@ -38,7 +40,7 @@ FAMILIES: dict[str, FamilyPaths] = {
 }
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(UserError):
     """The model's architecture has no access map."""
 
 

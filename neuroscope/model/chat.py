@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from neuroscope.errors import UserError
+
 # Llama-3-style template (the bundled demo model and the tiny test models use it; hub models bring
 # their own). The BOS comes from the template text, so tokenising must not add a second one.
 LLAMA3_CHAT_TEMPLATE = (
@@ -24,7 +26,7 @@ CHAT_TEMPLATE_KWARGS: dict[str, str] = {"date_string": "26 Jul 2024"}
 _ALLOWED_CONTROL = {"\n", "\t", "\r"}
 
 
-class PromptError(ValueError):
+class PromptError(UserError):
     """A prompt cannot be run; the message is meant for the user."""
 
 

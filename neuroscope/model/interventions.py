@@ -18,12 +18,13 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from neuroscope.errors import UserError
 from neuroscope.analysis.directions import ablate, unit
 
 SITES = ("resid_pre", "head_z", "attn_out", "mlp_out")
 
 
-class InterventionError(ValueError):
+class InterventionError(UserError):
     """An intervention's parameters are invalid for this model; the message is for the user."""
 
 

@@ -20,13 +20,14 @@ import torch
 from nnsight import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from neuroscope.errors import UserError
 from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR
 from neuroscope.model.access import Access, UnsupportedModelError, family_of
 from neuroscope.model.interventions import Tracing
 from neuroscope.model.chat import CHAT_TEMPLATE_KWARGS, PromptError, clean_instruction
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model could not be loaded; the message says why in words a user can act on."""
 
 

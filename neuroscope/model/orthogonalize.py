@@ -37,6 +37,7 @@ import nnsight
 import torch
 from torch import Tensor
 
+from neuroscope.errors import UserError
 from neuroscope.model.generate import _batches
 from neuroscope.model.interventions import DirectionAblation, Intervention, validate_all, walk_layers
 
@@ -44,7 +45,7 @@ FORMS = ("zero", "mean")
 EMBED_CHUNK = 8192  # embedding rows edited at a time (128,256 x 3072 in float64 would be 3 GB)
 
 
-class WeightEditError(ValueError):
+class WeightEditError(UserError):
     """The edit cannot be written into this model's weights; the message is for the user."""
 
 

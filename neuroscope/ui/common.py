@@ -11,15 +11,15 @@ from typing import Any, Callable
 import gradio as gr
 
 from neuroscope.config import Settings
-from neuroscope.model.chat import PromptError
-from neuroscope.model.interventions import InterventionError
+from neuroscope.errors import UserError
 from neuroscope.model.loader import GATED_HELP
 from neuroscope.research import DirectionStore
 
 log = logging.getLogger("neuroscope.ui")
 
-# Errors caused by what the user typed or chose: shown as a message, the app keeps serving.
-USER_ERRORS: tuple[type[BaseException], ...] = (PromptError, InterventionError, ValueError)
+# Errors caused by what the user typed or chose: shown as a message, the app keeps serving. Every
+# other exception is a bug: logged with its traceback, reported as a short generic message.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)
 
 
 @dataclass

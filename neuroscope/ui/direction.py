@@ -83,9 +83,31 @@ def cosine_figure(result: DirectionResult):
                              axis_title="Candidate direction")
 
 
+KEEP_DIRECTION_FILES = 8  # download files kept in the app's folder (the current direction's is always among them)
+
+
+def directions_folder() -> Path:
+    return Path(tempfile.gettempdir()) / "neuroscope-directions"
+
+
 def direction_file(result: DirectionResult) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="neuroscope-direction-"))
-    return str(research.save_current(result, folder / f"refusal_direction_L{result.layer}_P{result.position}.safetensors"))
+    """The download file of a direction: written once per direction, not once per page load.
+
+    Files live in one folder; beyond ``KEEP_DIRECTION_FILES`` the oldest are removed, so a public
+    Space's disk does not fill up with one file per visitor.
+    """
+    import hashlib
+
+    folder = directions_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{result.model_name}|{result.created!r}|{result.origin}".encode()).hexdigest()[:12]
+    path = folder / f"refusal_direction_L{result.layer}_P{result.position}_{key}.safetensors"
+    if not path.is_file():
+        research.save_current(result, path)
+        files = sorted(folder.glob("refusal_direction_*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[KEEP_DIRECTION_FILES:]:
+            old.unlink(missing_ok=True)
+    return str(path)
 
 
 def views(result: DirectionResult | None):

@@ -83,3 +83,27 @@ def test_public_banner_keeps_the_hf_token_hint_and_hides_the_rest():
     assert "HF_TOKEN" in text and "Could not load meta-llama/Llama-3.2-3B-Instruct" in text
     other = AppContext(lm=lm, settings=Settings(public=True), notice="Could not load org/model: no config.json in /srv/x")
     assert "/srv/x" not in banner_markdown(other) and "HF_TOKEN" not in banner_markdown(other)
+
+
+def test_internal_errors_are_logged_and_not_shown_as_input_advice(caplog):
+    """Only a UserError's message reaches the user; any other exception (a plain ValueError included)
+    is a bug: logged with its traceback, reported generically."""
+    import gradio as gr
+
+    from neuroscope.research import ResearchError
+    from neuroscope.ui.common import user_errors
+
+    @user_errors
+    def buggy():
+        raise ValueError("index 7 out of range in some_internal_table")
+
+    @user_errors
+    def bad_input():
+        raise ResearchError("k must be between 0 and 48, got 99")
+
+    with caplog.at_level("ERROR", logger="neuroscope.ui"), pytest.raises(gr.Error) as err:
+        buggy()
+    assert "internal error (ValueError)" in str(err.value) and "some_internal_table" not in str(err.value)
+    assert any("some_internal_table" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    with pytest.raises(gr.Error, match="k must be between 0 and 48"):
+        bad_input()

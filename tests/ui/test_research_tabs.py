@@ -292,3 +292,21 @@ def test_space_defaults():
     assert serving_defaults(args, {}) == {"host": "127.0.0.1", "port": None, "public": None, "device": None}
     zero = serving_defaults(args, {"SPACE_ID": "me/neuroscope", "SPACES_ZERO_GPU": "true"})
     assert zero["device"] == "cuda" and zero["public"] is True
+
+
+def test_page_loads_do_not_write_a_file_each(served, client, computed, tmp_path, monkeypatch):
+    """Every page load shows the current direction's download: one file per direction, not per visit,
+    and at most KEEP_DIRECTION_FILES of them (a public Space's disk must not fill up)."""
+    import dataclasses
+
+    from neuroscope.ui import direction as tab
+
+    monkeypatch.setattr(tab, "directions_folder", lambda: tmp_path / "dirs")
+    _, ctx = served
+    result = ctx.directions.get(ctx.lm)
+    first = [tab.views(result)[4] for _ in range(5)]  # five page loads
+    assert len(set(first)) == 1 and len(list((tmp_path / "dirs").iterdir())) == 1
+    for i in range(tab.KEEP_DIRECTION_FILES + 3):  # many new directions
+        tab.views(dataclasses.replace(result, created=result.created + i + 1))
+    kept = list((tmp_path / "dirs").iterdir())
+    assert len(kept) == tab.KEEP_DIRECTION_FILES

@@ -1,0 +1,14 @@
+"""The benchmark scripts never delete what a user gave them."""
+
+from __future__ import annotations
+
+
+def test_bench_experiment_keeps_a_user_folder(tmp_path, capsys):
+    from benchmarks.bench_experiment import main
+
+    out = tmp_path / "my-results"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["--model", "tiny", "--out", str(out)]) == 2
+    assert (out / "notes.txt").read_text() == "mine"  # the old script removed the whole folder
+    assert "new or empty folder" in capsys.readouterr().err
