@@ -18,6 +18,7 @@ DEFAULT_MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 DEMO_MODEL_ALIAS = "demo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL_DIR = REPO_ROOT / "assets" / "demo-model"
+DEMO_DIRECTION = DEMO_MODEL_DIR / "direction.safetensors"  # its refusal direction, from the experiment on the research sets
 
 
 # Public mode: only these models may be served, and these caps replace larger settings.

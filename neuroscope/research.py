@@ -237,7 +237,7 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
 
 
 def direction_from_file(lm: Any, path: str | Path, data: ContrastiveSet, batch_size: int = 16,
-                        progress: Progress | None = None) -> DirectionResult:
+                        progress: Progress | None = None, origin: str = "loaded") -> DirectionResult:
     """Loads a saved direction (``save_direction`` format) and describes it on a contrastive set.
 
     Raises:
@@ -263,14 +263,23 @@ def direction_from_file(lm: Any, path: str | Path, data: ContrastiveSet, batch_s
                           progress=None if tick is None else lambda d, t: tick(0.5 + 0.5 * d / t, "mean activations: harmless"))
     candidates = Candidates(mu_h, mu_b, mu_h - mu_b, position_labels(lm))
     source = meta.get("model", "unknown model")
-    return describe(lm, direction, layer, position, data, candidates=candidates, origin="loaded",
+    target = meta.get("mean_target")
+    target = (torch.tensor(target, dtype=torch.float32) if isinstance(target, list) and len(target) == lm.n_layers
+              and all(isinstance(x, (int, float)) and math.isfinite(x) for x in target) else None)
+    return describe(lm, direction, layer, position, data, candidates=candidates, origin=origin,
                     reason=f"loaded from a saved file (computed on {source}, layer {layer}, position {position}; "
-                           f"P={P} positions here)", progress=_tick(progress, 0.4, 0.6), batch_size=batch_size)
+                           f"P={P} positions here)", progress=_tick(progress, 0.4, 0.6), batch_size=batch_size,
+                    mean_target=target)
 
 
 def describe(lm: Any, direction: Tensor, layer: int, position: int, data: ContrastiveSet, candidates: Candidates,
-             origin: str, reason: str, batch_size: int = 16, progress: Progress | None = None) -> DirectionResult:
-    """Computes what the views show about a direction: separation, cosines, head Δ and means."""
+             origin: str, reason: str, batch_size: int = 16, progress: Progress | None = None,
+             mean_target: Tensor | None = None) -> DirectionResult:
+    """Computes what the views show about a direction: separation, cosines, head Δ and means.
+
+    ``mean_target`` ([n_layers]) keeps the mean-ablation target the direction was saved with (the
+    harmless mean of the data it was computed on) instead of re-measuring it on ``data``.
+    """
     r = unit(direction.float())
     if progress:
         progress(0.0, "projecting held-out prompts on the direction")
@@ -290,7 +299,8 @@ def describe(lm: Any, direction: Tensor, layer: int, position: int, data: Contra
     z_b = mean_head_z(lm, data.train_harmless, batch_size=batch_size)
     if progress:
         progress(0.8, "mean-ablation targets")
-    target = projection_means(lm, data.train_harmless, r, batch_size=batch_size)
+    target = mean_target if mean_target is not None else projection_means(lm, data.train_harmless, r,
+                                                                          batch_size=batch_size)
     if progress:
         progress(1.0, "done")
     return DirectionResult(
@@ -385,6 +395,23 @@ def select_from_record(sel: dict[str, Any], scores: CandidateScores) -> Selectio
                      pos_index=int(sel["pos_index"]), bypass=float(sel["bypass"]), induce=float(sel["induce"]),
                      kl=float(sel["kl"]), reason=sel["reason"], filtered=scores.bypass.isnan(),
                      fallback=bool(sel.get("fallback", False)))
+
+
+def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
+    """The direction shipped with the bundled demo model, described on the default prompt set.
+
+    So that a first visit's Interventions tab works on the first click, offline, without a data
+    folder: the direction was selected by the experiment on the research sets (see its file's
+    metadata); the views are described on whatever set this installation offers (research sets, or
+    the curated pairs). None for any other model.
+    """
+    from neuroscope.config import DEMO_DIRECTION
+
+    if lm.source != "demo" or not DEMO_DIRECTION.is_file():
+        return None
+    name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
+    data = load_contrastive_set(name, 64, 16)
+    return direction_from_file(lm, DEMO_DIRECTION, data, batch_size=batch_size, origin="shipped with the demo model")
 
 
 def save_current(result: DirectionResult, path: str | Path) -> Path:

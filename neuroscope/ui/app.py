@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from neuroscope import research
 from neuroscope.config import Settings, public_settings
 from neuroscope.model.loader import load_with_fallback
 from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
@@ -51,8 +52,12 @@ def create_context(settings: Settings) -> AppContext:
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
-    """Builds the Blocks app for a loaded model."""
+    """Builds the Blocks app for a loaded model (the demo model starts with its shipped direction)."""
     hide_local_paths(ctx.settings.public)
+    if ctx.directions.peek(ctx.lm) is None:
+        shipped = research.shipped_direction(ctx.lm)
+        if shipped is not None:
+            ctx.directions.set(shipped)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")
