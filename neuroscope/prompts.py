@@ -227,6 +227,26 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path | None:
     return path
 
 
+def research_source(data_dir: str | Path | None = None) -> str | None:
+    """Where the research prompt sets can come from now: ``"local"`` (a data folder), ``"hub"`` (the
+    Hugging Face Hub is reachable and allowed), or None (neither: only the curated pairs).
+
+    Raises:
+        PromptSourceError: The configured folder does not exist.
+    """
+    from neuroscope.hub import hub_offline, hub_reachable
+
+    if resolve_data_dir(data_dir) is not None:
+        return "local"
+    if not hub_offline() and hub_reachable():
+        return "hub"
+    return None
+
+
+NO_RESEARCH_SETS = ("the research prompt sets need a data folder (NEUROSCOPE_DATA_DIR or --data-dir) or the Hugging "
+                    "Face Hub, and neither is available here; the curated pairs are bundled")
+
+
 def load_source(name: str, data_dir: str | Path | None = None) -> list[Prompt]:
     """Load a named prompt source (see :data:`SOURCES`).
 

@@ -53,7 +53,13 @@ from neuroscope.model.chat import PromptError, clean_instruction, refusal_token_
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, HeadAblation, Intervention
-from neuroscope.prompts import PromptFileError, deterministic_split, load_curated_pairs, resolve_data_dir
+from neuroscope.prompts import (
+    NO_RESEARCH_SETS,
+    PromptFileError,
+    deterministic_split,
+    load_curated_pairs,
+    research_source,
+)
 
 Progress = Callable[[float, str], None]
 
@@ -83,10 +89,11 @@ class ContrastiveSet:
 
 
 def contrastive_set_names(public: bool = False) -> list[str]:
-    """Sets this installation can offer: curated always; research sets when a data folder is set."""
+    """Sets this installation can offer: curated always; the research sets when they can be loaded
+    (a data folder, or the Hugging Face Hub when online); uploads outside public mode."""
     names = [CURATED]
     try:
-        if resolve_data_dir() is not None:
+        if research_source() is not None:
             names.append(RESEARCH)
     except PromptFileError:
         pass
@@ -112,6 +119,8 @@ def load_contrastive_set(name: str, n_train: int, n_val: int, seed: int = 0, har
     if name in (RESEARCH, UPLOADED):
         if name == UPLOADED and not (harmful_file and harmless_file):
             raise ResearchError("upload both a harmful and a harmless prompt file (txt, csv, json or jsonl)")
+        if name == RESEARCH and _research_source_or_none() is None:
+            raise ResearchError(NO_RESEARCH_SETS)
         config = ExperimentConfig(n_train=n_train, n_val=n_val, seed=seed, n_xstest=0,
                                   harmful_file=harmful_file or "" if name == UPLOADED else "",
                                   harmless_file=harmless_file or "" if name == UPLOADED else "")
@@ -125,6 +134,13 @@ def load_contrastive_set(name: str, n_train: int, n_val: int, seed: int = 0, har
                               texts(data.val_harmless), f"{description}: {len(data.train_harmful)}+"
                               f"{len(data.train_harmless)} train, {len(data.val_harmful)}+{len(data.val_harmless)} validation")
     raise ResearchError(f"unknown contrastive set {name!r}; choose one of: {', '.join([CURATED, RESEARCH, UPLOADED])}")
+
+
+def _research_source_or_none() -> str | None:
+    try:
+        return research_source()
+    except PromptFileError:
+        return None
 
 
 # --------------------------------------------------------------------------- the direction

@@ -116,7 +116,7 @@ def test_encoding_masks_the_prompt_and_batches_pad(small_tokenizer):
     pad = small_tokenizer.convert_tokens_to_ids("<|end_of_text|>")
     batches = list(make_batches(enc, 4, pad, random.Random(0)))
     assert sum(b[0].shape[0] for b in batches) == len(enc)
-    for ids, mask, labels in batches:
+    for _ids, mask, labels in batches:
         assert ((labels != IGNORE) <= mask.bool()).all()
 
 

@@ -411,3 +411,45 @@ def test_length_match_report_on_curated_pairs_and_plain_callable():
     as_strings = [(h.instruction, b.instruction) for h, b in pairs]
     plain = length_match_report(as_strings, lambda s: s.split())
     assert plain["diffs"] == report["diffs"] and set(plain["per_category"]) == {"uncategorised"}
+
+
+def test_research_sets_come_from_a_folder_or_the_hub_when_online(tmp_path, monkeypatch):
+    from neuroscope import hub, prompts
+
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", str(tmp_path))
+    assert prompts.research_source() == "local"
+    monkeypatch.delenv("NEUROSCOPE_DATA_DIR")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert prompts.research_source() is None  # offline and no folder: the curated pairs only
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
+    assert prompts.research_source() == "hub"
+
+
+def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatch):
+    from neuroscope import research
+    from neuroscope.experiment import ExperimentConfig
+    from neuroscope.experiment import data as data_mod
+    from neuroscope.prompts import NO_RESEARCH_SETS, Prompt
+
+    monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)
+    monkeypatch.setattr(research, "research_source", lambda *a, **k: "hub")
+    assert research.RESEARCH in research.contrastive_set_names()
+    fetched = []
+
+    def from_hub(name, folder=None):  # stands in for `datasets` downloading each source
+        fetched.append((name, folder))
+        harmful = "harmful" in name or name == "jailbreakbench"
+        return [Prompt(f"{name} prompt number {i}", source=name, harmful=harmful) for i in range(40)]
+
+    monkeypatch.setattr(data_mod, "research_source", lambda *a, **k: "hub")
+    monkeypatch.setattr(data_mod, "load_source", from_hub)
+    data = data_mod.load_experiment_data(ExperimentConfig(n_xstest=0))
+    assert "Hugging Face Hub" in data.description and all(folder is None for _, folder in fetched)
+    assert {"arditi_harmful_train", "jailbreakbench"} <= {n for n, _ in fetched}
+    monkeypatch.setattr(research, "research_source", lambda *a, **k: None)
+    assert research.RESEARCH not in research.contrastive_set_names()
+    with pytest.raises(research.ResearchError, match="neither is available"):
+        research.load_contrastive_set(research.RESEARCH, 8, 4)
+    assert "data folder" in NO_RESEARCH_SETS

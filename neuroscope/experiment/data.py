@@ -26,6 +26,7 @@ from neuroscope.prompts import (
     load_prompt_file,
     load_source,
     near_duplicates,
+    research_source,
     resolve_data_dir,
 )
 
@@ -103,6 +104,8 @@ def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
         folder = resolve_data_dir(config.data_dir or None)
         if folder is not None:
             return _from_research_sets(config, str(folder))
+        if research_source() == "hub":  # online: the research sets, downloaded with `datasets`
+            return _from_research_sets(config, None)
         return _from_curated(config)
     except PromptFileError as err:  # includes PromptSourceError
         raise ExperimentError(str(err)) from None
@@ -158,7 +161,8 @@ def subsample_pairs(pairs: Sequence[tuple[Prompt, Prompt]], n: int, seed: int) -
     return [items[i] for i in sorted(order[:n])]
 
 
-def _from_research_sets(config: ExperimentConfig, folder: str) -> ExperimentData:
+def _from_research_sets(config: ExperimentConfig, folder: str | None) -> ExperimentData:
+    """The research sets from a local folder, or from the Hugging Face Hub when ``folder`` is None."""
     seed = config.seed
     train_h = subsample(load_source("arditi_harmful_train", folder), config.n_train, seed)
     test_h = subsample(load_source("jailbreakbench", folder), config.n_test, seed)
@@ -175,7 +179,7 @@ def _from_research_sets(config: ExperimentConfig, folder: str) -> ExperimentData
         test_harmless=subsample(load_source("arditi_harmless_test", folder), config.n_test_harmless, seed),
         xstest_safe=subsample([p for p in xstest if not p.harmful], config.n_xstest, seed),
         xstest_unsafe=subsample([p for p in xstest if p.harmful], config.n_xstest, seed),
-        description=(f"research sets from {folder}: Arditi et al. splits (train/val), JailbreakBench and "
+        description=(f"research sets from {folder or 'the Hugging Face Hub'}: Arditi et al. splits (train/val), JailbreakBench and "
                      f"Arditi harmless test (held out), XSTest (over-refusal); seed {seed}"),
         sources={"train": "arditi_harmful_train / arditi_harmless_train",
                  "val": "arditi_harmful_val / arditi_harmless_val",

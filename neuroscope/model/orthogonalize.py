@@ -40,6 +40,7 @@ from torch import Tensor
 from neuroscope.errors import UserError
 from neuroscope.model.generate import _batches
 from neuroscope.model.interventions import DirectionAblation, Intervention, validate_all, walk_layers
+from neuroscope.model.loaded import wrap
 
 FORMS = ("zero", "mean")
 EMBED_CHUNK = 8192  # embedding rows edited at a time (128,256 x 3072 in float64 would be 3 GB)
@@ -191,8 +192,6 @@ def orthogonalized_copy(lm: Any, direction: Tensor, edit: WeightEdit = WeightEdi
 
     Needs memory for a second copy of the weights.
     """
-    from neuroscope.model.loader import wrap
-
     check_exportable(lm, edit)
     hf = copy.deepcopy(lm.hf)
     tokenizer = copy.deepcopy(lm.tokenizer)

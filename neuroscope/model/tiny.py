@@ -13,6 +13,7 @@ from transformers import LlamaConfig, MistralConfig, PreTrainedTokenizerFast, Qw
 from transformers import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
 
 from neuroscope.model.chat import LLAMA3_CHAT_TEMPLATE, LLAMA3_SPECIAL_TOKENS
+from neuroscope.model.loaded import wrap
 
 _FAMILIES = {
     "llama": (LlamaConfig, LlamaForCausalLM),
@@ -59,8 +60,6 @@ def build_tiny_hf(family: str = "llama", seed: int = 0, n_layers: int = 3, d_mod
 
 def build_tiny_model(family: str = "llama", seed: int = 0, **shape):
     """A wrapped tiny random model (``LoadedModel``) named so nobody mistakes it for a real one."""
-    from neuroscope.model.loader import wrap
-
     tok = byte_tokenizer()
     hf = build_tiny_hf(family=family, seed=seed, vocab_size=len(tok), **shape)
     return wrap(hf, tok, name=f"tiny random {family} (untrained)", source="tiny")

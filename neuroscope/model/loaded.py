@@ -1,0 +1,248 @@
+"""The loaded model: what every other module of the model layer works with.
+
+``LoadedModel`` bundles the nnsight wrapper, the plain Hugging Face module, the tokenizer, the
+family's access map and the lock that serialises traces; ``wrap`` builds one from an HF model.
+Loading from a hub id, a folder or ``"demo"`` lives in :mod:`neuroscope.model.loader`, which imports
+this module (and the tiny test models import it too), so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuroscope.model import _compat  # noqa: F401  (must precede nnsight)
+
+import torch
+from nnsight import TransformersModel
+from transformers import PreTrainedModel
+
+from neuroscope.errors import UserError
+from neuroscope.model.access import Access, UnsupportedModelError, family_of
+from neuroscope.model.chat import CHAT_TEMPLATE_KWARGS, PromptError, clean_instruction
+from neuroscope.model.interventions import Tracing
+
+
+class ModelLoadError(UserError, RuntimeError):
+    """A model could not be loaded; the message says why in words a user can act on."""
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model: the nnsight wrapper, the plain HF module, its tokenizer and a lock.
+
+    Every trace or generation must hold ``lock``: nnsight traces are not thread-safe, and the lock
+    also guarantees that one request's interventions never overlap another's run.
+    """
+
+    nn: TransformersModel
+    hf: PreTrainedModel
+    tokenizer: object
+    access: Access
+    name: str
+    source: str  # "hub", "local", "demo" or "tiny"
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Where traces run: False (here), True (NDIF, nnsight's remote execution) or "local" (nnsight's
+    # simulation of a remote run: serialized and deserialized with the project's modules hidden).
+    remote: bool | str = False
+
+    # ---- tracing -----------------------------------------------------------------------------
+    @property
+    def tracing(self) -> Tracing:
+        """What trace bodies may reference (``Tracing``): never ``self``, which holds a lock."""
+        return Tracing(self.nn, self.access, self.n_layers, self.n_heads, self.d_head)
+
+    def run_options(self) -> dict[str, Any]:
+        """Keyword arguments of every ``nn.trace`` / ``nn.generate``: ``{}`` here, ``{"remote": ...}`` remotely.
+
+        Call sites write ``with lm.nn.trace(inputs, **lm.run_options()):`` themselves: nnsight
+        compiles the ``with`` block it is entered from, so the tracer cannot be made in a helper.
+
+        Raises:
+            RemoteUnavailable: Remote execution without an API key.
+        """
+        if not self.remote:
+            return {}
+        check_remote(self.remote)
+        return {"remote": self.remote}
+
+    # ---- shape facts -------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.hf.config
+
+    @property
+    def n_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.config.num_attention_heads
+
+    @property
+    def n_kv_heads(self) -> int:
+        return getattr(self.config, "num_key_value_heads", None) or self.n_heads
+
+    @property
+    def d_model(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def d_head(self) -> int:
+        return getattr(self.config, "head_dim", None) or self.d_model // self.n_heads
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_output_embeddings().weight.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf.parameters()).dtype
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source in ("demo", "tiny")
+
+    # ---- chat formatting ---------------------------------------------------------------------
+    def encode_chat(self, instructions: list[str], max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Applies the chat template once (one BOS) and left-pads a batch.
+
+        Args:
+            instructions: User messages, already validated.
+            max_tokens: Reject any prompt longer than this many tokens.
+
+        Returns:
+            ``(input_ids [B, S] long, attention_mask [B, S] long)`` on the model's device.
+
+        Raises:
+            PromptError: A prompt is longer than ``max_tokens``.
+        """
+        conversations = [[{"role": "user", "content": text}] for text in instructions]
+        enc = self.tokenizer.apply_chat_template(
+            conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True,
+            **CHAT_TEMPLATE_KWARGS,
+        )
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if max_tokens is not None:
+            lengths = mask.sum(-1)
+            too_long = (lengths > max_tokens).nonzero().flatten().tolist()
+            if too_long:
+                raise PromptError(
+                    f"the prompt is {int(lengths[too_long[0]])} tokens long with the chat template; "
+                    f"the limit is {max_tokens} tokens"
+                )
+        return ids.to(self.device), mask.to(self.device)
+
+    def encode_instruction(self, text: object, max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validates one user instruction and encodes it. Raises ``PromptError`` with a clear message."""
+        return self.encode_chat([clean_instruction(text)], max_tokens=max_tokens)
+
+    @property
+    def n_post_instruction(self) -> int:
+        """Number of template tokens after the instruction (the 'post-instruction' positions)."""
+        return len(self.post_instruction_ids)
+
+    @property
+    def post_instruction_ids(self) -> list[int]:
+        marker = "\x00NEUROSCOPE_INSTRUCTION\x00"
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False, **CHAT_TEMPLATE_KWARGS
+        )
+        suffix = text.split(marker, 1)[1]
+        return self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+
+    def token_strings(self, ids: torch.Tensor | list[int]) -> list[str]:
+        """Each id decoded on its own (``[S]`` ids -> ``S`` strings)."""
+        return [self.tokenizer.decode([int(i)]) for i in ids]
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id}
+        eot = self.tokenizer.convert_tokens_to_ids("<|eot_id|>")
+        if isinstance(eot, int) and eot != self.tokenizer.unk_token_id:
+            ids.add(eot)
+        gen_eos = getattr(self.hf.generation_config, "eos_token_id", None)
+        ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        return sorted(i for i in ids if i is not None)
+
+    # ---- weights (read-only views) -----------------------------------------------------------
+    @property
+    def has_weights(self) -> bool:
+        """False for a model that runs on NDIF: its local copy is a weightless (meta) skeleton."""
+        return self.remote is not True
+
+    def require_weights(self, what: str) -> None:
+        """Raises ``RemoteUnavailable`` when ``what`` needs weights this machine does not hold."""
+        if not self.has_weights:
+            raise RemoteUnavailable(f"{what} needs the model's weights on this machine; in remote mode (NDIF) only "
+                                    "traces run (answers, activations, interventions, patching)")
+
+    def o_proj_weight(self, layer: int) -> torch.Tensor:
+        """``W_O`` of a layer, ``[d_model, n_heads * d_head]``, on the model's device (no copy)."""
+        self.require_weights("per-head contributions (W_O)")
+        self.check_layer(layer)
+        return self.access.o_proj(self.hf, layer).weight
+
+    def check_layer(self, layer: object) -> int:
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
+            raise PromptError(f"layer must be an integer in 0..{self.n_layers - 1}, got {layer!r}")
+        return layer
+
+    def check_head(self, head: object) -> int:
+        if not isinstance(head, int) or isinstance(head, bool) or not 0 <= head < self.n_heads:
+            raise PromptError(f"head must be an integer in 0..{self.n_heads - 1}, got {head!r}")
+        return head
+
+
+def wrap(hf: PreTrainedModel, tokenizer: object, name: str, source: str, nn: Any = None) -> LoadedModel:
+    """Wraps an already-built HF model (eval mode, frozen weights) and its tokenizer.
+
+    Raises:
+        ModelLoadError: The family is unsupported or the tokenizer has no chat template.
+    """
+    try:
+        access = Access(family_of(hf.config.model_type))
+    except UnsupportedModelError as err:
+        raise ModelLoadError(str(err)) from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"{name}: the tokenizer has no chat template; NeuroScope needs a chat model")
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    hf.eval()
+    hf.requires_grad_(False)  # gradients flow to inputs only; weights never collect .grad
+    return LoadedModel(nn=nn if nn is not None else TransformersModel(hf, tokenizer=tokenizer), hf=hf, tokenizer=tokenizer,
+                       access=access, name=name, source=source)
+
+
+class RemoteUnavailable(ModelLoadError):
+    """Remote execution (NDIF) was asked for but cannot run; the message says why."""
+
+
+def check_remote(remote: bool | str) -> None:
+    """Raises ``RemoteUnavailable`` before a remote trace that could not succeed: no API key.
+
+    ``remote="local"`` (nnsight's simulation) needs none. The key comes from ``NDIF_API_KEY`` (or
+    nnsight's own config); the project never stores it.
+    """
+    if remote == "local":
+        return
+    from nnsight.schema.config import CONFIG
+
+    if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
+        raise RemoteUnavailable("remote execution needs an NDIF API key: set NDIF_API_KEY (from https://login.ndif.us)")
+
+
+def register_for_remote() -> None:
+    """Ships the project's code by value with remote requests (NDIF has nnsight, not NeuroScope)."""
+    import nnsight
+
+    import neuroscope
+
+    nnsight.register(neuroscope)
