@@ -131,17 +131,18 @@ def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: 
     tick(0.0, "heads: per-prompt head outputs (harmful)")
     values_h = head_values(post_instruction_z(lm, harmful, batch_size), W_O, r)
     tick(0.1, "heads: per-prompt head outputs (harmless)")
-    values_b = head_values(post_instruction_z(lm, harmless, batch_size), W_O, r)
+    z_b = post_instruction_z(lm, harmless, batch_size, by_position=True)  # [M, L, H, P, D]: Δ and patching sources
+    values_b = head_values(z_b.mean(dim=3), W_O, r)
     stats = head_stats(values_h, values_b)
     tick(0.2, "heads: permutation test")
     perm = permutation_test(values_h[0], values_b[0], "abs_mean_diff", n_perm=n_permutations, seed=seed)
 
     n_pairs = min(len(harmful), len(harmless))
-    clean, source = list(harmful[:n_pairs]), list(harmless[:n_pairs])
+    clean = list(harmful[:n_pairs])
     metric = lambda logits: refusal_score(logits, refusal_ids)  # noqa: E731
     tick(0.25, "heads: attribution patching (one backward pass per batch)")
     clean_metric, grad, z_clean = metric_gradients(lm, clean, metric, batch_size)
-    z_source = post_instruction_z(lm, source, batch_size, by_position=True)
+    z_source = z_b[:n_pairs]  # the same pass: harmless[i] is patched into harmful[i]
     attribution = attribution_patching(grad, z_clean, z_source)
     L, H = lm.n_layers, lm.n_heads
     candidates = rank_heads(attribution.abs(), min(L * H, max_patch_heads))
