@@ -12,9 +12,11 @@ from neuroscope.config import DEFAULT_MODEL, Settings, SettingsError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m neuroscope analyze", description="Run one prompt through a model "
                                 "and report its answer, refusal verdict, top heads and logit lens.")
-    p.add_argument("--model", default=None, help=f"hub id, local directory or 'demo' (default: {DEFAULT_MODEL}; "
+    p.add_argument("--model", default=None, help=f"hub id, local directory, 'demo' or 'smollm2' (default: {DEFAULT_MODEL}; "
                    "env NEUROSCOPE_MODEL)")
     p.add_argument("--prompt", required=True, help="the user message")
+    p.add_argument("--no-chat", dest="chat", action="store_false", help="run the text as it is, without the chat "
+                   "template (plain continuation, e.g. 'The capital of France is')")
     p.add_argument("--max-new-tokens", type=int, default=None, help="answer length in tokens")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="reject longer prompts")
     p.add_argument("--top-heads", type=int, default=10, help="how many heads to list")
@@ -74,7 +76,7 @@ def analyze_main(argv: list[str]) -> int:
         lm = load_remote(settings.model) if settings.remote else load_model(settings.model, device=settings.device,
                                                                             dtype=settings.dtype)
         direction, stats = (None, None) if args.direction is None else _callout_baseline(lm, args, settings)
-        result = analyze(lm, args.prompt, settings, direction=direction, head_stats=stats)
+        result = analyze(lm, args.prompt, settings, direction=direction, head_stats=stats, chat=args.chat)
     except (ModelLoadError, PromptError, ResearchError, ArtifactError) as err:
         return fail(str(err))
     except Exception as err:  # a remote run's transport errors come in many types
@@ -98,4 +100,41 @@ def analyze_main(argv: list[str]) -> int:
     for row in payload["logit_lens_last_position"]:
         pairs = ", ".join(f"{t!r} {p:.2f}" for t, p in zip(row["tokens"], row["probs"]))
         print(f"  layer {row['layer']:>2}: {pairs}")
+    return 0
+
+
+def induction_main(argv: list[str]) -> int:
+    """``python -m neuroscope induction``: the induction-head table and its ablation test."""
+    p = argparse.ArgumentParser(prog="python -m neuroscope induction", description="Find induction heads on repeated "
+                                "random tokens and test the top ones by mean ablation against random heads.")
+    p.add_argument("--model", default=None, help="hub id, local directory, 'demo' or 'smollm2' (env NEUROSCOPE_MODEL)")
+    p.add_argument("--sequences", type=int, default=8, help="random sequences (default 8)")
+    p.add_argument("--length", type=int, default=48, help="tokens per sequence before it repeats (default 48)")
+    p.add_argument("--k", type=int, default=5, help="top heads to ablate (default 5)")
+    p.add_argument("--random-sets", type=int, default=8, help="random head sets of the same size (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    from neuroscope.induction import InductionError, check_settings, find_induction_heads
+    from neuroscope.model import ModelLoadError, load_model
+
+    try:
+        settings = Settings.from_env(model=args.model, device=args.device)
+        check_settings(args.sequences, args.length, args.k, args.random_sets, 10**9)
+        if not 0 <= args.seed < 2**31:
+            raise InductionError(f"--seed must be in 0..{2**31 - 1}, got {args.seed}")
+        lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        result = find_induction_heads(lm, n_seqs=args.sequences, half=args.length, k=args.k,
+                                      n_random=args.random_sets, seed=args.seed)
+    except (SettingsError, InductionError, ModelLoadError) as err:
+        return fail(str(err))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"model: {result.model_name}\n{result.summary()}\n")
+    print(f"{'head':<8}{'induction':>10}{'dup. token':>12}{'prev. token':>13}{'copying':>10}")
+    for row in result.table():
+        print(f"{'L%dH%d' % (row['layer'], row['head']):<8}{row['induction']:>10.3f}{row['duplicate_token']:>12.3f}"
+              f"{row['previous_token']:>13.3f}{row['copying']:>10.3f}")
     return 0

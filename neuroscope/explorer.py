@@ -86,12 +86,13 @@ class Analysis:
 
 def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | None = None,
             interventions: Sequence[Intervention] = (), direction: Tensor | None = None, head_stats: Any = None,
-            callout_k: int = 3) -> Analysis:
+            callout_k: int = 3, chat: bool = True) -> Analysis:
     """Answers a prompt and captures the model's internals for it.
 
     With a ``direction`` [d_model] and its ``head_stats`` (``analysis.heads.HeadStats``, computed once
     per model and direction) it also names the ``callout_k`` heads whose output on this prompt
-    departs most from the harmless baseline (z-score along the direction).
+    departs most from the harmless baseline (z-score along the direction). ``chat=False`` runs the text
+    as it is, without the chat template (plain continuation: "The capital of France is").
 
     Raises:
         PromptError: Empty prompt, control characters, too long, or a bad generation length.
@@ -102,9 +103,9 @@ def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | N
         raise PromptError(f"answer length must be between 1 and {settings.max_new_tokens_limit} tokens, got {n_new!r}")
     local = lm.has_weights  # remote (NDIF): no lens, no head contributions (they need the weights here)
     cache = capture(lm, [text], top_k=settings.lens_top_k if local else 0, max_tokens=settings.max_prompt_tokens,
-                    attention_budget_mb=settings.attention_budget_mb, interventions=interventions)[0]
+                    attention_budget_mb=settings.attention_budget_mb, interventions=interventions, chat=chat)[0]
     answer = generate(lm, [text], max_new_tokens=n_new, interventions=interventions,
-                      max_tokens=settings.max_prompt_tokens)[0]
+                      max_tokens=settings.max_prompt_tokens, chat=chat)[0]
     log_odds = float(refusal_score(cache.last_logits[None], refusal_token_ids(lm.tokenizer))[0])
     norms = torch.stack([contribution_norms(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu())
                          for l in range(cache.n_layers)]) if local else torch.zeros(cache.n_layers, lm.n_heads)

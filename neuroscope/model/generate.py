@@ -21,7 +21,8 @@ def _batches(items: Sequence[str], size: int):
 
 @torch.no_grad()
 def generate_ids(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
-                 interventions: Sequence[Intervention] = (), max_tokens: int | None = None) -> Tensor:
+                 interventions: Sequence[Intervention] = (), max_tokens: int | None = None,
+                 chat: bool = True) -> Tensor:
     """Greedy continuation of one left-padded batch.
 
     Returns:
@@ -30,7 +31,7 @@ def generate_ids(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     validate_all(lm, interventions)
-    ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens)
+    ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens, chat=chat)
     saved: dict[str, Tensor] = {}
     options = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
                    eos_token_id=lm.eos_token_ids, temperature=None, top_p=None, top_k=None)
@@ -62,7 +63,7 @@ def decode_completion(lm: Any, new_ids: Tensor) -> str:
 
 def generate(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
              interventions: Sequence[Intervention] = (), batch_size: int = 16,
-             max_tokens: int | None = None, progress=None) -> list[str]:
+             max_tokens: int | None = None, progress=None, chat: bool = True) -> list[str]:
     """Greedy chat answers, in batches.
 
     Args:
@@ -73,13 +74,15 @@ def generate(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
         batch_size: Prompts per batch.
         max_tokens: Reject prompts longer than this (``PromptError``).
         progress: Optional callable ``progress(done, total)``.
+        chat: Apply the chat template (``False``: continue the texts as they are).
 
     Returns:
         One answer per instruction, in order.
     """
     answers: list[str] = []
     for chunk in _batches(list(instructions), batch_size):
-        new = generate_ids(lm, chunk, max_new_tokens=max_new_tokens, interventions=interventions, max_tokens=max_tokens)
+        new = generate_ids(lm, chunk, max_new_tokens=max_new_tokens, interventions=interventions, max_tokens=max_tokens,
+                           chat=chat)
         answers.extend(decode_completion(lm, row) for row in new)
         if progress is not None:
             progress(len(answers), len(instructions))

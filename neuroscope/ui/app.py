@@ -16,6 +16,7 @@ from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
 from neuroscope.ui.experiment_tab import build_experiment_tab
 from neuroscope.ui.explorer import build_explorer_tab
+from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
 
 TITLE = "NeuroScope — refusal, under the microscope"
@@ -70,6 +71,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 build_explorer_tab(ctx)
             with gr.Tab("Experiment", id="experiment"):
                 experiment = build_experiment_tab(ctx)
+            with gr.Tab("Induction heads", id="induction"):
+                build_induction_tab(ctx)
         # The direction is shared data: whichever tab sets it, the Interventions tab follows.
         for event in direction.changed:
             event.then(interventions.refresh, None, interventions.outputs, api_name=False)

@@ -4,6 +4,7 @@ from neuroscope.viz.attention import attention_heatmap
 from neuroscope.viz.direction import candidate_scores, cosine_matrix, projection_per_layer, separation_plot
 from neuroscope.viz.evaluation import edit_frontier, rates_with_intervals, topk_ablation_curve
 from neuroscope.viz.heads import head_grid, head_maps
+from neuroscope.viz.induction import loss_by_position
 from neuroscope.viz.importance import token_importance_bar, token_importance_html
 from neuroscope.viz.lens import logit_lens_heatmap
 from neuroscope.viz.report import figure_to_html, figures_to_html
@@ -21,6 +22,7 @@ __all__ = [
     "head_grid",
     "head_maps",
     "logit_lens_heatmap",
+    "loss_by_position",
     "pca_trajectory_3d",
     "projection_per_layer",
     "rates_with_intervals",

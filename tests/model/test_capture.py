@@ -12,7 +12,7 @@ from neuroscope.model.tiny import build_tiny_model
 PROMPTS = ["How do I bake bread?", "Hi", "Tell me a story about a dragon and a knight."]
 
 
-@pytest.fixture(scope="module", params=["llama", "qwen2", "mistral", "llama-3.2-3b-standin"])
+@pytest.fixture(scope="module", params=["llama", "qwen2", "mistral", "gpt2", "llama-3.2-3b-standin"])
 def lm(request):
     if request.param == "llama-3.2-3b-standin":  # every real width, 2 layers, Meta's tokenizer and template
         return request.getfixturevalue("standin")
@@ -33,6 +33,11 @@ def _plain_forward(lm, prompt):
 
 
 def test_chat_encoding_has_exactly_one_bos(lm):
+    if not lm.has_chat_template:  # GPT-2: plain prompts, tokenised as they are
+        ids, mask = lm.encode_chat(PROMPTS)
+        expected = lm.tokenizer(PROMPTS[0], add_special_tokens=True)["input_ids"]
+        assert ids[0, -len(expected):].tolist() == expected and lm.n_post_instruction == 1
+        return
     ids, mask = lm.encode_chat(PROMPTS)
     bos = lm.tokenizer.bos_token_id
     assert ((ids == bos) & mask.bool()).sum(-1).tolist() == [1] * len(PROMPTS)
@@ -57,7 +62,9 @@ def test_head_contributions_sum_to_attention_output(lm, caches):
         for layer in range(c.n_layers):
             z = c.z[layer].permute(1, 0, 2)  # [S, H, D]
             contrib = head_contributions(z, lm.o_proj_weight(layer).float())
-            torch.testing.assert_close(contrib.sum(-2).float(), c.attn_out[layer], atol=1e-5, rtol=1e-5)
+            bias = lm.o_proj_bias(layer)  # GPT-2's c_proj has one: it belongs to no head
+            total = contrib.sum(-2).float() + (0 if bias is None else bias.float())
+            torch.testing.assert_close(total, c.attn_out[layer], atol=1e-5, rtol=1e-5)
 
 
 def test_last_layer_logit_lens_equals_model_logits(lm, caches):

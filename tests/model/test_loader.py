@@ -33,9 +33,24 @@ def test_unknown_model_gives_a_clear_error(monkeypatch):
 
 
 def test_unsupported_family_is_refused(tmp_path):
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20)).save_pretrained(tmp_path)
-    with pytest.raises(ModelLoadError, match="not supported"):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=8, ffn_dim=16, num_attention_heads=2, vocab_size=20,
+                             word_embed_proj_dim=8)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="not supported.*gpt2"):
         load_model(str(tmp_path))
+
+
+def test_a_saved_gpt2_loads_as_a_plain_prompt_model(tmp_path):
+    from neuroscope.model.tiny import byte_tokenizer
+
+    tok = byte_tokenizer()
+    tok.chat_template = None
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=len(tok))).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    lm = load_model(str(tmp_path))
+    assert lm.access.paths.conv1d and not lm.has_chat_template and lm.n_post_instruction == 1
+    assert lm.o_proj_weight(0).shape == (8, 8) and lm.encode_chat(["hi"])[0].tolist() == [tok("hi")["input_ids"]]
 
 
 def test_directory_without_config_is_refused(tmp_path):
