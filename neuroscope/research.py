@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -51,7 +51,7 @@ from neuroscope.model.activations import (
 from neuroscope.model.capture import capture
 from neuroscope.model.chat import PromptError, clean_instruction, refusal_token_ids
 from neuroscope.model.forward import next_token_logits
-from neuroscope.model.generate import generate
+from neuroscope.model.generate import decode_completion, generate, stream_ids
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, HeadAblation, Intervention
 from neuroscope.prompts import (
     NO_RESEARCH_SETS,
@@ -482,10 +482,63 @@ def run_condition(lm: Any, text: str, condition: str, interventions: Sequence[In
     """Answer, verdict, first-token refusal score and per-layer projection under interventions."""
     answer = generate(lm, [text], max_new_tokens=max_new_tokens, interventions=interventions,
                       max_tokens=settings.max_prompt_tokens)[0]
+    return _scored(lm, text, condition, interventions, direction, answer)
+
+
+def stream_condition(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
+                     max_new_tokens: int, settings: Settings) -> Iterator[str | Generation]:
+    """``run_condition`` token by token: yields the answer so far after each token, then the ``Generation``."""
+    answer = ""
+    for ids in stream_ids(lm, text, max_new_tokens=max_new_tokens, interventions=interventions,
+                          max_tokens=settings.max_prompt_tokens):
+        answer = decode_completion(lm, ids)
+        yield answer
+    yield _scored(lm, text, condition, interventions, direction, answer)
+
+
+def _scored(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
+            answer: str) -> Generation:
     logits = next_token_logits(lm, [text], interventions=interventions)
     score = float(refusal_score(logits, refusal_token_ids(lm.tokenizer))[0])
     proj = last_token_projections(lm, [text], direction, interventions=interventions)[0]
     return Generation(condition, answer, is_refusal(answer), is_clean_refusal(answer), score, proj)
+
+
+def intervention_conditions(lm: Any, result: DirectionResult, layer: object, strength: object,
+                            mean_ablation: bool = False) -> list[tuple[str, list[Intervention]]]:
+    """Baseline, direction ablated (every layer) and direction added (one layer), validated.
+
+    Raises:
+        ResearchError: A layer outside the model or a strength outside ±``MAX_STRENGTH``.
+    """
+    layer = as_int(layer, "layer")
+    if not 0 <= layer < lm.n_layers:
+        raise ResearchError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer}")
+    strength = as_float(strength, "strength")
+    if abs(strength) > MAX_STRENGTH:
+        raise ResearchError(f"strength must lie in -{MAX_STRENGTH:g}..{MAX_STRENGTH:g}, got {strength:g}")
+    return [
+        ("baseline", []),
+        ("direction ablated" + (" (mean)" if mean_ablation else ""),
+         [DirectionAblation(result.direction, target=result.mean_target if mean_ablation else None)]),
+        (f"direction added (layer {layer}, ×{strength:g})", [DirectionAddition(result.direction, layer, strength)]),
+    ]
+
+
+def stream_interventions(lm: Any, result: DirectionResult, prompt: object, settings: Settings, layer: object,
+                         strength: object, max_new_tokens: object,
+                         mean_ablation: bool = False) -> Iterator[tuple[int, str | Generation]]:
+    """The three runs of ``compare_interventions``, one after another, token by token.
+
+    Yields:
+        ``(run index, answer so far)`` after every token, then ``(run index, Generation)`` when a run ends.
+    """
+    text = check_prompt(lm, prompt, settings)
+    n_new = check_new_tokens(max_new_tokens, settings)
+    conditions = intervention_conditions(lm, result, layer, strength, mean_ablation)
+    for i, (name, ivs) in enumerate(conditions):
+        for item in stream_condition(lm, text, name, ivs, result.direction, n_new, settings):
+            yield i, item
 
 
 def compare_interventions(lm: Any, result: DirectionResult, prompt: object, settings: Settings, layer: object,
@@ -494,18 +547,7 @@ def compare_interventions(lm: Any, result: DirectionResult, prompt: object, sett
     """Baseline, direction ablated (every layer) and direction added (one layer): three generations."""
     text = check_prompt(lm, prompt, settings)
     n_new = check_new_tokens(max_new_tokens, settings)
-    layer = as_int(layer, "layer")
-    if not 0 <= layer < lm.n_layers:
-        raise ResearchError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer}")
-    strength = as_float(strength, "strength")
-    if abs(strength) > MAX_STRENGTH:
-        raise ResearchError(f"strength must lie in -{MAX_STRENGTH:g}..{MAX_STRENGTH:g}, got {strength:g}")
-    conditions = [
-        ("baseline", []),
-        ("direction ablated" + (" (mean)" if mean_ablation else ""),
-         [DirectionAblation(result.direction, target=result.mean_target if mean_ablation else None)]),
-        (f"direction added (layer {layer}, ×{strength:g})", [DirectionAddition(result.direction, layer, strength)]),
-    ]
+    conditions = intervention_conditions(lm, result, layer, strength, mean_ablation)
     out = []
     for i, (name, ivs) in enumerate(conditions):
         if progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 from dataclasses import dataclass, field
@@ -91,7 +92,28 @@ def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turns a user error into a ``gr.Error`` message; anything else is logged and reported briefly."""
+    """Turns a user error into a ``gr.Error`` message; anything else is logged and reported briefly.
+
+    Generator handlers (streamed outputs) stay generators, with the same handling while they run.
+    """
+
+    def translate(err: BaseException) -> gr.Error:
+        if isinstance(err, USER_ERRORS):
+            return gr.Error(scrub_paths(str(err)) if _hide_paths else str(err))
+        log.error("unexpected error in %s", fn.__name__, exc_info=err)
+        return gr.Error(f"internal error ({type(err).__name__}); the app is still running")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as err:  # keep serving; the log has the traceback
+                raise translate(err) from None
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -99,10 +121,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except USER_ERRORS as err:
-            raise gr.Error(scrub_paths(str(err)) if _hide_paths else str(err)) from None
         except Exception as err:  # keep serving; the log has the traceback
-            log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"internal error ({type(err).__name__}); the app is still running") from None
+            raise translate(err) from None
 
     return wrapper

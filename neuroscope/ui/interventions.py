@@ -183,16 +183,22 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
 
     @on_gpu
     @user_errors
-    def on_intervene(prompt, layer, strength, ablation_form, max_new_tokens, progress=gr.Progress()):
+    def on_intervene(prompt, layer, strength, ablation_form, max_new_tokens):
+        """Streams the three answers token by token; each verdict appears when its run ends."""
         result = store.get(lm)
-        gens = research.compare_interventions(lm, result, prompt, settings, layer, strength, max_new_tokens,
-                                              mean_ablation=str(ablation_form).startswith("mean"),
-                                              progress=lambda f, m: progress(f, desc=m))
-        values = []
-        for g in gens:
-            values += [g.answer, verdict_markdown(g)]
-        return (*values, projection_figure(gens, result, int(layer)),
-                {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]})
+        values: list = [""] * (2 * len(CONDITIONS))
+        gens = []
+        stream = research.stream_interventions(lm, result, prompt, settings, layer, strength, max_new_tokens,
+                                               mean_ablation=str(ablation_form).startswith("mean"))
+        for i, item in stream:
+            if isinstance(item, research.Generation):
+                gens.append(item)
+                values[2 * i], values[2 * i + 1] = item.answer, verdict_markdown(item)
+            else:
+                values[2 * i], values[2 * i + 1] = item, "⏳ *generating…*"
+            yield (*values, gr.update(), gr.update())
+        yield (*values, projection_figure(gens, result, int(layer)),
+               {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]})
 
     @user_errors
     def on_top_k(k, by):

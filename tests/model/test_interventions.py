@@ -167,3 +167,14 @@ def test_bad_interventions_are_rejected_with_a_message(tiny_lm, direction, make)
 def test_zero_direction_is_an_intervention_error(tiny_lm):
     with pytest.raises(InterventionError, match="cannot ablate"):
         DirectionAblation(torch.zeros(tiny_lm.d_model))
+
+
+def test_streamed_generation_equals_the_batch_call_under_interventions(tiny_lm, direction):
+    from neuroscope.model.generate import generate_ids, stream_ids
+
+    ivs = [DirectionAddition(direction, 1, 4.0)]
+    parts = list(stream_ids(tiny_lm, "Tell me a story", max_new_tokens=6, interventions=ivs))
+    full = generate_ids(tiny_lm, ["Tell me a story"], max_new_tokens=6, interventions=ivs)[0].tolist()
+    plain = generate_ids(tiny_lm, ["Tell me a story"], max_new_tokens=6)[0].tolist()
+    assert [len(p) for p in parts] == list(range(1, len(parts) + 1))
+    assert parts[-1] == full[:len(parts[-1])] and full != plain  # the intervention reached the stream

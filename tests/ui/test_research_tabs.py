@@ -310,3 +310,19 @@ def test_page_loads_do_not_write_a_file_each(served, client, computed, tmp_path,
         tab.views(dataclasses.replace(result, created=result.created + i + 1))
     kept = list((tmp_path / "dirs").iterdir())
     assert len(kept) == tab.KEEP_DIRECTION_FILES
+
+
+def test_interventions_stream_token_by_token_and_end_as_the_unstreamed_call(served, client, computed):
+    _, ctx = served
+    result = ctx.directions.get(ctx.lm)
+    job = client.submit(PROMPT, result.layer, 3.0, "zero (paper)", 4, api_name="/intervene")
+    final = job.result()
+    updates = job.outputs()
+    assert len(updates) > 3  # one update per token at least, not one at the end
+    for run in range(3):  # each answer grows by prefixes, its verdict arrives only when it ends
+        texts = [u[2 * run] for u in updates]
+        assert all(b.startswith(a) for a, b in zip(texts, texts[1:]) if a)
+        assert any("generating" in (u[2 * run + 1] or "") for u in updates)
+    plain = research.compare_interventions(ctx.lm, result, PROMPT, ctx.settings, result.layer, 3.0, 4)
+    assert [final[2 * i] for i in range(3)] == [g.answer for g in plain]
+    assert [r["refusal_log_odds"] for r in final[7]["runs"]] == pytest.approx([g.log_odds for g in plain], abs=1e-6)
