@@ -72,7 +72,7 @@ def analyze_main(argv: list[str]) -> int:
     if not 4 <= args.baseline_prompts <= 512:
         return fail("--baseline-prompts must be between 4 and 512")
     try:
-        clean_instruction(args.prompt)  # bad input is reported before the model loads
+        clean_instruction(args.prompt, settings.max_prompt_tokens)  # bad input is reported before the model loads
         lm = load_remote(settings.model) if settings.remote else load_model(settings.model, device=settings.device,
                                                                             dtype=settings.dtype)
         direction, stats = (None, None) if args.direction is None else _callout_baseline(lm, args, settings)

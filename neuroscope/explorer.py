@@ -97,7 +97,7 @@ def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | N
     Raises:
         PromptError: Empty prompt, control characters, too long, or a bad generation length.
     """
-    text = clean_instruction(prompt)
+    text = clean_instruction(prompt, settings.max_prompt_tokens)
     n_new = settings.max_new_tokens if max_new_tokens is None else max_new_tokens
     if not isinstance(n_new, int) or not 1 <= n_new <= settings.max_new_tokens_limit:
         raise PromptError(f"answer length must be between 1 and {settings.max_new_tokens_limit} tokens, got {n_new!r}")

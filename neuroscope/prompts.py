@@ -371,6 +371,10 @@ def _rows_to_prompts(
 # --------------------------------------------------------------------------- user prompt files
 
 
+MAX_PROMPT_FILE_BYTES = 8 * 2**20  # a prompt file is a list of instructions, not a corpus
+MAX_FILE_PROMPT_CHARS = 8_192  # one instruction from a file (512 tokens x 16 characters)
+
+
 def load_prompt_file(path: str | Path, harmful: bool | None = None) -> list[Prompt]:
     """Read prompts from a user file.
 
@@ -392,6 +396,10 @@ def load_prompt_file(path: str | Path, harmful: bool | None = None) -> list[Prom
     path = Path(path)
     if not path.is_file():
         raise PromptFileError(f"{path}: prompt file not found")
+    size = path.stat().st_size
+    if size > MAX_PROMPT_FILE_BYTES:
+        raise PromptFileError(f"{path}: the file is {size / 2**20:.1f} MB; prompt files are limited to "
+                              f"{MAX_PROMPT_FILE_BYTES // 2**20} MB")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -425,6 +433,9 @@ def _check_instruction(path: Path, where: str, value: Any) -> str:
         raise PromptFileError(f"{path}: {where}: instruction must be a string, got {type(value).__name__}")
     if not value.strip():
         raise PromptFileError(f"{path}: {where}: instruction is empty")
+    if len(value) > MAX_FILE_PROMPT_CHARS:
+        raise PromptFileError(f"{path}: {where}: the instruction is {len(value):,} characters long; the limit is "
+                              f"{MAX_FILE_PROMPT_CHARS:,}")
     return value.strip()
 
 

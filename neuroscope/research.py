@@ -13,9 +13,12 @@ and dataclasses, which ``neuroscope.ui`` turns into figures.
 
 from __future__ import annotations
 
+import contextvars
 import math
+import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -67,6 +70,7 @@ CURATED = "Curated contrastive pairs (bundled)"
 RESEARCH = "Research sets (Arditi et al. splits)"
 UPLOADED = "Uploaded files (harmful + harmless)"
 MAX_HEAD_PROMPTS = 64  # prompts per side behind the head Δ, its baseline and the patching pairs
+DIRECTION_SCALE_LIMIT = 10.0  # a loaded direction larger than 10x the residual stream is refused
 MAX_STRENGTH = 50.0  # |strength| beyond this only produces noise; a typo guard, not a science limit
 
 
@@ -197,20 +201,59 @@ class DirectionResult:
         return out
 
 
-class DirectionStore:
-    """The current direction per model name, shared across sessions (thread-safe)."""
+# The visitor a handler runs for (the app sets it from gradio's session hash; None outside a request).
+current_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("neuroscope_session", default=None)
 
-    def __init__(self) -> None:
+
+class DirectionStore:
+    """The current direction per model, shared, or per visitor session in public mode (thread-safe).
+
+    ``per_session=False`` (a local app): one direction per model that every tab and window shares.
+    ``per_session=True`` (public mode): what a visitor computes or loads is theirs alone, kept for
+    the ``max_sessions`` most recent visitors; every visitor sees the shared direction (the one the
+    app started with) until they set their own, and no visitor can change it.
+    """
+
+    def __init__(self, per_session: bool = False, max_sessions: int = 64) -> None:
         self._lock = threading.Lock()
-        self._items: dict[str, DirectionResult] = {}
+        self._shared: dict[str, DirectionResult] = {}
+        self._sessions: OrderedDict[tuple[str, str], DirectionResult] = OrderedDict()
+        self.per_session = per_session
+        self.max_sessions = max_sessions
+
+    def _session(self) -> str | None:
+        return current_session.get() if self.per_session else None
 
     def set(self, result: DirectionResult) -> None:
+        """Sets the current direction: the visitor's own in public mode, else the shared one."""
+        session = self._session()
         with self._lock:
-            self._items[result.model_name] = result
+            if session is None:
+                self._shared[result.model_name] = result
+                return
+            key = (result.model_name, session)
+            self._sessions[key] = result
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+
+    def set_shared(self, result: DirectionResult) -> None:
+        """The direction every visitor starts with (the app's start-up direction)."""
+        with self._lock:
+            self._shared[result.model_name] = result
+
+    def forget(self, session: str) -> None:
+        """Drops a visitor's direction (their page was closed)."""
+        with self._lock:
+            for key in [k for k in self._sessions if k[1] == session]:
+                del self._sessions[key]
 
     def peek(self, lm: Any) -> DirectionResult | None:
+        session = self._session()
         with self._lock:
-            return self._items.get(lm.name)
+            if session is not None and (lm.name, session) in self._sessions:
+                return self._sessions[(lm.name, session)]
+            return self._shared.get(lm.name)
 
     def get(self, lm: Any) -> DirectionResult:
         """The current direction, or a ``ResearchError`` telling the user how to get one."""
@@ -278,7 +321,12 @@ def direction_from_file(lm: Any, path: str | Path, data: ContrastiveSet, batch_s
     mu_b = mean_resid_pre(lm, data.train_harmless, batch_size=batch_size,
                           progress=None if tick is None else lambda d, t: tick(0.5 + 0.5 * d / t, "mean activations: harmless"))
     candidates = Candidates(mu_h, mu_b, mu_h - mu_b, position_labels(lm))
-    source = meta.get("model", "unknown model")
+    scale = float(torch.maximum(mu_h[layer].norm(dim=-1), mu_b[layer].norm(dim=-1)).max())
+    if float(direction.norm()) > DIRECTION_SCALE_LIMIT * scale:
+        raise ResearchError(f"the file's direction has norm {float(direction.norm()):.3g}, more than "
+                            f"{DIRECTION_SCALE_LIMIT:g}x this model's mean residual norm at layer {layer} ({scale:.3g}): "
+                            "it was not computed on this model's activations")
+    source = plain_text(meta.get("model", "unknown model"))
     target = meta.get("mean_target")
     target = (torch.tensor(target, dtype=torch.float32) if isinstance(target, list) and len(target) == lm.n_layers
               and all(isinstance(x, (int, float)) and math.isfinite(x) for x in target) else None)
@@ -465,7 +513,7 @@ class Generation:
 
 def check_prompt(lm: Any, prompt: object, settings: Settings) -> str:
     """Validated instruction (raises ``PromptError``: empty, control characters, too long)."""
-    text = clean_instruction(prompt)
+    text = clean_instruction(prompt, settings.max_prompt_tokens)
     lm.encode_chat([text], max_tokens=settings.max_prompt_tokens)
     return text
 
@@ -635,6 +683,12 @@ def head_attention(lm: Any, prompt: object, layer: object, head: object, setting
 
 
 # --------------------------------------------------------------------------- input checks
+
+
+def plain_text(value: object, limit: int = 80) -> str:
+    """A file's metadata string made safe to show in Markdown: letters, digits and plain punctuation only."""
+    text = re.sub(r"[^\w .,:/@+()-]", "", str(value))[:limit].strip()
+    return text or "unnamed"
 
 
 def as_float(value: object, name: str) -> float:

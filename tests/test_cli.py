@@ -40,7 +40,8 @@ def test_analyze_prints_the_documented_json(model_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["--prompt", ""], "empty"),
-    (["--prompt", "word " * 400, "--max-prompt-tokens", "50"], "limit is 50 tokens"),
+    (["--prompt", "word " * 100, "--max-prompt-tokens", "50"], "limit is 50 tokens"),
+    (["--prompt", "word " * 400, "--max-prompt-tokens", "50"], "limit is 800 characters"),  # refused untokenised
     (["--prompt", "a\x07b"], "control characters"),
     (["--prompt", "hi", "--max-new-tokens", "0"], "max_new_tokens"),
 ])

@@ -158,6 +158,9 @@ def save_direction(path: str | Path, direction: Tensor, metadata: dict[str, Any]
     save_tensors(path, {"direction": direction.float()}, metadata)
 
 
+MAX_DIRECTION_NORM = 1e5  # residual streams of real models stay orders of magnitude below this
+
+
 def load_direction(path: str | Path) -> tuple[Tensor, dict[str, Any]]:
     """Returns ``(direction [d_model] float32, metadata)``.
 
@@ -168,6 +171,10 @@ def load_direction(path: str | Path) -> tuple[Tensor, dict[str, Any]]:
     if "direction" not in tensors or tensors["direction"].ndim != 1:
         raise ArtifactError(f"{path}: holds no [d_model] 'direction' tensor")
     direction = tensors["direction"].float()
-    if not torch.isfinite(direction).all() or float(direction.norm()) == 0:
+    norm = float(tensors["direction"].double().norm())
+    if not torch.isfinite(direction).all() or norm == 0 or not math.isfinite(norm):
         raise ArtifactError(f"{path}: the direction is zero or not finite")
+    if norm > MAX_DIRECTION_NORM:
+        raise ArtifactError(f"{path}: the direction's norm is {norm:.3g}, beyond any residual stream "
+                            f"(limit {MAX_DIRECTION_NORM:g}); not a difference of mean activations")
     return direction, meta

@@ -24,17 +24,23 @@ LLAMA3_SPECIAL_TOKENS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header
 CHAT_TEMPLATE_KWARGS: dict[str, str] = {"date_string": "26 Jul 2024"}
 
 _ALLOWED_CONTROL = {"\n", "\t", "\r"}
+# No token of a real vocabulary is longer than this many characters on average over a prompt, so a
+# prompt longer than ``max_tokens * CHARS_PER_TOKEN`` is refused before it is tokenised at all.
+CHARS_PER_TOKEN = 16
+MAX_PROMPT_CHARS = 100_000  # the cap when no token limit is given
 
 
 class PromptError(UserError):
     """A prompt cannot be run; the message is meant for the user."""
 
 
-def clean_instruction(text: object) -> str:
+def clean_instruction(text: object, max_tokens: int | None = None) -> str:
     """Validates a user instruction and returns it stripped.
 
     Args:
         text: What the user typed.
+        max_tokens: The token limit it will be held to; texts far beyond it (in characters) are
+            refused here, before any tokenisation.
 
     Returns:
         The instruction without leading/trailing whitespace.
@@ -44,6 +50,9 @@ def clean_instruction(text: object) -> str:
     """
     if not isinstance(text, str):
         raise PromptError(f"the prompt must be text, got {type(text).__name__}")
+    limit = MAX_PROMPT_CHARS if max_tokens is None else min(MAX_PROMPT_CHARS, max_tokens * CHARS_PER_TOKEN)
+    if len(text) > limit:
+        raise PromptError(f"the prompt is {len(text):,} characters long; the limit is {limit:,} characters")
     stripped = text.strip()
     if not stripped:
         raise PromptError("the prompt is empty: type an instruction first")

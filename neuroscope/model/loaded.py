@@ -153,7 +153,7 @@ class LoadedModel:
 
     def encode_instruction(self, text: object, max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Validates one user instruction and encodes it. Raises ``PromptError`` with a clear message."""
-        return self.encode_chat([clean_instruction(text)], max_tokens=max_tokens)
+        return self.encode_chat([clean_instruction(text, max_tokens)], max_tokens=max_tokens)
 
     @property
     def n_post_instruction(self) -> int:

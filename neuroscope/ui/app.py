@@ -58,7 +58,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     if ctx.directions.peek(ctx.lm) is None:
         shipped = research.shipped_direction(ctx.lm)
         if shipped is not None:
-            ctx.directions.set(shipped)
+            ctx.directions.set_shared(shipped)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")
@@ -81,6 +81,12 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 interventions.refresh, None, interventions.outputs, api_name=False)
         demo.load(direction.show, None, direction.outputs, api_name="current_direction").then(
             interventions.refresh, None, interventions.outputs, api_name=False)
+        if ctx.settings.public:  # a visitor's own direction goes when their page does
+            def forget(request: gr.Request):
+                if request is not None:
+                    ctx.directions.forget(request.session_hash)
+
+            demo.unload(forget)
     # One model, one slot: events that run the model share concurrency_id "model" (limit 1), so they
     # run one at a time while UI-only events (queue=False) answer at once and the page stays live.
     demo.queue(default_concurrency_limit=1, max_size=PUBLIC_QUEUE_SIZE if ctx.settings.public else None)

@@ -14,7 +14,7 @@ import gradio as gr
 from neuroscope.config import Settings
 from neuroscope.errors import UserError
 from neuroscope.model.loader import GATED_HELP
-from neuroscope.research import DirectionStore
+from neuroscope.research import DirectionStore, current_session
 
 log = logging.getLogger("neuroscope.ui")
 
@@ -30,7 +30,11 @@ class AppContext:
     lm: Any
     settings: Settings
     notice: str | None = None  # why the requested model was not loaded, if it was not
-    directions: DirectionStore = field(default_factory=DirectionStore)  # current refusal direction (shared data)
+    directions: DirectionStore = field(default_factory=DirectionStore)  # current refusal direction(s)
+
+    def __post_init__(self) -> None:
+        # Public mode: a visitor's direction is theirs alone; the start-up direction is shared and read-only.
+        self.directions.per_session = bool(self.settings.public)
 
 
 def banner_markdown(ctx: AppContext) -> str:
@@ -91,6 +95,52 @@ def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
     return wrapped
 
 
+def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs ``fn`` for the visitor who triggered it: gradio passes the request (as an extra last
+    positional argument, by its annotation), whose session hash selects that visitor's own direction in
+    public mode (``research.current_session``)."""
+    signature = inspect.signature(fn)
+    positional = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind in (p.VAR_POSITIONAL, p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in signature.parameters.values()):
+        return fn  # not a gradio handler's plain signature: leave it alone
+
+    def split(args: tuple, kwargs: dict) -> tuple[tuple, str | None]:
+        request = kwargs.pop("request", None)
+        if len(args) > len(positional):
+            args, request = args[:-1], args[-1]
+        return args, getattr(request, "session_hash", None)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            # gradio may resume a generator in another thread (another context): set the session at every step
+            args, session = split(args, kwargs)
+            steps = fn(*args, **kwargs)
+            while True:
+                current_session.set(session)
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+                yield item
+    else:
+        @functools.wraps(fn)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            args, session = split(args, kwargs)
+            token = current_session.set(session)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                current_session.reset(token)
+
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation=gr.Request)
+    scoped.__signature__ = signature.replace(parameters=[*positional, request])
+    scoped.__annotations__ = {"request": gr.Request}  # what gradio reads to pass the request in
+    del scoped.__wrapped__  # gradio must see this signature, not fn's
+    return scoped
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turns a user error into a ``gr.Error`` message; anything else is logged and reported briefly.
 
@@ -113,7 +163,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             except Exception as err:  # keep serving; the log has the traceback
                 raise translate(err) from None
 
-        return streaming
+        return session_scoped(streaming)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -124,4 +174,4 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as err:  # keep serving; the log has the traceback
             raise translate(err) from None
 
-    return wrapper
+    return session_scoped(wrapper)

@@ -11,7 +11,7 @@ import gradio as gr
 
 from neuroscope import research, viz
 from neuroscope.research import DirectionResult, Generation
-from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, on_gpu, session_scoped, user_errors
 
 CONDITIONS = ("baseline", "ablated", "added")
 CONDITION_TITLES = {
@@ -249,6 +249,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     def on_tick(evt: gr.SelectData):
         return gr.update(value=evt.value) if evt.selected else gr.update()
 
+    @session_scoped
     def refresh():
         result = store.peek(lm)
         if result is None:
