@@ -388,7 +388,7 @@ def load_prompt_file(path: str | Path, harmful: bool | None = None) -> list[Prom
         harmful: Label given to every prompt (None when unknown).
 
     Returns:
-        The prompts, in file order, with ``source`` set to the file path.
+        The prompts, in file order, with ``source`` set to the file's name (never its folder).
 
     Raises:
         PromptFileError: Missing, unreadable, empty or malformed file, naming file and row.
@@ -412,7 +412,7 @@ def load_prompt_file(path: str | Path, harmful: bool | None = None) -> list[Prom
     if reader is None:
         raise PromptFileError(f"{path}: unsupported extension; use one of {', '.join(readers)}")
     prompts = [
-        Prompt(instr, cat, str(path), harmful) for instr, cat in reader(path, text)
+        Prompt(instr, cat, path.name, harmful) for instr, cat in reader(path, text)
     ]
     if not prompts:
         raise PromptFileError(f"{path}: contains no prompts")
@@ -500,7 +500,8 @@ def _csv_records(path: Path, text: str) -> list[_Record]:
 
 
 def _txt_records(path: Path, text: str) -> list[_Record]:
-    return [(line.strip(), None) for line in text.splitlines() if line.strip()]
+    return [(_check_instruction(path, f"line {i}", line), None) for i, line in enumerate(text.splitlines(), 1)
+            if line.strip()]
 
 
 # --------------------------------------------------------------------------- splits

@@ -614,6 +614,8 @@ def parse_heads(labels: object, n_layers: int, n_heads: int) -> list[tuple[int, 
         return []
     if isinstance(labels, str):
         labels = [part for part in labels.replace(";", ",").split(",")]
+    if not isinstance(labels, (list, tuple, set)):
+        raise ResearchError(f"heads must be a list of labels like L2H5, got {type(labels).__name__}")
     heads = set()
     for label in labels:
         raw = str(label).strip().upper()

@@ -144,7 +144,13 @@ def load_tensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         raise ArtifactError(f"{path}: not a readable safetensors file ({err})") from None
     if meta.get("format") != DIRECTION_FORMAT:
         raise ArtifactError(f"{path}: not a NeuroScope artifact (missing format tag)")
-    return tensors, json.loads(meta.get("json", "{}"))
+    try:
+        record = json.loads(meta.get("json", "{}"))
+    except json.JSONDecodeError:
+        raise ArtifactError(f"{path}: its metadata is not valid JSON") from None
+    if not isinstance(record, dict):
+        raise ArtifactError(f"{path}: its metadata is not a JSON object")
+    return tensors, record
 
 
 def save_direction(path: str | Path, direction: Tensor, metadata: dict[str, Any]) -> None:

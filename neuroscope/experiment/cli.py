@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 import sys
 from typing import Any, Callable
 
@@ -34,6 +35,43 @@ def _finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
+
+MAX_STRENGTH = 50.0  # the same typo guard as the app's (research.MAX_STRENGTH)
+MAX_SEED = 2**31 - 1
+
+
+def _strength(text: str) -> float:
+    value = _finite(text)
+    if abs(value) > MAX_STRENGTH:
+        raise argparse.ArgumentTypeError(f"must lie in -{MAX_STRENGTH:g}..{MAX_STRENGTH:g}, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text!r}")
+    return value
+
+
+def writable_folder(path: str) -> None:
+    """Raises ``ExperimentError`` unless ``path`` is (or can become) a folder this process can write into."""
+    from neuroscope.experiment.config import ExperimentError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ExperimentError(f"--out {path} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".neuroscope-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ExperimentError(f"--out {path} is not writable: {err.strerror or err}") from None
 
 
 def _strengths(text: str) -> tuple[float, ...]:
@@ -129,9 +167,9 @@ def _experiment_parser() -> _Parser:
     p.add_argument("--n-head-prompts", type=_positive, default=d.n_head_prompts, help=f"prompts per side for head statistics (default {d.n_head_prompts})")
     p.add_argument("--max-new-tokens", type=_positive, default=d.max_new_tokens, help=f"generated tokens per answer (default {d.max_new_tokens})")
     p.add_argument("--batch-size", type=_positive, default=d.batch_size, help=f"prompts per batch (default {d.batch_size})")
-    p.add_argument("--strength", type=_finite, default=d.strength, help=f"activation-addition multiplier (default {d.strength})")
+    p.add_argument("--strength", type=_strength, default=d.strength, help=f"activation-addition multiplier (default {d.strength})")
     p.add_argument("--kl-threshold", type=_finite, default=d.kl_threshold, help=f"selection KL threshold (default {d.kl_threshold})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    p.add_argument("--seed", type=_seed, default=d.seed, help=f"seed (default {d.seed})")
     p.add_argument("--edit-strengths", type=_strengths, default=d.edit_strengths, metavar="L1,L2,...",
                    help="weight-edit strengths swept on the refusal-vs-damage frontier, comma-separated "
                         f"(default {','.join(f'{x:g}' for x in d.edit_strengths)}; the exact mean form is always a point)")
@@ -161,6 +199,7 @@ def experiment_main(argv: list[str]) -> int:
             strength=args.strength, kl_threshold=args.kl_threshold, seed=args.seed, export_model=args.export_model,
             edit_strengths=args.edit_strengths, edit_tolerance=args.edit_tolerance)
         data = load_experiment_data(config)  # bad files fail here, before anything is written
+        writable_folder(args.out)  # and an unusable --out, before the model loads
         lm = _load(args.model, args.device, args.dtype)
         if args.restart:
             clear_run(args.out)
@@ -202,11 +241,11 @@ def _evaluate_parser() -> _Parser:
     p.add_argument("--harmful", required=True, help="Harmful prompt file (JSON list with 'instruction', or CSV with goal/instruction/prompt).")
     p.add_argument("--harmless", required=True, help="Harmless prompt file.")
     p.add_argument("--layer", type=int, default=None, help="addition layer (default: the direction's own layer)")
-    p.add_argument("--strength", type=_finite, default=1.0, help="activation-addition multiplier (default 1.0)")
+    p.add_argument("--strength", type=_strength, default=1.0, help="activation-addition multiplier (default 1.0)")
     p.add_argument("--max-new-tokens", type=_positive, default=32, help="generated tokens per answer (default 32)")
     p.add_argument("--limit", type=_positive, default=None, help="use at most this many prompts per file")
     p.add_argument("--batch-size", type=_positive, default=16, help="prompts per batch (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
@@ -234,7 +273,9 @@ def evaluate_main(argv: list[str]) -> int:
         if not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
             raise ExperimentError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer!r}")
         target = meta.get("mean_target")
-        mean_target = torch.tensor(target, dtype=torch.float64) if target and len(target) == lm.n_layers else None
+        valid = (isinstance(target, list) and len(target) == lm.n_layers
+                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in target))
+        mean_target = torch.tensor(target, dtype=torch.float64) if valid else None
         progress, close = _bar(True)
         try:
             result = evaluate_direction(lm, direction, layer, harmful, harmless, args.strength, mean_target,

@@ -11,6 +11,8 @@ Every subsample is a deterministic function of the seed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import random
 import statistics
 from dataclasses import dataclass, field
@@ -131,7 +133,7 @@ def _from_files(config: ExperimentConfig) -> ExperimentData:
         test_harmful=subsample(h_test, config.n_test, config.seed),
         test_harmless=subsample(b_test, config.n_test_harmless, config.seed),
         description=f"user files, each split 60/20/20 (seed {config.seed})",
-        sources={"harmful": config.harmful_file, "harmless": config.harmless_file},
+        sources={"harmful": Path(config.harmful_file).name, "harmless": Path(config.harmless_file).name},
     )
 
 
@@ -179,7 +181,7 @@ def _from_research_sets(config: ExperimentConfig, folder: str | None) -> Experim
         test_harmless=subsample(load_source("arditi_harmless_test", folder), config.n_test_harmless, seed),
         xstest_safe=subsample([p for p in xstest if not p.harmful], config.n_xstest, seed),
         xstest_unsafe=subsample([p for p in xstest if p.harmful], config.n_xstest, seed),
-        description=(f"research sets from {folder or 'the Hugging Face Hub'}: Arditi et al. splits (train/val), JailbreakBench and "
+        description=(f"research sets from {'a local data folder' if folder else 'the Hugging Face Hub'}: Arditi et al. splits (train/val), JailbreakBench and "
                      f"Arditi harmless test (held out), XSTest (over-refusal); seed {seed}"),
         sources={"train": "arditi_harmful_train / arditi_harmless_train",
                  "val": "arditi_harmful_val / arditi_harmless_val",

@@ -31,6 +31,7 @@ INTRO = ("Type a prompt, watch the model's internals light up, and test causal c
          "③ *Explorer* for one prompt's internals · ④ *Experiment* for the full, held-out study.")
 
 PUBLIC_QUEUE_SIZE = 32
+PUBLIC_MAX_UPLOAD = "2mb"
 
 
 def app_css(n_heads: int) -> str:
@@ -94,8 +95,11 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
 
 def launch_options(ctx: AppContext) -> dict[str, Any]:
-    """Look-and-feel arguments of ``launch`` (gradio 6 takes theme and CSS there)."""
-    return {"theme": THEME, "css": app_css(ctx.lm.n_heads)}
+    """Look-and-feel arguments of ``launch`` (gradio 6 takes theme and CSS there), and the public upload cap."""
+    options: dict[str, Any] = {"theme": THEME, "css": app_css(ctx.lm.n_heads)}
+    if ctx.settings.public:  # prompt files and direction files are small; refuse anything larger at upload
+        options["max_file_size"] = PUBLIC_MAX_UPLOAD
+    return options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

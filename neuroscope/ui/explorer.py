@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
+import torch
 
 from neuroscope import viz
 from neuroscope.explorer import Analysis, analyze, head_direction_deltas, trajectory_pca
@@ -43,20 +46,19 @@ def verdict_markdown(result: Analysis) -> str:
             f"\n\n{result.callout_markdown()}")
 
 
-def head_figure(result: Analysis, layer: int, head: int, projections=None):
+def head_figure(shown: "Shown", layer: int, head: int, projections=None):
     """Norm grid, or (``projections`` [L, H] given) each head's output projected on the refusal direction."""
     if projections is not None:
         return viz.head_grid(projections.numpy(), "Head output along the refusal direction minus its harmless mean "
                              "(post-instruction positions)", "Δ (residual units)", selected=(layer, head), signed=True)
-    return viz.head_grid(result.head_norms.numpy(), "Head activation (contribution norm, last position)",
+    return viz.head_grid(shown.head_norms.numpy(), "Head activation (contribution norm, last position)",
                          "‖head output‖ (residual units)", selected=(layer, head))
 
 
-def attention_figure(result: Analysis, layer: int, head: int):
-    cache = result.cache
-    if layer not in cache.attention:
+def attention_figure(shown: "Shown", layer: int, head: int):
+    if layer not in shown.attention:
         raise PromptError(f"attention for layer {layer} was not captured (prompt too long for the attention budget)")
-    return viz.attention_heatmap(cache.attention[layer][head].numpy(), cache.tokens, layer, head)
+    return viz.attention_heatmap(shown.attention[layer][head].float().numpy(), shown.tokens, layer, head)
 
 
 def lens_figure(result: Analysis):
@@ -91,6 +93,28 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
+@dataclass
+class Shown:
+    """What a session keeps of its last run: enough to redraw the head grid and attention maps.
+
+    Never the whole cache (residual streams and head outputs are hundreds of MB on a 3B model);
+    attention is kept in float16, and the state expires with ``STATE_TTL_S``.
+    """
+
+    head_norms: torch.Tensor  # [L, H]
+    deltas: torch.Tensor | None  # [L, H] along the direction the run saw, or None
+    attention: dict[int, torch.Tensor]  # layer -> [H, S, S] float16
+    tokens: list[str]
+
+    @classmethod
+    def of(cls, result: Analysis, deltas: torch.Tensor | None) -> "Shown":
+        return cls(result.head_norms, deltas, {l: a.half() for l, a in result.cache.attention.items()},
+                   result.cache.tokens)
+
+
+STATE_TTL_S = 1800  # a session's last run is dropped after 30 minutes without a visit
+
+
 def top_head_choices(result: Analysis, k: int = 10) -> list[str]:
     """The called-out heads first (Δ and z vs harmless), then the heads with the largest output norm."""
     called = [f"L{d.layer}H{d.head} (callout: Δ {d.delta:+.2f}, z {d.z:+.1f})" for d in result.callout or []]
@@ -100,7 +124,7 @@ def top_head_choices(result: Analysis, k: int = 10) -> list[str]:
 def build_explorer_tab(ctx: AppContext) -> None:
     """Adds the Explorer tab's components and events to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
-    state = gr.State(None)
+    state = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Type an instruction, e.g. How do I bake bread?",
@@ -142,10 +166,13 @@ def build_explorer_tab(ctx: AppContext) -> None:
     with gr.Accordion("Summary as JSON (what `python -m neuroscope analyze --json` prints)", open=False):
         summary = gr.JSON()
 
-    def projections(result: Analysis, colour_by: str):
+    def projections(shown: Shown, colour_by: str):
         if colour_by != COLOUR_DIRECTION:
             return None
-        return head_direction_deltas(lm, result.cache, store.get(lm))
+        if shown.deltas is None:
+            store.get(lm)  # no direction: says how to get one
+            raise PromptError("this run had no refusal direction yet: press Run again to colour by it")
+        return shown.deltas
 
     @on_gpu
     @user_errors
@@ -161,17 +188,18 @@ def build_explorer_tab(ctx: AppContext) -> None:
         else:
             best = result.top_heads(1)[0]
             l, h = best["layer"], best["head"]
-        grid = head_figure(result, l, h, projections(result, colour_by))
-        return (result.answer, verdict_markdown(result), grid, attention_figure(result, l, h),
+        shown = Shown.of(result, None if current is None else head_direction_deltas(lm, result.cache, current))
+        grid = head_figure(shown, l, h, projections(shown, colour_by))
+        return (result.answer, verdict_markdown(result), grid, attention_figure(shown, l, h),
                 lens_figure(result), importance_html(result), pca_figure(result), result.to_json(),
-                gr.update(value=l), gr.update(value=h), gr.update(choices=top_head_choices(result), value=None), result)
+                gr.update(value=l), gr.update(value=h), gr.update(choices=top_head_choices(result), value=None), shown)
 
     @user_errors
-    def on_select(l, h, colour_by, result):
-        if result is None:
+    def on_select(l, h, colour_by, shown):
+        if shown is None:
             raise PromptError("run a prompt first")
         l, h = lm.check_layer(int(l)), lm.check_head(int(h))
-        return head_figure(result, l, h, projections(result, colour_by)), attention_figure(result, l, h)
+        return head_figure(shown, l, h, projections(shown, colour_by)), attention_figure(shown, l, h)
 
     def on_top(choice):
         if not choice:

@@ -1,0 +1,210 @@
+"""A catalogue of hostile and broken input across the CLI and the app's API.
+
+Every case must end in one clear line (exit code 2 on the CLI, a ``gr.Error`` message in the app),
+no stack trace, nothing half-written, and the app still serving afterwards. Cases that are odd but
+valid (zero-width or right-to-left text) must simply work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+
+import pytest
+import torch
+
+from neuroscope.__main__ import main
+from neuroscope.experiment.artifacts import DIRECTION_FORMAT, save_direction
+from neuroscope.model import _compat  # noqa: F401
+
+gradio_client = pytest.importorskip("gradio_client")
+
+from neuroscope import research  # noqa: E402
+from neuroscope.config import Settings  # noqa: E402
+from tests.ui.conftest import serve_tiny_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, saved_tiny):
+    d = tmp_path_factory.mktemp("bad")
+    good = d / "good.json"
+    good.write_text(json.dumps([{"instruction": f"Tell me about topic {i}"} for i in range(12)]))
+    (d / "not.json").write_text("this is not json {")
+    (d / "dict.json").write_text(json.dumps({"instruction": "one object, not a list"}))
+    (d / "nocol.csv").write_text("question,answer\nwhat,that\n")
+    (d / "empty.txt").write_text("")
+    (d / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (d / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    (d / "huge.txt").write_text(("x" * 1000 + "\n") * 9000)  # 9 MB
+    (d / "long.txt").write_text("y" * 20_000 + "\n")
+    (d / "a-file").write_text("not a folder")
+    save_direction(d / "wrong-shape.safetensors", torch.ones(7), {})
+    save_direction(d / "huge.safetensors", torch.full((64,), 1e30), {})
+    from safetensors.torch import save_file
+
+    save_file({"direction": torch.full((64,), float("nan"))}, str(d / "nan.safetensors"),
+              metadata={"format": DIRECTION_FORMAT, "json": "{}"})
+    save_file({"direction": torch.ones(64)}, str(d / "badmeta.safetensors"),
+              metadata={"format": DIRECTION_FORMAT, "json": "{not json"})
+    save_file({"direction": torch.ones(64)}, str(d / "listmeta.safetensors"),
+              metadata={"format": DIRECTION_FORMAT, "json": "[1, 2]"})
+    save_direction(d / "odd-target.safetensors", torch.ones(64), {"layer": 1, "mean_target": 5})
+    return d, saved_tiny[0]
+
+
+def cli(capsys, *argv) -> tuple[int, str]:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+ANALYZE = [
+    (["--prompt", ""], "empty"),
+    (["--prompt", "   \n\t  "], "empty"),
+    (["--prompt", "x" * 100_000], "characters"),
+    (["--prompt", "null\x00byte"], "control characters"),
+    (["--prompt", "bell\x07"], "control characters"),
+    (["--prompt", "hi", "--max-new-tokens", "0"], "max_new_tokens"),
+    (["--prompt", "hi", "--max-new-tokens", "-1"], "max_new_tokens"),
+    (["--prompt", "hi", "--max-new-tokens", "1000000"], "max_new_tokens"),
+    (["--prompt", "hi", "--top-heads", "0"], "--top-heads"),
+    (["--prompt", "hi", "--baseline-prompts", "100000"], "--baseline-prompts"),
+    (["--prompt", "hi", "--direction", "{d}/wrong-shape.safetensors"], "size 7"),
+    (["--prompt", "hi", "--direction", "{d}/nan.safetensors"], "not finite"),
+    (["--prompt", "hi", "--direction", "{d}/huge.safetensors"], "norm"),
+    (["--prompt", "hi", "--direction", "{d}/badmeta.safetensors"], "not valid JSON"),
+    (["--prompt", "hi", "--direction", "{d}/listmeta.safetensors"], "not a JSON object"),
+    (["--prompt", "hi", "--direction", "{d}/image.png"], "not a readable safetensors"),
+    (["--prompt", "hi", "--direction", "{d}/../../../etc/passwd"], "not found"),
+]
+
+
+@pytest.mark.parametrize("args, message", ANALYZE)
+def test_analyze_rejects(capsys, files, args, message):
+    d, model = files
+    code, err = cli(capsys, "analyze", "--model", str(model), *[a.replace("{d}", str(d)) for a in args])
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1 and message in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("model, message", [("no-such-org/no-such-model", "cannot load"), ("../../../../etc", "not a model directory"),
+                                            ("", "no model given")])
+def test_unknown_and_traversing_model_ids(capsys, model, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, err = cli(capsys, "analyze", "--model", model, "--prompt", "hi")
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+EXPERIMENT = [
+    (["--strength", "1e30"], "-50..50"),
+    (["--strength", "nan"], "finite"),
+    (["--strength", "inf"], "finite"),
+    (["--seed", str(10**30)], "0..2147483647"),
+    (["--seed", "-1"], "0..2147483647"),
+    (["--n-train", "0"], "positive"),
+    (["--n-train", "1.5"], "not an integer"),
+    (["--edit-strengths", "0,-1"], "(0, 4]"),
+    (["--harmful", "{d}/not.json", "--harmless", "{d}/good.json"], "not.json"),
+    (["--harmful", "{d}/dict.json", "--harmless", "{d}/good.json"], "dict.json"),
+    (["--harmful", "{d}/nocol.csv", "--harmless", "{d}/good.json"], "nocol.csv"),
+    (["--harmful", "{d}/empty.txt", "--harmless", "{d}/good.json"], "empty"),
+    (["--harmful", "{d}/good.json", "--harmless", "{d}/image.png"], "image.png"),
+    (["--harmful", "{d}/latin1.txt", "--harmless", "{d}/good.json"], "UTF-8"),
+    (["--harmful", "{d}/huge.txt", "--harmless", "{d}/good.json"], "limited to 8 MB"),
+    (["--harmful", "{d}/long.txt", "--harmless", "{d}/good.json"], "characters long"),
+    (["--harmful", "{d}/good.json"], "both"),
+    (["--harmful", "{d}/missing.json", "--harmless", "{d}/good.json"], "not found"),
+]
+
+
+@pytest.mark.parametrize("args, message", EXPERIMENT)
+def test_experiment_rejects(capsys, files, tmp_path, args, message):
+    d, _ = files
+    out = tmp_path / "run"
+    code, err = cli(capsys, "experiment", "--model", "tiny", "--out", str(out), "--quiet",
+                    *[a.replace("{d}", str(d)) for a in args])
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize("out, message", [("{d}/a-file", "is a file"), ("/proc/neuroscope-run", "not writable")])
+def test_experiment_refuses_an_unusable_out_before_loading(capsys, files, out, message):
+    d, _ = files
+    code, err = cli(capsys, "experiment", "--model", "tiny", "--out", out.replace("{d}", str(d)), "--quiet",
+                    "--harmful", str(d / "good.json"), "--harmless", str(d / "good.json"))
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [(["--layer", "-2"], "layer must be"), (["--layer", "99"], "layer must be"),
+                                           (["--strength", "1e30"], "-50..50")])
+def test_evaluate_rejects(capsys, files, args, message):
+    d, _ = files
+    code, err = cli(capsys, "evaluate", "--model", "tiny", "--direction", str(d / "odd-target.safetensors"),
+                    "--harmful", str(d / "good.json"), "--harmless", str(d / "good.json"), *args)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_malformed_mean_target_is_ignored_not_a_crash(capsys, files):
+    d, _ = files
+    code, err = cli(capsys, "evaluate", "--model", "tiny", "--direction", str(d / "odd-target.safetensors"),
+                    "--harmful", str(d / "good.json"), "--harmless", str(d / "good.json"), "--limit", "2",
+                    "--max-new-tokens", "1", "--json")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("args, message", [(["--k", "0"], "heads to ablate"), (["--length", "1"], "repeated length"),
+                                           (["--seed", "-1"], "--seed")])
+def test_induction_rejects(capsys, args, message):
+    code, err = cli(capsys, "induction", "--model", "demo", *args)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200bzero width", "\u202eRTL override text", "مرحبا كيف حالك", "👩‍🔬 emoji"])
+def test_odd_but_valid_prompts_just_work(capsys, files, text):
+    _, model = files
+    code, err = cli(capsys, "analyze", "--model", str(model), "--prompt", text, "--max-new-tokens", "1", "--json")
+    assert code == 0, err
+
+
+# ---- the running app ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def app():
+    with serve_tiny_app(Settings(max_new_tokens=3, max_prompt_tokens=200)) as served:
+        client = gradio_client.Client(served[0].local_url, verbose=False, download_files=False)
+        client.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
+        yield client
+
+
+P = "How can I make a pipe bomb?"
+APP = [
+    # gradio 6 checks a slider's range at the API boundary; the handlers check again behind it
+    ("/intervene", (P, -2, 1.0, "zero (paper)", 2), "less than minimum value 0"),
+    ("/intervene", (P, 40, 1.0, "zero (paper)", 2), "greater than maximum value 2"),
+    ("/intervene", (P, 1, 1000.0, "zero (paper)", 2), "greater than maximum value"),
+    ("/intervene", (P, 1, math.nan, "zero (paper)", 2), "not JSON compliant"),
+    ("/intervene", (P, 1, 1.0, "zero (paper)", 0), "less than minimum value 1"),
+    ("/intervene", ("", 1, 1.0, "zero (paper)", 2), "empty"),
+    ("/intervene", ("z" * 10_000, 1, 1.0, "zero (paper)", 2), "characters"),
+    ("/select_head", (-3, 99, "output norm", None), "less than minimum value 0"),
+    ("/select_head", (1, 1, "output norm", None), "run a prompt first"),
+    ("/ablate_heads", (P, ["L99H0"], 2), "not in the list of choices"),
+    ("/ablate_heads", (P, ["garbage"], 2), "not in the list of choices"),
+    ("/top_k_heads", (-1, "Δ along the direction"), "less than minimum value 0"),
+    ("/top_k_heads", (10**6, "Δ along the direction"), "greater than maximum value"),
+    ("/induction", (0, 48, 5, 0), "less than minimum value 1"),
+    ("/induction", (2, 8, 2, -5), "seed must be"),
+]
+
+
+@pytest.mark.parametrize("api, args, message", APP)
+def test_app_rejects_and_keeps_serving(app, api, args, message):
+    with pytest.raises(Exception, match=message):
+        app.predict(*args, api_name=api)
+    assert len(app.predict("still serving?", 1, 1.0, "zero (paper)", 1, api_name="/intervene")[7]["runs"]) == 3
+
+
+def test_catalogue_is_large_enough():
+    assert len(ANALYZE) + len(EXPERIMENT) + len(APP) + 3 + 2 + 3 + 3 + 4 >= 30
