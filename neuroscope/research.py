@@ -283,7 +283,8 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
     scored = score_candidates(lm, candidates, data.val_harmful, data.val_harmless, refusal_token_ids(lm.tokenizer),
                               max_layer_frac=max_layer_frac, batch_size=batch_size, progress=_tick(progress, 0.25, 0.5))
     try:
-        selection = select(scored, lm.n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold)
+        selection = select(scored, lm.n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
+                           allow_no_bypass=True)
     except ValueError as err:
         raise ResearchError(f"no usable candidate direction: {err}") from None
     direction = candidates.direction(selection.layer_index, selection.pos_index)

@@ -292,7 +292,8 @@ class Selection:
 
 
 def _filter_masks(
-    scores: CandidateScores, n_layers: int, max_layer_frac: float, kl_threshold: float
+    scores: CandidateScores, n_layers: int, max_layer_frac: float, kl_threshold: float,
+    bypass_ceiling: float | None = None,
 ) -> dict[str, Tensor]:
     """Per-filter discard masks, each [L, P] bool (True = discarded)."""
     shape = scores.bypass.shape
@@ -304,6 +305,9 @@ def _filter_masks(
         "nan": nan,
         "kl": scores.kl.double() > kl_threshold,
         "induce": scores.induce.double() <= 0,
+        # ablating it must lower the harmful prompts' refusal score below their baseline
+        "no_bypass": (scores.bypass.double() >= bypass_ceiling) if bypass_ceiling is not None
+        else torch.zeros(shape, dtype=torch.bool),
     }
 
 
@@ -315,6 +319,7 @@ def select_direction(
     kl_threshold: float = 0.1,
     require_positive_induce: bool = True,
     allow_fallback: bool = False,
+    bypass_ceiling: float | None = None,
 ) -> Selection:
     """Arditi et al.'s selection: the lowest bypass score among the candidates that pass the filters.
 
@@ -333,6 +338,8 @@ def select_direction(
         kl_threshold: largest allowed KL.
         require_positive_induce: discard candidates whose induce score is <= 0.
         allow_fallback: relax filters instead of raising when nothing survives.
+        bypass_ceiling: the harmful prompts' baseline refusal score; a candidate whose ablation does
+            not lower it below this is never chosen, fallback or not (it is not a refusal direction).
 
     Returns:
         Selection.
@@ -342,12 +349,12 @@ def select_direction(
     """
     if n_layers <= 0 or not 0 < max_layer_frac <= 1:
         raise ValueError(f"need n_layers > 0 and 0 < max_layer_frac <= 1, got {n_layers}, {max_layer_frac}")
-    masks = _filter_masks(scores, n_layers, max_layer_frac, kl_threshold)
-    steps = [["late_layer", "nan", "kl"] + (["induce"] if require_positive_induce else [])]
+    masks = _filter_masks(scores, n_layers, max_layer_frac, kl_threshold, bypass_ceiling)
+    steps = [["late_layer", "nan", "no_bypass", "kl"] + (["induce"] if require_positive_induce else [])]
     if allow_fallback:
         if require_positive_induce:
-            steps.append(["late_layer", "nan", "kl"])
-        steps.append(["late_layer", "nan"])
+            steps.append(["late_layer", "nan", "no_bypass", "kl"])
+        steps.append(["late_layer", "nan", "no_bypass"])
     for step, names in enumerate(steps):
         filtered = torch.zeros(scores.bypass.shape, dtype=torch.bool)
         for name in names:

@@ -59,17 +59,25 @@ def _seed(text: str) -> int:
 
 
 def writable_folder(path: str) -> None:
-    """Raises ``ExperimentError`` unless ``path`` is (or can become) a folder this process can write into."""
+    """Raises ``ExperimentError`` unless ``path`` is (or can become) a folder this process can write into.
+
+    Creates nothing: a temporary file is made and removed in the nearest folder that exists.
+    """
+    import tempfile
+
     from neuroscope.experiment.config import ExperimentError
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ExperimentError(f"--out {path} is a file, not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExperimentError(f"--out {path}: {existing} is a file, not a folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".neuroscope-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as err:
         raise ExperimentError(f"--out {path} is not writable: {err.strerror or err}") from None
 

@@ -77,8 +77,13 @@ def score_candidates(lm: Any, candidates: Candidates, val_harmful: Sequence[str]
 
 
 def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8, kl_threshold: float = 0.1,
-           max_kl_relaxation: float = 8.0) -> Selection:
+           max_kl_relaxation: float = 8.0, allow_no_bypass: bool = False) -> Selection:
     """Arditi's rule: lowest bypass among candidates below the layer cut, KL <= threshold, induce > 0.
+
+    Never a candidate whose ablation leaves the harmful refusal score at or above its baseline:
+    such a direction does not mediate refusal, whatever else it does. The experiment refuses to go
+    on without one; the app (``allow_no_bypass=True``, for exploring models that do not refuse)
+    takes the least bad candidate and says in capitals, in ``reason``, that it is not one.
 
     The paper's KL threshold (0.1) was set for 7-70B models; a small model's refusal direction
     can cost more KL. When no candidate passes, the KL threshold is doubled (up to
@@ -90,7 +95,8 @@ def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8,
     while threshold <= kl_threshold * max_kl_relaxation + 1e-12:
         try:
             sel = select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=threshold,
-                                   require_positive_induce=True, allow_fallback=False)
+                                   require_positive_induce=True, allow_fallback=False,
+                                   bypass_ceiling=scored.baseline_harmful)
         except ValueError:
             threshold *= 2
             continue
@@ -99,8 +105,20 @@ def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8,
                 f"KL threshold relaxed from {kl_threshold:g} to {threshold:g} (no candidate with a positive induce "
                 f"score had KL <= {kl_threshold:g}): " + sel.reason))
         return sel
-    return select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
-                            require_positive_induce=True, allow_fallback=True)
+    try:
+        return select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
+                                require_positive_induce=True, allow_fallback=True,
+                                bypass_ceiling=scored.baseline_harmful)
+    except ValueError as err:
+        if allow_no_bypass:
+            sel = select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
+                                   require_positive_induce=True, allow_fallback=True)
+            return dataclasses.replace(sel, fallback=True, reason=(
+                f"NO CANDIDATE LOWERS REFUSAL WHEN ABLATED (harmful baseline {scored.baseline_harmful:+.2f} log-odds): "
+                "this is the least bad candidate, not a refusal direction; " + sel.reason))
+        raise ValueError(f"no candidate lowers the harmful prompts' refusal score when ablated (baseline "
+                         f"{scored.baseline_harmful:+.2f}); the prompt sets may not separate refusal on this model "
+                         f"({err})") from None
 
 
 def candidate_table(scored: ScoredCandidates, selection: Selection, labels: Sequence[str]) -> list[dict]:

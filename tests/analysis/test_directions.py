@@ -190,3 +190,19 @@ def test_ablate_renormalises_a_low_precision_direction():
     out = ablate(x, r16)
     r_hat = r16.double() / r16.double().norm()
     assert project(out, r_hat).abs().max() < 1e-12
+
+
+def test_select_never_picks_a_candidate_whose_ablation_raises_refusal():
+    # Baseline harmful refusal score 2.0. Only (1,1) and (0,0) pass every paper filter; (0,0) lowers
+    # refusal (1.5 < 2.0), (1,1) raises it (3.0): the ceiling leaves (0,0), and fallback never
+    # brings back a candidate at or above the ceiling.
+    bypass = [[1.5, 9.0], [4.0, 3.0]]
+    induce = [[1.0, -1.0], [-1.0, 1.0]]
+    kl = [[0.0, 0.0], [0.0, 0.0]]
+    sel = select_direction(_scores(bypass, induce, kl), n_layers=10, bypass_ceiling=2.0)
+    assert (sel.layer, sel.pos_index) == (0, 0)
+    none_lower = [[2.5, 9.0], [4.0, 3.0]]
+    with pytest.raises(ValueError, match="no_bypass"):
+        select_direction(_scores(none_lower, induce, kl), n_layers=10, bypass_ceiling=2.0, allow_fallback=True)
+    old_rule = select_direction(_scores(none_lower, induce, kl), n_layers=10)
+    assert old_rule.bypass == 2.5  # without the ceiling, a direction that raises refusal is chosen
