@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from neuroscope.behaviours import REFUSAL, Behaviour, behaviour_names, get_behaviour
 from neuroscope.errors import UserError
 from neuroscope.analysis.directions import CandidateScores, Selection, cosine_similarity_matrix, unit
 from neuroscope.analysis.heads import (
@@ -37,7 +38,7 @@ from neuroscope.analysis.heads import (
     head_values,
     rank_heads,
 )
-from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
+from neuroscope.analysis.metrics import is_clean_refusal, refusal_score
 from neuroscope.config import Settings
 from neuroscope.experiment.artifacts import ArtifactError, load_direction, save_direction
 from neuroscope.experiment.config import ExperimentConfig, ExperimentError
@@ -52,7 +53,7 @@ from neuroscope.model.activations import (
     projection_means,
 )
 from neuroscope.model.capture import capture
-from neuroscope.model.chat import PromptError, clean_instruction, refusal_token_ids
+from neuroscope.model.chat import PromptError, clean_instruction
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import decode_completion, generate, stream_ids
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, HeadAblation, Intervention
@@ -90,12 +91,13 @@ class ContrastiveSet:
     val_harmful: list[str]
     val_harmless: list[str]
     description: str
+    behaviour: str = REFUSAL  # what the "harmful" (positive) side shows: refusal, or a bundled behaviour
 
 
 def contrastive_set_names(public: bool = False) -> list[str]:
     """Sets this installation can offer: curated always; the research sets when they can be loaded
     (a data folder, or the Hugging Face Hub when online); uploads outside public mode."""
-    names = [CURATED]
+    names = [CURATED] + [behaviour_set_name(get_behaviour(b)) for b in behaviour_names() if b != REFUSAL]
     try:
         if research_source() is not None:
             names.append(RESEARCH)
@@ -104,6 +106,18 @@ def contrastive_set_names(public: bool = False) -> list[str]:
     if not public:
         names.append(UPLOADED)
     return names
+
+
+def behaviour_set_name(behaviour: Behaviour) -> str:
+    """The contrastive-set name a bundled behaviour is offered under."""
+    return f"{behaviour.title} (bundled behaviour: {behaviour.name})"
+
+
+def behaviour_pairs(name: str, seed: int = 0) -> tuple[Behaviour, list, list, list]:
+    """A bundled behaviour's (positive, negative) pairs split 60/20/20: ``(behaviour, train, val, test)``."""
+    behaviour = get_behaviour(name)
+    train, val, test = deterministic_split(list(behaviour.pairs), (0.6, 0.2, 0.2), seed=seed)
+    return behaviour, train, val, test
 
 
 def load_contrastive_set(name: str, n_train: int, n_val: int, seed: int = 0, harmful_file: str | None = None,
@@ -120,6 +134,13 @@ def load_contrastive_set(name: str, n_train: int, n_val: int, seed: int = 0, har
         return ContrastiveSet([h.instruction for h, _ in train], [b.instruction for _, b in train],
                               [h.instruction for h, _ in val], [b.instruction for _, b in val],
                               f"curated contrastive pairs: {len(train)} train / {len(val)} validation pairs (seed {seed})")
+    for b in behaviour_names():
+        if b != REFUSAL and name in (b, behaviour_set_name(get_behaviour(b))):
+            behaviour, train, val, _test = behaviour_pairs(b, seed)
+            train, val = subsample(train, n_train, seed), subsample(val, n_val, seed)
+            return ContrastiveSet([p for p, _ in train], [q for _, q in train], [p for p, _ in val], [q for _, q in val],
+                                  f"{behaviour.title}: {len(train)} train / {len(val)} validation pairs (seed {seed})",
+                                  behaviour=b)
     if name in (RESEARCH, UPLOADED):
         if name == UPLOADED and not (harmful_file and harmless_file):
             raise ResearchError("upload both a harmful and a harmless prompt file (txt, csv, json or jsonl)")
@@ -177,6 +198,7 @@ class DirectionResult:
     kl_threshold: float = 0.1
     layer_cut: int | None = None
     head_prompts: tuple[list[str], list[str]] = ((), ())  # (harmful, harmless) behind ``heads``: patching pairs
+    behaviour: str = REFUSAL  # what the direction is a direction of (``neuroscope.behaviours``)
     causal: dict[str, Any] | None = None  # the head attribution record, once computed (``heads_record``)
     created: float = field(default_factory=time.time)
 
@@ -278,9 +300,11 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
     each is scored on the validation prompts (bypass, induce, KL, first-token logits) and the
     lowest-bypass candidate passing the filters is chosen.
     """
+    behaviour = get_behaviour(data.behaviour)
+    check_behaviour_at_baseline(lm, behaviour, data.val_harmful, batch_size)
     candidates = compute_candidates(lm, data.train_harmful, data.train_harmless, batch_size=batch_size,
                                     progress=_tick(progress, 0.0, 0.25))
-    scored = score_candidates(lm, candidates, data.val_harmful, data.val_harmless, refusal_token_ids(lm.tokenizer),
+    scored = score_candidates(lm, candidates, data.val_harmful, data.val_harmless, behaviour.token_ids(lm.tokenizer),
                               max_layer_frac=max_layer_frac, batch_size=batch_size, progress=_tick(progress, 0.25, 0.5))
     try:
         selection = select(scored, lm.n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
@@ -294,6 +318,30 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
     result.scores, result.selection = scored.scores, selection
     result.position_labels, result.kl_threshold, result.layer_cut = candidates.position_labels, kl_threshold, scored.layer_cut
     return result
+
+
+BASELINE_PROMPTS, BASELINE_TOKENS, BASELINE_MIN_RATE = 16, 24, 0.1
+
+
+def check_behaviour_at_baseline(lm: Any, behaviour: Behaviour, positives: Sequence[str], batch_size: int = 16) -> float:
+    """The share of ``positives`` whose greedy answer shows the behaviour, before anything is computed.
+
+    Raises:
+        ResearchError: Under ``BASELINE_MIN_RATE``: there is nothing for a direction to explain
+            (e.g. SmolLM2-135M-Instruct answers harmful prompts). Untrained tiny models (wiring
+            fixtures, labelled as such in the app) are not checked.
+    """
+    if lm.source == "tiny" or not positives:
+        return math.nan
+    sample = list(positives[:BASELINE_PROMPTS])
+    answers = generate(lm, sample, max_new_tokens=BASELINE_TOKENS, batch_size=batch_size)
+    shown = sum(map(behaviour.judge, answers))
+    share = shown / len(sample)
+    if share < BASELINE_MIN_RATE:
+        raise ResearchError(f"this model {behaviour.shows} {share:.0%} of {behaviour.positive} prompts ({shown} of "
+                            f"{len(sample)} validation prompts, greedy, {BASELINE_TOKENS} tokens): there is no "
+                            f"{behaviour.name} to explain, so no direction is computed")
+    return share
 
 
 def direction_from_file(lm: Any, path: str | Path, data: ContrastiveSet, batch_size: int = 16,
@@ -375,6 +423,7 @@ def describe(lm: Any, direction: Tensor, layer: int, position: int, data: Contra
         head_means=z_b.float(), mean_target=target.float(),
         position_labels=candidates.position_labels,
         head_prompts=(list(data.train_harmful[:MAX_HEAD_PROMPTS]), list(data.train_harmless[:MAX_HEAD_PROMPTS])),
+        behaviour=data.behaviour,
     )
 
 
@@ -429,7 +478,7 @@ def head_attribution(lm: Any, result: DirectionResult, n_prompts: object = 32, b
         raise ResearchError("head attribution needs at least 4 prompts per side; compute the direction on a larger set")
     half = n // 2  # patch on one half, test the top-k sets on the other
     h = analyse_heads(lm, result.direction, harmful[:half], harmless[:half], harmful[half:n],
-                      refusal_token_ids(lm.tokenizer), ks=(1, 2, 4, 8), n_random=4, n_permutations=200,
+                      get_behaviour(result.behaviour).token_ids(lm.tokenizer), ks=(1, 2, 4, 8), n_random=4, n_permutations=200,
                       batch_size=batch_size, progress=progress)
     result.causal = heads_record(h)
     return result.causal
@@ -498,8 +547,9 @@ class Generation:
     answer: str
     refused: bool
     clean_refusal: bool
-    log_odds: float  # first-token refusal log-odds (same score as the Explorer)
+    log_odds: float  # first-token log-odds of the behaviour (refusal: the same score as the Explorer)
     projections: Tensor  # [L] last-position layer input on the unit direction
+    behaviour: str = REFUSAL  # ``refused`` means "shows this behaviour"
 
     @property
     def probability(self) -> float:
@@ -527,30 +577,32 @@ def check_new_tokens(value: object, settings: Settings) -> int:
 
 
 def run_condition(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
-                  max_new_tokens: int, settings: Settings) -> Generation:
+                  max_new_tokens: int, settings: Settings, behaviour: str = REFUSAL) -> Generation:
     """Answer, verdict, first-token refusal score and per-layer projection under interventions."""
     answer = generate(lm, [text], max_new_tokens=max_new_tokens, interventions=interventions,
                       max_tokens=settings.max_prompt_tokens)[0]
-    return _scored(lm, text, condition, interventions, direction, answer)
+    return _scored(lm, text, condition, interventions, direction, answer, behaviour)
 
 
 def stream_condition(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
-                     max_new_tokens: int, settings: Settings) -> Iterator[str | Generation]:
+                     max_new_tokens: int, settings: Settings, behaviour: str = REFUSAL) -> Iterator[str | Generation]:
     """``run_condition`` token by token: yields the answer so far after each token, then the ``Generation``."""
     answer = ""
     for ids in stream_ids(lm, text, max_new_tokens=max_new_tokens, interventions=interventions,
                           max_tokens=settings.max_prompt_tokens):
         answer = decode_completion(lm, ids)
         yield answer
-    yield _scored(lm, text, condition, interventions, direction, answer)
+    yield _scored(lm, text, condition, interventions, direction, answer, behaviour)
 
 
 def _scored(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
-            answer: str) -> Generation:
+            answer: str, behaviour: str = REFUSAL) -> Generation:
+    b = get_behaviour(behaviour)
     logits = next_token_logits(lm, [text], interventions=interventions)
-    score = float(refusal_score(logits, refusal_token_ids(lm.tokenizer))[0])
+    score = float(refusal_score(logits, b.token_ids(lm.tokenizer))[0])
     proj = last_token_projections(lm, [text], direction, interventions=interventions)[0]
-    return Generation(condition, answer, is_refusal(answer), is_clean_refusal(answer), score, proj)
+    clean = is_clean_refusal(answer) if behaviour == REFUSAL else b.judge(answer)
+    return Generation(condition, answer, b.judge(answer), clean, score, proj, behaviour)
 
 
 def intervention_conditions(lm: Any, result: DirectionResult, layer: object, strength: object,
@@ -586,7 +638,7 @@ def stream_interventions(lm: Any, result: DirectionResult, prompt: object, setti
     n_new = check_new_tokens(max_new_tokens, settings)
     conditions = intervention_conditions(lm, result, layer, strength, mean_ablation)
     for i, (name, ivs) in enumerate(conditions):
-        for item in stream_condition(lm, text, name, ivs, result.direction, n_new, settings):
+        for item in stream_condition(lm, text, name, ivs, result.direction, n_new, settings, result.behaviour):
             yield i, item
 
 
@@ -601,7 +653,7 @@ def compare_interventions(lm: Any, result: DirectionResult, prompt: object, sett
     for i, (name, ivs) in enumerate(conditions):
         if progress:
             progress(i / len(conditions), f"generating: {name}")
-        out.append(run_condition(lm, text, name, ivs, result.direction, n_new, settings))
+        out.append(run_condition(lm, text, name, ivs, result.direction, n_new, settings, result.behaviour))
     return out
 
 
@@ -670,9 +722,10 @@ def ablate_heads(lm: Any, result: DirectionResult, prompt: object, heads: Sequen
     n_new = check_new_tokens(max_new_tokens, settings)
     if not heads:
         raise ResearchError("choose at least one head to ablate (tick it in the grid, or use 'select top-k by Δ')")
-    base = run_condition(lm, text, "baseline", [], result.direction, n_new, settings)
+    base = run_condition(lm, text, "baseline", [], result.direction, n_new, settings, result.behaviour)
     iv = HeadAblation(tuple(heads), result.head_means)
-    ablated = run_condition(lm, text, f"{len(heads)} head(s) mean-ablated", [iv], result.direction, n_new, settings)
+    ablated = run_condition(lm, text, f"{len(heads)} head(s) mean-ablated", [iv], result.direction, n_new, settings,
+                            result.behaviour)
     return base, ablated
 
 

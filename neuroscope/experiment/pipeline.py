@@ -38,7 +38,8 @@ from neuroscope.experiment.frontier import chosen_edit, edit_frontier
 from neuroscope.experiment.generalise import generalisation
 from neuroscope.experiment.heads import analyse_heads, heads_record
 from neuroscope.model.chat import refusal_token_ids
-from neuroscope.experiment.selection import candidate_table, score_candidates, select
+from neuroscope.analysis.metrics import is_refusal
+from neuroscope.experiment.selection import candidate_table, score_candidates, select, verify_by_generation
 from neuroscope.model.activations import last_token_projections, projection_means
 from neuroscope.model.orthogonalize import save_model
 
@@ -237,10 +238,16 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
                                   config.max_layer_frac, bs, steps.sub("selection"))
         try:
             sel = select(scored, lm.n_layers, config.max_layer_frac, config.kl_threshold)
+            if lm.source == "tiny":  # an untrained wiring fixture refuses nothing: there is no rate to lower
+                verified = {"skipped": "untrained tiny model (wiring only)"}
+            else:
+                sel, verified = verify_by_generation(lm, candidates, scored, sel, texts(data.val_harmful), is_refusal,
+                                                     config.max_new_tokens, bs)
         except ValueError as err:
             raise ExperimentError(f"no candidate direction could be selected: {err}") from None
         table = candidate_table(scored, sel, candidates.position_labels)
-        selection = art.read_json_text(art.to_json(_selection_record(sel, scored, table, candidates.position_labels)))
+        selection = art.read_json_text(art.to_json({**_selection_record(sel, scored, table, candidates.position_labels),
+                                                    "verified_by_generation": verified}))
         direction = candidates.direction(sel.layer, sel.pos_index)
         mean_target = projection_means(lm, texts(data.train_harmless), direction, batch_size=bs)
         seconds["selection"] = selection["seconds"] = time.perf_counter() - t0

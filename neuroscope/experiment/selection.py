@@ -138,3 +138,51 @@ def candidate_table(scored: ScoredCandidates, selection: Selection, labels: Sequ
 
 def scores_to_tensors(scored: ScoredCandidates) -> dict[str, Tensor]:
     return {"bypass": scored.scores.bypass, "induce": scored.scores.induce, "kl": scored.scores.kl}
+
+
+def verify_by_generation(lm: Any, candidates: Candidates, scored: ScoredCandidates, sel: Selection,
+                         val_harmful: Sequence[str], judge: Callable[[str], bool], max_new_tokens: int,
+                         batch_size: int = 16, tries: int = 5) -> tuple[Selection, dict[str, Any]]:
+    """Checks the chosen candidate where it matters: greedy answers to the validation harmful prompts.
+
+    The logit score can fall while the answers still refuse (or refuse more). Candidates are tried in
+    the selection's order (the chosen one, then the other kept ones by bypass score); the first whose
+    ablation lowers the judged rate below the baseline rate is kept, every rejected one is recorded.
+
+    Returns:
+        ``(selection, record)``; ``record`` has the baseline rate, the kept candidate's rate and the
+        rejected candidates with theirs.
+
+    Raises:
+        ValueError: No tried candidate lowers the rate.
+    """
+    from neuroscope.model.generate import generate
+
+    prompts = list(val_harmful)
+    base = sum(map(judge, generate(lm, prompts, max_new_tokens, batch_size=batch_size))) / len(prompts)
+    s = scored.scores
+    order = [(sel.layer_index, sel.pos_index)]
+    kept = [(float(s.bypass[i, j]), i, j) for i in range(s.bypass.shape[0]) for j in range(s.bypass.shape[1])
+            if bool(sel.kept[i, j]) and (i, j) != order[0]]
+    order += [(i, j) for _, i, j in sorted(kept)]
+    rejected = []
+    for li, pi in order[:tries]:
+        layer, position = s.layers[li], s.positions[pi]
+        answers = generate(lm, prompts, max_new_tokens, interventions=[DirectionAblation(candidates.direction(layer, pi))],
+                           batch_size=batch_size)
+        rate = sum(map(judge, answers)) / len(prompts)
+        if rate < base:
+            record = {"baseline_rate": base, "ablated_rate": rate, "rejected": rejected, "n_prompts": len(prompts)}
+            if (li, pi) == (sel.layer_index, sel.pos_index):
+                return sel, record
+            note = "; ".join(f"layer {r['layer']}, position {r['position']} ({r['ablated_rate']:.0%})" for r in rejected)
+            return dataclasses.replace(
+                sel, layer=layer, position=position, layer_index=li, pos_index=pi, bypass=float(s.bypass[li, pi]),
+                induce=float(s.induce[li, pi]), kl=float(s.kl[li, pi]),
+                reason=(f"{sel.reason}; rejected because ablating them did not lower the validation refusal rate "
+                        f"(baseline {base:.0%}): {note}; kept layer {layer}, position {position} ({rate:.0%})")), record
+        rejected.append({"layer": layer, "position": position, "ablated_rate": rate})
+    tried = "; ".join(f"layer {r['layer']}, position {r['position']}: {r['ablated_rate']:.0%}" for r in rejected)
+    raise ValueError(f"ablating none of the {len(rejected)} best candidates lowers the validation harmful prompts' "
+                     f"refusal rate below its baseline {base:.0%} ({tried}); these prompt sets do not isolate a "
+                     "refusal direction on this model")

@@ -37,3 +37,34 @@ def test_falls_back_when_nothing_induces():
     s = _scored([[1.0, -1.0], [0.5, NAN]], [[-1.0, -2.0], [-3.0, NAN]], [[0.01, 0.05], [0.02, NAN]])
     sel = select(s, n_layers=3)
     assert sel.fallback and (sel.layer, sel.pos_index) == (0, 1)
+
+
+def test_generation_check_rejects_candidates_whose_ablation_keeps_refusing(monkeypatch):
+    """The logit-chosen candidate (0, 1) still refuses when ablated; the next kept one (1, 0) does not."""
+    import neuroscope.model.generate as gen
+    from neuroscope.experiment.direction import Candidates
+    from neuroscope.experiment.selection import verify_by_generation
+
+    s = _scored([[1.0, -1.0], [0.5, NAN]], [[1.0, 2.0], [1.0, NAN]], [[0.01, 0.05], [0.02, NAN]])
+    sel = select(s, n_layers=3)
+    dirs = torch.zeros(2, 2, 4)
+    dirs[0, 1, 0], dirs[1, 0, 1], dirs[0, 0, 2] = 1.0, 1.0, 1.0
+    cands = Candidates(dirs, dirs, dirs, ["a", "b"])
+    refusing = {0: True, 1: False, 2: True}  # which axis, when ablated, still refuses
+
+    def fake_generate(lm, prompts, max_new_tokens=32, interventions=(), batch_size=16, **kw):
+        if not interventions:
+            return ["refuse"] * 4 + ["ok"] * 4  # baseline: 50 %
+        axis = int(interventions[0].direction.abs().argmax())
+        return ["refuse"] * (8 if refusing[axis] else 1) + ["ok"] * (0 if refusing[axis] else 7)
+
+    monkeypatch.setattr(gen, "generate", fake_generate)
+    judge = lambda a: a == "refuse"  # noqa: E731
+    kept, record = verify_by_generation(None, cands, s, sel, ["p"] * 8, judge, 4)
+    assert (kept.layer, kept.pos_index) == (1, 0) and "rejected" in kept.reason
+    assert record["baseline_rate"] == 0.5 and record["rejected"] == [{"layer": 0, "position": -1, "ablated_rate": 1.0}]
+    refusing[1] = True
+    import pytest
+
+    with pytest.raises(ValueError, match="lowers the validation harmful prompts' refusal rate"):
+        verify_by_generation(None, cands, s, sel, ["p"] * 8, judge, 4)
