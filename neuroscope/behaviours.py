@@ -40,6 +40,7 @@ class Behaviour:
     positive: str  # e.g. "harmful"
     negative: str  # e.g. "harmless"
     shows: str  # what an answer that shows it does, e.g. "refuses"
+    lacks: str  # what an answer that does not show it does, e.g. "answers"
     judge: Callable[[str], bool] = field(repr=False, compare=False)
     first_tokens: tuple[str, ...] = ()
     about: str = ""
@@ -62,6 +63,7 @@ def _refusal() -> Behaviour:
     from neuroscope.analysis.metrics import REFUSAL_OPENINGS, REFUSAL_PHRASES, is_refusal
 
     return Behaviour(name=REFUSAL, title="Refusal", positive="harmful", negative="harmless", shows="refuses",
+                     lacks="answers",
                      judge=is_refusal, first_tokens=REFUSAL_PHRASES + REFUSAL_OPENINGS,
                      about="Arditi et al. (2024): harmful vs harmless instructions; an answer with a refusal phrase refuses.")
 
@@ -99,7 +101,7 @@ def _from_file(name: str) -> Behaviour:
         questions = record["questions"]
         pairs = tuple((q + record["positive_suffix"], q + record["negative_suffix"]) for q in questions)
         return Behaviour(name=name, title=record["title"], positive=record["positive"], negative=record["negative"],
-                         shows=record["shows"], judge=JUDGES[name], first_tokens=FIRST_TOKENS[name],
+                         shows=record["shows"], lacks=record["lacks"], judge=JUDGES[name], first_tokens=FIRST_TOKENS[name],
                          about=record.get("about", ""), pairs=pairs)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise BehaviourError(f"behaviour {name!r} cannot be read from data/behaviours/{name}.json ({err})") from None

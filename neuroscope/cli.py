@@ -138,3 +138,50 @@ def induction_main(argv: list[str]) -> int:
         print(f"{'L%dH%d' % (row['layer'], row['head']):<8}{row['induction']:>10.3f}{row['duplicate_token']:>12.3f}"
               f"{row['previous_token']:>13.3f}{row['copying']:>10.3f}")
     return 0
+
+
+def behaviour_main(argv: list[str]) -> int:
+    """``python -m neuroscope behaviour``: a behaviour's direction, necessity and sufficiency vs random directions."""
+    from neuroscope.behaviours import behaviour_names
+
+    p = argparse.ArgumentParser(prog="python -m neuroscope behaviour", description="Find a behaviour's direction on "
+                                "its training pairs, then ablate it (necessity) and add it (sufficiency) on held-out "
+                                "pairs, beside random directions treated the same way.")
+    p.add_argument("--model", default=None, help="hub id, local directory, 'demo' or 'smollm2' (env NEUROSCOPE_MODEL)")
+    p.add_argument("--behaviour", default="french", choices=behaviour_names(), help="which behaviour (default french)")
+    p.add_argument("--n-train", type=int, default=24, help="training pairs (default 24)")
+    p.add_argument("--n-val", type=int, default=8, help="validation pairs for the selection (default 8)")
+    p.add_argument("--n-test", type=int, default=12, help="held-out pairs (default 12)")
+    p.add_argument("--random", type=int, default=4, help="random control directions (default 4)")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    from neuroscope.model import ModelLoadError, load_model
+    from neuroscope.research import ResearchError
+    from neuroscope.steering import behaviour_study
+
+    for name, value, lo, hi in (("--n-train", args.n_train, 2, 512), ("--n-val", args.n_val, 1, 256),
+                                ("--n-test", args.n_test, 1, 256), ("--random", args.random, 0, 64),
+                                ("--max-new-tokens", args.max_new_tokens, 1, 256), ("--seed", args.seed, 0, 2**31 - 1)):
+        if not lo <= value <= hi:
+            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    try:
+        settings = Settings.from_env(model=args.model, device=args.device)
+        lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        record = behaviour_study(lm, args.behaviour, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+                                 n_random=args.random, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    except (SettingsError, ModelLoadError, ResearchError) as err:
+        return fail(str(err))
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False, indent=2))
+        return 0
+    d = record["direction"]
+    print(f"model: {record['model']}\nbehaviour: {record['title']} (an answer {record['shows']})")
+    print(f"direction: layer {d['layer']}, position {d['position']}, norm {d['norm']:.3g} — {d['reason']}\n")
+    print(f"{'prompts':<20}{'condition':<36}{'rate':>6}   95% interval    n")
+    for row in record["rows"]:
+        print(f"{row['prompts']:<20}{row['condition']:<36}{row['rate']:>6.0%}   [{row['lo']:.0%}, {row['hi']:.0%}]"
+              f"{row['n']:>6}")
+    return 0

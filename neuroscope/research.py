@@ -44,7 +44,7 @@ from neuroscope.experiment.artifacts import ArtifactError, load_direction, save_
 from neuroscope.experiment.config import ExperimentConfig, ExperimentError
 from neuroscope.experiment.data import load_experiment_data, subsample
 from neuroscope.experiment.direction import Candidates, compute_candidates, position_labels
-from neuroscope.experiment.selection import score_candidates, select
+from neuroscope.experiment.selection import induce_floor_for, score_candidates, select
 from neuroscope.model.activations import (
     last_token_projections,
     mean_head_z,
@@ -308,7 +308,7 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
                               max_layer_frac=max_layer_frac, batch_size=batch_size, progress=_tick(progress, 0.25, 0.5))
     try:
         selection = select(scored, lm.n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
-                           allow_no_bypass=True)
+                           allow_no_bypass=True, induce_floor=induce_floor_for(scored, behaviour.name == REFUSAL))
     except ValueError as err:
         raise ResearchError(f"no usable candidate direction: {err}") from None
     direction = candidates.direction(selection.layer_index, selection.pos_index)
@@ -320,7 +320,7 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
     return result
 
 
-BASELINE_PROMPTS, BASELINE_TOKENS, BASELINE_MIN_RATE = 16, 24, 0.1
+BASELINE_PROMPTS, BASELINE_TOKENS, BASELINE_MIN_RATE = 16, 24, 0.2
 
 
 def check_behaviour_at_baseline(lm: Any, behaviour: Behaviour, positives: Sequence[str], batch_size: int = 16) -> float:

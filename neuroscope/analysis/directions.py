@@ -293,7 +293,7 @@ class Selection:
 
 def _filter_masks(
     scores: CandidateScores, n_layers: int, max_layer_frac: float, kl_threshold: float,
-    bypass_ceiling: float | None = None,
+    bypass_ceiling: float | None = None, induce_floor: float = 0.0,
 ) -> dict[str, Tensor]:
     """Per-filter discard masks, each [L, P] bool (True = discarded)."""
     shape = scores.bypass.shape
@@ -304,7 +304,7 @@ def _filter_masks(
         "late_layer": late,
         "nan": nan,
         "kl": scores.kl.double() > kl_threshold,
-        "induce": scores.induce.double() <= 0,
+        "induce": scores.induce.double() <= induce_floor,
         # ablating it must lower the harmful prompts' refusal score below their baseline
         "no_bypass": (scores.bypass.double() >= bypass_ceiling) if bypass_ceiling is not None
         else torch.zeros(shape, dtype=torch.bool),
@@ -320,6 +320,7 @@ def select_direction(
     require_positive_induce: bool = True,
     allow_fallback: bool = False,
     bypass_ceiling: float | None = None,
+    induce_floor: float = 0.0,
 ) -> Selection:
     """Arditi et al.'s selection: the lowest bypass score among the candidates that pass the filters.
 
@@ -340,6 +341,8 @@ def select_direction(
         allow_fallback: relax filters instead of raising when nothing survives.
         bypass_ceiling: the harmful prompts' baseline refusal score; a candidate whose ablation does
             not lower it below this is never chosen, fallback or not (it is not a refusal direction).
+        induce_floor: the induce score a candidate must exceed (0, the paper's, for refusal: adding
+            the direction makes refusal more likely than not).
 
     Returns:
         Selection.
@@ -349,7 +352,7 @@ def select_direction(
     """
     if n_layers <= 0 or not 0 < max_layer_frac <= 1:
         raise ValueError(f"need n_layers > 0 and 0 < max_layer_frac <= 1, got {n_layers}, {max_layer_frac}")
-    masks = _filter_masks(scores, n_layers, max_layer_frac, kl_threshold, bypass_ceiling)
+    masks = _filter_masks(scores, n_layers, max_layer_frac, kl_threshold, bypass_ceiling, induce_floor)
     steps = [["late_layer", "nan", "no_bypass", "kl"] + (["induce"] if require_positive_induce else [])]
     if allow_fallback:
         if require_positive_induce:

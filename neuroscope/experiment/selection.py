@@ -77,13 +77,15 @@ def score_candidates(lm: Any, candidates: Candidates, val_harmful: Sequence[str]
 
 
 def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8, kl_threshold: float = 0.1,
-           max_kl_relaxation: float = 8.0, allow_no_bypass: bool = False) -> Selection:
+           max_kl_relaxation: float = 8.0, allow_no_bypass: bool = False, induce_floor: float = 0.0) -> Selection:
     """Arditi's rule: lowest bypass among candidates below the layer cut, KL <= threshold, induce > 0.
 
     Never a candidate whose ablation leaves the harmful refusal score at or above its baseline:
     such a direction does not mediate refusal, whatever else it does. The experiment refuses to go
     on without one; the app (``allow_no_bypass=True``, for exploring models that do not refuse)
     takes the least bad candidate and says in capitals, in ``reason``, that it is not one.
+    ``induce_floor`` replaces the paper's 0 for behaviours whose first-token score is a weaker proxy
+    (see ``induce_floor_for``).
 
     The paper's KL threshold (0.1) was set for 7-70B models; a small model's refusal direction
     can cost more KL. When no candidate passes, the KL threshold is doubled (up to
@@ -96,29 +98,41 @@ def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8,
         try:
             sel = select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=threshold,
                                    require_positive_induce=True, allow_fallback=False,
-                                   bypass_ceiling=scored.baseline_harmful)
+                                   bypass_ceiling=scored.baseline_harmful, induce_floor=induce_floor)
         except ValueError:
             threshold *= 2
             continue
         if threshold != kl_threshold:
             sel = dataclasses.replace(sel, fallback=True, reason=(
-                f"KL threshold relaxed from {kl_threshold:g} to {threshold:g} (no candidate with a positive induce "
-                f"score had KL <= {kl_threshold:g}): " + sel.reason))
+                f"KL threshold relaxed from {kl_threshold:g} to {threshold:g} (no candidate with an induce score "
+                f"above {induce_floor:+.2f} had KL <= {kl_threshold:g}): " + sel.reason))
         return sel
     try:
         return select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
                                 require_positive_induce=True, allow_fallback=True,
-                                bypass_ceiling=scored.baseline_harmful)
+                                bypass_ceiling=scored.baseline_harmful, induce_floor=induce_floor)
     except ValueError as err:
         if allow_no_bypass:
             sel = select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
-                                   require_positive_induce=True, allow_fallback=True)
+                                   require_positive_induce=True, allow_fallback=True, induce_floor=induce_floor)
             return dataclasses.replace(sel, fallback=True, reason=(
                 f"NO CANDIDATE LOWERS REFUSAL WHEN ABLATED (harmful baseline {scored.baseline_harmful:+.2f} log-odds): "
                 "this is the least bad candidate, not a refusal direction; " + sel.reason))
         raise ValueError(f"no candidate lowers the harmful prompts' refusal score when ablated (baseline "
                          f"{scored.baseline_harmful:+.2f}); the prompt sets may not separate refusal on this model "
                          f"({err})") from None
+
+
+INDUCE_GAP_SHARE = 0.25
+
+
+def induce_floor_for(scored: ScoredCandidates, paper: bool) -> float:
+    """The induce score a candidate must beat: 0 (Arditi et al., refusal), or for another behaviour a
+    quarter of the way from the negative prompts' baseline score to the positive prompts' one (its
+    first-token score rarely reaches 0 even on the prompts that show it)."""
+    if paper:
+        return 0.0
+    return scored.baseline_harmless + INDUCE_GAP_SHARE * (scored.baseline_harmful - scored.baseline_harmless)
 
 
 def candidate_table(scored: ScoredCandidates, selection: Selection, labels: Sequence[str]) -> list[dict]:

@@ -10,6 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from neuroscope import research, viz
+from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.research import DirectionResult, Generation
 from neuroscope.ui.common import AppContext, on_gpu, session_scoped, user_errors
 
@@ -67,6 +68,12 @@ class InterventionsTab:
 
 
 def verdict_markdown(g: Generation) -> str:
+    if g.behaviour != REFUSAL:  # another behaviour: its judge's verdict and its first-token score
+        b = get_behaviour(g.behaviour)
+        text = b.shows if g.refused else b.lacks
+        verdict = f"{'🟢' if g.refused else '⚪'} **{text[:1].upper() + text[1:]}**"
+        return (f"{verdict} · {b.name} score **{g.log_odds:+.2f}** log-odds (first-token probability "
+                f"{g.probability:.3f})")
     if g.refused:
         verdict = "🛑 **Refused**" + ("" if g.clean_refusal else " (refusal phrase, not a clean refusal)")
     else:
@@ -106,7 +113,8 @@ def status_markdown(result: DirectionResult | None) -> str:
     if result is None:
         return ("⚠️ **No refusal direction yet** — open the **Refusal direction** tab and press *Compute direction* "
                 "first; the runs here use it.")
-    return (f"Using the current refusal direction: layer **{result.layer}**, position **{result.position}** "
+    what = "refusal" if result.behaviour == REFUSAL else f"**{get_behaviour(result.behaviour).title}**"
+    return (f"Using the current {what} direction: layer **{result.layer}**, position **{result.position}** "
             f"({result.origin}; norm {float(result.direction.norm()):.3g}).")
 
 

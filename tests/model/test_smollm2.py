@@ -79,3 +79,23 @@ def test_smollm2_has_causal_induction_heads(smollm2):
     assert result.loss_drop.lo > 3.0  # the repeat is far easier than the first copy
     assert result.ablated_increase.lo > 5 * max(result.random_increase.hi, 0.1)
     assert all(l > 0 for l, _ in result.top)  # induction needs a previous-token head in an earlier layer
+
+
+def test_refusal_is_not_there_to_explain_and_the_app_says_so(smollm2):
+    from neuroscope.research import CURATED, ResearchError, find_direction, load_contrastive_set
+
+    with pytest.raises(ResearchError, match=r"this model refuses \d+% of harmful prompts .*there is no refusal to explain"):
+        find_direction(smollm2, load_contrastive_set(CURATED, 8, 16))
+
+
+def test_a_french_direction_is_necessary_and_sufficient_against_random_directions(smollm2):
+    from neuroscope.steering import behaviour_study
+
+    record = behaviour_study(smollm2, "french", n_train=24, n_val=8, n_test=8, n_random=2, max_new_tokens=16)
+    rows = {(r["prompts"], r["condition"].split(" (")[0]): r for r in record["rows"]}
+    fr, en = "asked for French", "asked for English"
+    assert rows[(fr, "baseline")]["rate"] >= 0.75 and rows[(en, "baseline")]["rate"] <= 0.25
+    # necessity: ablating the direction removes French; ablating random directions does not
+    assert rows[(fr, "direction ablated")]["hi"] < rows[(fr, "random ablated")]["lo"]
+    # sufficiency: adding it makes English requests come back in French; random directions of its norm do not
+    assert rows[(en, "direction added")]["lo"] > rows[(en, "random added")]["hi"]
