@@ -12,7 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from neuroscope import research
+from neuroscope import research, viz
+from neuroscope.behaviours import REFUSAL, behaviour_names
+from neuroscope.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.pipeline import EXPORT_DIR
@@ -38,6 +40,39 @@ GUIDE = ("Runs the complete study on the loaded model: the difference-of-means c
 @dataclass
 class ExperimentTab:
     changed: list  # events that set a new current direction
+
+
+STUDY_GUIDE = ("The direction workflow is not tied to refusal. A bundled behaviour is two prompt sets and an answer "
+               "judge: its direction is found the same way (difference of means, candidates scored by first-token log-"
+               "odds, the selection's filters), then on held-out pairs it is **ablated** on the prompts that show the "
+               "behaviour (necessity) and **added** to their counterparts (sufficiency), beside random directions "
+               "treated the same way (random unit directions ablated; random directions of the same norm added at the "
+               "same layer).")
+
+
+def study_markdown(record: dict) -> str:
+    d = record["direction"]
+    lines = [f"**{record['title']}** on `{record['model']}` — direction at layer **{d['layer']}**, position "
+             f"**{d['position']}** (norm {d['norm']:.3g}). {d['reason']}", "",
+             f"| prompts | condition | share that {record['shows']} | 95% interval | n |", "|---|---|---|---|---|"]
+    lines += [f"| {r['prompts']} | {r['condition']} | {r['rate']:.0%} | [{r['lo']:.0%}, {r['hi']:.0%}] | {r['n']} |"
+              for r in record["rows"]]
+    return "\n".join(lines)
+
+
+def study_figure(record: dict):
+    rows = record["rows"]
+    groups = list(dict.fromkeys(r["prompts"] for r in rows))
+    kinds = ["baseline", "direction", "random"]
+    def cell(g, k, field):
+        match = [r for r in rows if r["prompts"] == g and r["condition"].startswith(k)]
+        return match[0][field] if match else 0.0
+    values = [[cell(g, k, "rate") for k in kinds] for g in groups]
+    lo = [[cell(g, k, "lo") for k in kinds] for g in groups]
+    hi = [[cell(g, k, "hi") for k in kinds] for g in groups]
+    return viz.rates_with_intervals(groups, ["baseline", "the direction (ablated / added)", "random directions"],
+                                    values, lo, hi, f"{record['title']}: share of answers that {record['shows']}",
+                                    y_label=f"Answers that {record['shows']} (%)")
 
 
 def runs_root() -> Path:
@@ -97,6 +132,27 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
     plots = [gr.Plot(visible=False, label=f"Figure {i + 1}") for i in range(MAX_FIGURES)]
     with gr.Accordion("Headline metrics as JSON (metrics.json)", open=False):
         metrics = gr.JSON()
+    others = [b for b in behaviour_names() if b != REFUSAL]
+    with gr.Accordion("Another behaviour: necessity and sufficiency against random directions", open=False,
+                      visible=bool(others)):
+        gr.Markdown(STUDY_GUIDE)
+        with gr.Row():
+            study_name = gr.Dropdown(others, value=others[0] if others else None, label="Behaviour", scale=2)
+            study_random = gr.Slider(1, 8, value=3, step=1, label="Random control directions", scale=2)
+            study_run = gr.Button("Run the behaviour study", scale=1, elem_id="run-behaviour-study")
+        study_text = gr.Markdown(elem_id="behaviour-study")
+        study_plot = gr.Plot(label="Behaviour rates with 95% intervals")
+
+    @functools.partial(on_gpu, duration=600)
+    @user_errors
+    def on_study(name, n_random, progress=gr.Progress()):
+        record = behaviour_study(lm, name, n_random=research.as_int(n_random, "random directions"),
+                                 max_new_tokens=min(24, settings.max_new_tokens_limit),
+                                 progress=lambda f, m: progress(f, desc=m))
+        return study_markdown(record), study_figure(record)
+
+    study_run.click(on_study, [study_name, study_random], [study_text, study_plot], api_name="behaviour_study",
+                    concurrency_id="model")
 
     def config_from(n_tr, n_v, n_t, mx, boot, sd, exp, harmful, harmless, src) -> ExperimentConfig:
         ints = {name: research.as_int(v, name) for name, v in

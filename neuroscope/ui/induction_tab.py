@@ -30,9 +30,10 @@ def ablation_figure(result: InductionResult):
     rows = [[a.mean]] + ([[r.mean]] if r else [])
     lo = [[a.lo]] + ([[r.lo]] if r else [])
     hi = [[a.hi]] + ([[r.hi]] if r else [])
-    return viz.rates_with_intervals(groups, ["mean-ablated"], rows, lo, hi,
-                                    "Repeated half's loss increase when heads are mean-ablated (95% CI)",
-                                    y_label="Loss increase (nats)", as_percent=False)
+    fig = viz.rates_with_intervals(groups, ["mean-ablated"], rows, lo, hi,
+                                   "Repeated half's loss increase when heads are mean-ablated (95% CI)",
+                                   y_label="Loss increase (nats)", as_percent=False)
+    return fig.update_xaxes(title_text="Heads mean-ablated")
 
 
 def stripe_figure(result: InductionResult, layer: int, head: int):

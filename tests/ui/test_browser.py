@@ -188,3 +188,12 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     sync_api.expect(page.get_by_text("Weight edit: held-out refusal vs damage").first).to_be_visible()
     sync_api.expect(page.locator("#experiment-report")).to_contain_text("Weight edit: refusal vs damage")
     page.screenshot(path=str(shots / "6-experiment.png"), full_page=True)
+
+    # 5. Induction heads: scores, the top heads' table, a stripe, the loss curve and the causal check.
+    page.get_by_role("tab", name="Induction heads").click()
+    _set_slider(page, "Sequences", 4)
+    _set_slider(page, "Repeated length (tokens)", 24)
+    page.locator("#induction-run").click()
+    sync_api.expect(page.locator("#induction-summary")).to_contain_text("Top induction head", timeout=TIMEOUT_MS)
+    sync_api.expect(page.get_by_text("Repeated half's loss increase").first).to_be_visible()
+    page.screenshot(path=str(shots / "7-induction-heads.png"), full_page=True)

@@ -326,3 +326,11 @@ def test_interventions_stream_token_by_token_and_end_as_the_unstreamed_call(serv
     plain = research.compare_interventions(ctx.lm, result, PROMPT, ctx.settings, result.layer, 3.0, 4)
     assert [final[2 * i] for i in range(3)] == [g.answer for g in plain]
     assert [r["refusal_log_odds"] for r in final[7]["runs"]] == pytest.approx([g.log_odds for g in plain], abs=1e-6)
+
+
+def test_behaviour_study_runs_from_the_experiment_tab(client):
+    text, fig = client.predict("french", 1, api_name="/behaviour_study")
+    assert "Answer in French vs English" in text and "| asked for French | direction ablated |" in text
+    assert "| asked for English | random added |" in text
+    names = [t["name"] for t in _fig(fig)["data"]]
+    assert names == ["baseline", "the direction (ablated / added)", "random directions"]
