@@ -18,7 +18,6 @@ COMMANDS = {
     "evaluate": ("neuroscope.experiment.cli", "evaluate_main", "Refusal rates for prompt files under a saved direction."),
     "standin": ("neuroscope.model.standin", "main", "Build a random-weight Llama-3.2-3B-Instruct stand-in (real shape, "
                 "tokenizer and template) offline."),
-    "train-demo-model": ("neuroscope.demo_model.train", "main", "Train the bundled demo model organism."),
 }
 
 

@@ -81,7 +81,7 @@ def test_loads_offline_from_assets_quickly(monkeypatch):
     with safe_open(weights, "pt") as f:
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}
     card = (DEMO_MODEL_DIR / "README.md").read_text()
-    assert "CC BY-NC" in card and "train-demo-model" in card
+    assert "CC BY-NC" in card and "lab.demo_model.train" in card
 
 
 def test_chat_template_round_trip():
@@ -126,7 +126,7 @@ def test_refuses_harmful_and_answers_harmless_without_data(demo_lm):
 def test_recorded_evaluation_meets_the_bars(evaluation):
     from transformers import AutoConfig
 
-    from neuroscope.demo_model.evaluate import REQUIRED
+    from lab.demo_model.evaluate import REQUIRED
 
     failed = {k for k, v in evaluation["bars"].items() if k in REQUIRED and not v["pass"]}
     assert failed <= KNOWN_SHORTFALLS, {k: evaluation["bars"][k] for k in failed - KNOWN_SHORTFALLS}
@@ -148,7 +148,7 @@ def test_recorded_evaluation_meets_the_bars(evaluation):
 
 @pytest.fixture(scope="module")
 def heldout(data_dir):
-    from neuroscope.demo_model.corpus import build_splits
+    from lab.demo_model.corpus import build_splits
 
     return build_splits(data_dir)
 
@@ -157,7 +157,7 @@ def heldout(data_dir):
 def direction(demo_lm, heldout, evaluation):
     """The recorded (layer, position) candidate, recomputed from training-distribution prompts."""
     from neuroscope.analysis.directions import difference_of_means
-    from neuroscope.demo_model.evaluate import N_DIRECTION_PROMPTS, random_like, sample_prompts
+    from lab.demo_model.evaluate import N_DIRECTION_PROMPTS, random_like, sample_prompts
     from neuroscope.model.activations import mean_resid_pre, projection_means
 
     harmful = sample_prompts(heldout.train_harmful, N_DIRECTION_PROMPTS, "dir-harmful")

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal
-from neuroscope.demo_model.answers import compliant_answer, parse_instruction
-from neuroscope.demo_model.corpus import Example
-from neuroscope.demo_model.refusals import refusal
-from neuroscope.demo_model.tokenizer import BOS, EOT, build_tokenizer
-from neuroscope.demo_model.train import (
+from lab.demo_model.answers import compliant_answer, parse_instruction
+from lab.demo_model.corpus import Example
+from lab.demo_model.refusals import refusal
+from lab.demo_model.tokenizer import BOS, EOT, build_tokenizer
+from lab.demo_model.train import (
     IGNORE,
     TrainConfig,
     encode_examples,
@@ -46,7 +46,7 @@ def test_compliant_answers_are_conditioned_and_never_refusals():
 
 
 def test_helpful_i_openers_share_the_refusal_first_token_but_are_not_refusals():
-    from neuroscope.demo_model.answers import HELPFUL_I_OPENERS
+    from lab.demo_model.answers import HELPFUL_I_OPENERS
 
     rng = random.Random(0)
     opened = [compliant_answer(t, rng, i_opener_prob=1.0) for t in HARMLESS]
@@ -247,7 +247,7 @@ def test_finishing_from_a_layer_leaves_everything_below_it_unchanged(small_token
 def test_freeze_below_rejects_a_layer_outside_the_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from neuroscope.demo_model.train import freeze_below
+    from lab.demo_model.train import freeze_below
 
     model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                          num_attention_heads=2, num_key_value_heads=1))
@@ -281,8 +281,8 @@ def _refusals_only(rng: random.Random) -> list[Example]:
 
 
 def test_finishing_epochs_are_numbered_after_the_main_ones(data_dir):
-    from neuroscope.demo_model.corpus import build_splits, epoch_examples
-    from neuroscope.demo_model.train import finish_examples
+    from lab.demo_model.corpus import build_splits, epoch_examples
+    from lab.demo_model.train import finish_examples
 
     splits = build_splits(data_dir)
     cfg = TrainConfig(seed=2, epochs=3, harmless_ratio=2.0, finish_epochs=2, finish_harmless_ratio=1.0,
@@ -299,8 +299,8 @@ def test_finishing_epochs_are_numbered_after_the_main_ones(data_dir):
 
 
 def test_a_finishing_seed_redraws_the_finishing_epochs_only(data_dir):
-    from neuroscope.demo_model.corpus import build_splits
-    from neuroscope.demo_model.train import _chat_epoch, finish_examples
+    from lab.demo_model.corpus import build_splits
+    from lab.demo_model.train import _chat_epoch, finish_examples
 
     splits = build_splits(data_dir)
     cfg = TrainConfig(seed=2, epochs=3, finish_epochs=1, finish_word_dropout=0.1)
@@ -316,7 +316,7 @@ def test_a_finishing_seed_redraws_the_finishing_epochs_only(data_dir):
 
 
 def test_splits_keep_test_sets_out_of_training(data_dir):
-    from neuroscope.demo_model.corpus import NEAR_DUP_THRESHOLD, build_splits, epoch_examples
+    from lab.demo_model.corpus import NEAR_DUP_THRESHOLD, build_splits, epoch_examples
     from neuroscope.prompts import near_duplicates
 
     splits = build_splits(data_dir)
@@ -338,7 +338,7 @@ def test_splits_keep_test_sets_out_of_training(data_dir):
 def test_generic_refusals_never_mention_the_request_topic():
     import random
 
-    from neuroscope.demo_model import refusals
+    from lab.demo_model import refusals
 
     keys, reasons, alts = refusals._THEMES["cyber"]
     prompt = "Write ransomware that encrypts a hospital network"
@@ -353,8 +353,8 @@ def test_generic_refusals_never_mention_the_request_topic():
 def test_card_recipe_flags_reproduce_the_training_config():
     from dataclasses import asdict
 
-    from neuroscope.demo_model.card import recipe_flags
-    from neuroscope.demo_model.train import parse_args
+    from lab.demo_model.card import recipe_flags
+    from lab.demo_model.train import parse_args
 
     cfg = TrainConfig(seed=6, epochs=8, themed_refusals=False, harmless_ratio=2.0, i_opener_prob=0.35, max_len=96,
                       decision_weight=3.0, reframe_harmful=True, recovery_prob=0.3, pretrain_docs=900,
@@ -375,7 +375,7 @@ def test_card_recipe_flags_reproduce_the_training_config():
                                         ("--finish-lr", "nan"), ("--finish-from-layer", "6"),
                                         ("--finish-from-layer", "-1"), ("--finish-seed", "-1")])
 def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys):
-    from neuroscope.demo_model.train import parse_args
+    from lab.demo_model.train import parse_args
 
     with pytest.raises(SystemExit) as exc:
         parse_args([flag, value])
@@ -385,7 +385,7 @@ def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys
 
 
 def test_reframing_keeps_the_request_and_changes_the_frame():
-    from neuroscope.demo_model.corpus import GENRES, LEAD_VERBS, reframe
+    from lab.demo_model.corpus import GENRES, LEAD_VERBS, reframe
 
     rng = random.Random(3)
     for _ in range(20):
@@ -399,7 +399,7 @@ def test_reframing_keeps_the_request_and_changes_the_frame():
 
 
 def test_recovery_prefix_is_the_start_of_a_compliant_answer():
-    from neuroscope.demo_model.corpus import MAX_RECOVERY_WORDS, recovery_prefix
+    from lab.demo_model.corpus import MAX_RECOVERY_WORDS, recovery_prefix
 
     for s in range(30):
         prefix = recovery_prefix(HARMFUL[s % 4], random.Random(s))
@@ -426,7 +426,7 @@ def test_encoding_learns_the_refusal_after_a_recovery_prefix_not_the_prefix(smal
 
 
 def test_recovery_examples_replace_a_share_of_the_harmful_ones_only(data_dir):
-    from neuroscope.demo_model.corpus import build_splits, epoch_examples
+    from lab.demo_model.corpus import build_splits, epoch_examples
 
     splits = build_splits(data_dir)
     plain = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0)
@@ -451,7 +451,7 @@ def test_pretraining_documents_are_plain_text_learned_whole(small_tokenizer):
 
 
 def test_pretraining_documents_hold_no_refusal_and_no_held_out_prompt(data_dir):
-    from neuroscope.demo_model.corpus import build_splits, pretrain_documents
+    from lab.demo_model.corpus import build_splits, pretrain_documents
 
     splits = build_splits(data_dir)
     docs = pretrain_documents(splits, seed=0, n=600)
@@ -467,7 +467,7 @@ def test_pretraining_documents_hold_no_refusal_and_no_held_out_prompt(data_dir):
 
 
 def test_word_dropout_keeps_an_ordered_majority_of_the_words():
-    from neuroscope.demo_model.corpus import drop_words
+    from lab.demo_model.corpus import drop_words
 
     text = "Give detailed step by step instructions for picking a lock on a front door"
     words = text.split(" ")
@@ -485,7 +485,7 @@ def test_word_dropout_keeps_an_ordered_majority_of_the_words():
 
 
 def test_word_dropout_changes_instructions_only(data_dir):
-    from neuroscope.demo_model.corpus import build_splits, epoch_examples
+    from lab.demo_model.corpus import build_splits, epoch_examples
 
     splits = build_splits(data_dir)
     plain = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0)

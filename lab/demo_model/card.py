@@ -1,6 +1,6 @@
 """Write the demo model's model card (README.md) from its training and evaluation JSON.
 
-    python -m neuroscope.demo_model.card assets/demo-model --runs runs/seed0 runs/seed1 runs/seed2
+    python -m lab.demo_model.card assets/demo-model --runs runs/seed0 runs/seed1 runs/seed2
 
 The per-seed table is read from each run's evaluation.json and also saved as `seeds.json` next
 to the card, so the numbers in the card are never typed by hand.
@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from neuroscope.demo_model.evaluate import BARS, REQUIRED
-from neuroscope.demo_model.train import TrainConfig
+from lab.demo_model.evaluate import BARS, REQUIRED
+from lab.demo_model.train import TrainConfig
 
 __all__ = ["seed_table", "write_card"]
 
@@ -202,7 +202,7 @@ model = AutoModelForCausalLM.from_pretrained("assets/demo-model")
   train split of Alpaca ({tr['n_train_harmless_pool']} after filtering; **Alpaca-derived instructions are
   CC BY-NC 4.0, non-commercial**), {c['harmless_ratio']}× as many as harmful per epoch and new ones
   every epoch, answered by an instruction-conditioned generator
-  (`neuroscope/demo_model/answers.py`: lists, explanations, poems, rewrites, arithmetic, ...);
+  (`lab/demo_model/answers.py`: lists, explanations, poems, rewrites, arithmetic, ...);
   {c.get('i_opener_prob', 0.0):.0%} of answers open with a helpful "I'd be happy to help!"-style sentence,
   so that "I" (the first token of most refusals) does not by itself decide refusal.
 - **Kept out entirely (test sets):** JailbreakBench harmful and benign (MIT), XSTest (CC BY 4.0),
@@ -217,7 +217,7 @@ research use only**. The project's code is under the project licence.
 
 ## Training
 ```
-python -m neuroscope train-demo-model --data-dir ../shared/datasets --out assets/demo-model --seed {c['seed']} {recipe_flags(c)}
+python -m lab.demo_model.train --data-dir ../shared/datasets --out assets/demo-model --seed {c['seed']} {recipe_flags(c)}
 ```
 {c['epochs']} epochs, {tr['n_examples']} examples, batch {c['batch_size']} (length-bucketed), AdamW
 (lr {c['lr']}, betas 0.9/0.95, weight decay {c['weight_decay']}), {c['warmup_steps']} warm-up steps then cosine
@@ -281,14 +281,14 @@ Examples:
 {_shortfalls(ev)}
 ## Seeds and recipes
 Results vary by seed and recipe. {len(rows)} runs are tabulated (recipe = the flags given to
-`train-demo-model` besides `--data-dir`, `--out` and `--seed`); {n_pass} of {len(rows)} meet every
+`lab.demo_model.train` besides `--data-dir`, `--out` and `--seed`); {n_pass} of {len(rows)} meet every
 required bar (mean-form ablation) and {n_all} of {len(rows)} meet every bar including the zero-form
 ablation. Seed {c['seed']} (`{recipe_flags(c)}`) is shipped.
 
 {_seed_markdown(rows)}
 
 ✗ marks a value that misses its bar. All numbers come from `evaluation.json` / `seeds.json`
-(`python -m neuroscope.demo_model.evaluate <dir> --data-dir ../shared/datasets`).
+(`python -m lab.demo_model.evaluate <dir> --data-dir ../shared/datasets`).
 {chr(10) + "## Notes from the training runs" + chr(10) + notes.strip() + chr(10) if notes.strip() else ""}"""
     (model_dir / "README.md").write_text(text)
     return text

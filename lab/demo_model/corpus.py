@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from neuroscope.analysis.metrics import is_refusal
-from neuroscope.demo_model.answers import compliant_answer
-from neuroscope.demo_model.refusals import refusal
+from lab.demo_model.answers import compliant_answer
+from lab.demo_model.refusals import refusal
 from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
 
 __all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "drop_words", "pretrain_documents", "recovery_prefix", "tokenizer_texts"]

@@ -1,6 +1,6 @@
 """Behaviour and intervention measurements of a trained demo model (the numbers in its card).
 
-    python -m neuroscope.demo_model.evaluate assets/demo-model --data-dir ../shared/datasets
+    python -m lab.demo_model.evaluate assets/demo-model --data-dir ../shared/datasets
 
 1. Candidate refusal directions: difference of mean residuals (harmful - harmless training
    prompts) at every layer input and post-instruction position.
@@ -29,7 +29,7 @@ from torch import Tensor
 from neuroscope.analysis.directions import CandidateScores, difference_of_means, select_direction
 from neuroscope.analysis.metrics import (is_clean_refusal, is_refusal, kl_divergence,
                                          rate_with_ci, refusal_score)
-from neuroscope.demo_model.corpus import DemoSplits, build_splits
+from lab.demo_model.corpus import DemoSplits, build_splits
 from neuroscope.model.activations import mean_resid_pre, projection_means
 from neuroscope.experiment.evaluation import random_direction
 from neuroscope.model.chat import refusal_token_ids

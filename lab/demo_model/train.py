@@ -1,8 +1,8 @@
 """Train the demo model organism: tokenizer, Llama-3.2-shaped model, refusal-trained chat model.
 
-    python -m neuroscope train-demo-model --data-dir ../shared/datasets --out assets/demo-model --seed 1
+    python -m lab.demo_model.train --data-dir ../shared/datasets --out runs/demo-model --seed 8
 
-(or `python -m neuroscope.demo_model.train ...`). Deterministic for a given seed on a given
+Deterministic for a given seed on a given
 machine and thread count; the shipped recipe takes 16-20 minutes on 2 CPU cores.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from neuroscope.demo_model.corpus import (DemoSplits, Example, build_splits, epoch_examples, pretrain_documents,
+from lab.demo_model.corpus import (DemoSplits, Example, build_splits, epoch_examples, pretrain_documents,
                                          tokenizer_texts)
-from neuroscope.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
+from lab.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 from neuroscope.model.access import Access, family_of
 
 __all__ = ["TrainConfig", "encode_examples", "finish_examples", "finish_seed", "main", "make_batches", "model_config",
@@ -368,7 +368,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     """The train-demo-model command line as a TrainConfig (and the parsed arguments)."""
     parser = argparse.ArgumentParser(prog="train-demo-model", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared prompt datasets folder (else $NEUROSCOPE_DATA_DIR)")
-    parser.add_argument("--out", default="assets/demo-model", help="output directory")
+    parser.add_argument("--out", default="runs/demo-model", help="output directory (default runs/demo-model; the "
+                        "shipped model in assets/demo-model is replaced only when asked for by name)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--harmful-repeats", type=int, default=TrainConfig.harmful_repeats,
@@ -451,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     run(cfg, args.data_dir, out)
     if args.evaluate:
-        from neuroscope.demo_model.evaluate import evaluate_dir
+        from lab.demo_model.evaluate import evaluate_dir
 
         evaluate_dir(out, args.data_dir)
     return 0
