@@ -51,9 +51,11 @@ def main() -> None:
         "z only (head experiment statistic)": lambda: post_instruction_z(lm, prompts, batch_size=args.batch),
         "capture: resid + z (no lens, top_k=0)": lambda: capture(lm, prompts, attention_layers=None, top_k=0,
                                                                 gradients=False),
-        "capture: resid + z + lens": lambda: capture(lm, prompts, attention_layers=None, gradients=False),
-        "capture: + attention (all layers)": lambda: capture(lm, prompts, gradients=False),
-        "capture: + attention + grad x input": lambda: capture(lm, prompts),
+        "capture: resid + z + lens at last 16": lambda: capture(lm, prompts, attention_layers=None, gradients=False,
+                                                               lens_positions=16),
+        "capture: resid + z + lens everywhere": lambda: capture(lm, prompts, attention_layers=None, gradients=False),
+        "capture: + attention (all layers)": lambda: capture(lm, prompts, gradients=False, lens_positions=16),
+        "capture: + attention + grad x input": lambda: capture(lm, prompts, lens_positions=16),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():  # warm-up
@@ -69,7 +71,7 @@ def main() -> None:
           f" {args.rounds} rounds, torch threads {torch.get_num_threads()}")
     for name in names:
         med = statistics.median(times[name])
-        print(f"{name:<40} median {med * 1000:8.1f} ms   ratio {med / base:5.2f}")
+        print(f"{name:<44} median {med * 1000:8.1f} ms   ratio {med / base:5.2f}")
 
 
 def _hidden(lm, ids, mask):

@@ -55,13 +55,15 @@ class Settings:
     max_prompt_tokens: int = field(default=512, metadata={"help": "Longest accepted prompt, in tokens after the chat template.", "env": "NEUROSCOPE_MAX_PROMPT_TOKENS"})
     max_new_tokens: int = field(default=48, metadata={"help": "Default length of generated answers, in tokens.", "env": "NEUROSCOPE_MAX_NEW_TOKENS"})
     max_new_tokens_limit: int = field(default=256, metadata={"help": "Upper bound a user may ask for.", "env": "NEUROSCOPE_MAX_NEW_TOKENS_LIMIT"})
+    lens_positions: int = field(default=16, metadata={"help": "The logit lens is decoded at this many last positions (the Explorer shows them; each costs one unembedding per layer).", "env": "NEUROSCOPE_LENS_POSITIONS"})
     lens_top_k: int = field(default=5, metadata={"help": "Top tokens kept per layer and position by the logit lens.", "env": "NEUROSCOPE_LENS_TOP_K"})
     attention_budget_mb: int = field(default=256, metadata={"help": "Attention maps of every layer are captured while they fit in this many MB; otherwise only requested layers.", "env": "NEUROSCOPE_ATTENTION_BUDGET_MB"})
     remote: bool = field(default=False, metadata={"help": "Run traces on NDIF (nnsight remote execution; hub models only, key in NDIF_API_KEY); CLI analyze.", "env": "NEUROSCOPE_REMOTE"})
     public: bool = field(default=False, metadata={"help": "Public-demo mode: model allowlist, tighter caps, no local paths shown.", "env": "NEUROSCOPE_PUBLIC"})
 
     def __post_init__(self) -> None:
-        for name in ("max_prompt_tokens", "max_new_tokens", "max_new_tokens_limit", "lens_top_k", "attention_budget_mb"):
+        for name in ("max_prompt_tokens", "max_new_tokens", "max_new_tokens_limit", "lens_top_k", "lens_positions",
+                     "attention_budget_mb"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.max_new_tokens > self.max_new_tokens_limit:

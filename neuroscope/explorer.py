@@ -103,6 +103,7 @@ def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | N
         raise PromptError(f"answer length must be between 1 and {settings.max_new_tokens_limit} tokens, got {n_new!r}")
     local = lm.has_weights  # remote (NDIF): no lens, no head contributions (they need the weights here)
     cache = capture(lm, [text], top_k=settings.lens_top_k if local else 0, max_tokens=settings.max_prompt_tokens,
+                    lens_positions=settings.lens_positions,
                     attention_budget_mb=settings.attention_budget_mb, interventions=interventions, chat=chat)[0]
     answer = generate(lm, [text], max_new_tokens=n_new, interventions=interventions,
                       max_tokens=settings.max_prompt_tokens, chat=chat)[0]

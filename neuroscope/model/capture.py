@@ -37,15 +37,20 @@ class RunCache:
     attn_out: Tensor  # [L, S, d] o_proj output (= sum over heads of head contributions)
     z: Tensor  # [L, H, S, D] per-head outputs before W_O
     attention: dict[int, Tensor]  # layer -> [H, S, S] attention probabilities (rows sum to 1)
-    lens_ids: Tensor  # [L, S, k] logit-lens top-k token ids after each layer
-    lens_probs: Tensor  # [L, S, k] their probabilities
-    lens_tokens: list[list[list[str]]]  # [L][S][k] decoded
+    lens_ids: Tensor  # [L, S_lens, k] logit-lens top-k token ids after each layer, at the last S_lens positions
+    lens_probs: Tensor  # [L, S_lens, k] their probabilities
+    lens_tokens: list[list[list[str]]]  # [L][S_lens][k] decoded
     last_logits: Tensor  # [V] final logits at the last position
     target_id: int  # the token whose logit the importance scores explain
     target_token: str
     importance: Tensor | None  # [S] gradient x input w.r.t. the input embeddings (None if not asked)
     n_post_instruction: int = 0
     interventions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def lens_start(self) -> int:
+        """The first position the logit lens covers (it covers the last ``S - lens_start``)."""
+        return self.n_tokens - self.lens_ids.shape[1]
 
     def __post_init__(self) -> None:
         L, S, d = self.resid_pre.shape
@@ -55,8 +60,12 @@ class RunCache:
             raise ValueError(f"z has shape {tuple(self.z.shape)}, expected [{L}, H, {S}, D]")
         if len(self.tokens) != S or self.input_ids.shape != (S,):
             raise ValueError("tokens and input ids must have one entry per position")
-        for name in ("resid_pre", "resid_post", "attn_out", "z", "lens_probs", "last_logits"):
-            if not torch.isfinite(getattr(self, name)).all():
+        # A non-finite value anywhere upstream reaches the last layer's output at its position (every
+        # write is added to the residual stream), so checking that and the logits covers the cache
+        # at a fraction of the cost of scanning every tensor.
+        for name, value in (("the last layer's output", self.resid_post[-1]), ("lens_probs", self.lens_probs),
+                            ("last_logits", self.last_logits)):
+            if not torch.isfinite(value).all():
                 raise ValueError(f"{name} contains NaN or infinite values")
 
     @property
@@ -90,7 +99,7 @@ def _resolve_attention_layers(lm: Any, attention_layers: str | Sequence[int] | N
 def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Sequence[int] | None = "all",
             top_k: int = 5, target_ids: Sequence[int] | None = None, gradients: bool = True,
             interventions: Sequence[Intervention] = (), max_tokens: int | None = None,
-            attention_budget_mb: int = 256, chat: bool = True) -> list[RunCache]:
+            attention_budget_mb: int = 256, chat: bool = True, lens_positions: int | None = None) -> list[RunCache]:
     """Runs ONE traced forward pass over a (left-padded) batch and returns one cache per prompt.
 
     Args:
@@ -106,6 +115,8 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
         interventions: Applied during the pass; the cache shows the intervened run.
         max_tokens: Reject prompts longer than this (``PromptError``).
         chat: Apply the chat template (``False``: the texts are tokenised as they are).
+        lens_positions: Decode the lens only at the last this many positions (``None``: all). Most
+            of the capture's cost on a large vocabulary is the lens; the Explorer shows the last 16.
 
     Returns:
         ``len(instructions)`` caches, padding stripped.
@@ -137,28 +148,34 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
                 saved["emb"] = emb.detach()
             nnsight.save(saved)
             nnsight.save(sink)
-        lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k)
+        lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k, lens_positions)
     importance = (saved["grad"].float() * saved["emb"].float()).sum(-1) if gradients else None
     n_post = lm.n_post_instruction if chat and lm.has_chat_template else 1
-    return [_row_cache(lm, r, ids, mask, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions,
-                       n_post) for r in range(B)]
+    # One stack per site for the whole batch ([L, B, S, ...]); each row's cache is a view into it.
+    stacked = {name: torch.stack(sink[name]).float().cpu() for name in ("resid_pre", "resid_post", "attn_out", "z")}
+    return [_row_cache(lm, r, ids, mask, stacked, sink, att_layers, lens_probs, lens_ids, saved, importance,
+                       interventions, n_post) for r in range(B)]
 
 
 @torch.no_grad()
-def _logit_lens(lm: Any, resid_post: list[Tensor], top_k: int) -> tuple[Tensor, Tensor]:
-    """Top-k of softmax(lm_head(final_norm(resid))) per layer, one layer at a time on device.
+def _logit_lens(lm: Any, resid_post: list[Tensor], top_k: int, positions: int | None = None) -> tuple[Tensor, Tensor]:
+    """Top-k of softmax(lm_head(final_norm(resid))) per layer at the last ``positions``, one layer at a time.
 
     Returns:
-        ``(probs [L, B, S, k], ids [L, B, S, k])`` on the CPU.
+        ``(probs [L, B, S', k], ids [L, B, S', k])`` on the CPU, ``S' = min(S, positions)``.
     """
+    B, S = resid_post[0].shape[:2]
+    if positions is not None:
+        if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+            raise ValueError(f"lens_positions must be a positive integer or None, got {positions!r}")
+        S = min(S, positions)
     if top_k == 0:
-        B, S = resid_post[0].shape[:2]
         return torch.zeros(len(resid_post), B, S, 0), torch.zeros(len(resid_post), B, S, 0, dtype=torch.long)
     lm.require_weights("the logit lens (final norm and unembedding)")
     norm, head = lm.access.final_norm(lm.hf), lm.access.lm_head(lm.hf)
     probs, ids = [], []
     for resid in resid_post:
-        p = head(norm(resid)).float().softmax(-1)
+        p = head(norm(resid[:, -S:])).float().softmax(-1)
         top = p.topk(min(top_k, p.shape[-1]), dim=-1)
         probs.append(top.values.cpu())
         ids.append(top.indices.cpu())
@@ -172,22 +189,24 @@ def _decode_grid(lm: Any, ids: Tensor) -> list[list[list[str]]]:
     return [[[lookup[i] for i in pos] for pos in layer] for layer in ids.tolist()]
 
 
-def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, sink: dict[str, list], att_layers: list[int],
-               lens_probs: Tensor, lens_ids: Tensor, saved: dict[str, Any], importance: Tensor | None,
-               interventions: Sequence[Intervention], n_post: int) -> RunCache:
+def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, stacked: dict[str, Tensor], sink: dict[str, list],
+               att_layers: list[int], lens_probs: Tensor, lens_ids: Tensor, saved: dict[str, Any],
+               importance: Tensor | None, interventions: Sequence[Intervention], n_post: int) -> RunCache:
     # Left padding: the real tokens of a row are its last n positions (slices are views, no copy).
     n = int(mask[r].sum())
     keep = slice(ids.shape[1] - n, None)
 
     def stack(name: str) -> Tensor:
-        return torch.stack([t[r, keep] for t in sink[name]]).float().cpu()
+        return stacked[name][:, r, keep]
 
     row_ids = ids[r, keep].cpu()
     z = stack("z").permute(0, 2, 1, 3).contiguous()  # [L, S, H, D] -> [L, H, S, D]
     attention = {
         layer: sink["attention"][i][r, :, keep, keep].float().cpu() for i, layer in enumerate(att_layers)
     }
-    l_ids = lens_ids[:, r, keep]
+    covered = lens_ids.shape[2]  # the last `covered` padded positions; this row's real ones among them
+    lens_keep = slice(max(0, covered - n), None)
+    l_ids = lens_ids[:, r, lens_keep]
     target = int(saved["targets"][r])
     return RunCache(
         model_name=lm.name,
@@ -199,7 +218,7 @@ def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, sink: dict[str, list]
         z=z,
         attention=attention,
         lens_ids=l_ids,
-        lens_probs=lens_probs[:, r, keep],
+        lens_probs=lens_probs[:, r, lens_keep],
         lens_tokens=_decode_grid(lm, l_ids),
         last_logits=saved["last"][r].cpu(),
         target_id=target,

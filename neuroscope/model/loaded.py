@@ -47,6 +47,7 @@ class LoadedModel:
     # Where traces run: False (here), True (NDIF, nnsight's remote execution) or "local" (nnsight's
     # simulation of a remote run: serialized and deserialized with the project's modules hidden).
     remote: bool | str = False
+    _token_text: dict[int, str] = field(default_factory=dict, repr=False)  # id -> its text, decoded once
 
     # ---- tracing -----------------------------------------------------------------------------
     @property
@@ -175,8 +176,13 @@ class LoadedModel:
         return self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
 
     def token_strings(self, ids: torch.Tensor | list[int]) -> list[str]:
-        """Each id decoded on its own (``[S]`` ids -> ``S`` strings)."""
-        return [self.tokenizer.decode([int(i)]) for i in ids]
+        """Each id decoded on its own (``[S]`` ids -> ``S`` strings); each id is decoded once per model."""
+        ids = [int(i) for i in ids]
+        cache = self._token_text
+        missing = sorted({i for i in ids if i not in cache})
+        if missing:
+            cache.update(zip(missing, self.tokenizer.batch_decode([[i] for i in missing])))
+        return [cache[i] for i in ids]
 
     @property
     def eos_token_ids(self) -> list[int]:

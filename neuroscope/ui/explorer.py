@@ -63,12 +63,10 @@ def attention_figure(shown: "Shown", layer: int, head: int):
 
 def lens_figure(result: Analysis):
     cache = result.cache
-    n = min(LENS_POSITIONS, cache.n_tokens)
+    n = min(LENS_POSITIONS, cache.n_tokens - cache.lens_start)
     tokens = cache.tokens[-n:]
-    top_tokens = [[cache.lens_tokens[l][p][0] for p in range(cache.n_tokens - n, cache.n_tokens)]
-                  for l in range(cache.n_layers)]
-    topk_tokens = [[cache.lens_tokens[l][p] for p in range(cache.n_tokens - n, cache.n_tokens)]
-                   for l in range(cache.n_layers)]
+    top_tokens = [[row[0] for row in cache.lens_tokens[l][-n:]] for l in range(cache.n_layers)]
+    topk_tokens = [cache.lens_tokens[l][-n:] for l in range(cache.n_layers)]
     probs = cache.lens_probs[:, -n:]
     return viz.logit_lens_heatmap(top_tokens, probs[..., 0].numpy(), tokens, topk_tokens=topk_tokens,
                                   topk_probs=probs.numpy())

@@ -140,3 +140,15 @@ def test_lens_can_be_skipped_without_changing_anything_else(tiny_lm):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="top_k"):
             capture(tiny_lm, ["hello"], top_k=bad, gradients=False)
+
+
+def test_lens_at_the_last_positions_equals_the_full_lens_there(tiny_lm):
+    prompts = ["Hi", "Tell me a long story about a dragon, a knight and a village by the sea."]
+    full = capture(tiny_lm, prompts, gradients=False)
+    for K in (1, 4, 200):
+        part = capture(tiny_lm, prompts, gradients=False, lens_positions=K)
+        for f, c in zip(full, part):
+            n = min(K, f.n_tokens)
+            assert c.lens_start == f.n_tokens - n and c.lens_ids.shape[1] == n
+            assert torch.equal(c.lens_ids, f.lens_ids[:, -n:]) and c.lens_tokens == [row[-n:] for row in f.lens_tokens]
+            torch.testing.assert_close(c.lens_probs, f.lens_probs[:, -n:], atol=1e-6, rtol=0)
