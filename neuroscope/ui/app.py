@@ -30,7 +30,8 @@ INTRO = ("Type a prompt, watch the model's internals light up, and test causal c
          "watch the ablated model answer it, then a harmless one and watch the added direction make it refuse · "
          "③ *Explorer* for one prompt's internals · ④ *Experiment* for the full, held-out study.")
 
-PUBLIC_QUEUE_SIZE = 32
+PUBLIC_QUEUE_SIZE = 64
+LOCAL_QUEUE_SIZE = 256
 PUBLIC_MAX_UPLOAD = "2mb"
 
 
@@ -90,7 +91,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             demo.unload(forget)
     # One model, one slot: events that run the model share concurrency_id "model" (limit 1), so they
     # run one at a time while UI-only events (queue=False) answer at once and the page stays live.
-    demo.queue(default_concurrency_limit=1, max_size=PUBLIC_QUEUE_SIZE if ctx.settings.public else None)
+    # The queue is bounded everywhere: past it a visitor is told the app is busy instead of waiting forever.
+    demo.queue(default_concurrency_limit=1, max_size=PUBLIC_QUEUE_SIZE if ctx.settings.public else LOCAL_QUEUE_SIZE)
     return demo
 
 

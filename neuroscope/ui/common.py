@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import gradio as gr
+import torch
 
 from neuroscope.config import Settings
 from neuroscope.errors import UserError
@@ -148,6 +149,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """
 
     def translate(err: BaseException) -> gr.Error:
+        if isinstance(err, torch.OutOfMemoryError):  # this request was too big; the next one may not be
+            log.warning("out of memory in %s: %s", fn.__name__, str(err).splitlines()[0] if str(err) else "")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            return gr.Error("the model ran out of memory on this request: try a shorter prompt, a shorter answer or "
+                            "fewer prompts; the app is still running")
         if isinstance(err, USER_ERRORS):
             return gr.Error(scrub_paths(str(err)) if _hide_paths else str(err))
         log.error("unexpected error in %s", fn.__name__, exc_info=err)
