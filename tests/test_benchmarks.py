@@ -12,3 +12,15 @@ def test_bench_experiment_keeps_a_user_folder(tmp_path, capsys):
     assert main(["--model", "tiny", "--out", str(out)]) == 2
     assert (out / "notes.txt").read_text() == "mine"  # the old script removed the whole folder
     assert "new or empty folder" in capsys.readouterr().err
+
+
+def test_peer_benchmark_says_when_transformerlens_is_missing(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformer_lens", None)  # importing it fails, as where it is not installed
+    monkeypatch.setitem(sys.modules, "transformer_lens.model_bridge", None)
+    monkeypatch.setattr(sys, "argv", ["bench_peer"])
+    from benchmarks.bench_peer import main
+
+    main()
+    assert "TransformerLens 4.x is not installed" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Soak: many concurrent, mixed requests through gradio_client against the running app.
 
-    python -m tests.reliability.soak --requests 200 --clients 20 [--model demo]
+    python -m tests.reliability.soak --requests 400 --clients 20 --concurrency 50 [--model demo]
 
 Every visitor (a gradio_client session, public mode so each keeps their own direction) computes a
 direction, then sends analyze / intervene (ablation and addition) / ablate-heads / select-head /
@@ -46,7 +46,9 @@ def comparable(api: str, out: Any) -> Any:
     return out
 
 
-def run_soak(url: str, n_requests: int, n_clients: int, compute_args: tuple) -> dict[str, Any]:
+def run_soak(url: str, n_requests: int, n_clients: int, compute_args: tuple, concurrency: int = 50) -> dict[str, Any]:
+    """``n_requests`` mixed requests from ``n_clients`` visitors, ``concurrency`` in flight at once (keep it
+    under the app's queue bound: past it gradio answers "Queue is full", by design)."""
     from gradio_client import Client
 
     clients = [Client(url, verbose=False, download_files=False) for _ in range(n_clients)]
@@ -69,13 +71,13 @@ def run_soak(url: str, n_requests: int, n_clients: int, compute_args: tuple) -> 
             return api, args, None, time.perf_counter() - t0, f"{type(err).__name__}: {err}"
 
     t0 = time.perf_counter()
-    with cf.ThreadPoolExecutor(n_requests) as pool:
+    with cf.ThreadPoolExecutor(min(n_requests, concurrency)) as pool:
         results = list(pool.map(one, jobs))
     wall = time.perf_counter() - t0
     errors = [r[4] for r in results if r[4]]
     mismatches = [(r[0], r[1]) for r in results if not r[4] and r[2] != alone[json.dumps([r[0], r[1]])]]
     latencies = sorted(r[3] for r in results)
-    return {"requests": n_requests, "clients": n_clients, "errors": errors, "mismatches": mismatches,
+    return {"requests": n_requests, "clients": n_clients, "concurrency": min(n_requests, concurrency), "errors": errors, "mismatches": mismatches,
             "wall_s": wall, "throughput_per_s": n_requests / wall, "p50_s": statistics.median(latencies),
             "p95_s": latencies[max(0, int(0.95 * len(latencies)) - 1)]}
 
@@ -84,6 +86,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--clients", type=int, default=20)
+    p.add_argument("--concurrency", type=int, default=50, help="requests in flight at once (the public queue holds 64)")
     p.add_argument("--model", default="demo")
     args = p.parse_args()
     from neuroscope import research
@@ -96,7 +99,8 @@ def main() -> None:
     demo = build_app(ctx)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
-        report = run_soak(demo.local_url, args.requests, args.clients, (research.CURATED, None, None, 16, 8))
+        report = run_soak(demo.local_url, args.requests, args.clients, (research.CURATED, None, None, 16, 8),
+                          args.concurrency)
     finally:
         demo.close()
     print(json.dumps({k: v for k, v in report.items() if k not in ("errors", "mismatches")}, indent=1))
