@@ -156,35 +156,54 @@ def _bar(enabled: bool):
 # --------------------------------------------------------------------------- experiment
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+# Flags generated from ExperimentConfig: flag -> (config field, argparse type). Their defaults and help
+# texts are the dataclass's own, so the two cannot drift (a test checks every field is reachable).
+CONFIG_FLAGS: dict[str, tuple[str, Any]] = {
+    "--data-dir": ("data_dir", str), "--harmful": ("harmful_file", str), "--harmless": ("harmless_file", str),
+    "--n-train": ("n_train", _positive), "--n-val": ("n_val", _positive), "--n-test": ("n_test", _positive),
+    "--n-test-harmless": ("n_test_harmless", _positive), "--n-xstest": ("n_xstest", _nonnegative),
+    "--n-head-prompts": ("n_head_prompts", _positive), "--max-new-tokens": ("max_new_tokens", _positive),
+    "--batch-size": ("batch_size", _positive), "--strength": ("strength", _strength),
+    "--kl-threshold": ("kl_threshold", _finite), "--seed": ("seed", _seed),
+    "--edit-strengths": ("edit_strengths", _strengths), "--edit-tolerance": ("edit_tolerance", _finite),
+    "--export-model": ("export_model", bool),
+}
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{x:g}" for x in value)
+    return repr(value) if value == "" else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _experiment_parser() -> _Parser:
+    import dataclasses
+
     from neuroscope.experiment.config import ExperimentConfig
 
-    d = ExperimentConfig()
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
     p = _Parser(prog="python -m neuroscope experiment",
                 description="Run the full refusal-direction experiment and write report.md, report.html, metrics.json.")
-    p.add_argument("--model", required=True, help="Hub id, local model folder, or 'demo'.")
+    p.add_argument("--model", required=True, help="Hub id, local model folder, 'demo' or 'smollm2'.")
     p.add_argument("--out", required=True, help="Output folder (a re-run with the same settings resumes).")
-    p.add_argument("--data-dir", default="", help="Folder with the research prompt sets (else $NEUROSCOPE_DATA_DIR, else the curated pairs).")
-    p.add_argument("--harmful", default="", help="Harmful prompt file (.json/.jsonl/.csv/.txt); needs --harmless.")
-    p.add_argument("--harmless", default="", help="Harmless prompt file; needs --harmful.")
-    p.add_argument("--n-train", type=_positive, default=d.n_train, help=f"prompts per side for the means (default {d.n_train})")
-    p.add_argument("--n-val", type=_positive, default=d.n_val, help=f"prompts per side for selection (default {d.n_val})")
-    p.add_argument("--n-test", type=_positive, default=d.n_test, help=f"held-out harmful prompts (default {d.n_test})")
-    p.add_argument("--n-test-harmless", type=_positive, default=d.n_test_harmless, help=f"held-out harmless prompts (default {d.n_test_harmless})")
-    p.add_argument("--n-xstest", type=int, default=d.n_xstest, help=f"XSTest prompts per label (default {d.n_xstest})")
-    p.add_argument("--n-head-prompts", type=_positive, default=d.n_head_prompts, help=f"prompts per side for head statistics (default {d.n_head_prompts})")
-    p.add_argument("--max-new-tokens", type=_positive, default=d.max_new_tokens, help=f"generated tokens per answer (default {d.max_new_tokens})")
-    p.add_argument("--batch-size", type=_positive, default=d.batch_size, help=f"prompts per batch (default {d.batch_size})")
-    p.add_argument("--strength", type=_strength, default=d.strength, help=f"activation-addition multiplier (default {d.strength})")
-    p.add_argument("--kl-threshold", type=_finite, default=d.kl_threshold, help=f"selection KL threshold (default {d.kl_threshold})")
-    p.add_argument("--seed", type=_seed, default=d.seed, help=f"seed (default {d.seed})")
-    p.add_argument("--edit-strengths", type=_strengths, default=d.edit_strengths, metavar="L1,L2,...",
-                   help="weight-edit strengths swept on the refusal-vs-damage frontier, comma-separated "
-                        f"(default {','.join(f'{x:g}' for x in d.edit_strengths)}; the exact mean form is always a point)")
-    p.add_argument("--edit-tolerance", type=_finite, default=d.edit_tolerance,
-                   help=f"refusal slack of the rule that chooses the edit to export (default {d.edit_tolerance})")
-    p.add_argument("--export-model", action="store_true",
-                   help="also save the chosen weight edit (plain transformers checkpoint) under --out/edited-model")
+    for flag, (name, kind) in CONFIG_FLAGS.items():
+        f = fields[name]
+        if kind is bool:
+            p.add_argument(flag, dest=name, action="store_true", default=f.default, help=f.metadata["help"])
+        else:
+            p.add_argument(flag, dest=name, type=kind, default=f.default,
+                           metavar="L1,L2,..." if isinstance(f.default, tuple) else None,
+                           help=f"{f.metadata['help']} (default {_default_text(f.default)})")
     p.add_argument("--restart", action="store_true", help="discard this pipeline's artifacts in --out and start over")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
@@ -200,12 +219,7 @@ def experiment_main(argv: list[str]) -> int:
         from neuroscope.experiment.data import load_experiment_data
         from neuroscope.experiment.pipeline import clear_run, run_experiment
 
-        config = ExperimentConfig(
-            data_dir=args.data_dir, harmful_file=args.harmful, harmless_file=args.harmless, n_train=args.n_train,
-            n_val=args.n_val, n_test=args.n_test, n_test_harmless=args.n_test_harmless, n_xstest=args.n_xstest,
-            n_head_prompts=args.n_head_prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            strength=args.strength, kl_threshold=args.kl_threshold, seed=args.seed, export_model=args.export_model,
-            edit_strengths=args.edit_strengths, edit_tolerance=args.edit_tolerance)
+        config = ExperimentConfig(**{name: getattr(args, name) for name, _ in CONFIG_FLAGS.values()})
         data = load_experiment_data(config)  # bad files fail here, before anything is written
         writable_folder(args.out)  # and an unusable --out, before the model loads
         lm = _load(args.model, args.device, args.dtype)

@@ -148,3 +148,20 @@ def test_evaluate_missing_direction(tmp_path, prompt_files, capsys):
                           "--harmful", str(harmful), "--harmless", str(harmless)])
     assert code == 2
     assert "not found" in _one_line_error(capsys)
+
+
+def test_experiment_flags_are_the_config_fields_with_their_defaults_and_help():
+    import dataclasses
+
+    from neuroscope.experiment.cli import CONFIG_FLAGS, _experiment_parser
+    from neuroscope.experiment.config import ExperimentConfig
+
+    parser = _experiment_parser()
+    args = parser.parse_args(["--model", "m", "--out", "o"])
+    fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    actions = {a.dest: a for a in parser._actions}
+    for flag, (name, _kind) in CONFIG_FLAGS.items():
+        assert getattr(args, name) == fields[name].default, flag
+        assert actions[name].help.startswith(fields[name].metadata["help"]), flag
+    # what the CLI builds is exactly the dataclass's defaults
+    assert ExperimentConfig(**{name: getattr(args, name) for name, _ in CONFIG_FLAGS.values()}) == ExperimentConfig()
