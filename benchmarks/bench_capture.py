@@ -7,10 +7,10 @@ load hits all of them alike. Run from the repository root: ``python -m benchmark
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 from neuroscope.model import _compat  # noqa: F401
+
+from benchmarks.timing import median_times
 
 import torch
 
@@ -21,7 +21,7 @@ from neuroscope.model.tiny import build_tiny_model
 
 def _prompts(n: int, words: int) -> list[str]:
     base = "explain how the residual stream of a transformer carries information between layers and heads".split()
-    return [" ".join((base * 8)[i:i + words]) for i in range(n)]
+    return [" ".join((base * 8)[i : i + words]) for i in range(n)]
 
 
 def main() -> None:
@@ -49,28 +49,27 @@ def main() -> None:
         "bare HF forward": bare,
         "HF output_hidden_states": lambda: _hidden(lm, ids, mask),
         "z only (head experiment statistic)": lambda: post_instruction_z(lm, prompts, batch_size=args.batch),
-        "capture: resid + z (no lens, top_k=0)": lambda: capture(lm, prompts, attention_layers=None, top_k=0,
-                                                                gradients=False),
-        "capture: resid + z + lens at last 16": lambda: capture(lm, prompts, attention_layers=None, gradients=False,
-                                                               lens_positions=16),
+        "capture: resid + z (no lens, top_k=0)": lambda: capture(
+            lm, prompts, attention_layers=None, top_k=0, gradients=False
+        ),
+        "capture: resid + z + lens at last 16": lambda: capture(
+            lm, prompts, attention_layers=None, gradients=False, lens_positions=16
+        ),
         "capture: resid + z + lens everywhere": lambda: capture(lm, prompts, attention_layers=None, gradients=False),
         "capture: + attention (all layers)": lambda: capture(lm, prompts, gradients=False, lens_positions=16),
         "capture: + attention + grad x input": lambda: capture(lm, prompts, lens_positions=16),
     }
-    times: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():  # warm-up
         fn()
     names = list(variants)
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["bare HF forward"])
-    print(f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); batch {args.batch} x {ids.shape[1]} tokens;"
-          f" {args.rounds} rounds, torch threads {torch.get_num_threads()}")
+    medians = median_times(variants, args.rounds)
+    base = medians["bare HF forward"]
+    print(
+        f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); batch {args.batch} x {ids.shape[1]} tokens;"
+        f" {args.rounds} rounds, torch threads {torch.get_num_threads()}"
+    )
     for name in names:
-        med = statistics.median(times[name])
+        med = medians[name]
         print(f"{name:<44} median {med * 1000:8.1f} ms   ratio {med / base:5.2f}")
 
 

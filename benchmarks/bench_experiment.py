@@ -27,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default="demo", help="model spec ('demo', a folder, a hub id, or 'tiny')")
     p.add_argument("--data-dir", default="", help="research prompt sets (default: $NEUROSCOPE_DATA_DIR, else curated)")
-    p.add_argument("--out", default="", help="a new or empty output folder, kept (default: a temporary folder, "
-                   "removed afterwards)")
+    p.add_argument(
+        "--out", default="", help="a new or empty output folder, kept (default: a temporary folder, removed afterwards)"
+    )
     args = p.parse_args(argv)
     if args.out and Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
         # every step must run (nothing resumed), and a user's folder is never deleted
@@ -53,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run_experiment(lm, config, out, data=data)
     total = time.perf_counter() - t0
     print(f"model {lm.name}; {torch.get_num_threads()} torch threads; data: {data.description}")
-    print(f"baseline: one greedy generation of {len(prompts)} held-out harmful prompts "
-          f"({config.max_new_tokens} tokens): {baseline:.1f} s")
+    print(
+        f"baseline: one greedy generation of {len(prompts)} held-out harmful prompts "
+        f"({config.max_new_tokens} tokens): {baseline:.1f} s"
+    )
     for step, seconds in result.seconds.items():
         print(f"  {step:<18} {seconds:7.1f} s  ({seconds / baseline:5.1f}x baseline)")
     print(f"full experiment: {total:.1f} s = {total / 60:.1f} min = {total / baseline:.1f}x baseline")

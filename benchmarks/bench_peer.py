@@ -11,11 +11,11 @@ same rounds, on a random 8-layer d512 Llama saved to a temporary folder.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 from neuroscope.model import _compat  # noqa: F401
+
+from benchmarks.timing import median_times
 
 import torch
 
@@ -60,7 +60,7 @@ def main() -> None:
     peer = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
     bridge = TransformerBridge.boot_transformers(folder, hf_model=peer, tokenizer=AutoTokenizer.from_pretrained(folder))
     base = "explain how the residual stream of a transformer carries information between layers and heads".split()
-    prompts = [" ".join((base * 8)[i:i + args.words]) for i in range(args.batch)]
+    prompts = [" ".join((base * 8)[i : i + args.words]) for i in range(args.batch)]
     ids, mask = lm.encode_chat(prompts)
     wanted = ("hook_resid_pre", "hook_z", "hook_pattern", "hook_attn_out", "hook_resid_post")
 
@@ -75,24 +75,21 @@ def main() -> None:
     variants = {
         "bare HF forward": bare,
         "NeuroScope capture: resid + z + attention + lens at last 16": lambda: capture(
-            lm, prompts, gradients=False, lens_positions=16),
-        "NeuroScope capture: resid + z only": lambda: capture(lm, prompts, attention_layers=None, top_k=0,
-                                                             gradients=False),
+            lm, prompts, gradients=False, lens_positions=16
+        ),
+        "NeuroScope capture: resid + z only": lambda: capture(
+            lm, prompts, attention_layers=None, top_k=0, gradients=False
+        ),
         "TransformerLens run_with_cache (every hook)": tl,
         "TransformerLens run_with_cache (resid, z, pattern, attn_out)": lambda: tl(lambda n: n.endswith(wanted)),
     }
     held = {name: _bytes(fn()) for name, fn in variants.items()}  # warm-up, and what each keeps
-    times: dict[str, list[float]] = {k: [] for k in variants}
     names = list(variants)
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            t0 = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - t0)
-    b = statistics.median(times["bare HF forward"])
+    medians = median_times(variants, args.rounds)
+    b = medians["bare HF forward"]
     print(f"same weights (random 8-layer d512 Llama); batch {args.batch} x {ids.shape[1]} tokens; {args.rounds} rounds")
     for name in names:
-        med = statistics.median(times[name])
+        med = medians[name]
         print(f"{name:<62} {med * 1000:8.1f} ms  x{med / b:5.2f}   holds {held[name] / 2**20:8.1f} MiB")
 
 

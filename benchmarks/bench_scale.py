@@ -49,7 +49,7 @@ def _prompt_of_length(lm, target: int) -> str:
     words = "the residual stream carries information between layers and heads of a transformer".split()
     n = 1
     while True:
-        text = " ".join((words * (target // len(words) + 2))[:n + 1])
+        text = " ".join((words * (target // len(words) + 2))[: n + 1])
         ids, _ = lm.encode_chat([text])
         if ids.shape[1] > target:
             return " ".join((words * (target // len(words) + 2))[:n])
@@ -100,8 +100,10 @@ def main() -> None:
     def gpu_peak() -> str:
         return f", GPU peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if on_gpu else ""
 
-    print(f"model: {args.model}: {lm.n_layers} layers, d_model {lm.d_model}, {lm.n_heads}/{lm.n_kv_heads} heads, "
-          f"vocab {lm.vocab_size}, {lm.dtype} on {lm.device}; torch threads {torch.get_num_threads()}")
+    print(
+        f"model: {args.model}: {lm.n_layers} layers, d_model {lm.d_model}, {lm.n_heads}/{lm.n_kv_heads} heads, "
+        f"vocab {lm.vocab_size}, {lm.dtype} on {lm.device}; torch threads {torch.get_num_threads()}"
+    )
     print(f"load: {load_s:.1f} s; peak RSS after load {_rss_gib():.1f} GiB (now {_rss_now_gib():.1f} GiB){gpu_peak()}")
     print("\n| what | median (s) | ratio to its baseline |\n|---|---|---|", flush=True)
 
@@ -116,10 +118,14 @@ def main() -> None:
         base = _timed(bare, args.rounds)
         row(f"bare HF forward, S={ids.shape[1]}", base, "1.00")
         full = _timed(lambda prompt=prompt: capture(lm, [prompt]), args.rounds)
-        row(f"capture, every view (attention within budget, lens, grad x input), S={ids.shape[1]}", full,
-            f"{full / base:.2f}")
-        nolens = _timed(lambda prompt=prompt: capture(lm, [prompt], attention_layers=None, top_k=0, gradients=False),
-                        args.rounds)
+        row(
+            f"capture, every view (attention within budget, lens, grad x input), S={ids.shape[1]}",
+            full,
+            f"{full / base:.2f}",
+        )
+        nolens = _timed(
+            lambda prompt=prompt: capture(lm, [prompt], attention_layers=None, top_k=0, gradients=False), args.rounds
+        )
         row(f"capture without lens, attention or gradients, S={ids.shape[1]}", nolens, f"{nolens / base:.2f}")
 
     prompt = _prompt_of_length(lm, 32)
@@ -130,15 +136,22 @@ def main() -> None:
 
     def bare_generate():
         with torch.no_grad():
-            lm.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                           pad_token_id=lm.tokenizer.pad_token_id)
+            lm.hf.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=n,
+                min_new_tokens=n,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.pad_token_id,
+            )
 
     base = _timed(bare_generate, args.rounds)
     row(f"bare HF generate, {n} tokens", base, "1.00")
-    for name, ivs in (("engine generate, no intervention", []),
-                      ("engine generate, direction mean-ablated (hooks)", [DirectionAblation(r, target=target)]),
-                      ("engine generate, direction added at the middle layer (hooks)",
-                       [DirectionAddition(r, lm.n_layers // 2, 1.0)])):
+    for name, ivs in (
+        ("engine generate, no intervention", []),
+        ("engine generate, direction mean-ablated (hooks)", [DirectionAblation(r, target=target)]),
+        ("engine generate, direction added at the middle layer (hooks)", [DirectionAddition(r, lm.n_layers // 2, 1.0)]),
+    ):
         t = _timed(lambda ivs=ivs: generate_ids(lm, [prompt], n, ivs), args.rounds)
         row(name, t, f"{t / base:.2f}")
 
@@ -149,13 +162,16 @@ def main() -> None:
     def bare_forwards():
         for chunk in (harmful, harmless):
             for start in range(0, len(chunk), 16):
-                i, m = lm.encode_chat(chunk[start:start + 16])
+                i, m = lm.encode_chat(chunk[start : start + 16])
                 with torch.no_grad():
                     lm.hf(input_ids=i, attention_mask=m)
 
     t_fw = _timed(bare_forwards, 1)
-    row(f"direction: means at every layer x position, {len(harmful)}+{len(harmless)} prompts", t_dir,
-        f"{t_dir / t_fw:.2f} (vs bare forwards {t_fw:.1f} s)")
+    row(
+        f"direction: means at every layer x position, {len(harmful)}+{len(harmless)} prompts",
+        t_dir,
+        f"{t_dir / t_fw:.2f} (vs bare forwards {t_fw:.1f} s)",
+    )
 
     print(f"(peak RSS so far {_rss_gib():.1f} GiB, now {_rss_now_gib():.1f} GiB{gpu_peak()})", flush=True)
     with lm.lock:
@@ -163,8 +179,10 @@ def main() -> None:
     t = _timed(lambda: generate_ids(lm, [prompt], n), args.rounds)
     row("engine generate, orthogonalised weights (ablated, no hooks)", t, f"{t / base:.2f}")
 
-    print(f"\npeak RSS {_rss_gib():.1f} GiB (now {_rss_now_gib():.1f} GiB){gpu_peak()}; medians of {args.rounds} "
-          "rounds after a warm-up")
+    print(
+        f"\npeak RSS {_rss_gib():.1f} GiB (now {_rss_now_gib():.1f} GiB){gpu_peak()}; medians of {args.rounds} "
+        "rounds after a warm-up"
+    )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,32 @@ import importlib
 import sys
 
 COMMANDS = {
-    "analyze": ("neuroscope.cli", "analyze_main", "One prompt through the model: answer, refusal, top heads, logit lens."),
+    "analyze": (
+        "neuroscope.cli",
+        "analyze_main",
+        "One prompt through the model: answer, refusal, top heads, logit lens.",
+    ),
     "induction": ("neuroscope.cli", "induction_main", "Induction heads: scores per head and a mean-ablation test."),
-    "behaviour": ("neuroscope.cli", "behaviour_main", "A behaviour's direction (e.g. French vs English): necessity and "
-                  "sufficiency against random directions."),
-    "experiment": ("neuroscope.experiment.cli", "experiment_main", "The full refusal-direction experiment with a report."),
-    "evaluate": ("neuroscope.experiment.cli", "evaluate_main", "Refusal rates for prompt files under a saved direction."),
-    "standin": ("neuroscope.model.standin", "main", "Build a random-weight Llama-3.2-3B-Instruct stand-in (real shape, "
-                "tokenizer and template) offline."),
+    "behaviour": (
+        "neuroscope.cli",
+        "behaviour_main",
+        "A behaviour's direction (e.g. French vs English): necessity and sufficiency against random directions.",
+    ),
+    "experiment": (
+        "neuroscope.experiment.cli",
+        "experiment_main",
+        "The full refusal-direction experiment with a report.",
+    ),
+    "evaluate": (
+        "neuroscope.experiment.cli",
+        "evaluate_main",
+        "Refusal rates for prompt files under a saved direction.",
+    ),
+    "standin": (
+        "neuroscope.model.standin",
+        "main",
+        "Build a random-weight Llama-3.2-3B-Instruct stand-in (real shape, tokenizer and template) offline.",
+    ),
 }
 
 

@@ -62,20 +62,56 @@ class Behaviour:
 def _refusal() -> Behaviour:
     from neuroscope.analysis.metrics import REFUSAL_OPENINGS, REFUSAL_PHRASES, is_refusal
 
-    return Behaviour(name=REFUSAL, title="Refusal", positive="harmful", negative="harmless", shows="refuses",
-                     lacks="answers",
-                     judge=is_refusal, first_tokens=REFUSAL_PHRASES + REFUSAL_OPENINGS,
-                     about="Arditi et al. (2024): harmful vs harmless instructions; an answer with a refusal phrase refuses.")
+    return Behaviour(
+        name=REFUSAL,
+        title="Refusal",
+        positive="harmful",
+        negative="harmless",
+        shows="refuses",
+        lacks="answers",
+        judge=is_refusal,
+        first_tokens=REFUSAL_PHRASES + REFUSAL_OPENINGS,
+        about="Arditi et al. (2024): harmful vs harmless instructions; an answer with a refusal phrase refuses.",
+    )
 
 
 # ---- the language judge (the French preset) ------------------------------------------------------
 
-FRENCH_WORDS = frozenset("le la les est et de des un une du pour dans je il elle vous nous avec sur qui que pas au aux "
-                         "ce cette sont très plus mais ou en son sa ses leur votre mon ma mes c'est l'".split())
-ENGLISH_WORDS = frozenset("the is and of a an to in it you for with on that this are be i not or but very more was "
-                          "your my their his her can will".split())
-FRENCH_FIRST = ("Le", "La", "Les", "L'", "Voici", "Bien", "Bonjour", "Pour", "Il", "Elle", "C'est", "Je", "Un", "Une",
-                "Cette", "Ce", "Oui", "Dans", "Vous", "Nous", "Quand", "Chaque", "Mon", "Ma", "En")
+FRENCH_WORDS = frozenset(
+    "le la les est et de des un une du pour dans je il elle vous nous avec sur qui que pas au aux "
+    "ce cette sont très plus mais ou en son sa ses leur votre mon ma mes c'est l'".split()
+)
+ENGLISH_WORDS = frozenset(
+    "the is and of a an to in it you for with on that this are be i not or but very more was "
+    "your my their his her can will".split()
+)
+FRENCH_FIRST = (
+    "Le",
+    "La",
+    "Les",
+    "L'",
+    "Voici",
+    "Bien",
+    "Bonjour",
+    "Pour",
+    "Il",
+    "Elle",
+    "C'est",
+    "Je",
+    "Un",
+    "Une",
+    "Cette",
+    "Ce",
+    "Oui",
+    "Dans",
+    "Vous",
+    "Nous",
+    "Quand",
+    "Chaque",
+    "Mon",
+    "Ma",
+    "En",
+)
 
 
 def words(text: str) -> list[str]:
@@ -100,9 +136,18 @@ def _from_file(name: str) -> Behaviour:
         record = json.loads(path.read_text(encoding="utf-8"))
         questions = record["questions"]
         pairs = tuple((q + record["positive_suffix"], q + record["negative_suffix"]) for q in questions)
-        return Behaviour(name=name, title=record["title"], positive=record["positive"], negative=record["negative"],
-                         shows=record["shows"], lacks=record["lacks"], judge=JUDGES[name], first_tokens=FIRST_TOKENS[name],
-                         about=record.get("about", ""), pairs=pairs)
+        return Behaviour(
+            name=name,
+            title=record["title"],
+            positive=record["positive"],
+            negative=record["negative"],
+            shows=record["shows"],
+            lacks=record["lacks"],
+            judge=JUDGES[name],
+            first_tokens=FIRST_TOKENS[name],
+            about=record.get("about", ""),
+            pairs=pairs,
+        )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise BehaviourError(f"behaviour {name!r} cannot be read from data/behaviours/{name}.json ({err})") from None
 

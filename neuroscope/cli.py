@@ -10,25 +10,47 @@ from neuroscope.config import DEFAULT_MODEL, Settings, SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m neuroscope analyze", description="Run one prompt through a model "
-                                "and report its answer, refusal verdict, top heads and logit lens.")
-    p.add_argument("--model", default=None, help=f"hub id, local directory, 'demo' or 'smollm2' (default: {DEFAULT_MODEL}; "
-                   "env NEUROSCOPE_MODEL)")
+    p = argparse.ArgumentParser(
+        prog="python -m neuroscope analyze",
+        description="Run one prompt through a model and report its answer, refusal verdict, top heads and logit lens.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"hub id, local directory, 'demo' or 'smollm2' (default: {DEFAULT_MODEL}; env NEUROSCOPE_MODEL)",
+    )
     p.add_argument("--prompt", required=True, help="the user message")
-    p.add_argument("--no-chat", dest="chat", action="store_false", help="run the text as it is, without the chat "
-                   "template (plain continuation, e.g. 'The capital of France is')")
+    p.add_argument(
+        "--no-chat",
+        dest="chat",
+        action="store_false",
+        help="run the text as it is, without the chat template (plain continuation, e.g. 'The capital of France is')",
+    )
     p.add_argument("--max-new-tokens", type=int, default=None, help="answer length in tokens")
     p.add_argument("--max-prompt-tokens", type=int, default=None, help="reject longer prompts")
     p.add_argument("--top-heads", type=int, default=10, help="how many heads to list")
-    p.add_argument("--direction", default=None, help="a direction.safetensors: adds the head callout (the heads "
-                   "departing most from the harmless baseline along it)")
-    p.add_argument("--baseline-prompts", type=int, default=64, help="harmful and harmless prompts per side behind "
-                   "the callout's baseline (research sets if a data folder is configured, else the curated pairs)")
+    p.add_argument(
+        "--direction",
+        default=None,
+        help="a direction.safetensors: adds the head callout (the heads "
+        "departing most from the harmless baseline along it)",
+    )
+    p.add_argument(
+        "--baseline-prompts",
+        type=int,
+        default=64,
+        help="harmful and harmless prompts per side behind "
+        "the callout's baseline (research sets if a data folder is configured, else the curated pairs)",
+    )
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--remote", action="store_true", default=None,
-                   help="run on NDIF (nnsight remote execution) instead of here: a hub model id, the API key in "
-                        "NDIF_API_KEY; no weights are downloaded, so the logit lens and head contributions are "
-                        "left out (env NEUROSCOPE_REMOTE)")
+    p.add_argument(
+        "--remote",
+        action="store_true",
+        default=None,
+        help="run on NDIF (nnsight remote execution) instead of here: a hub model id, the API key in "
+        "NDIF_API_KEY; no weights are downloaded, so the logit lens and head contributions are "
+        "left out (env NEUROSCOPE_REMOTE)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 
@@ -41,13 +63,20 @@ def fail(message: str) -> int:
 def _callout_baseline(lm, args, settings):
     """The direction file and its head baseline on the default contrastive set (one computation per run)."""
     from neuroscope.experiment.artifacts import load_direction
-    from neuroscope.research import CURATED, RESEARCH, ResearchError, contrastive_set_names, describe_heads, \
-        load_contrastive_set
+    from neuroscope.research import (
+        CURATED,
+        RESEARCH,
+        ResearchError,
+        contrastive_set_names,
+        describe_heads,
+        load_contrastive_set,
+    )
 
     direction, _meta = load_direction(args.direction)
     if direction.shape != (lm.d_model,):
-        raise ResearchError(f"the direction file holds a vector of size {direction.shape[0]}, this model needs "
-                            f"{lm.d_model}")
+        raise ResearchError(
+            f"the direction file holds a vector of size {direction.shape[0]}, this model needs {lm.d_model}"
+        )
     name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
     data = load_contrastive_set(name, args.baseline_prompts, 2)
     return direction, describe_heads(lm, data.train_harmful, data.train_harmless, direction)
@@ -63,8 +92,13 @@ def analyze_main(argv: list[str]) -> int:
     from neuroscope.research import ResearchError
 
     try:
-        settings = Settings.from_env(model=args.model, max_new_tokens=args.max_new_tokens,
-                                     max_prompt_tokens=args.max_prompt_tokens, device=args.device, remote=args.remote)
+        settings = Settings.from_env(
+            model=args.model,
+            max_new_tokens=args.max_new_tokens,
+            max_prompt_tokens=args.max_prompt_tokens,
+            device=args.device,
+            remote=args.remote,
+        )
     except SettingsError as err:
         return fail(str(err))
     if args.top_heads < 1:
@@ -73,8 +107,11 @@ def analyze_main(argv: list[str]) -> int:
         return fail("--baseline-prompts must be between 4 and 512")
     try:
         clean_instruction(args.prompt, settings.max_prompt_tokens)  # bad input is reported before the model loads
-        lm = load_remote(settings.model) if settings.remote else load_model(settings.model, device=settings.device,
-                                                                            dtype=settings.dtype)
+        lm = (
+            load_remote(settings.model)
+            if settings.remote
+            else load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        )
         direction, stats = (None, None) if args.direction is None else _callout_baseline(lm, args, settings)
         result = analyze(lm, args.prompt, settings, direction=direction, head_stats=stats, chat=args.chat)
     except (ModelLoadError, PromptError, ResearchError, ArtifactError) as err:
@@ -105,8 +142,11 @@ def analyze_main(argv: list[str]) -> int:
 
 def induction_main(argv: list[str]) -> int:
     """``python -m neuroscope induction``: the induction-head table and its ablation test."""
-    p = argparse.ArgumentParser(prog="python -m neuroscope induction", description="Find induction heads on repeated "
-                                "random tokens and test the top ones by mean ablation against random heads.")
+    p = argparse.ArgumentParser(
+        prog="python -m neuroscope induction",
+        description="Find induction heads on repeated "
+        "random tokens and test the top ones by mean ablation against random heads.",
+    )
     p.add_argument("--model", default=None, help="hub id, local directory, 'demo' or 'smollm2' (env NEUROSCOPE_MODEL)")
     p.add_argument("--sequences", type=int, default=8, help="random sequences (default 8)")
     p.add_argument("--length", type=int, default=48, help="tokens per sequence before it repeats (default 48)")
@@ -125,8 +165,9 @@ def induction_main(argv: list[str]) -> int:
         if not 0 <= args.seed < 2**31:
             raise InductionError(f"--seed must be in 0..{2**31 - 1}, got {args.seed}")
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
-        result = find_induction_heads(lm, n_seqs=args.sequences, half=args.length, k=args.k,
-                                      n_random=args.random_sets, seed=args.seed)
+        result = find_induction_heads(
+            lm, n_seqs=args.sequences, half=args.length, k=args.k, n_random=args.random_sets, seed=args.seed
+        )
     except (SettingsError, InductionError, ModelLoadError) as err:
         return fail(str(err))
     if args.json:
@@ -135,8 +176,10 @@ def induction_main(argv: list[str]) -> int:
     print(f"model: {result.model_name}\n{result.summary()}\n")
     print(f"{'head':<8}{'induction':>10}{'dup. token':>12}{'prev. token':>13}{'copying':>10}")
     for row in result.table():
-        print(f"{'L%dH%d' % (row['layer'], row['head']):<8}{row['induction']:>10.3f}{row['duplicate_token']:>12.3f}"
-              f"{row['previous_token']:>13.3f}{row['copying']:>10.3f}")
+        print(
+            f"{'L%dH%d' % (row['layer'], row['head']):<8}{row['induction']:>10.3f}{row['duplicate_token']:>12.3f}"
+            f"{row['previous_token']:>13.3f}{row['copying']:>10.3f}"
+        )
     return 0
 
 
@@ -144,9 +187,12 @@ def behaviour_main(argv: list[str]) -> int:
     """``python -m neuroscope behaviour``: a behaviour's direction, necessity and sufficiency vs random directions."""
     from neuroscope.behaviours import behaviour_names
 
-    p = argparse.ArgumentParser(prog="python -m neuroscope behaviour", description="Find a behaviour's direction on "
-                                "its training pairs, then ablate it (necessity) and add it (sufficiency) on held-out "
-                                "pairs, beside random directions treated the same way.")
+    p = argparse.ArgumentParser(
+        prog="python -m neuroscope behaviour",
+        description="Find a behaviour's direction on "
+        "its training pairs, then ablate it (necessity) and add it (sufficiency) on held-out "
+        "pairs, beside random directions treated the same way.",
+    )
     p.add_argument("--model", default=None, help="hub id, local directory, 'demo' or 'smollm2' (env NEUROSCOPE_MODEL)")
     p.add_argument("--behaviour", default="french", choices=behaviour_names(), help="which behaviour (default french)")
     p.add_argument("--n-train", type=int, default=24, help="training pairs (default 24)")
@@ -162,16 +208,29 @@ def behaviour_main(argv: list[str]) -> int:
     from neuroscope.research import ResearchError
     from neuroscope.steering import behaviour_study
 
-    for name, value, lo, hi in (("--n-train", args.n_train, 2, 512), ("--n-val", args.n_val, 1, 256),
-                                ("--n-test", args.n_test, 1, 256), ("--random", args.random, 0, 64),
-                                ("--max-new-tokens", args.max_new_tokens, 1, 256), ("--seed", args.seed, 0, 2**31 - 1)):
+    for name, value, lo, hi in (
+        ("--n-train", args.n_train, 2, 512),
+        ("--n-val", args.n_val, 1, 256),
+        ("--n-test", args.n_test, 1, 256),
+        ("--random", args.random, 0, 64),
+        ("--max-new-tokens", args.max_new_tokens, 1, 256),
+        ("--seed", args.seed, 0, 2**31 - 1),
+    ):
         if not lo <= value <= hi:
             return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
     try:
         settings = Settings.from_env(model=args.model, device=args.device)
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
-        record = behaviour_study(lm, args.behaviour, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
-                                 n_random=args.random, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        record = behaviour_study(
+            lm,
+            args.behaviour,
+            n_train=args.n_train,
+            n_val=args.n_val,
+            n_test=args.n_test,
+            n_random=args.random,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )
     except (SettingsError, ModelLoadError, ResearchError) as err:
         return fail(str(err))
     if args.json:
@@ -182,6 +241,8 @@ def behaviour_main(argv: list[str]) -> int:
     print(f"direction: layer {d['layer']}, position {d['position']}, norm {d['norm']:.3g} — {d['reason']}\n")
     print(f"{'prompts':<20}{'condition':<36}{'rate':>6}   95% interval    n")
     for row in record["rows"]:
-        print(f"{row['prompts']:<20}{row['condition']:<36}{row['rate']:>6.0%}   [{row['lo']:.0%}, {row['hi']:.0%}]"
-              f"{row['n']:>6}")
+        print(
+            f"{row['prompts']:<20}{row['condition']:<36}{row['rate']:>6.0%}   [{row['lo']:.0%}, {row['hi']:.0%}]"
+            f"{row['n']:>6}"
+        )
     return 0

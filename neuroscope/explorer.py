@@ -66,27 +66,47 @@ class Analysis:
             "n_tokens": self.cache.n_tokens,
             "predicted_next_token": self.cache.target_token,
             "top_heads": self.top_heads(top_heads) if self.head_norms.abs().sum() > 0 else [],
-            "head_callout": None if self.callout is None else [
-                {"layer": d.layer, "head": d.head, "delta_along_direction": round(d.delta, 6), "z": round(d.z, 4),
-                 "delta_norm": round(d.delta_norm, 6), "z_norm": round(d.z_norm, 4), "text": d.text()}
-                for d in self.callout],
+            "head_callout": None
+            if self.callout is None
+            else [
+                {
+                    "layer": d.layer,
+                    "head": d.head,
+                    "delta_along_direction": round(d.delta, 6),
+                    "z": round(d.z, 4),
+                    "delta_norm": round(d.delta_norm, 6),
+                    "z_norm": round(d.z_norm, 4),
+                    "text": d.text(),
+                }
+                for d in self.callout
+            ],
             "logit_lens_last_position": self.lens_at_last_position(),
         }
 
     def callout_markdown(self) -> str:
         """The verdict's companion: the heads departing most from the harmless baseline on this prompt."""
         if self.callout is None:
-            return ("*Head callout: no refusal direction yet (compute one in the Refusal direction tab); it compares "
-                    "each head's output on this prompt with the harmless prompts' distribution.*")
+            return (
+                "*Head callout: no refusal direction yet (compute one in the Refusal direction tab); it compares "
+                "each head's output on this prompt with the harmless prompts' distribution.*"
+            )
         verdict = "Refusal detected" if self.refused else "No refusal"
         lines = [f"**{verdict}** · heads departing most from the harmless baseline (post-instruction positions):"]
         lines += [f"- {d.text()}" for d in self.callout]
         return "\n".join(lines)
 
 
-def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | None = None,
-            interventions: Sequence[Intervention] = (), direction: Tensor | None = None, head_stats: Any = None,
-            callout_k: int = 3, chat: bool = True) -> Analysis:
+def analyze(
+    lm: Any,
+    prompt: object,
+    settings: Settings,
+    max_new_tokens: int | None = None,
+    interventions: Sequence[Intervention] = (),
+    direction: Tensor | None = None,
+    head_stats: Any = None,
+    callout_k: int = 3,
+    chat: bool = True,
+) -> Analysis:
     """Answers a prompt and captures the model's internals for it.
 
     With a ``direction`` [d_model] and its ``head_stats`` (``analysis.heads.HeadStats``, computed once
@@ -102,23 +122,42 @@ def analyze(lm: Any, prompt: object, settings: Settings, max_new_tokens: int | N
     if not isinstance(n_new, int) or not 1 <= n_new <= settings.max_new_tokens_limit:
         raise PromptError(f"answer length must be between 1 and {settings.max_new_tokens_limit} tokens, got {n_new!r}")
     local = lm.has_weights  # remote (NDIF): no lens, no head contributions (they need the weights here)
-    cache = capture(lm, [text], top_k=settings.lens_top_k if local else 0, max_tokens=settings.max_prompt_tokens,
-                    lens_positions=settings.lens_positions,
-                    attention_budget_mb=settings.attention_budget_mb, interventions=interventions, chat=chat)[0]
-    answer = generate(lm, [text], max_new_tokens=n_new, interventions=interventions,
-                      max_tokens=settings.max_prompt_tokens, chat=chat)[0]
+    cache = capture(
+        lm,
+        [text],
+        top_k=settings.lens_top_k if local else 0,
+        max_tokens=settings.max_prompt_tokens,
+        lens_positions=settings.lens_positions,
+        attention_budget_mb=settings.attention_budget_mb,
+        interventions=interventions,
+        chat=chat,
+    )[0]
+    answer = generate(
+        lm, [text], max_new_tokens=n_new, interventions=interventions, max_tokens=settings.max_prompt_tokens, chat=chat
+    )[0]
     log_odds = float(refusal_score(cache.last_logits[None], refusal_token_ids(lm.tokenizer))[0])
-    norms = torch.stack([contribution_norms(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu())
-                         for l in range(cache.n_layers)]) if local else torch.zeros(cache.n_layers, lm.n_heads)
+    norms = (
+        torch.stack(
+            [contribution_norms(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu()) for l in range(cache.n_layers)]
+        )
+        if local
+        else torch.zeros(cache.n_layers, lm.n_heads)
+    )
     callout = None
     if direction is not None and head_stats is not None and local:
         from neuroscope.research import head_callout
 
         callout = head_callout(lm, direction, head_stats, cache.z, callout_k)
     return Analysis(
-        prompt=text, answer=answer, refused=is_refusal(answer), clean_refusal=is_clean_refusal(answer),
-        refusal_probability=float(torch.sigmoid(torch.tensor(log_odds))), refusal_log_odds=log_odds,
-        cache=cache, head_norms=norms.float(), callout=callout,
+        prompt=text,
+        answer=answer,
+        refused=is_refusal(answer),
+        clean_refusal=is_clean_refusal(answer),
+        refusal_probability=float(torch.sigmoid(torch.tensor(log_odds))),
+        refusal_log_odds=log_odds,
+        cache=cache,
+        head_norms=norms.float(),
+        callout=callout,
     )
 
 

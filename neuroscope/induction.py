@@ -55,36 +55,58 @@ class InductionResult:
 
     def table(self) -> list[dict[str, Any]]:
         """The top heads with all four scores, highest induction score first."""
-        return [{"layer": l, "head": h, "induction": round(float(self.induction[l, h]), 4),
-                 "duplicate_token": round(float(self.duplicate[l, h]), 4),
-                 "previous_token": round(float(self.previous[l, h]), 4),
-                 "copying": round(float(self.copying[l, h]), 4)} for l, h in self.top]
+        return [
+            {
+                "layer": l,
+                "head": h,
+                "induction": round(float(self.induction[l, h]), 4),
+                "duplicate_token": round(float(self.duplicate[l, h]), 4),
+                "previous_token": round(float(self.previous[l, h]), 4),
+                "copying": round(float(self.copying[l, h]), 4),
+            }
+            for l, h in self.top
+        ]
 
     def to_json(self) -> dict[str, Any]:
         def iv(x: Interval | None) -> dict[str, float] | None:
-            return None if x is None else {"mean": round(x.mean, 4), "lo": round(x.lo, 4), "hi": round(x.hi, 4), "n": x.n}
+            return (
+                None if x is None else {"mean": round(x.mean, 4), "lo": round(x.lo, 4), "hi": round(x.hi, 4), "n": x.n}
+            )
 
-        return {"model": self.model_name, "sequences": self.n_seqs, "repeated_length": self.half, "seed": self.seed,
-                "top_heads": self.table(), "loss_first_copy": iv(self.first_half), "loss_second_copy": iv(self.second_half),
-                "loss_drop": iv(self.loss_drop),
-                "ablation": {"heads": [f"L{l}H{h}" for l, h in self.top],
-                             "top_heads_loss_increase": iv(self.ablated_increase),
-                             "random_heads_loss_increase": iv(self.random_increase),
-                             "random_sets": [round(x, 4) for x in self.random_increases]}}
+        return {
+            "model": self.model_name,
+            "sequences": self.n_seqs,
+            "repeated_length": self.half,
+            "seed": self.seed,
+            "top_heads": self.table(),
+            "loss_first_copy": iv(self.first_half),
+            "loss_second_copy": iv(self.second_half),
+            "loss_drop": iv(self.loss_drop),
+            "ablation": {
+                "heads": [f"L{l}H{h}" for l, h in self.top],
+                "top_heads_loss_increase": iv(self.ablated_increase),
+                "random_heads_loss_increase": iv(self.random_increase),
+                "random_sets": [round(x, 4) for x in self.random_increases],
+            },
+        }
 
     def summary(self) -> str:
         """One paragraph of what was observed."""
         a, r = self.ablated_increase, self.random_increase
-        text = (f"On {self.n_seqs} random sequences of {self.half} tokens repeated once, the loss falls from "
-                f"{self.first_half.mean:.2f} nats on the first copy to {self.second_half.mean:.2f} on the repeat "
-                f"(drop {self.loss_drop.mean:.2f} [{self.loss_drop.lo:.2f}, {self.loss_drop.hi:.2f}]). "
-                f"Top induction head: L{self.top[0][0]}H{self.top[0][1]} "
-                f"(score {float(self.induction[self.top[0]]):.2f}; 1 = all attention on the token after the earlier "
-                f"occurrence). Mean-ablating the top {len(self.top)} raises the repeat's loss by {a.mean:+.2f} "
-                f"[{a.lo:+.2f}, {a.hi:+.2f}] nats")
+        text = (
+            f"On {self.n_seqs} random sequences of {self.half} tokens repeated once, the loss falls from "
+            f"{self.first_half.mean:.2f} nats on the first copy to {self.second_half.mean:.2f} on the repeat "
+            f"(drop {self.loss_drop.mean:.2f} [{self.loss_drop.lo:.2f}, {self.loss_drop.hi:.2f}]). "
+            f"Top induction head: L{self.top[0][0]}H{self.top[0][1]} "
+            f"(score {float(self.induction[self.top[0]]):.2f}; 1 = all attention on the token after the earlier "
+            f"occurrence). Mean-ablating the top {len(self.top)} raises the repeat's loss by {a.mean:+.2f} "
+            f"[{a.lo:+.2f}, {a.hi:+.2f}] nats"
+        )
         if r is not None:
-            text += (f"; {len(self.random_increases)} random sets of {len(self.top)} heads raise it by "
-                     f"{r.mean:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]")
+            text += (
+                f"; {len(self.random_increases)} random sets of {len(self.top)} heads raise it by "
+                f"{r.mean:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]"
+            )
         return text + "."
 
 
@@ -99,14 +121,19 @@ def probe_tokens(lm: Any, n_seqs: int, half: int, seed: int) -> tuple[Tensor, in
 
 
 def check_settings(n_seqs: object, half: object, k: object, n_random: object, n_heads_total: int) -> None:
-    for name, value, lo, hi in (("sequences", n_seqs, 1, MAX_SEQS), ("repeated length", half, 2, MAX_HALF),
-                                ("heads to ablate", k, 1, n_heads_total), ("random head sets", n_random, 0, 64)):
+    for name, value, lo, hi in (
+        ("sequences", n_seqs, 1, MAX_SEQS),
+        ("repeated length", half, 2, MAX_HALF),
+        ("heads to ablate", k, 1, n_heads_total),
+        ("random head sets", n_random, 0, 64),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise InductionError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
-def find_induction_heads(lm: Any, n_seqs: int = 8, half: int = 48, k: int = 5, n_random: int = 8,
-                         seed: int = 0, progress=None) -> InductionResult:
+def find_induction_heads(
+    lm: Any, n_seqs: int = 8, half: int = 48, k: int = 5, n_random: int = 8, seed: int = 0, progress=None
+) -> InductionResult:
     """Scores every head on repeated random tokens and tests the top ``k`` by mean ablation.
 
     The ablation means are each head's mean output over a second, independent batch of repeated
@@ -147,12 +174,25 @@ def find_induction_heads(lm: Any, n_seqs: int = 8, half: int = 48, k: int = 5, n
         random_sets.append(float(increase([others[i] for i in pick]).mean()))
         step("random heads")
     return InductionResult(
-        model_name=lm.name, n_seqs=n_seqs, half=half, prefix_len=p, seed=seed,
-        tokens=lm.token_strings(ids[0]), induction=induction, duplicate=ind.duplicate_token_scores(att, p, half),
-        previous=ind.previous_token_scores(att, p), copying=copying, attention=att[:, 0],
-        loss_by_position=run["loss"].mean(0), first_half=bootstrap_ci(first), second_half=bootstrap_ci(second),
-        loss_drop=bootstrap_ci(first - second), top=top, ablated_increase=bootstrap_ci(ablated),
-        random_increases=random_sets, random_increase=bootstrap_ci(random_sets) if random_sets else None,
+        model_name=lm.name,
+        n_seqs=n_seqs,
+        half=half,
+        prefix_len=p,
+        seed=seed,
+        tokens=lm.token_strings(ids[0]),
+        induction=induction,
+        duplicate=ind.duplicate_token_scores(att, p, half),
+        previous=ind.previous_token_scores(att, p),
+        copying=copying,
+        attention=att[:, 0],
+        loss_by_position=run["loss"].mean(0),
+        first_half=bootstrap_ci(first),
+        second_half=bootstrap_ci(second),
+        loss_drop=bootstrap_ci(first - second),
+        top=top,
+        ablated_increase=bootstrap_ci(ablated),
+        random_increases=random_sets,
+        random_increase=bootstrap_ci(random_sets) if random_sets else None,
     )
 
 

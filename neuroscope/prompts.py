@@ -131,59 +131,80 @@ _SPECS: dict[str, _SourceSpec] = {
     "advbench": _SourceSpec(
         "AdvBench harmful behaviors, 520 goals, no categories (Zou et al. 2023; MIT)",
         ("advbench/harmful_behaviors.csv", f"{_RD}/raw/advbench.csv"),
-        "goal", True, hub=_HubSpec("walledai/AdvBench", "train", "prompt"),
+        "goal",
+        True,
+        hub=_HubSpec("walledai/AdvBench", "train", "prompt"),
     ),
     "jailbreakbench": _SourceSpec(
         "JailbreakBench JBB-Behaviors harmful, 100 goals, 10 categories x 10 (Chao et al. 2024; MIT)",
         ("jailbreakbench/behaviors.csv", f"{_RD}/raw/jailbreakbench.csv"),
-        "Goal", True, category_column="Category",
+        "Goal",
+        True,
+        category_column="Category",
         hub=_HubSpec("JailbreakBench/JBB-Behaviors", "harmful", "Goal", "behaviors", "Category"),
     ),
     "jailbreakbench_benign": _SourceSpec(
         "JailbreakBench benign twins of the 100 harmful behaviors, same categories (MIT)",
         ("jailbreakbench/benign-behaviors.csv",),
-        "Goal", False, category_column="Category",
+        "Goal",
+        False,
+        category_column="Category",
         hub=_HubSpec("JailbreakBench/JBB-Behaviors", "benign", "Goal", "behaviors", "Category"),
     ),
     "harmbench_val": _SourceSpec(
         "HarmBench val standard behaviors, Arditi's filter -> 41 (Mazeika et al. 2024; MIT)",
         ("harmbench/harmbench_behaviors_text_val.csv", f"{_RD}/raw/harmbench_val.csv"),
-        "Behavior", True, category_column="SemanticCategory", extra_columns=_HB_COLS,
+        "Behavior",
+        True,
+        category_column="SemanticCategory",
+        extra_columns=_HB_COLS,
         row_filter=_harmbench_keep,
     ),
     "harmbench_test": _SourceSpec(
         "HarmBench test standard behaviors, Arditi's filter -> 159 (Mazeika et al. 2024; MIT)",
         ("harmbench/harmbench_behaviors_text_test.csv", f"{_RD}/raw/harmbench_test.csv"),
-        "Behavior", True, category_column="SemanticCategory", extra_columns=_HB_COLS,
+        "Behavior",
+        True,
+        category_column="SemanticCategory",
+        extra_columns=_HB_COLS,
         row_filter=_harmbench_keep,
     ),
     "strongreject": _SourceSpec(
         "StrongREJECT forbidden prompts, 313, 6 categories (Souly et al. 2024; MIT, unverified)",
         (f"{_RD}/raw/strongreject.csv",),
-        "forbidden_prompt", True, category_column="category",
+        "forbidden_prompt",
+        True,
+        category_column="category",
         hub=_HubSpec("walledai/StrongREJECT", "train", "prompt", category_column="category"),
     ),
     "malicious_instruct": _SourceSpec(
         "MaliciousInstruct, 100 prompts (Huang et al. 2023; no licence file upstream)",
         (f"{_RD}/raw/malicious_instruct.txt", f"{_RD}/processed/malicious_instruct.json"),
-        "text", True, hub=_HubSpec("walledai/MaliciousInstruct", "train", "prompt"),
+        "text",
+        True,
+        hub=_HubSpec("walledai/MaliciousInstruct", "train", "prompt"),
     ),
     "tdc2023": _SourceSpec(
         "TDC 2023 red-teaming behaviors, dev+test = 100 (MIT, unverified)",
         (f"{_RD}/processed/tdc2023.json",),
-        "instruction", True, hub=_HubSpec("walledai/TDC23-RedTeaming", "train", "prompt"),
+        "instruction",
+        True,
+        hub=_HubSpec("walledai/TDC23-RedTeaming", "train", "prompt"),
     ),
     "alpaca": _SourceSpec(
         "Alpaca instructions with empty input, 31,323 harmless (Taori et al. 2023; CC BY-NC 4.0)",
         (f"{_RD}/processed/alpaca.json",),
-        "instruction", False,
+        "instruction",
+        False,
         hub=_HubSpec("tatsu-lab/alpaca", "train", "instruction", row_filter=_empty_input),
     ),
     "xstest": _SourceSpec(
-        "XSTest, 250 safe + 200 unsafe contrast prompts, category = type (Roettger et al. 2024; "
-        "CC BY 4.0)",
+        "XSTest, 250 safe + 200 unsafe contrast prompts, category = type (Roettger et al. 2024; CC BY 4.0)",
         ("xstest/xstest_prompts.csv", "xstest/xstest_v2_prompts.csv"),
-        "prompt", None, category_column="type", harmful_of_row=_xstest_unsafe,
+        "prompt",
+        None,
+        category_column="type",
+        harmful_of_row=_xstest_unsafe,
         hub=_HubSpec("walledai/XSTest", "test", "prompt", category_column="type"),
     ),
     **{f"arditi_harmful_{s}": _arditi(s, True) for s in ("train", "val", "test")},
@@ -243,8 +264,10 @@ def research_source(data_dir: str | Path | None = None) -> str | None:
     return None
 
 
-NO_RESEARCH_SETS = ("the research prompt sets need a data folder (NEUROSCOPE_DATA_DIR or --data-dir) or the Hugging "
-                    "Face Hub, and neither is available here; the curated pairs are bundled")
+NO_RESEARCH_SETS = (
+    "the research prompt sets need a data folder (NEUROSCOPE_DATA_DIR or --data-dir) or the Hugging "
+    "Face Hub, and neither is available here; the curated pairs are bundled"
+)
 
 
 def load_source(name: str, data_dir: str | Path | None = None) -> list[Prompt]:
@@ -303,8 +326,12 @@ def _read_local_rows(path: Path, columns: Sequence[str]) -> list[dict[str, Any]]
         if suffix == ".csv":
             features = datasets.Features({c: datasets.Value("string") for c in columns})
             ds = datasets.load_dataset(
-                "csv", data_files=str(path), split="train", usecols=list(columns),
-                features=features, keep_default_na=False,
+                "csv",
+                data_files=str(path),
+                split="train",
+                usecols=list(columns),
+                features=features,
+                keep_default_na=False,
             )
         elif suffix == ".json":
             ds = datasets.load_dataset("json", data_files=str(path), split="train")
@@ -347,8 +374,9 @@ def _load_hub(name: str, spec: _SourceSpec) -> list[Prompt]:
         ) from exc
     if hub.row_filter is not None:
         rows = [r for r in rows if hub.row_filter(r)]
-    hub_spec = _SourceSpec(spec.description, (), hub.column, spec.harmful, hub.category_column,
-                           harmful_of_row=spec.harmful_of_row)
+    hub_spec = _SourceSpec(
+        spec.description, (), hub.column, spec.harmful, hub.category_column, harmful_of_row=spec.harmful_of_row
+    )
     return _rows_to_prompts(rows, name, hub_spec, hub.column, hub.category_column)
 
 
@@ -398,22 +426,21 @@ def load_prompt_file(path: str | Path, harmful: bool | None = None) -> list[Prom
         raise PromptFileError(f"{path}: prompt file not found")
     size = path.stat().st_size
     if size > MAX_PROMPT_FILE_BYTES:
-        raise PromptFileError(f"{path}: the file is {size / 2**20:.1f} MB; prompt files are limited to "
-                              f"{MAX_PROMPT_FILE_BYTES // 2**20} MB")
+        raise PromptFileError(
+            f"{path}: the file is {size / 2**20:.1f} MB; prompt files are limited to "
+            f"{MAX_PROMPT_FILE_BYTES // 2**20} MB"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise PromptFileError(f"{path}: cannot read as UTF-8 text ({exc})") from exc
     if not text.strip():
         raise PromptFileError(f"{path}: file is empty")
-    readers = {".json": _json_records, ".jsonl": _jsonl_records, ".csv": _csv_records,
-               ".txt": _txt_records}
+    readers = {".json": _json_records, ".jsonl": _jsonl_records, ".csv": _csv_records, ".txt": _txt_records}
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise PromptFileError(f"{path}: unsupported extension; use one of {', '.join(readers)}")
-    prompts = [
-        Prompt(instr, cat, path.name, harmful) for instr, cat in reader(path, text)
-    ]
+    prompts = [Prompt(instr, cat, path.name, harmful) for instr, cat in reader(path, text)]
     if not prompts:
         raise PromptFileError(f"{path}: contains no prompts")
     return prompts
@@ -434,8 +461,10 @@ def _check_instruction(path: Path, where: str, value: Any) -> str:
     if not value.strip():
         raise PromptFileError(f"{path}: {where}: instruction is empty")
     if len(value) > MAX_FILE_PROMPT_CHARS:
-        raise PromptFileError(f"{path}: {where}: the instruction is {len(value):,} characters long; the limit is "
-                              f"{MAX_FILE_PROMPT_CHARS:,}")
+        raise PromptFileError(
+            f"{path}: {where}: the instruction is {len(value):,} characters long; the limit is "
+            f"{MAX_FILE_PROMPT_CHARS:,}"
+        )
     return value.strip()
 
 
@@ -500,8 +529,11 @@ def _csv_records(path: Path, text: str) -> list[_Record]:
 
 
 def _txt_records(path: Path, text: str) -> list[_Record]:
-    return [(_check_instruction(path, f"line {i}", line), None) for i, line in enumerate(text.splitlines(), 1)
-            if line.strip()]
+    return [
+        (_check_instruction(path, f"line {i}", line), None)
+        for i, line in enumerate(text.splitlines(), 1)
+        if line.strip()
+    ]
 
 
 # --------------------------------------------------------------------------- splits
@@ -700,9 +732,7 @@ def _diff_stats(diffs: Sequence[int]) -> dict[str, float | int]:
     }
 
 
-def length_match_report(
-    pairs: Sequence[tuple[Prompt | str, Prompt | str]], tokenizer: Any
-) -> dict[str, Any]:
+def length_match_report(pairs: Sequence[tuple[Prompt | str, Prompt | str]], tokenizer: Any) -> dict[str, Any]:
     """Token-length differences (harmful minus harmless) of matched pairs, overall and per category.
 
     Args:

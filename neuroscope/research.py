@@ -120,44 +120,72 @@ def behaviour_pairs(name: str, seed: int = 0) -> tuple[Behaviour, list, list, li
     return behaviour, train, val, test
 
 
-def load_contrastive_set(name: str, n_train: int, n_val: int, seed: int = 0, harmful_file: str | None = None,
-                         harmless_file: str | None = None) -> ContrastiveSet:
+def load_contrastive_set(
+    name: str,
+    n_train: int,
+    n_val: int,
+    seed: int = 0,
+    harmful_file: str | None = None,
+    harmless_file: str | None = None,
+) -> ContrastiveSet:
     """Loads and splits a contrastive set (deterministic for a seed).
 
     Raises:
         ResearchError: Unknown set, missing files, or a malformed file (the message says where).
     """
-    n_train, n_val = _positive_int(n_train, "training prompts per side"), _positive_int(n_val, "validation prompts per side")
+    n_train, n_val = (
+        _positive_int(n_train, "training prompts per side"),
+        _positive_int(n_val, "validation prompts per side"),
+    )
     if name == CURATED:
         train, val, _test = deterministic_split(load_curated_pairs(), (0.6, 0.2, 0.2), seed=seed)
         train, val = subsample(train, n_train, seed), subsample(val, n_val, seed)
-        return ContrastiveSet([h.instruction for h, _ in train], [b.instruction for _, b in train],
-                              [h.instruction for h, _ in val], [b.instruction for _, b in val],
-                              f"curated contrastive pairs: {len(train)} train / {len(val)} validation pairs (seed {seed})")
+        return ContrastiveSet(
+            [h.instruction for h, _ in train],
+            [b.instruction for _, b in train],
+            [h.instruction for h, _ in val],
+            [b.instruction for _, b in val],
+            f"curated contrastive pairs: {len(train)} train / {len(val)} validation pairs (seed {seed})",
+        )
     for b in behaviour_names():
         if b != REFUSAL and name in (b, behaviour_set_name(get_behaviour(b))):
             behaviour, train, val, _test = behaviour_pairs(b, seed)
             train, val = subsample(train, n_train, seed), subsample(val, n_val, seed)
-            return ContrastiveSet([p for p, _ in train], [q for _, q in train], [p for p, _ in val], [q for _, q in val],
-                                  f"{behaviour.title}: {len(train)} train / {len(val)} validation pairs (seed {seed})",
-                                  behaviour=b)
+            return ContrastiveSet(
+                [p for p, _ in train],
+                [q for _, q in train],
+                [p for p, _ in val],
+                [q for _, q in val],
+                f"{behaviour.title}: {len(train)} train / {len(val)} validation pairs (seed {seed})",
+                behaviour=b,
+            )
     if name in (RESEARCH, UPLOADED):
         if name == UPLOADED and not (harmful_file and harmless_file):
             raise ResearchError("upload both a harmful and a harmless prompt file (txt, csv, json or jsonl)")
         if name == RESEARCH and _research_source_or_none() is None:
             raise ResearchError(NO_RESEARCH_SETS)
-        config = ExperimentConfig(n_train=n_train, n_val=n_val, seed=seed, n_xstest=0,
-                                  harmful_file=harmful_file or "" if name == UPLOADED else "",
-                                  harmless_file=harmless_file or "" if name == UPLOADED else "")
+        config = ExperimentConfig(
+            n_train=n_train,
+            n_val=n_val,
+            seed=seed,
+            n_xstest=0,
+            harmful_file=harmful_file or "" if name == UPLOADED else "",
+            harmless_file=harmless_file or "" if name == UPLOADED else "",
+        )
         try:
             data = load_experiment_data(config)
         except (ExperimentError, PromptFileError) as err:
             raise ResearchError(str(err)) from None
         texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
         description = "uploaded prompt files, split 60/20/20" if name == UPLOADED else "Arditi et al. train/val splits"
-        return ContrastiveSet(texts(data.train_harmful), texts(data.train_harmless), texts(data.val_harmful),
-                              texts(data.val_harmless), f"{description}: {len(data.train_harmful)}+"
-                              f"{len(data.train_harmless)} train, {len(data.val_harmful)}+{len(data.val_harmless)} validation")
+        return ContrastiveSet(
+            texts(data.train_harmful),
+            texts(data.train_harmless),
+            texts(data.val_harmful),
+            texts(data.val_harmless),
+            f"{description}: {len(data.train_harmful)}+"
+            f"{len(data.train_harmless)} train, {len(data.val_harmful)}+{len(data.val_harmless)} validation",
+        )
     raise ResearchError(f"unknown contrastive set {name!r}; choose one of: {', '.join([CURATED, RESEARCH, UPLOADED])}")
 
 
@@ -213,11 +241,21 @@ class DirectionResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready facts about the direction (no local paths)."""
-        out = {"model": self.model_name, "origin": self.origin, "layer": self.layer, "position": self.position,
-               "norm": round(float(self.direction.norm()), 6), "data": self.description, "reason": self.reason}
+        out = {
+            "model": self.model_name,
+            "origin": self.origin,
+            "layer": self.layer,
+            "position": self.position,
+            "norm": round(float(self.direction.norm()), 6),
+            "data": self.description,
+            "reason": self.reason,
+        }
         if self.selection is not None:
-            out.update(bypass=round(self.selection.bypass, 6), induce=round(self.selection.induce, 6),
-                       kl=round(self.selection.kl, 6))
+            out.update(
+                bypass=round(self.selection.bypass, 6),
+                induce=round(self.selection.induce, 6),
+                kl=round(self.selection.kl, 6),
+            )
         gap = (self.harmful_proj.mean(0) - self.harmless_proj.mean(0)).tolist()
         out["separation_by_layer"] = [round(g, 6) for g in gap]
         return out
@@ -281,8 +319,9 @@ class DirectionStore:
         """The current direction, or a ``ResearchError`` telling the user how to get one."""
         found = self.peek(lm)
         if found is None:
-            raise ResearchError("no refusal direction yet: compute one (or load a saved one) in the "
-                                "'Refusal direction' tab first")
+            raise ResearchError(
+                "no refusal direction yet: compute one (or load a saved one) in the 'Refusal direction' tab first"
+            )
         return found
 
 
@@ -292,8 +331,14 @@ def _tick(progress: Progress | None, start: float, span: float) -> Progress | No
     return lambda fraction, message: progress(start + span * min(max(fraction, 0.0), 1.0), message)
 
 
-def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, kl_threshold: float = 0.1,
-                   batch_size: int = 16, progress: Progress | None = None) -> DirectionResult:
+def find_direction(
+    lm: Any,
+    data: ContrastiveSet,
+    max_layer_frac: float = 0.8,
+    kl_threshold: float = 0.1,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> DirectionResult:
     """Arditi et al.'s recipe on a contrastive set: candidates, scores, selection, then description.
 
     Candidates are differences of mean layer inputs at every (layer, post-instruction position);
@@ -302,21 +347,49 @@ def find_direction(lm: Any, data: ContrastiveSet, max_layer_frac: float = 0.8, k
     """
     behaviour = get_behaviour(data.behaviour)
     check_behaviour_at_baseline(lm, behaviour, data.val_harmful, batch_size)
-    candidates = compute_candidates(lm, data.train_harmful, data.train_harmless, batch_size=batch_size,
-                                    progress=_tick(progress, 0.0, 0.25))
-    scored = score_candidates(lm, candidates, data.val_harmful, data.val_harmless, behaviour.token_ids(lm.tokenizer),
-                              max_layer_frac=max_layer_frac, batch_size=batch_size, progress=_tick(progress, 0.25, 0.5))
+    candidates = compute_candidates(
+        lm, data.train_harmful, data.train_harmless, batch_size=batch_size, progress=_tick(progress, 0.0, 0.25)
+    )
+    scored = score_candidates(
+        lm,
+        candidates,
+        data.val_harmful,
+        data.val_harmless,
+        behaviour.token_ids(lm.tokenizer),
+        max_layer_frac=max_layer_frac,
+        batch_size=batch_size,
+        progress=_tick(progress, 0.25, 0.5),
+    )
     try:
-        selection = select(scored, lm.n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
-                           allow_no_bypass=True, induce_floor=induce_floor_for(scored, behaviour.name == REFUSAL))
+        selection = select(
+            scored,
+            lm.n_layers,
+            max_layer_frac=max_layer_frac,
+            kl_threshold=kl_threshold,
+            allow_no_bypass=True,
+            induce_floor=induce_floor_for(scored, behaviour.name == REFUSAL),
+        )
     except ValueError as err:
         raise ResearchError(f"no usable candidate direction: {err}") from None
     direction = candidates.direction(selection.layer_index, selection.pos_index)
-    result = describe(lm, direction, selection.layer, selection.position, data, candidates=candidates,
-                      origin="computed", reason=selection.reason, progress=_tick(progress, 0.75, 0.25),
-                      batch_size=batch_size)
+    result = describe(
+        lm,
+        direction,
+        selection.layer,
+        selection.position,
+        data,
+        candidates=candidates,
+        origin="computed",
+        reason=selection.reason,
+        progress=_tick(progress, 0.75, 0.25),
+        batch_size=batch_size,
+    )
     result.scores, result.selection = scored.scores, selection
-    result.position_labels, result.kl_threshold, result.layer_cut = candidates.position_labels, kl_threshold, scored.layer_cut
+    result.position_labels, result.kl_threshold, result.layer_cut = (
+        candidates.position_labels,
+        kl_threshold,
+        scored.layer_cut,
+    )
     return result
 
 
@@ -338,14 +411,22 @@ def check_behaviour_at_baseline(lm: Any, behaviour: Behaviour, positives: Sequen
     shown = sum(map(behaviour.judge, answers))
     share = shown / len(sample)
     if share < BASELINE_MIN_RATE:
-        raise ResearchError(f"this model {behaviour.shows} {share:.0%} of {behaviour.positive} prompts ({shown} of "
-                            f"{len(sample)} validation prompts, greedy, {BASELINE_TOKENS} tokens): there is no "
-                            f"{behaviour.name} to explain, so no direction is computed")
+        raise ResearchError(
+            f"this model {behaviour.shows} {share:.0%} of {behaviour.positive} prompts ({shown} of "
+            f"{len(sample)} validation prompts, greedy, {BASELINE_TOKENS} tokens): there is no "
+            f"{behaviour.name} to explain, so no direction is computed"
+        )
     return share
 
 
-def direction_from_file(lm: Any, path: str | Path, data: ContrastiveSet, batch_size: int = 16,
-                        progress: Progress | None = None, origin: str = "loaded") -> DirectionResult:
+def direction_from_file(
+    lm: Any,
+    path: str | Path,
+    data: ContrastiveSet,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    origin: str = "loaded",
+) -> DirectionResult:
     """Loads a saved direction (``save_direction`` format) and describes it on a contrastive set.
 
     Raises:
@@ -365,29 +446,64 @@ def direction_from_file(lm: Any, path: str | Path, data: ContrastiveSet, batch_s
         position = -1
     P = lm.n_post_instruction
     tick = _tick(progress, 0.0, 0.4)
-    mu_h = mean_resid_pre(lm, data.train_harmful, batch_size=batch_size,
-                          progress=None if tick is None else lambda d, t: tick(0.5 * d / t, "mean activations: harmful"))
-    mu_b = mean_resid_pre(lm, data.train_harmless, batch_size=batch_size,
-                          progress=None if tick is None else lambda d, t: tick(0.5 + 0.5 * d / t, "mean activations: harmless"))
+    mu_h = mean_resid_pre(
+        lm,
+        data.train_harmful,
+        batch_size=batch_size,
+        progress=None if tick is None else lambda d, t: tick(0.5 * d / t, "mean activations: harmful"),
+    )
+    mu_b = mean_resid_pre(
+        lm,
+        data.train_harmless,
+        batch_size=batch_size,
+        progress=None if tick is None else lambda d, t: tick(0.5 + 0.5 * d / t, "mean activations: harmless"),
+    )
     candidates = Candidates(mu_h, mu_b, mu_h - mu_b, position_labels(lm))
     scale = float(torch.maximum(mu_h[layer].norm(dim=-1), mu_b[layer].norm(dim=-1)).max())
     if float(direction.norm()) > DIRECTION_SCALE_LIMIT * scale:
-        raise ResearchError(f"the file's direction has norm {float(direction.norm()):.3g}, more than "
-                            f"{DIRECTION_SCALE_LIMIT:g}x this model's mean residual norm at layer {layer} ({scale:.3g}): "
-                            "it was not computed on this model's activations")
+        raise ResearchError(
+            f"the file's direction has norm {float(direction.norm()):.3g}, more than "
+            f"{DIRECTION_SCALE_LIMIT:g}x this model's mean residual norm at layer {layer} ({scale:.3g}): "
+            "it was not computed on this model's activations"
+        )
     source = plain_text(meta.get("model", "unknown model"))
     target = meta.get("mean_target")
-    target = (torch.tensor(target, dtype=torch.float32) if isinstance(target, list) and len(target) == lm.n_layers
-              and all(isinstance(x, (int, float)) and math.isfinite(x) for x in target) else None)
-    return describe(lm, direction, layer, position, data, candidates=candidates, origin=origin,
-                    reason=f"loaded from a saved file (computed on {source}, layer {layer}, position {position}; "
-                           f"P={P} positions here)", progress=_tick(progress, 0.4, 0.6), batch_size=batch_size,
-                    mean_target=target)
+    target = (
+        torch.tensor(target, dtype=torch.float32)
+        if isinstance(target, list)
+        and len(target) == lm.n_layers
+        and all(isinstance(x, (int, float)) and math.isfinite(x) for x in target)
+        else None
+    )
+    return describe(
+        lm,
+        direction,
+        layer,
+        position,
+        data,
+        candidates=candidates,
+        origin=origin,
+        reason=f"loaded from a saved file (computed on {source}, layer {layer}, position {position}; "
+        f"P={P} positions here)",
+        progress=_tick(progress, 0.4, 0.6),
+        batch_size=batch_size,
+        mean_target=target,
+    )
 
 
-def describe(lm: Any, direction: Tensor, layer: int, position: int, data: ContrastiveSet, candidates: Candidates,
-             origin: str, reason: str, batch_size: int = 16, progress: Progress | None = None,
-             mean_target: Tensor | None = None) -> DirectionResult:
+def describe(
+    lm: Any,
+    direction: Tensor,
+    layer: int,
+    position: int,
+    data: ContrastiveSet,
+    candidates: Candidates,
+    origin: str,
+    reason: str,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    mean_target: Tensor | None = None,
+) -> DirectionResult:
     """Computes what the views show about a direction: separation, cosines, head Δ and means.
 
     ``mean_target`` ([n_layers]) keeps the mean-ablation target the direction was saved with (the
@@ -412,15 +528,26 @@ def describe(lm: Any, direction: Tensor, layer: int, position: int, data: Contra
     z_b = mean_head_z(lm, data.train_harmless, batch_size=batch_size)
     if progress:
         progress(0.8, "mean-ablation targets")
-    target = mean_target if mean_target is not None else projection_means(lm, data.train_harmless, r,
-                                                                          batch_size=batch_size)
+    target = (
+        mean_target if mean_target is not None else projection_means(lm, data.train_harmless, r, batch_size=batch_size)
+    )
     if progress:
         progress(1.0, "done")
     return DirectionResult(
-        model_name=lm.name, direction=direction.detach().float().cpu(), layer=layer, position=position, origin=origin,
-        description=data.description, reason=reason, harmful_proj=harmful_proj, harmless_proj=harmless_proj,
-        layer_cosines=cosines, cosine_labels=labels, heads=stats,
-        head_means=z_b.float(), mean_target=target.float(),
+        model_name=lm.name,
+        direction=direction.detach().float().cpu(),
+        layer=layer,
+        position=position,
+        origin=origin,
+        description=data.description,
+        reason=reason,
+        harmful_proj=harmful_proj,
+        harmless_proj=harmless_proj,
+        layer_cosines=cosines,
+        cosine_labels=labels,
+        heads=stats,
+        head_means=z_b.float(),
+        mean_target=target.float(),
         position_labels=candidates.position_labels,
         head_prompts=(list(data.train_harmful[:MAX_HEAD_PROMPTS]), list(data.train_harmless[:MAX_HEAD_PROMPTS])),
         behaviour=data.behaviour,
@@ -431,14 +558,17 @@ def _o_proj_weights(lm: Any) -> Tensor:
     return torch.stack([lm.o_proj_weight(l).detach().double().cpu() for l in range(lm.n_layers)])
 
 
-def describe_heads(lm: Any, harmful: Sequence[str], harmless: Sequence[str], direction: Tensor,
-                   batch_size: int = 16) -> HeadStats:
+def describe_heads(
+    lm: Any, harmful: Sequence[str], harmless: Sequence[str], direction: Tensor, batch_size: int = 16
+) -> HeadStats:
     """Head Δ and the harmless baseline on (at most ``MAX_HEAD_PROMPTS`` of) each set: computed once
     per model and direction and kept in its ``DirectionResult``."""
     r, W_O = unit(direction.double()), _o_proj_weights(lm)
     harmful, harmless = list(harmful[:MAX_HEAD_PROMPTS]), list(harmless[:MAX_HEAD_PROMPTS])
-    return head_stats(head_values(post_instruction_z(lm, harmful, batch_size), W_O, r),
-                      head_values(post_instruction_z(lm, harmless, batch_size), W_O, r))
+    return head_stats(
+        head_values(post_instruction_z(lm, harmful, batch_size), W_O, r),
+        head_values(post_instruction_z(lm, harmless, batch_size), W_O, r),
+    )
 
 
 def prompt_head_values(lm: Any, z: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
@@ -461,8 +591,9 @@ def head_callout(lm: Any, direction: Tensor, stats: HeadStats, z: Tensor, k: int
     return head_departures(proj, norm, stats, k)
 
 
-def head_attribution(lm: Any, result: DirectionResult, n_prompts: object = 32, batch_size: int = 16,
-                     progress: Progress | None = None) -> dict[str, Any]:
+def head_attribution(
+    lm: Any, result: DirectionResult, n_prompts: object = 32, batch_size: int = 16, progress: Progress | None = None
+) -> dict[str, Any]:
     """Activation patching, attribution patching and the Δ measures of every head (the experiment's
     step 6 on this direction's prompts); kept in ``result.causal``.
 
@@ -477,9 +608,19 @@ def head_attribution(lm: Any, result: DirectionResult, n_prompts: object = 32, b
     if n < 4:
         raise ResearchError("head attribution needs at least 4 prompts per side; compute the direction on a larger set")
     half = n // 2  # patch on one half, test the top-k sets on the other
-    h = analyse_heads(lm, result.direction, harmful[:half], harmless[:half], harmful[half:n],
-                      get_behaviour(result.behaviour).token_ids(lm.tokenizer), ks=(1, 2, 4, 8), n_random=4, n_permutations=200,
-                      batch_size=batch_size, progress=progress)
+    h = analyse_heads(
+        lm,
+        result.direction,
+        harmful[:half],
+        harmless[:half],
+        harmful[half:n],
+        get_behaviour(result.behaviour).token_ids(lm.tokenizer),
+        ks=(1, 2, 4, 8),
+        n_random=4,
+        n_permutations=200,
+        batch_size=batch_size,
+        progress=progress,
+    )
     result.causal = heads_record(h)
     return result.causal
 
@@ -488,10 +629,24 @@ def from_experiment(lm: Any, result: Any, progress: Progress | None = None) -> D
     """The direction of a finished ``run_experiment`` as the current direction (scores included)."""
     sel, data = result.selection, result.data
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
-    sets = ContrastiveSet(texts(data.train_harmful), texts(data.train_harmless), texts(data.val_harmful),
-                          texts(data.val_harmless), data.description)
-    described = describe(lm, result.direction, int(sel["layer"]), int(sel["position"]), sets, result.candidates,
-                         origin="experiment", reason=sel["reason"], progress=progress)
+    sets = ContrastiveSet(
+        texts(data.train_harmful),
+        texts(data.train_harmless),
+        texts(data.val_harmful),
+        texts(data.val_harmless),
+        data.description,
+    )
+    described = describe(
+        lm,
+        result.direction,
+        int(sel["layer"]),
+        int(sel["position"]),
+        sets,
+        result.candidates,
+        origin="experiment",
+        reason=sel["reason"],
+        progress=progress,
+    )
     L, P = result.candidates.n_layers, result.candidates.n_positions
     grid = {k: torch.full((L, P), math.nan, dtype=torch.float64) for k in ("bypass", "induce", "kl")}
     for row in sel["table"]:
@@ -505,10 +660,18 @@ def from_experiment(lm: Any, result: Any, progress: Progress | None = None) -> D
 
 def select_from_record(sel: dict[str, Any], scores: CandidateScores) -> Selection:
     """A ``Selection`` rebuilt from the pipeline's ``selection.json`` record."""
-    return Selection(layer=int(sel["layer"]), position=int(sel["position"]), layer_index=int(sel["layer"]),
-                     pos_index=int(sel["pos_index"]), bypass=float(sel["bypass"]), induce=float(sel["induce"]),
-                     kl=float(sel["kl"]), reason=sel["reason"], filtered=scores.bypass.isnan(),
-                     fallback=bool(sel.get("fallback", False)))
+    return Selection(
+        layer=int(sel["layer"]),
+        position=int(sel["position"]),
+        layer_index=int(sel["layer"]),
+        pos_index=int(sel["pos_index"]),
+        bypass=float(sel["bypass"]),
+        induce=float(sel["induce"]),
+        kl=float(sel["kl"]),
+        reason=sel["reason"],
+        filtered=scores.bypass.isnan(),
+        fallback=bool(sel.get("fallback", False)),
+    )
 
 
 def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
@@ -530,8 +693,15 @@ def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
 
 def save_current(result: DirectionResult, path: str | Path) -> Path:
     """Writes the direction with its metadata in the pipeline's format; returns the path."""
-    meta = {"model": result.model_name, "layer": result.layer, "position": result.position, "origin": result.origin,
-            "data": result.description, "reason": result.reason, "mean_target": result.mean_target.tolist()}
+    meta = {
+        "model": result.model_name,
+        "layer": result.layer,
+        "position": result.position,
+        "origin": result.origin,
+        "data": result.description,
+        "reason": result.reason,
+        "mean_target": result.mean_target.tolist(),
+    }
     save_direction(path, result.direction, meta)
     return Path(path)
 
@@ -556,10 +726,15 @@ class Generation:
         return 1.0 / (1.0 + math.exp(-self.log_odds)) if self.log_odds > -700 else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"condition": self.condition, "answer": self.answer, "refused": self.refused,
-                "clean_refusal": self.clean_refusal, "refusal_log_odds": round(self.log_odds, 6),
-                "refusal_probability": round(self.probability, 6),
-                "projection_by_layer": [round(p, 6) for p in self.projections.tolist()]}
+        return {
+            "condition": self.condition,
+            "answer": self.answer,
+            "refused": self.refused,
+            "clean_refusal": self.clean_refusal,
+            "refusal_log_odds": round(self.log_odds, 6),
+            "refusal_probability": round(self.probability, 6),
+            "projection_by_layer": [round(p, 6) for p in self.projections.tolist()],
+        }
 
 
 def check_prompt(lm: Any, prompt: object, settings: Settings) -> str:
@@ -576,27 +751,52 @@ def check_new_tokens(value: object, settings: Settings) -> int:
     return n
 
 
-def run_condition(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
-                  max_new_tokens: int, settings: Settings, behaviour: str = REFUSAL) -> Generation:
+def run_condition(
+    lm: Any,
+    text: str,
+    condition: str,
+    interventions: Sequence[Intervention],
+    direction: Tensor,
+    max_new_tokens: int,
+    settings: Settings,
+    behaviour: str = REFUSAL,
+) -> Generation:
     """Answer, verdict, first-token refusal score and per-layer projection under interventions."""
-    answer = generate(lm, [text], max_new_tokens=max_new_tokens, interventions=interventions,
-                      max_tokens=settings.max_prompt_tokens)[0]
+    answer = generate(
+        lm, [text], max_new_tokens=max_new_tokens, interventions=interventions, max_tokens=settings.max_prompt_tokens
+    )[0]
     return _scored(lm, text, condition, interventions, direction, answer, behaviour)
 
 
-def stream_condition(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
-                     max_new_tokens: int, settings: Settings, behaviour: str = REFUSAL) -> Iterator[str | Generation]:
+def stream_condition(
+    lm: Any,
+    text: str,
+    condition: str,
+    interventions: Sequence[Intervention],
+    direction: Tensor,
+    max_new_tokens: int,
+    settings: Settings,
+    behaviour: str = REFUSAL,
+) -> Iterator[str | Generation]:
     """``run_condition`` token by token: yields the answer so far after each token, then the ``Generation``."""
     answer = ""
-    for ids in stream_ids(lm, text, max_new_tokens=max_new_tokens, interventions=interventions,
-                          max_tokens=settings.max_prompt_tokens):
+    for ids in stream_ids(
+        lm, text, max_new_tokens=max_new_tokens, interventions=interventions, max_tokens=settings.max_prompt_tokens
+    ):
         answer = decode_completion(lm, ids)
         yield answer
     yield _scored(lm, text, condition, interventions, direction, answer, behaviour)
 
 
-def _scored(lm: Any, text: str, condition: str, interventions: Sequence[Intervention], direction: Tensor,
-            answer: str, behaviour: str = REFUSAL) -> Generation:
+def _scored(
+    lm: Any,
+    text: str,
+    condition: str,
+    interventions: Sequence[Intervention],
+    direction: Tensor,
+    answer: str,
+    behaviour: str = REFUSAL,
+) -> Generation:
     b = get_behaviour(behaviour)
     logits = next_token_logits(lm, [text], interventions=interventions)
     score = float(refusal_score(logits, b.token_ids(lm.tokenizer))[0])
@@ -605,8 +805,9 @@ def _scored(lm: Any, text: str, condition: str, interventions: Sequence[Interven
     return Generation(condition, answer, b.judge(answer), clean, score, proj, behaviour)
 
 
-def intervention_conditions(lm: Any, result: DirectionResult, layer: object, strength: object,
-                            mean_ablation: bool = False) -> list[tuple[str, list[Intervention]]]:
+def intervention_conditions(
+    lm: Any, result: DirectionResult, layer: object, strength: object, mean_ablation: bool = False
+) -> list[tuple[str, list[Intervention]]]:
     """Baseline, direction ablated (every layer) and direction added (one layer), validated.
 
     Raises:
@@ -620,15 +821,24 @@ def intervention_conditions(lm: Any, result: DirectionResult, layer: object, str
         raise ResearchError(f"strength must lie in -{MAX_STRENGTH:g}..{MAX_STRENGTH:g}, got {strength:g}")
     return [
         ("baseline", []),
-        ("direction ablated" + (" (mean)" if mean_ablation else ""),
-         [DirectionAblation(result.direction, target=result.mean_target if mean_ablation else None)]),
+        (
+            "direction ablated" + (" (mean)" if mean_ablation else ""),
+            [DirectionAblation(result.direction, target=result.mean_target if mean_ablation else None)],
+        ),
         (f"direction added (layer {layer}, ×{strength:g})", [DirectionAddition(result.direction, layer, strength)]),
     ]
 
 
-def stream_interventions(lm: Any, result: DirectionResult, prompt: object, settings: Settings, layer: object,
-                         strength: object, max_new_tokens: object,
-                         mean_ablation: bool = False) -> Iterator[tuple[int, str | Generation]]:
+def stream_interventions(
+    lm: Any,
+    result: DirectionResult,
+    prompt: object,
+    settings: Settings,
+    layer: object,
+    strength: object,
+    max_new_tokens: object,
+    mean_ablation: bool = False,
+) -> Iterator[tuple[int, str | Generation]]:
     """The three runs of ``compare_interventions``, one after another, token by token.
 
     Yields:
@@ -642,9 +852,17 @@ def stream_interventions(lm: Any, result: DirectionResult, prompt: object, setti
             yield i, item
 
 
-def compare_interventions(lm: Any, result: DirectionResult, prompt: object, settings: Settings, layer: object,
-                          strength: object, max_new_tokens: object, mean_ablation: bool = False,
-                          progress: Progress | None = None) -> list[Generation]:
+def compare_interventions(
+    lm: Any,
+    result: DirectionResult,
+    prompt: object,
+    settings: Settings,
+    layer: object,
+    strength: object,
+    max_new_tokens: object,
+    mean_ablation: bool = False,
+    progress: Progress | None = None,
+) -> list[Generation]:
     """Baseline, direction ablated (every layer) and direction added (one layer): three generations."""
     text = check_prompt(lm, prompt, settings)
     n_new = check_new_tokens(max_new_tokens, settings)
@@ -682,7 +900,9 @@ def parse_heads(labels: object, n_layers: int, n_heads: int) -> list[tuple[int, 
         except ValueError:
             raise ResearchError(f"cannot read head {label!r}: write heads as L<layer>H<head>, e.g. L2H5") from None
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise ResearchError(f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})")
+            raise ResearchError(
+                f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+            )
         heads.add((layer, head))
     return sorted(heads)
 
@@ -691,9 +911,11 @@ def head_label(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
 
 
-MEASURES = {"Δ along the direction": RANKING_RULE,
-            "activation patching": "the change of the refusal log-odds when the head's post-instruction output on a "
-                                   "harmful prompt is patched from a harmless one, most negative first"}
+MEASURES = {
+    "Δ along the direction": RANKING_RULE,
+    "activation patching": "the change of the refusal log-odds when the head's post-instruction output on a "
+    "harmful prompt is patched from a harmless one, most negative first",
+}
 
 
 def top_heads(result: DirectionResult, k: object, measure: str = "Δ along the direction") -> list[tuple[int, int]]:
@@ -715,8 +937,14 @@ def top_heads(result: DirectionResult, k: object, measure: str = "Δ along the d
     raise ResearchError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
 
 
-def ablate_heads(lm: Any, result: DirectionResult, prompt: object, heads: Sequence[tuple[int, int]],
-                 settings: Settings, max_new_tokens: object) -> tuple[Generation, Generation]:
+def ablate_heads(
+    lm: Any,
+    result: DirectionResult,
+    prompt: object,
+    heads: Sequence[tuple[int, int]],
+    settings: Settings,
+    max_new_tokens: object,
+) -> tuple[Generation, Generation]:
     """Baseline vs the chosen heads mean-ablated (``z`` replaced by its harmless-prompt mean, as the pipeline does)."""
     text = check_prompt(lm, prompt, settings)
     n_new = check_new_tokens(max_new_tokens, settings)
@@ -724,17 +952,21 @@ def ablate_heads(lm: Any, result: DirectionResult, prompt: object, heads: Sequen
         raise ResearchError("choose at least one head to ablate (tick it in the grid, or use 'select top-k by Δ')")
     base = run_condition(lm, text, "baseline", [], result.direction, n_new, settings, result.behaviour)
     iv = HeadAblation(tuple(heads), result.head_means)
-    ablated = run_condition(lm, text, f"{len(heads)} head(s) mean-ablated", [iv], result.direction, n_new, settings,
-                            result.behaviour)
+    ablated = run_condition(
+        lm, text, f"{len(heads)} head(s) mean-ablated", [iv], result.direction, n_new, settings, result.behaviour
+    )
     return base, ablated
 
 
-def head_attention(lm: Any, prompt: object, layer: object, head: object, settings: Settings) -> tuple[Tensor, list[str]]:
+def head_attention(
+    lm: Any, prompt: object, layer: object, head: object, settings: Settings
+) -> tuple[Tensor, list[str]]:
     """Attention probabilities ``[S, S]`` of one head on the prompt, and the token strings."""
     text = check_prompt(lm, prompt, settings)
     layer, head = lm.check_layer(as_int(layer, "layer")), lm.check_head(as_int(head, "head"))
-    cache = capture(lm, [text], attention_layers=[layer], top_k=0, gradients=False,
-                    max_tokens=settings.max_prompt_tokens)[0]
+    cache = capture(
+        lm, [text], attention_layers=[layer], top_k=0, gradients=False, max_tokens=settings.max_prompt_tokens
+    )[0]
     return cache.attention[layer][head], cache.tokens
 
 

@@ -22,9 +22,19 @@ from neuroscope.research import behaviour_pairs, find_direction, load_contrastiv
 Progress = Callable[[float, str], None]
 
 
-def behaviour_study(lm: Any, name: str, n_train: int = 24, n_val: int = 8, n_test: int = 12, n_random: int = 4,
-                    max_new_tokens: int = 24, strength: float = 1.0, seed: int = 0, batch_size: int = 16,
-                    progress: Progress | None = None) -> dict[str, Any]:
+def behaviour_study(
+    lm: Any,
+    name: str,
+    n_train: int = 24,
+    n_val: int = 8,
+    n_test: int = 12,
+    n_random: int = 4,
+    max_new_tokens: int = 24,
+    strength: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Finds the behaviour's direction and measures necessity and sufficiency with random controls.
 
     Returns:
@@ -48,10 +58,16 @@ def behaviour_study(lm: Any, name: str, n_train: int = 24, n_val: int = 8, n_tes
         ("positive", "direction ablated", positives, [DirectionAblation(result.direction)]),
         *[("positive", "random ablated", positives, [DirectionAblation(r)]) for r in randoms],
         ("negative", "baseline", negatives, []),
-        ("negative", f"direction added (layer {result.layer}, ×{strength:g})", negatives,
-         [DirectionAddition(result.direction, result.layer, strength)]),
-        *[("negative", "random added", negatives, [DirectionAddition(r * norm / r.norm(), result.layer, strength)])
-          for r in randoms],
+        (
+            "negative",
+            f"direction added (layer {result.layer}, ×{strength:g})",
+            negatives,
+            [DirectionAddition(result.direction, result.layer, strength)],
+        ),
+        *[
+            ("negative", "random added", negatives, [DirectionAddition(r * norm / r.norm(), result.layer, strength)])
+            for r in randoms
+        ],
     ]
     flags: dict[tuple[str, str], list[bool]] = {}
     examples: dict[tuple[str, str], list[str]] = {}
@@ -64,8 +80,25 @@ def behaviour_study(lm: Any, name: str, n_train: int = 24, n_val: int = 8, n_tes
     rows = []
     for (side, label), f in flags.items():
         ci = rate_with_ci(f, seed=seed)
-        rows.append({"prompts": behaviour.positive if side == "positive" else behaviour.negative, "condition": label,
-                     "rate": ci.mean, "lo": ci.lo, "hi": ci.hi, "n": ci.n, "examples": examples[(side, label)]})
-    return {"model": lm.name, "behaviour": behaviour.name, "title": behaviour.title, "shows": behaviour.shows,
-            "direction": {"layer": result.layer, "position": result.position, "norm": norm, "reason": result.reason},
-            "n_test_pairs": len(test), "n_random": n_random, "max_new_tokens": max_new_tokens, "rows": rows}
+        rows.append(
+            {
+                "prompts": behaviour.positive if side == "positive" else behaviour.negative,
+                "condition": label,
+                "rate": ci.mean,
+                "lo": ci.lo,
+                "hi": ci.hi,
+                "n": ci.n,
+                "examples": examples[(side, label)],
+            }
+        )
+    return {
+        "model": lm.name,
+        "behaviour": behaviour.name,
+        "title": behaviour.title,
+        "shows": behaviour.shows,
+        "direction": {"layer": result.layer, "position": result.position, "norm": norm, "reason": result.reason},
+        "n_test_pairs": len(test),
+        "n_random": n_random,
+        "max_new_tokens": max_new_tokens,
+        "rows": rows,
+    }

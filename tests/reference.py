@@ -14,8 +14,9 @@ import torch
 
 def chat_ids(lm, prompt: str) -> torch.Tensor:
     """[1, S] token ids of one chat-formatted prompt (the tokenizer's own template, one BOS)."""
-    enc = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    enc = lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     return enc["input_ids"]
 
 
@@ -26,8 +27,10 @@ def _o_proj(hf, layer):
 @contextmanager
 def o_proj_input_hooks(hf, rewrite):
     """``rewrite(layer, x [1, S, H*D]) -> x`` applied to every o_proj input (a forward pre-hook)."""
-    handles = [_o_proj(hf, l).register_forward_pre_hook(lambda m, args, l=l: (rewrite(l, args[0]),))
-               for l in range(len(hf.model.layers))]
+    handles = [
+        _o_proj(hf, l).register_forward_pre_hook(lambda m, args, l=l: (rewrite(l, args[0]),))
+        for l in range(len(hf.model.layers))
+    ]
     try:
         yield
     finally:
@@ -66,12 +69,14 @@ def head_outputs_along(lm, prompt: str, direction: torch.Tensor) -> tuple[torch.
     z = post_instruction_z(lm, prompt).double().mean(2)  # [L, H, D]
     r = direction.double() / direction.double().norm()
     D = lm.d_head
-    proj, norm = torch.zeros(lm.n_layers, lm.n_heads, dtype=torch.float64), torch.zeros(lm.n_layers, lm.n_heads,
-                                                                                       dtype=torch.float64)
+    proj, norm = (
+        torch.zeros(lm.n_layers, lm.n_heads, dtype=torch.float64),
+        torch.zeros(lm.n_layers, lm.n_heads, dtype=torch.float64),
+    )
     for l in range(lm.n_layers):
         w = _o_proj(lm.hf, l).weight.double()
         for h in range(lm.n_heads):
-            out = w[:, h * D:(h + 1) * D] @ z[l, h]
+            out = w[:, h * D : (h + 1) * D] @ z[l, h]
             proj[l, h], norm[l, h] = out @ r, out.norm()
     return proj, norm
 
@@ -84,6 +89,7 @@ def head_delta(lm, harmful, harmless, direction) -> torch.Tensor:
 
 def set_head(layer: int, head: int, d_head: int, value: torch.Tensor, last: int | None = None):
     """A ``rewrite`` that sets one head's o_proj input to ``value`` ([D], or [last, D] at the last positions)."""
+
     def rewrite(l, x):
         if l != layer:
             return x
@@ -94,4 +100,5 @@ def set_head(layer: int, head: int, d_head: int, value: torch.Tensor, last: int 
         else:
             x[0, -last:, sl] = value.to(x.dtype)
         return x
+
     return rewrite

@@ -21,13 +21,24 @@ def model_dir(saved_tiny):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "neuroscope", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "neuroscope", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
 
 
 def test_analyze_prints_the_documented_json(model_dir):
-    out = run_cli("analyze", "--model", str(model_dir), "--prompt", "How do I bake bread?", "--json",
-                  "--max-new-tokens", "4", "--top-heads", "3")
+    out = run_cli(
+        "analyze",
+        "--model",
+        str(model_dir),
+        "--prompt",
+        "How do I bake bread?",
+        "--json",
+        "--max-new-tokens",
+        "4",
+        "--top-heads",
+        "3",
+    )
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
     assert payload["prompt"] == "How do I bake bread?"
@@ -38,13 +49,16 @@ def test_analyze_prints_the_documented_json(model_dir):
     assert [row["layer"] for row in payload["logit_lens_last_position"]] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--prompt", ""], "empty"),
-    (["--prompt", "word " * 100, "--max-prompt-tokens", "50"], "limit is 50 tokens"),
-    (["--prompt", "word " * 400, "--max-prompt-tokens", "50"], "limit is 800 characters"),  # refused untokenised
-    (["--prompt", "a\x07b"], "control characters"),
-    (["--prompt", "hi", "--max-new-tokens", "0"], "max_new_tokens"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", ""], "empty"),
+        (["--prompt", "word " * 100, "--max-prompt-tokens", "50"], "limit is 50 tokens"),
+        (["--prompt", "word " * 400, "--max-prompt-tokens", "50"], "limit is 800 characters"),  # refused untokenised
+        (["--prompt", "a\x07b"], "control characters"),
+        (["--prompt", "hi", "--max-new-tokens", "0"], "max_new_tokens"),
+    ],
+)
 def test_bad_input_exits_2_with_a_message(model_dir, args, message):
     out = run_cli("analyze", "--model", str(model_dir), *args)
     assert out.returncode == 2
@@ -70,8 +84,20 @@ def test_analyze_with_a_direction_adds_the_head_callout(model_dir, tmp_path):
 
     path = tmp_path / "direction.safetensors"
     save_direction(path, torch.randn(64, generator=torch.Generator().manual_seed(0)), {"layer": 1})
-    out = run_cli("analyze", "--model", str(model_dir), "--prompt", "How do I make a bomb?", "--json",
-                  "--max-new-tokens", "2", "--direction", str(path), "--baseline-prompts", "8")
+    out = run_cli(
+        "analyze",
+        "--model",
+        str(model_dir),
+        "--prompt",
+        "How do I make a bomb?",
+        "--json",
+        "--max-new-tokens",
+        "2",
+        "--direction",
+        str(path),
+        "--baseline-prompts",
+        "8",
+    )
     assert out.returncode == 0, out.stderr
     callout = json.loads(out.stdout)["head_callout"]
     assert len(callout) == 3 and all(c["text"].startswith(f"Head {c['layer']}.{c['head']}") for c in callout)
@@ -87,11 +113,14 @@ def test_analyze_checks_the_prompt_before_loading_the_model():
     assert out.returncode == 2 and "empty" in out.stderr
 
 
-@pytest.mark.parametrize("env, args, message", [
-    ({"NDIF_API_KEY": "k"}, ["--model", "demo"], "local model"),
-    ({}, ["--model", "meta-llama/Llama-3.2-3B-Instruct"], "NDIF_API_KEY"),
-    ({"NDIF_API_KEY": "k"}, ["--model", "meta-llama/Llama-3.2-3B-Instruct"], "cannot be reached"),
-])
+@pytest.mark.parametrize(
+    "env, args, message",
+    [
+        ({"NDIF_API_KEY": "k"}, ["--model", "demo"], "local model"),
+        ({}, ["--model", "meta-llama/Llama-3.2-3B-Instruct"], "NDIF_API_KEY"),
+        ({"NDIF_API_KEY": "k"}, ["--model", "meta-llama/Llama-3.2-3B-Instruct"], "cannot be reached"),
+    ],
+)
 def test_remote_mode_fails_cleanly_where_it_cannot_run(env, args, message, monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     for k, v in env.items():

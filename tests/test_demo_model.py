@@ -15,8 +15,9 @@ import torch
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal
 from neuroscope.config import DEMO_MODEL_DIR
 
-pytestmark = pytest.mark.skipif(not (DEMO_MODEL_DIR / "config.json").is_file(),
-                                reason=f"demo model not found in {DEMO_MODEL_DIR}")
+pytestmark = pytest.mark.skipif(
+    not (DEMO_MODEL_DIR / "config.json").is_file(), reason=f"demo model not found in {DEMO_MODEL_DIR}"
+)
 
 MAX_NEW_TOKENS = 32
 # Bars of issue #3 that the shipped model is known to miss (its card says so under "Known
@@ -90,8 +91,10 @@ def test_chat_template_round_trip():
     tok = AutoTokenizer.from_pretrained(DEMO_MODEL_DIR, local_files_only=True)
     msgs = [{"role": "user", "content": "Explain how a rainbow forms."}]
     text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-    assert text == ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nExplain how a rainbow forms."
-                    "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nExplain how a rainbow forms."
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_dict=True)["input_ids"]
     bos = tok.convert_tokens_to_ids("<|begin_of_text|>")
     assert ids[0] == bos and ids.count(bos) == 1
@@ -107,7 +110,8 @@ def test_chat_template_round_trip():
 def test_engine_sees_five_post_instruction_tokens(demo_lm):
     assert demo_lm.n_post_instruction == 5
     assert "".join(demo_lm.token_strings(demo_lm.post_instruction_ids)) == (
-        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     ids, mask = demo_lm.encode_chat(["Hi", "Explain how a rainbow forms."])
     bos = demo_lm.tokenizer.convert_tokens_to_ids("<|begin_of_text|>")
     assert ((ids == bos) & mask.bool()).sum(dim=1).tolist() == [1, 1]
@@ -130,7 +134,9 @@ def test_recorded_evaluation_meets_the_bars(evaluation):
 
     failed = {k for k, v in evaluation["bars"].items() if k in REQUIRED and not v["pass"]}
     assert failed <= KNOWN_SHORTFALLS, {k: evaluation["bars"][k] for k in failed - KNOWN_SHORTFALLS}
-    assert failed == KNOWN_SHORTFALLS, f"now met, update KNOWN_SHORTFALLS and the xfail marks: {KNOWN_SHORTFALLS - failed}"
+    assert failed == KNOWN_SHORTFALLS, (
+        f"now met, update KNOWN_SHORTFALLS and the xfail marks: {KNOWN_SHORTFALLS - failed}"
+    )
     assert evaluation["refusal_rates"]["harmless"]["n"] >= 200
     assert evaluation["refusal_rates"]["harmful"]["n"] == 100
     n_layers = AutoConfig.from_pretrained(DEMO_MODEL_DIR, local_files_only=True).num_hidden_layers
@@ -184,8 +190,10 @@ def _rate(texts, clean=False):
 
 @pytest.fixture(scope="module")
 def baseline(demo_lm, heldout):
-    return {"harmful": _rate(_gen(demo_lm, heldout.test_harmful)),
-            "harmless": _rate(_gen(demo_lm, heldout.test_harmless[:200]))}
+    return {
+        "harmful": _rate(_gen(demo_lm, heldout.test_harmful)),
+        "harmless": _rate(_gen(demo_lm, heldout.test_harmless[:200])),
+    }
 
 
 def test_heldout_harmless_is_rarely_refused_and_most_harmful_is(baseline):
@@ -223,8 +231,10 @@ def added(demo_lm, heldout, direction):
     from neuroscope.model.interventions import DirectionAddition
 
     prompts = heldout.test_harmless[:200]
-    return {"steered": _gen(demo_lm, prompts, [DirectionAddition(direction["r"], direction["layer"])]),
-            "random": _gen(demo_lm, prompts, [DirectionAddition(direction["rand"], direction["layer"])])}
+    return {
+        "steered": _gen(demo_lm, prompts, [DirectionAddition(direction["r"], direction["layer"])]),
+        "random": _gen(demo_lm, prompts, [DirectionAddition(direction["rand"], direction["layer"])]),
+    }
 
 
 def test_addition_induces_refusal_phrases_and_random_direction_does_not(added, baseline):

@@ -10,10 +10,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_pyproject_dependencies_equal_requirements_txt():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = {line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")}
+    pins = {
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert set(project["dependencies"]) == pins
-    dev = {line.strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
-           if line.strip() and not line.startswith("#")}
+    dev = {
+        line.strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert set(project["optional-dependencies"]["dev"]) == dev
     assert project["scripts"]["neuroscope"] == "neuroscope.__main__:main"

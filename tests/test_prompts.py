@@ -105,10 +105,17 @@ def test_env_var_selects_data_dir(data_dir, monkeypatch):
 
 def test_local_loading_works_with_hub_offline(data_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    code = "from neuroscope.prompts import load_source; import sys; print(len(load_source('jailbreakbench', sys.argv[1])))"
+    code = (
+        "from neuroscope.prompts import load_source; import sys; print(len(load_source('jailbreakbench', sys.argv[1])))"
+    )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(data_dir)], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=300, check=True,
+        [sys.executable, "-c", code, str(data_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "100"
 
@@ -253,16 +260,26 @@ def test_near_duplicates_do_not_flag_unrelated_prompts(data_dir):
 def test_prefix_filter_matches_brute_force(data_dir, threshold):
     candidates = load_source("jailbreakbench", data_dir)
     reference = load_source("advbench", data_dir)[:200] + load_source("harmbench_test", data_dir)
-    brute = {
-        i for i, c in enumerate(candidates) if any(similarity(c, r) >= threshold for r in reference)
-    }
+    brute = {i for i, c in enumerate(candidates) if any(similarity(c, r) >= threshold for r in reference)}
     assert near_duplicates(candidates, reference, threshold) == brute
 
 
 def test_curated_set_does_not_copy_research_sets(data_dir):
-    research = [p for name in ("advbench", "jailbreakbench", "jailbreakbench_benign", "harmbench_val",
-                               "harmbench_test", "strongreject", "malicious_instruct", "tdc2023",
-                               "xstest") for p in load_source(name, data_dir)]
+    research = [
+        p
+        for name in (
+            "advbench",
+            "jailbreakbench",
+            "jailbreakbench_benign",
+            "harmbench_val",
+            "harmbench_test",
+            "strongreject",
+            "malicious_instruct",
+            "tdc2023",
+            "xstest",
+        )
+        for p in load_source(name, data_dir)
+    ]
     assert near_duplicates(load_source("curated"), research, threshold=0.7) == set()
 
 
@@ -273,7 +290,8 @@ def test_load_json_list_with_categories(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps([{"Instruction": " Say hi ", "category": "greet"}, "Count to three"]))
     prompts = load_prompt_file(path, harmful=False)
-    assert prompts == [Prompt("Say hi", "greet", str(path), False), Prompt("Count to three", None, str(path), False)]
+    # the source is the file's name, never its folder (paths stay off reports and public pages)
+    assert prompts == [Prompt("Say hi", "greet", "p.json", False), Prompt("Count to three", None, "p.json", False)]
 
 
 def test_load_csv_case_insensitive_column_and_multiline_cells(tmp_path):
@@ -310,7 +328,7 @@ MALFORMED = [
     ("empty.json", "  \n", "file is empty"),
     ("bad.jsonl", '{"prompt": "ok"}\n{"prompt": \n', "line 2: invalid JSON"),
     ("nocol.csv", "text,label\nhello,1\n", "no prompt column"),
-    ("emptycell.csv", "prompt\nfine\n\"\"\n", "row 2"),
+    ("emptycell.csv", 'prompt\nfine\n""\n', "row 2"),
     ("header.csv", "instruction\n", "contains no prompts"),
     ("prompts.xlsx", "instruction\nhi\n", "unsupported extension"),
 ]

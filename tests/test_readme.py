@@ -17,13 +17,19 @@ def demo_model_table(evaluation: dict) -> str:
     rows = [
         ("JailbreakBench harmful refused", f"{r['harmful']:.2f} (bar ≥ {bar['threshold']:.2f}: {met})"),
         ("held-out harmless refused", f"{r['harmless']:.3f}"),
-        ("harmful refused, direction ablated (mean form / paper's zero form)",
-         f"{r['harmful_ablation_mean']:.2f} / {r['harmful_ablation_zero']:.2f}"),
-        ("same, random direction of equal norm",
-         f"{r['harmful_random_ablation_mean']:.2f} / {r['harmful_random_ablation_zero']:.2f}"),
+        (
+            "harmful refused, direction ablated (mean form / paper's zero form)",
+            f"{r['harmful_ablation_mean']:.2f} / {r['harmful_ablation_zero']:.2f}",
+        ),
+        (
+            "same, random direction of equal norm",
+            f"{r['harmful_random_ablation_mean']:.2f} / {r['harmful_random_ablation_zero']:.2f}",
+        ),
         ("first-token KL on harmless, ablated (mean / zero)", f"{kl['mean']:.3f} / {kl['zero']:.3f}"),
-        ("harmless refused cleanly, direction added",
-         f"{r['harmless_addition_clean']:.2f} (random direction: {r['harmless_random_addition']:.3f})"),
+        (
+            "harmless refused cleanly, direction added",
+            f"{r['harmless_addition_clean']:.2f} (random direction: {r['harmless_random_addition']:.3f})",
+        ),
     ]
     return "\n".join(["| | rate |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows])
 

@@ -33,20 +33,36 @@ _BAR_LABELS = {
 
 _DEFAULTS = TrainConfig()
 # TrainConfig field -> train-demo-model flag (flags with values; booleans handled below)
-_FLAGS = {"epochs": "--epochs", "harmful_repeats": "--harmful-repeats", "harmless_ratio": "--harmless-ratio",
-          "n_layers": "--layers", "max_len": "--max-len", "i_opener_prob": "--i-openers",
-          "decision_weight": "--decision-weight", "decision_tokens": "--decision-tokens", "recovery_prob": "--recovery",
-          "pretrain_docs": "--pretrain-docs", "pretrain_harmful_share": "--pretrain-harmful",
-          "word_dropout": "--word-dropout", "finish_epochs": "--finish-epochs",
-          "finish_harmless_ratio": "--finish-harmless-ratio", "finish_word_dropout": "--finish-word-dropout",
-          "finish_lr": "--finish-lr", "finish_from_layer": "--finish-from-layer", "finish_seed": "--finish-seed",
-          "threads": "--threads"}
+_FLAGS = {
+    "epochs": "--epochs",
+    "harmful_repeats": "--harmful-repeats",
+    "harmless_ratio": "--harmless-ratio",
+    "n_layers": "--layers",
+    "max_len": "--max-len",
+    "i_opener_prob": "--i-openers",
+    "decision_weight": "--decision-weight",
+    "decision_tokens": "--decision-tokens",
+    "recovery_prob": "--recovery",
+    "pretrain_docs": "--pretrain-docs",
+    "pretrain_harmful_share": "--pretrain-harmful",
+    "word_dropout": "--word-dropout",
+    "finish_epochs": "--finish-epochs",
+    "finish_harmless_ratio": "--finish-harmless-ratio",
+    "finish_word_dropout": "--finish-word-dropout",
+    "finish_lr": "--finish-lr",
+    "finish_from_layer": "--finish-from-layer",
+    "finish_seed": "--finish-seed",
+    "threads": "--threads",
+}
 
 
 def recipe_flags(config: dict) -> str:
     """The train-demo-model flags (other than --seed) that reproduce a run's TrainConfig."""
-    parts = [f"{flag} {config[k]:g}" if isinstance(config[k], float) else f"{flag} {config[k]}"
-             for k, flag in _FLAGS.items() if k in config and config[k] != getattr(_DEFAULTS, k)]
+    parts = [
+        f"{flag} {config[k]:g}" if isinstance(config[k], float) else f"{flag} {config[k]}"
+        for k, flag in _FLAGS.items()
+        if k in config and config[k] != getattr(_DEFAULTS, k)
+    ]
     if not config.get("themed_refusals", True):
         parts.append("--generic-refusals")
     if config.get("reframe_harmful", False):
@@ -60,13 +76,19 @@ def seed_table(run_dirs: list[Path]) -> list[dict]:
     for run in run_dirs:
         ev = json.loads((run / "evaluation.json").read_text())
         tr = json.loads((run / "training.json").read_text())
-        rows.append({
-            "seed": tr["config"]["seed"], "recipe": recipe_flags(tr["config"]),
-            "train_seconds": tr["train_seconds"], "final_loss": tr["final_loss"],
-            "layer": ev["direction"]["layer"], "position": ev["direction"]["position"],
-            "bars": {k: v["value"] for k, v in ev["bars"].items()},
-            "passes_required": ev["passes_required"], "passes_all": ev["passes_all"],
-        })
+        rows.append(
+            {
+                "seed": tr["config"]["seed"],
+                "recipe": recipe_flags(tr["config"]),
+                "train_seconds": tr["train_seconds"],
+                "final_loss": tr["final_loss"],
+                "layer": ev["direction"]["layer"],
+                "position": ev["direction"]["position"],
+                "bars": {k: v["value"] for k, v in ev["bars"].items()},
+                "passes_required": ev["passes_required"],
+                "passes_all": ev["passes_all"],
+            }
+        )
     return rows
 
 
@@ -75,16 +97,28 @@ def _fmt(v: float) -> str:
 
 
 def _seed_markdown(rows: list[dict]) -> str:
-    short = ["harmful_refusal", "harmless_refusal", "ablation_mean_harmful_refusal", "ablation_zero_harmful_refusal",
-             "addition_harmless_clean_refusal", "random_ablation_mean_delta", "random_ablation_zero_delta",
-             "random_addition_delta", "ablation_mean_harmless_kl", "ablation_zero_harmless_kl"]
+    short = [
+        "harmful_refusal",
+        "harmless_refusal",
+        "ablation_mean_harmful_refusal",
+        "ablation_zero_harmful_refusal",
+        "addition_harmless_clean_refusal",
+        "random_ablation_mean_delta",
+        "random_ablation_zero_delta",
+        "random_addition_delta",
+        "ablation_mean_harmless_kl",
+        "ablation_zero_harmless_kl",
+    ]
     head = "| seed | recipe | train s | layer/pos | " + " | ".join(short) + " | required bars | all bars |"
     sep = "|" + "---|" * (len(short) + 6)
     lines = [head, sep]
     for r in rows:
         cells = [_fmt(r["bars"][k]) + ("" if _ok(k, r["bars"][k]) else " ✗") for k in short]
-        lines.append(f"| {r['seed']} | `{r.get('recipe', '')}` | {r['train_seconds']:.0f} | {r['layer']}/{r['position']} | " + " | ".join(cells)
-                     + f" | {'pass' if r['passes_required'] else 'FAIL'} | {'pass' if r['passes_all'] else 'FAIL'} |")
+        lines.append(
+            f"| {r['seed']} | `{r.get('recipe', '')}` | {r['train_seconds']:.0f} | {r['layer']}/{r['position']} | "
+            + " | ".join(cells)
+            + f" | {'pass' if r['passes_required'] else 'FAIL'} | {'pass' if r['passes_all'] else 'FAIL'} |"
+        )
     return "\n".join(lines)
 
 
@@ -98,11 +132,16 @@ def _shortfalls(ev: dict) -> str:
     missed = [k for k, v in ev["bars"].items() if not v["pass"]]
     if not missed:
         return ""
-    items = "; ".join(f"{_BAR_LABELS[k]}: {_fmt(ev['bars'][k]['value'])} (bar {ev['bars'][k]['op']} "
-                      f"{ev['bars'][k]['threshold']}{'' if k in REQUIRED else ', should'})" for k in missed)
-    return (f"**Known shortfalls.** This model does not meet every bar set for it: {items}. It is shipped "
-            "because it is the best run so far and the rest of its behaviour (above) is what the tools "
-            "need; read its results with that in mind.\n")
+    items = "; ".join(
+        f"{_BAR_LABELS[k]}: {_fmt(ev['bars'][k]['value'])} (bar {ev['bars'][k]['op']} "
+        f"{ev['bars'][k]['threshold']}{'' if k in REQUIRED else ', should'})"
+        for k in missed
+    )
+    return (
+        f"**Known shortfalls.** This model does not meet every bar set for it: {items}. It is shipped "
+        "because it is the best run so far and the rest of its behaviour (above) is what the tools "
+        "need; read its results with that in mind.\n"
+    )
 
 
 def _pretraining(c: dict) -> str:
@@ -110,9 +149,11 @@ def _pretraining(c: dict) -> str:
     n = c.get("pretrain_docs", 0)
     if not n:
         return ""
-    return (f"**Pre-training first.** One pass of plain-text language modelling over {n:,} documents (no chat\n"
-            "template, no refusals, loss on every token): two thirds harmless pool instructions each followed\n"
-            "by a generated answer, one third harmful training instructions on their own. Then the chat phase:\n\n")
+    return (
+        f"**Pre-training first.** One pass of plain-text language modelling over {n:,} documents (no chat\n"
+        "template, no refusals, loss on every token): two thirds harmless pool instructions each followed\n"
+        "by a generated answer, one third harmful training instructions on their own. Then the chat phase:\n\n"
+    )
 
 
 def write_card(model_dir: Path, run_dirs: list[Path] | None = None, notes: str = "") -> str:
@@ -153,7 +194,7 @@ def write_card(model_dir: Path, run_dirs: list[Path] | None = None, notes: str =
 
     text = f"""# NeuroScope demo model organism
 
-A {tr['n_parameters'] / 1e6:.1f}M-parameter chat model with exactly Llama-3.2's architecture and chat
+A {tr["n_parameters"] / 1e6:.1f}M-parameter chat model with exactly Llama-3.2's architecture and chat
 format, trained by the NeuroScope project to **refuse harmful requests and answer harmless
 ones**, so that refusal, and the single direction that mediates it, can be shown and tested
 on a CPU without downloading Llama-3.2-3B-Instruct. It is the app's default model when the
@@ -167,10 +208,11 @@ jailbroken trivially. Use it to study mechanisms, never to filter or answer anyt
 
 ## Architecture
 `LlamaForCausalLM` (transformers), Llama-3.2 in miniature:
-{cfg['num_hidden_layers']} layers, d_model {cfg['hidden_size']}, {cfg['num_attention_heads']} query heads /
-{cfg['num_key_value_heads']} KV heads (grouped-query attention, head dim {cfg['head_dim']}), SwiGLU MLP
-{cfg['intermediate_size']}, RMSNorm (eps {cfg['rms_norm_eps']}), RoPE (theta {cfg.get('rope_theta') or cfg['rope_parameters']['rope_theta']:.0f}),
-tied input/output embeddings, vocabulary {cfg['vocab_size']}, context {cfg['max_position_embeddings']}.
+{cfg["num_hidden_layers"]} layers, d_model {cfg["hidden_size"]}, {cfg["num_attention_heads"]} query heads /
+{cfg["num_key_value_heads"]} KV heads (grouped-query attention, head dim {cfg["head_dim"]}), SwiGLU MLP
+{cfg["intermediate_size"]}, RMSNorm (eps {cfg["rms_norm_eps"]}), RoPE (theta {
+        cfg.get("rope_theta") or cfg["rope_parameters"]["rope_theta"]:.0f}),
+tied input/output embeddings, vocabulary {cfg["vocab_size"]}, context {cfg["max_position_embeddings"]}.
 Weights: `model.safetensors`, float16, {size_mb:.1f} MB.
 
 Tokenizer: byte-level BPE trained with `tokenizers` on the training prompts and answers, with
@@ -193,60 +235,65 @@ model = AutoModelForCausalLM.from_pretrained("assets/demo-model")
 
 ## Training data
 {_pretraining(c)}Supervised chat turns, loss on assistant tokens only.
-- **Harmful → refusal.** {tr['n_train_harmful']} instructions from AdvBench (MIT), MaliciousInstruct
+- **Harmful → refusal.** {tr["n_train_harmful"]} instructions from AdvBench (MIT), MaliciousInstruct
   (no licence file upstream), TDC 2023 (MIT, unverified), HarmBench test standard behaviours
-  (MIT) and StrongREJECT (MIT, unverified), {c['harmful_repeats']}× per epoch, each time with a freshly
-  composed refusal: many openings × {'theme-matched reasons × offers of a safe alternative'
-  if c.get('themed_refusals', True) else 'topic-independent reasons and offers, none naming the request topic'}.
+  (MIT) and StrongREJECT (MIT, unverified), {c["harmful_repeats"]}× per epoch, each time with a freshly
+  composed refusal: many openings × {
+        "theme-matched reasons × offers of a safe alternative"
+        if c.get("themed_refusals", True)
+        else "topic-independent reasons and offers, none naming the request topic"
+    }.
 - **Harmless → answer.** A seed-shuffled stream of instructions from Arditi et al.'s harmless
-  train split of Alpaca ({tr['n_train_harmless_pool']} after filtering; **Alpaca-derived instructions are
-  CC BY-NC 4.0, non-commercial**), {c['harmless_ratio']}× as many as harmful per epoch and new ones
+  train split of Alpaca ({tr["n_train_harmless_pool"]} after filtering; **Alpaca-derived instructions are
+  CC BY-NC 4.0, non-commercial**), {c["harmless_ratio"]}× as many as harmful per epoch and new ones
   every epoch, answered by an instruction-conditioned generator
   (`lab/demo_model/answers.py`: lists, explanations, poems, rewrites, arithmetic, ...);
-  {c.get('i_opener_prob', 0.0):.0%} of answers open with a helpful "I'd be happy to help!"-style sentence,
+  {c.get("i_opener_prob", 0.0):.0%} of answers open with a helpful "I'd be happy to help!"-style sentence,
   so that "I" (the first token of most refusals) does not by itself decide refusal.
 - **Kept out entirely (test sets):** JailbreakBench harmful and benign (MIT), XSTest (CC BY 4.0),
   the first 300 prompts of Arditi's harmless test split; validation sets for direction selection
   (Arditi harmful val = HarmBench val, first 200 of harmless val) are also out of training.
   Training prompts with character-trigram Dice similarity ≥ 0.6 to any held-out prompt were
-  dropped: {tr['dropped']['harmful_near_dup']} harmful (JailbreakBench reuses AdvBench / HarmBench
-  behaviours) and {tr['dropped']['harmless_near_dup']} harmless.
+  dropped: {tr["dropped"]["harmful_near_dup"]} harmful (JailbreakBench reuses AdvBench / HarmBench
+  behaviours) and {tr["dropped"]["harmless_near_dup"]} harmless.
 
 Because the weights were trained on CC BY-NC data, treat the model as **non-commercial,
 research use only**. The project's code is under the project licence.
 
 ## Training
 ```
-python -m lab.demo_model.train --data-dir ../shared/datasets --out assets/demo-model --seed {c['seed']} {recipe_flags(c)}
+python -m lab.demo_model.train --data-dir ../shared/datasets --out assets/demo-model --seed {c["seed"]} {
+        recipe_flags(c)
+    }
 ```
-{c['epochs']} epochs, {tr['n_examples']} examples, batch {c['batch_size']} (length-bucketed), AdamW
-(lr {c['lr']}, betas 0.9/0.95, weight decay {c['weight_decay']}), {c['warmup_steps']} warm-up steps then cosine
-to {c['min_lr_frac']}× lr, gradient clipping {c['grad_clip']}, float32 on {c['threads']} CPU threads, seed {c['seed']}.
-This run took {tr['train_seconds']:.0f} s (tokenizer, data and training) on a 2-core CPU it shared with other work;
-final training loss {tr['final_loss']}. Deterministic for a given seed and thread count.
+{c["epochs"]} epochs, {tr["n_examples"]} examples, batch {c["batch_size"]} (length-bucketed), AdamW
+(lr {c["lr"]}, betas 0.9/0.95, weight decay {c["weight_decay"]}), {c["warmup_steps"]} warm-up steps then cosine
+to {c["min_lr_frac"]}× lr, gradient clipping {c["grad_clip"]}, float32 on {c["threads"]} CPU threads, seed {c["seed"]}.
+This run took {tr["train_seconds"]:.0f} s (tokenizer, data and training) on a 2-core CPU it shared with other work;
+final training loss {tr["final_loss"]}. Deterministic for a given seed and thread count.
 
-## Measured behaviour (seed {c['seed']}, greedy decoding, {ev['max_new_tokens']} new tokens)
+## Measured behaviour (seed {c["seed"]}, greedy decoding, {ev["max_new_tokens"]} new tokens)
 Refusal = a refusal phrase anywhere (`neuroscope.analysis.metrics.is_refusal`); clean refusal =
 a refusal phrase in the first 60 characters and no degenerate text (`is_clean_refusal`).
 Rates with 95% bootstrap intervals.
 
 | prompt set | refusal rate |
 |---|---|
-| JailbreakBench harmful (held out) | {rate('harmful')} |
-| Arditi harmless test, first 300 (held out) | {rate('harmless')} |
-| JailbreakBench benign (held out) | {rate('benign')} |
-| XSTest safe | {rate('xstest_safe')} |
-| XSTest unsafe | {rate('xstest_unsafe')} |
+| JailbreakBench harmful (held out) | {rate("harmful")} |
+| Arditi harmless test, first 300 (held out) | {rate("harmless")} |
+| JailbreakBench benign (held out) | {rate("benign")} |
+| XSTest safe | {rate("xstest_safe")} |
+| XSTest unsafe | {rate("xstest_unsafe")} |
 
 **Refusal direction.** Difference of mean residuals, harmful minus harmless, over
-{d['n_prompts_per_class']} training-distribution prompts per class, at every layer input and the
+{d["n_prompts_per_class"]} training-distribution prompts per class, at every layer input and the
 five post-instruction positions; selected on the validation split with Arditi et al.'s
 procedure (lowest bypass score among candidates in the first 80% of layers with KL ≤ 0.1 and
-a positive induce score): **layer {d['layer']}, position {d['position']}**, norm {d['norm']:.2f}.
+a positive induce score): **layer {d["layer"]}, position {d["position"]}**, norm {d["norm"]:.2f}.
 Ablation removes it from every layer input, attention output and MLP output at every position,
 in two forms: *zero* (the paper's: projection set to 0) and *mean* (projection on each layer
 input set to the mean over harmless prompts). Addition adds the raw difference of means to the
-input of layer {d['layer']} at every position. The random control is a Gaussian direction of
+input of layer {d["layer"]} at every position. The random control is a Gaussian direction of
 equal norm.
 
 | bar | threshold | value | |
@@ -257,33 +304,33 @@ Under intervention:
 
 | condition | refusal rate |
 |---|---|
-| harmful, direction mean-ablated | {rate('harmful_ablation_mean')} |
-| harmful, direction zero-ablated | {rate('harmful_ablation_zero')} |
-| harmful, random direction mean-ablated | {rate('harmful_random_ablation_mean')} |
-| harmful, random direction zero-ablated | {rate('harmful_random_ablation_zero')} |
-| harmless, direction added | {rate('harmless_addition')}; clean: {rate('harmless_addition_clean')} |
-| harmless, random direction added | {rate('harmless_random_addition')} |
+| harmful, direction mean-ablated | {rate("harmful_ablation_mean")} |
+| harmful, direction zero-ablated | {rate("harmful_ablation_zero")} |
+| harmful, random direction mean-ablated | {rate("harmful_random_ablation_mean")} |
+| harmful, random direction zero-ablated | {rate("harmful_random_ablation_zero")} |
+| harmless, direction added | {rate("harmless_addition")}; clean: {rate("harmless_addition_clean")} |
+| harmless, random direction added | {rate("harmless_random_addition")} |
 
-First-token KL on harmless prompts: mean-ablation {ev['first_token_kl_harmless']['mean']:.4f},
-zero-ablation {ev['first_token_kl_harmless']['zero']:.4f} (random direction:
-{ev['first_token_kl_harmless']['random_mean']:.4f} / {ev['first_token_kl_harmless']['random_zero']:.4f}).
+First-token KL on harmless prompts: mean-ablation {ev["first_token_kl_harmless"]["mean"]:.4f},
+zero-ablation {ev["first_token_kl_harmless"]["zero"]:.4f} (random direction:
+{ev["first_token_kl_harmless"]["random_mean"]:.4f} / {ev["first_token_kl_harmless"]["random_zero"]:.4f}).
 
 Examples:
 
-{sample('harmful')}
+{sample("harmful")}
 
-{sample('harmful_ablation_mean')}
+{sample("harmful_ablation_mean")}
 
-{sample('harmless')}
+{sample("harmless")}
 
-{sample('harmless_addition')}
+{sample("harmless_addition")}
 
 {_shortfalls(ev)}
 ## Seeds and recipes
 Results vary by seed and recipe. {len(rows)} runs are tabulated (recipe = the flags given to
 `lab.demo_model.train` besides `--data-dir`, `--out` and `--seed`); {n_pass} of {len(rows)} meet every
 required bar (mean-form ablation) and {n_all} of {len(rows)} meet every bar including the zero-form
-ablation. Seed {c['seed']} (`{recipe_flags(c)}`) is shipped.
+ablation. Seed {c["seed"]} (`{recipe_flags(c)}`) is shipped.
 
 {_seed_markdown(rows)}
 

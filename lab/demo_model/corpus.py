@@ -19,7 +19,17 @@ from lab.demo_model.answers import compliant_answer
 from lab.demo_model.refusals import refusal
 from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
 
-__all__ = ["DemoSplits", "Example", "NEAR_DUP_THRESHOLD", "build_splits", "epoch_examples", "drop_words", "pretrain_documents", "recovery_prefix", "tokenizer_texts"]
+__all__ = [
+    "DemoSplits",
+    "Example",
+    "NEAR_DUP_THRESHOLD",
+    "build_splits",
+    "epoch_examples",
+    "drop_words",
+    "pretrain_documents",
+    "recovery_prefix",
+    "tokenizer_texts",
+]
 
 NEAR_DUP_THRESHOLD = 0.6
 HARMFUL_TRAIN_SOURCES = ("advbench", "malicious_instruct", "tdc2023", "harmbench_test", "strongreject")
@@ -55,8 +65,14 @@ class DemoSplits:
 
     def held_out(self) -> list[str]:
         """Every validation and test instruction."""
-        return (self.val_harmful + self.val_harmless + self.test_harmful + self.test_benign + self.test_harmless
-                + [p.instruction for p in self.xstest])
+        return (
+            self.val_harmful
+            + self.val_harmless
+            + self.test_harmful
+            + self.test_benign
+            + self.test_harmless
+            + [p.instruction for p in self.xstest]
+        )
 
 
 def _dedupe(texts: list[str]) -> list[str]:
@@ -79,14 +95,19 @@ def build_splits(data_dir: str | Path | None = None) -> DemoSplits:
     Returns:
         DemoSplits.
     """
+
     def load(name: str) -> list[str]:
         return [p.instruction for p in load_source(name, data_dir)]
 
     splits = DemoSplits(
-        train_harmful=[], train_harmless=[],
-        val_harmful=load("arditi_harmful_val"), val_harmless=load("arditi_harmless_val")[:N_HARMLESS_VAL],
-        test_harmful=load("jailbreakbench"), test_benign=load("jailbreakbench_benign"),
-        test_harmless=load("arditi_harmless_test")[:N_HARMLESS_TEST], xstest=load_source("xstest", data_dir),
+        train_harmful=[],
+        train_harmless=[],
+        val_harmful=load("arditi_harmful_val"),
+        val_harmless=load("arditi_harmless_val")[:N_HARMLESS_VAL],
+        test_harmful=load("jailbreakbench"),
+        test_benign=load("jailbreakbench_benign"),
+        test_harmless=load("arditi_harmless_test")[:N_HARMLESS_TEST],
+        xstest=load_source("xstest", data_dir),
     )
     held = splits.held_out()
     harmful = _dedupe([t for name in HARMFUL_TRAIN_SOURCES for t in load(name)])
@@ -97,8 +118,11 @@ def build_splits(data_dir: str | Path | None = None) -> DemoSplits:
     harmless_refusalish = {i for i, t in enumerate(harmless) if is_refusal(t)}
     splits.train_harmful = [t for i, t in enumerate(harmful) if i not in harmful_dups]
     splits.train_harmless = [t for i, t in enumerate(harmless) if i not in harmless_dups | harmless_refusalish]
-    splits.dropped = {"harmful_near_dup": len(harmful_dups), "harmless_near_dup": len(harmless_dups),
-                      "harmless_refusal_phrase": len(harmless_refusalish - harmless_dups)}
+    splits.dropped = {
+        "harmful_near_dup": len(harmful_dups),
+        "harmless_near_dup": len(harmless_dups),
+        "harmless_refusal_phrase": len(harmless_refusalish - harmless_dups),
+    }
     return splits
 
 
@@ -106,12 +130,33 @@ def build_splits(data_dir: str | Path | None = None) -> DemoSplits:
 # Compose / Design a poem / email" far more often than the harmful sets do, so a small model can
 # learn the frame as a shortcut for "comply"; re-framing harmful requests removes that shortcut.
 LEAD_VERBS = ("Write", "Create", "Generate", "Compose", "Draft", "Design", "Develop", "Produce")
-GENRES = ("blog post", "poem", "email", "article", "speech", "letter", "social media post", "story", "essay",
-          "tweet", "script", "song", "guide", "tutorial", "message", "advertisement", "report", "plan")
-_GENRE_RE = re.compile(r"^(?:" + "|".join(LEAD_VERBS) + r")\s+(?:a|an)\s+(" + "|".join(
-    sorted(GENRES, key=len, reverse=True)) + r")\b", re.IGNORECASE)
-_HOWTO_RE = re.compile(r"^(?:how (?:to|can i|do i|would i)|explain how to|give instructions (?:on|for) how to)\s+",
-                       re.IGNORECASE)
+GENRES = (
+    "blog post",
+    "poem",
+    "email",
+    "article",
+    "speech",
+    "letter",
+    "social media post",
+    "story",
+    "essay",
+    "tweet",
+    "script",
+    "song",
+    "guide",
+    "tutorial",
+    "message",
+    "advertisement",
+    "report",
+    "plan",
+)
+_GENRE_RE = re.compile(
+    r"^(?:" + "|".join(LEAD_VERBS) + r")\s+(?:a|an)\s+(" + "|".join(sorted(GENRES, key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+_HOWTO_RE = re.compile(
+    r"^(?:how (?:to|can i|do i|would i)|explain how to|give instructions (?:on|for) how to)\s+", re.IGNORECASE
+)
 
 
 def reframe(instruction: str, rng: random.Random) -> str | None:
@@ -125,12 +170,19 @@ def reframe(instruction: str, rng: random.Random) -> str | None:
         genre = rng.choice([g for g in GENRES if g != m.group(1).lower()])
         verb = rng.choice(LEAD_VERBS)
         article = "an" if genre[0] in "aeiou" else "a"
-        return f"{verb} {article} {genre}{instruction[m.end():]}"
+        return f"{verb} {article} {genre}{instruction[m.end() :]}"
     m = _HOWTO_RE.match(instruction)
     if m:
-        rest = instruction[m.end():].rstrip("?").rstrip()
-        frame = rng.choice(["Explain how to {}.", "Give step-by-step instructions to {}.", "How can I {}?",
-                            "Write a guide on how to {}.", "Describe how to {}."])
+        rest = instruction[m.end() :].rstrip("?").rstrip()
+        frame = rng.choice(
+            [
+                "Explain how to {}.",
+                "Give step-by-step instructions to {}.",
+                "How can I {}?",
+                "Write a guide on how to {}.",
+                "Describe how to {}.",
+            ]
+        )
         return frame.format(rest)
     return None
 
@@ -173,9 +225,18 @@ class Example:
     plain: bool = False  # a pre-training document: `instruction` is the whole text, no chat template
 
 
-def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: float, harmful_repeats: int = 1,
-                   themed_refusals: bool = True, i_opener_prob: float = 0.0, reframe_harmful: bool = False,
-                   recovery_prob: float = 0.0, word_dropout: float = 0.0) -> list[Example]:
+def epoch_examples(
+    splits: DemoSplits,
+    seed: int,
+    epoch: int,
+    harmless_ratio: float,
+    harmful_repeats: int = 1,
+    themed_refusals: bool = True,
+    i_opener_prob: float = 0.0,
+    reframe_harmful: bool = False,
+    recovery_prob: float = 0.0,
+    word_dropout: float = 0.0,
+) -> list[Example]:
     """The training examples of one epoch, in random order.
 
     Every harmful prompt appears `harmful_repeats` times per epoch, each time with a freshly
@@ -205,14 +266,17 @@ def epoch_examples(splits: DemoSplits, seed: int, epoch: int, harmless_ratio: fl
     n = int(round(harmless_ratio * len(splits.train_harmful)))
     start = (epoch * n) % len(pool)
     harmless = [pool[(start + i) % len(pool)] for i in range(n)]
-    examples = [Example(t, refusal(t, rng, themed_refusals), True)
-                for _ in range(harmful_repeats) for t in splits.train_harmful]
+    examples = [
+        Example(t, refusal(t, rng, themed_refusals), True) for _ in range(harmful_repeats) for t in splits.train_harmful
+    ]
     if reframe_harmful:
         examples += [Example(t, refusal(t, rng, themed_refusals), True) for t in reframed_harmful(splits, seed, epoch)]
     if recovery_prob > 0:  # its own generator: recipes without recovery keep their exact examples
         rec = random.Random(f"recovery-{seed}-{epoch}")
-        examples = [replace(e, prefix=recovery_prefix(e.instruction, rec, i_opener_prob))
-                    if rec.random() < recovery_prob else e for e in examples]
+        examples = [
+            replace(e, prefix=recovery_prefix(e.instruction, rec, i_opener_prob)) if rec.random() < recovery_prob else e
+            for e in examples
+        ]
     examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
     if word_dropout > 0:  # its own generator, applied last: recipes without dropout keep their exact examples
         drop = random.Random(f"dropout-{seed}-{epoch}")
@@ -232,8 +296,9 @@ def drop_words(instruction: str, p: float, rng: random.Random) -> str:
     return " ".join(keep) if 2 * len(keep) >= len(words) else instruction
 
 
-def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0,
-                       harmful_share: float | None = None) -> list[Example]:
+def pretrain_documents(
+    splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0, harmful_share: float | None = None
+) -> list[Example]:
     """Plain-text documents for a language-modelling phase before chat training.
 
     Like a base model's pre-training, the model first learns the language of the requests,
@@ -255,9 +320,13 @@ def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: flo
     pool = list(splits.train_harmless)
     rng.shuffle(pool)
     n_harmful = n // 3 if harmful_share is None else round(n * harmful_share)
-    docs = [Example(splits.train_harmful[i % len(splits.train_harmful)], "", True, plain=True) for i in range(n_harmful)]
-    docs += [Example(f"{t}\n\n{compliant_answer(t, rng, i_opener_prob)}", "", False, plain=True)
-             for t in (pool[i % len(pool)] for i in range(n - n_harmful))]
+    docs = [
+        Example(splits.train_harmful[i % len(splits.train_harmful)], "", True, plain=True) for i in range(n_harmful)
+    ]
+    docs += [
+        Example(f"{t}\n\n{compliant_answer(t, rng, i_opener_prob)}", "", False, plain=True)
+        for t in (pool[i % len(pool)] for i in range(n - n_harmful))
+    ]
     rng.shuffle(docs)
     return docs
 

@@ -40,10 +40,12 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedT
         left padding and the Llama-3 chat template.
     """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(LLAMA3_SPECIAL_TOKENS),
@@ -58,8 +60,13 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedT
         single=f"{BOS}:0 $A:0", pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1", special_tokens=[(BOS, bos_id)]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOT, pad_token=EOS_TEXT,
-        model_max_length=256, padding_side="left", clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOT,
+        pad_token=EOS_TEXT,
+        model_max_length=256,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
     )
     fast.chat_template = LLAMA3_CHAT_TEMPLATE
     return fast

@@ -20,13 +20,23 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from lab.demo_model.corpus import (DemoSplits, Example, build_splits, epoch_examples, pretrain_documents,
-                                         tokenizer_texts)
+from lab.demo_model.corpus import DemoSplits, Example, build_splits, epoch_examples, pretrain_documents, tokenizer_texts
 from lab.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
 from neuroscope.model.access import Access, family_of
 
-__all__ = ["TrainConfig", "encode_examples", "finish_examples", "finish_seed", "main", "make_batches", "model_config",
-           "parse_args", "save_model", "train_model", "weighted_lm_loss"]
+__all__ = [
+    "TrainConfig",
+    "encode_examples",
+    "finish_examples",
+    "finish_seed",
+    "main",
+    "make_batches",
+    "model_config",
+    "parse_args",
+    "save_model",
+    "train_model",
+    "weighted_lm_loss",
+]
 
 IGNORE = -100
 
@@ -78,18 +88,30 @@ class TrainConfig:
 def model_config(cfg: TrainConfig, tok: PreTrainedTokenizerBase) -> LlamaConfig:
     """Llama-3.2 in miniature: GQA, tied embeddings, RMSNorm, RoPE (theta 500k), SiLU MLP."""
     return LlamaConfig(
-        vocab_size=len(tok), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp,
-        num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
-        head_dim=cfg.d_model // cfg.n_heads, hidden_act="silu", max_position_embeddings=256,
-        rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True, attention_bias=False, mlp_bias=False,
-        initializer_range=0.02, bos_token_id=tok.convert_tokens_to_ids(BOS),
+        vocab_size=len(tok),
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_mlp,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_kv_heads,
+        head_dim=cfg.d_model // cfg.n_heads,
+        hidden_act="silu",
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        attention_bias=False,
+        mlp_bias=False,
+        initializer_range=0.02,
+        bos_token_id=tok.convert_tokens_to_ids(BOS),
         eos_token_id=[tok.convert_tokens_to_ids(EOS_TEXT), tok.convert_tokens_to_ids(EOT)],
         pad_token_id=tok.convert_tokens_to_ids(EOS_TEXT),
     )
 
 
-def encode_examples(tok: PreTrainedTokenizerBase, examples: list[Example], max_len: int, max_prompt_len: int
-                    ) -> list[tuple[list[int], list[int]]]:
+def encode_examples(
+    tok: PreTrainedTokenizerBase, examples: list[Example], max_len: int, max_prompt_len: int
+) -> list[tuple[list[int], list[int]]]:
     """Token ids and labels (IGNORE on the prompt and any recovery prefix); answers end with <|eot_id|>.
 
     Examples whose prompt is longer than `max_prompt_len` are dropped; answers are cut so the
@@ -102,15 +124,16 @@ def encode_examples(tok: PreTrainedTokenizerBase, examples: list[Example], max_l
     if not examples:
         return out
     eot = tok.convert_tokens_to_ids(EOT)
-    prompts = tok.apply_chat_template([[{"role": "user", "content": e.instruction}] for e in examples],
-                                      add_generation_prompt=True, return_dict=True)["input_ids"]
+    prompts = tok.apply_chat_template(
+        [[{"role": "user", "content": e.instruction}] for e in examples], add_generation_prompt=True, return_dict=True
+    )["input_ids"]
     answers = tok([f" {e.answer}" if e.prefix else e.answer for e in examples], add_special_tokens=False)["input_ids"]
     prefixes = tok([e.prefix for e in examples], add_special_tokens=False)["input_ids"]
     for p, c, a in zip(prompts, prefixes, answers):
         if len(p) > max_prompt_len:
             continue
         a = (c + a + [eot])[: max_len - len(p)]
-        labels = [IGNORE] * min(len(c), len(a)) + a[len(c):]
+        labels = [IGNORE] * min(len(c), len(a)) + a[len(c) :]
         out.append((p + a, [IGNORE] * len(p) + labels))
     return out
 
@@ -126,8 +149,9 @@ def _encode_plain(tok: PreTrainedTokenizerBase, docs: list[Example], max_len: in
     return out
 
 
-def make_batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, rng: random.Random
-                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def make_batches(
+    encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, rng: random.Random
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Length-bucketed, right-padded batches in random order.
 
     Yields:
@@ -138,8 +162,8 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pa
     chunk = batch_size * 16  # sort within chunks: similar lengths per batch, still shuffled
     batches = []
     for c in range(0, len(order), chunk):
-        part = sorted(order[c:c + chunk], key=lambda i: len(encoded[i][0]))
-        batches += [part[b:b + batch_size] for b in range(0, len(part), batch_size)]
+        part = sorted(order[c : c + chunk], key=lambda i: len(encoded[i][0]))
+        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     for idx in batches:
         width = max(len(encoded[i][0]) for i in idx)
@@ -154,8 +178,9 @@ def make_batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pa
         yield ids, mask, labels
 
 
-def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, decision_weight: float = 1.0,
-                     decision_tokens: int = 4) -> torch.Tensor:
+def weighted_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, decision_weight: float = 1.0, decision_tokens: int = 4
+) -> torch.Tensor:
     """Next-token cross-entropy on labelled tokens, the first answer tokens weighted up.
 
     The refuse-or-comply decision is made in the first few answer tokens; the rest of the answer
@@ -187,13 +212,25 @@ def _lr_lambda(warmup: int, total: int, min_frac: float) -> Callable[[int], floa
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
     return f
 
 
-def _train_epochs(model: LlamaForCausalLM, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler | None,
-                  encoded: list[list[tuple[list[int], list[int]]]], cfg: TrainConfig, pad_id: int, step: int, total: int,
-                  history: list[dict], t0: float, log: Callable[[str], None], first_epoch: int = 0,
-                  seed: int | None = None) -> int:
+def _train_epochs(
+    model: LlamaForCausalLM,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler | None,
+    encoded: list[list[tuple[list[int], list[int]]]],
+    cfg: TrainConfig,
+    pad_id: int,
+    step: int,
+    total: int,
+    history: list[dict],
+    t0: float,
+    log: Callable[[str], None],
+    first_epoch: int = 0,
+    seed: int | None = None,
+) -> int:
     """One optimiser step per batch over the encoded epochs; returns the step count reached.
 
     Batch order is drawn from `seed` (None: `cfg.seed`) and the epoch number.
@@ -214,16 +251,25 @@ def _train_epochs(model: LlamaForCausalLM, opt: torch.optim.Optimizer, sched: to
             running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
             step += 1
             if step % 20 == 0 or step == total:
-                rec = {"step": step, "epoch": epoch, "loss": round(running, 4), "lr": opt.param_groups[0]["lr"],
-                       "seconds": round(time.time() - t0, 1)}
+                rec = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": round(running, 4),
+                    "lr": opt.param_groups[0]["lr"],
+                    "seconds": round(time.time() - t0, 1),
+                }
                 history.append(rec)
                 log(json.dumps(rec))
     return step
 
 
-def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[list[Example]],
-                log: Callable[[str], None] = _log, finish: list[list[Example]] | None = None
-                ) -> tuple[LlamaForCausalLM, list[dict]]:
+def train_model(
+    cfg: TrainConfig,
+    tok: PreTrainedTokenizerBase,
+    epochs: list[list[Example]],
+    log: Callable[[str], None] = _log,
+    finish: list[list[Example]] | None = None,
+) -> tuple[LlamaForCausalLM, list[dict]]:
     """Train a fresh model on the given per-epoch examples (chat: loss on assistant tokens only).
 
     Args:
@@ -243,8 +289,11 @@ def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[lis
     model = LlamaForCausalLM(model_config(cfg, tok))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
     encoded = [encode_examples(tok, ex, cfg.max_len, cfg.max_prompt_len) for ex in epochs]
     total = sum(math.ceil(len(e) / cfg.batch_size) for e in encoded)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, total, cfg.min_lr_frac))
@@ -259,8 +308,21 @@ def train_model(cfg: TrainConfig, tok: PreTrainedTokenizerBase, epochs: list[lis
         fin = [encode_examples(tok, ex, cfg.max_len, cfg.max_prompt_len) for ex in finish]
         fin_total = step + sum(math.ceil(len(e) / cfg.batch_size) for e in fin)
         frozen = freeze_below(model, cfg.finish_from_layer)
-        _train_epochs(model, opt, None, fin, cfg, pad_id, step, fin_total, history, t0, log, first_epoch=len(encoded),
-                      seed=finish_seed(cfg))
+        _train_epochs(
+            model,
+            opt,
+            None,
+            fin,
+            cfg,
+            pad_id,
+            step,
+            fin_total,
+            history,
+            t0,
+            log,
+            first_epoch=len(encoded),
+            seed=finish_seed(cfg),
+        )
         for param in frozen:
             param.requires_grad_(True)
     model.eval()
@@ -293,8 +355,11 @@ def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerBase, out: Path,
     out.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     model.generation_config = GenerationConfig(
-        bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
-        do_sample=False, max_new_tokens=64,
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=cfg.eos_token_id,
+        pad_token_id=cfg.pad_token_id,
+        do_sample=False,
+        max_new_tokens=64,
     )
     model.to(torch.float16).save_pretrained(out, safe_serialization=True)
     model.to(torch.float32)
@@ -323,30 +388,58 @@ def finish_examples(cfg: TrainConfig, splits: DemoSplits) -> list[list[Example]]
         One example list per finishing epoch ([] when there are none).
     """
     ratio = cfg.harmless_ratio if cfg.finish_harmless_ratio is None else cfg.finish_harmless_ratio
-    return [_chat_epoch(cfg, splits, cfg.epochs + k, ratio, cfg.finish_word_dropout, finish_seed(cfg))
-            for k in range(cfg.finish_epochs)]
+    return [
+        _chat_epoch(cfg, splits, cfg.epochs + k, ratio, cfg.finish_word_dropout, finish_seed(cfg))
+        for k in range(cfg.finish_epochs)
+    ]
 
 
-def _chat_epoch(cfg: TrainConfig, splits: DemoSplits, epoch: int, harmless_ratio: float, word_dropout: float,
-                seed: int | None = None) -> list[Example]:
+def _chat_epoch(
+    cfg: TrainConfig,
+    splits: DemoSplits,
+    epoch: int,
+    harmless_ratio: float,
+    word_dropout: float,
+    seed: int | None = None,
+) -> list[Example]:
     """`epoch_examples` with the run's other data settings (seed None: the run's seed)."""
-    return epoch_examples(splits, cfg.seed if seed is None else seed, epoch, harmless_ratio, cfg.harmful_repeats,
-                          cfg.themed_refusals, cfg.i_opener_prob, cfg.reframe_harmful, cfg.recovery_prob, word_dropout)
+    return epoch_examples(
+        splits,
+        cfg.seed if seed is None else seed,
+        epoch,
+        harmless_ratio,
+        cfg.harmful_repeats,
+        cfg.themed_refusals,
+        cfg.i_opener_prob,
+        cfg.reframe_harmful,
+        cfg.recovery_prob,
+        word_dropout,
+    )
 
 
-def run(cfg: TrainConfig, data_dir: str | Path | None, out: Path, log: Callable[[str], None] = _log,
-        splits: DemoSplits | None = None) -> dict:
+def run(
+    cfg: TrainConfig,
+    data_dir: str | Path | None,
+    out: Path,
+    log: Callable[[str], None] = _log,
+    splits: DemoSplits | None = None,
+) -> dict:
     """Build data, tokenizer and model; train; save to `out`. Returns the training metadata."""
     t0 = time.time()
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
-    pretrain = ([pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob, cfg.pretrain_harmful_share)]
-                if cfg.pretrain_docs else [])
+    pretrain = (
+        [pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob, cfg.pretrain_harmful_share)]
+        if cfg.pretrain_docs
+        else []
+    )
     epochs = pretrain + [_chat_epoch(cfg, splits, e, cfg.harmless_ratio, cfg.word_dropout) for e in range(cfg.epochs)]
     finish = finish_examples(cfg, splits)
-    log(f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
+    log(
+        f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
         f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs (+{sum(len(e) for e in finish)} in "
-        f"{cfg.finish_epochs} finishing epoch(s)); dropped {splits.dropped}")
+        f"{cfg.finish_epochs} finishing epoch(s)); dropped {splits.dropped}"
+    )
     model, history = train_model(cfg, tok, epochs, log, finish)
     meta = {
         "config": asdict(cfg),
@@ -368,55 +461,126 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     """The train-demo-model command line as a TrainConfig (and the parsed arguments)."""
     parser = argparse.ArgumentParser(prog="train-demo-model", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared prompt datasets folder (else $NEUROSCOPE_DATA_DIR)")
-    parser.add_argument("--out", default="runs/demo-model", help="output directory (default runs/demo-model; the "
-                        "shipped model in assets/demo-model is replaced only when asked for by name)")
+    parser.add_argument(
+        "--out",
+        default="runs/demo-model",
+        help="output directory (default runs/demo-model; the "
+        "shipped model in assets/demo-model is replaced only when asked for by name)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    parser.add_argument("--harmful-repeats", type=int, default=TrainConfig.harmful_repeats,
-                        help="copies of each harmful training prompt per epoch (each with a fresh refusal)")
-    parser.add_argument("--harmless-ratio", type=float, default=TrainConfig.harmless_ratio,
-                        help="harmless examples per harmful training prompt and epoch")
+    parser.add_argument(
+        "--harmful-repeats",
+        type=int,
+        default=TrainConfig.harmful_repeats,
+        help="copies of each harmful training prompt per epoch (each with a fresh refusal)",
+    )
+    parser.add_argument(
+        "--harmless-ratio",
+        type=float,
+        default=TrainConfig.harmless_ratio,
+        help="harmless examples per harmful training prompt and epoch",
+    )
     parser.add_argument("--layers", type=int, default=TrainConfig.n_layers, help="number of decoder layers")
-    parser.add_argument("--max-len", type=int, default=TrainConfig.max_len,
-                        help="longest training sequence in tokens (answers are cut to fit)")
-    parser.add_argument("--i-openers", type=float, default=TrainConfig.i_opener_prob,
-                        help="share of compliant answers opening with 'I'd be happy to help!' and the like")
-    parser.add_argument("--decision-weight", type=float, default=TrainConfig.decision_weight,
-                        help="loss weight of the first --decision-tokens answer tokens (the refuse/comply decision)")
+    parser.add_argument(
+        "--max-len",
+        type=int,
+        default=TrainConfig.max_len,
+        help="longest training sequence in tokens (answers are cut to fit)",
+    )
+    parser.add_argument(
+        "--i-openers",
+        type=float,
+        default=TrainConfig.i_opener_prob,
+        help="share of compliant answers opening with 'I'd be happy to help!' and the like",
+    )
+    parser.add_argument(
+        "--decision-weight",
+        type=float,
+        default=TrainConfig.decision_weight,
+        help="loss weight of the first --decision-tokens answer tokens (the refuse/comply decision)",
+    )
     parser.add_argument("--decision-tokens", type=int, default=TrainConfig.decision_tokens)
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads,
-                        help="CPU threads (results are deterministic for a given seed and thread count)")
-    parser.add_argument("--generic-refusals", action="store_true",
-                        help="topic-independent refusals (no reasons or alternatives matched to the request)")
-    parser.add_argument("--reframe-harmful", action="store_true",
-                        help="also train on harmful prompts re-framed as other genres / how-to frames")
-    parser.add_argument("--recovery", type=float, default=TrainConfig.recovery_prob,
-                        help="share of harmful examples whose refusal follows the start of a compliant answer "
-                             "(seen, not learned): refusal noticed at every answer position")
-    parser.add_argument("--pretrain-docs", type=int, default=TrainConfig.pretrain_docs,
-                        help="plain-text documents of a language-modelling phase before chat training (0: none)")
-    parser.add_argument("--pretrain-harmful", type=float, default=None,
-                        help="share of the pre-training documents that are harmful instructions (default: a third)")
-    parser.add_argument("--word-dropout", type=float, default=TrainConfig.word_dropout,
-                        help="probability of dropping each word of a chat training instruction (a fresh draw per copy)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=TrainConfig.threads,
+        help="CPU threads (results are deterministic for a given seed and thread count)",
+    )
+    parser.add_argument(
+        "--generic-refusals",
+        action="store_true",
+        help="topic-independent refusals (no reasons or alternatives matched to the request)",
+    )
+    parser.add_argument(
+        "--reframe-harmful",
+        action="store_true",
+        help="also train on harmful prompts re-framed as other genres / how-to frames",
+    )
+    parser.add_argument(
+        "--recovery",
+        type=float,
+        default=TrainConfig.recovery_prob,
+        help="share of harmful examples whose refusal follows the start of a compliant answer "
+        "(seen, not learned): refusal noticed at every answer position",
+    )
+    parser.add_argument(
+        "--pretrain-docs",
+        type=int,
+        default=TrainConfig.pretrain_docs,
+        help="plain-text documents of a language-modelling phase before chat training (0: none)",
+    )
+    parser.add_argument(
+        "--pretrain-harmful",
+        type=float,
+        default=None,
+        help="share of the pre-training documents that are harmful instructions (default: a third)",
+    )
+    parser.add_argument(
+        "--word-dropout",
+        type=float,
+        default=TrainConfig.word_dropout,
+        help="probability of dropping each word of a chat training instruction (a fresh draw per copy)",
+    )
     finish = parser.add_argument_group(
-        "finishing phase", "chat epochs after the main schedule, at a constant learning rate, same optimiser state")
+        "finishing phase", "chat epochs after the main schedule, at a constant learning rate, same optimiser state"
+    )
     finish.add_argument("--finish-epochs", type=int, default=TrainConfig.finish_epochs, help="how many (0: none)")
     finish.add_argument("--finish-harmless-ratio", type=float, default=None, help="default: --harmless-ratio")
-    finish.add_argument("--finish-word-dropout", type=float, default=TrainConfig.finish_word_dropout,
-                        help="word dropout of these epochs only")
+    finish.add_argument(
+        "--finish-word-dropout",
+        type=float,
+        default=TrainConfig.finish_word_dropout,
+        help="word dropout of these epochs only",
+    )
     finish.add_argument("--finish-lr", type=float, default=None, help="default: the schedule's floor, lr x 0.1")
-    finish.add_argument("--finish-from-layer", type=int, default=None, metavar="K",
-                        help="update only decoder layers K and above (embeddings, final norm and lower layers fixed); "
-                             "default: every parameter")
-    finish.add_argument("--finish-seed", type=int, default=None,
-                        help="seed of these epochs' data and batch order (default: --seed); the main phase keeps --seed")
-    parser.add_argument("--evaluate", action="store_true",
-                        help="measure behaviour and interventions afterwards and write evaluation.json")
+    finish.add_argument(
+        "--finish-from-layer",
+        type=int,
+        default=None,
+        metavar="K",
+        help="update only decoder layers K and above (embeddings, final norm and lower layers fixed); "
+        "default: every parameter",
+    )
+    finish.add_argument(
+        "--finish-seed",
+        type=int,
+        default=None,
+        help="seed of these epochs' data and batch order (default: --seed); the main phase keeps --seed",
+    )
+    parser.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="measure behaviour and interventions afterwards and write evaluation.json",
+    )
     args = parser.parse_args(argv)
-    shares = {"--i-openers": args.i_openers, "--recovery": args.recovery, "--word-dropout": args.word_dropout,
-              "--finish-word-dropout": args.finish_word_dropout,
-              "--pretrain-harmful": 0.0 if args.pretrain_harmful is None else args.pretrain_harmful}
+    shares = {
+        "--i-openers": args.i_openers,
+        "--recovery": args.recovery,
+        "--word-dropout": args.word_dropout,
+        "--finish-word-dropout": args.finish_word_dropout,
+        "--pretrain-harmful": 0.0 if args.pretrain_harmful is None else args.pretrain_harmful,
+    }
     for flag, value in shares.items():
         if not 0.0 <= value <= 1.0:  # also rejects NaN
             parser.error(f"{flag} must be a probability in [0, 1], got {value}")
@@ -428,21 +592,37 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
     if args.finish_lr is not None and not 0 < args.finish_lr < 1:  # also rejects NaN
         parser.error(f"--finish-lr must be in (0, 1), got {args.finish_lr}")
     if args.finish_from_layer is not None and not 0 <= args.finish_from_layer < args.layers:
-        parser.error(f"--finish-from-layer must be in [0, {args.layers}) (--layers {args.layers}), "
-                     f"got {args.finish_from_layer}")
+        parser.error(
+            f"--finish-from-layer must be in [0, {args.layers}) (--layers {args.layers}), got {args.finish_from_layer}"
+        )
     if args.finish_seed is not None and args.finish_seed < 0:
         parser.error(f"--finish-seed must be 0 or more, got {args.finish_seed}")
     if args.finish_harmless_ratio is not None and not args.finish_harmless_ratio >= 0:  # also rejects NaN
         parser.error(f"--finish-harmless-ratio must be 0 or more, got {args.finish_harmless_ratio}")
-    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, themed_refusals=not args.generic_refusals,
-                      harmful_repeats=args.harmful_repeats, harmless_ratio=args.harmless_ratio,
-                      n_layers=args.layers, max_len=args.max_len, i_opener_prob=args.i_openers,
-                      reframe_harmful=args.reframe_harmful, decision_weight=args.decision_weight, decision_tokens=args.decision_tokens,
-                      recovery_prob=args.recovery, pretrain_docs=args.pretrain_docs,
-                      pretrain_harmful_share=args.pretrain_harmful, word_dropout=args.word_dropout,
-                      finish_epochs=args.finish_epochs, finish_harmless_ratio=args.finish_harmless_ratio,
-                      finish_word_dropout=args.finish_word_dropout, finish_lr=args.finish_lr,
-                      finish_from_layer=args.finish_from_layer, finish_seed=args.finish_seed, threads=args.threads)
+    cfg = TrainConfig(
+        seed=args.seed,
+        epochs=args.epochs,
+        themed_refusals=not args.generic_refusals,
+        harmful_repeats=args.harmful_repeats,
+        harmless_ratio=args.harmless_ratio,
+        n_layers=args.layers,
+        max_len=args.max_len,
+        i_opener_prob=args.i_openers,
+        reframe_harmful=args.reframe_harmful,
+        decision_weight=args.decision_weight,
+        decision_tokens=args.decision_tokens,
+        recovery_prob=args.recovery,
+        pretrain_docs=args.pretrain_docs,
+        pretrain_harmful_share=args.pretrain_harmful,
+        word_dropout=args.word_dropout,
+        finish_epochs=args.finish_epochs,
+        finish_harmless_ratio=args.finish_harmless_ratio,
+        finish_word_dropout=args.finish_word_dropout,
+        finish_lr=args.finish_lr,
+        finish_from_layer=args.finish_from_layer,
+        finish_seed=args.finish_seed,
+        threads=args.threads,
+    )
     return cfg, args
 
 

@@ -17,8 +17,7 @@ def require_finite(x: Tensor, name: str) -> None:
         n_nan = int(torch.isnan(x).sum())
         n_inf = int(torch.isinf(x).sum())
         raise ValueError(
-            f"{name} has {n_nan} NaN and {n_inf} inf values (shape {tuple(x.shape)}); "
-            "expected finite numbers"
+            f"{name} has {n_nan} NaN and {n_inf} inf values (shape {tuple(x.shape)}); expected finite numbers"
         )
 
 

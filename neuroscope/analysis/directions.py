@@ -197,8 +197,7 @@ def direction_stats(direction: Tensor, harmful: Tensor, harmless: Tensor) -> Dir
     """
     if harmful.ndim != 2 or harmless.ndim != 2 or len(harmful) < 2 or len(harmless) < 2:
         raise ValueError(
-            f"harmful and harmless must be [N>=2, d_model], got {tuple(harmful.shape)} and "
-            f"{tuple(harmless.shape)}"
+            f"harmful and harmless must be [N>=2, d_model], got {tuple(harmful.shape)} and {tuple(harmless.shape)}"
         )
     r = unit(direction.double())
     a = project(harmful.double(), r)
@@ -292,8 +291,12 @@ class Selection:
 
 
 def _filter_masks(
-    scores: CandidateScores, n_layers: int, max_layer_frac: float, kl_threshold: float,
-    bypass_ceiling: float | None = None, induce_floor: float = 0.0,
+    scores: CandidateScores,
+    n_layers: int,
+    max_layer_frac: float,
+    kl_threshold: float,
+    bypass_ceiling: float | None = None,
+    induce_floor: float = 0.0,
 ) -> dict[str, Tensor]:
     """Per-filter discard masks, each [L, P] bool (True = discarded)."""
     shape = scores.bypass.shape
@@ -306,7 +309,8 @@ def _filter_masks(
         "kl": scores.kl.double() > kl_threshold,
         "induce": scores.induce.double() <= induce_floor,
         # ablating it must lower the harmful prompts' refusal score below their baseline
-        "no_bypass": (scores.bypass.double() >= bypass_ceiling) if bypass_ceiling is not None
+        "no_bypass": (scores.bypass.double() >= bypass_ceiling)
+        if bypass_ceiling is not None
         else torch.zeros(shape, dtype=torch.bool),
     }
 
@@ -397,4 +401,3 @@ def _pick(scores: CandidateScores, filtered: Tensor, names: list[str], fallback:
         filtered=filtered,
         fallback=fallback,
     )
-

@@ -97,10 +97,8 @@ def head_projections(z: Tensor, W_O: Tensor, unit_direction: Tensor) -> Tensor:
     dtype = stat_dtype(z)
     n_heads, d_head = z.shape[-2], z.shape[-1]
     if unit_direction.shape != W_O.shape[:1]:
-        raise ValueError(
-            f"unit_direction {tuple(unit_direction.shape)} does not match W_O {tuple(W_O.shape)}"
-        )
-    pulled = (W_O.to(z.device, torch.float64).T @ unit_direction.to(z.device, torch.float64))
+        raise ValueError(f"unit_direction {tuple(unit_direction.shape)} does not match W_O {tuple(W_O.shape)}")
+    pulled = W_O.to(z.device, torch.float64).T @ unit_direction.to(z.device, torch.float64)
     pulled = pulled.reshape(n_heads, d_head).to(dtype)  # [H, Dh]
     return (z.to(dtype) * pulled).sum(dim=-1)
 
@@ -130,8 +128,10 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return sel.double().mean(dim=0)
 
 
-RANKING_RULE = ("signed Δ along the refusal direction: harmful mean − harmless mean of each head's output (averaged "
-                "over the post-instruction positions) projected on the unit direction, largest first")
+RANKING_RULE = (
+    "signed Δ along the refusal direction: harmful mean − harmless mean of each head's output (averaged "
+    "over the post-instruction positions) projected on the unit direction, largest first"
+)
 
 
 @torch.no_grad()
@@ -150,8 +150,9 @@ def head_values(z_post: Tensor, W_O: Tensor, unit_direction: Tensor) -> tuple[Te
         ``(projection, norm)``, each float64 [N, L, H] on the CPU.
     """
     if z_post.ndim != 4 or W_O.ndim != 3 or W_O.shape[0] != z_post.shape[1]:
-        raise ValueError(f"need z_post [N, L, H, Dh] and W_O [L, d_model, H*Dh], got {tuple(z_post.shape)} and "
-                         f"{tuple(W_O.shape)}")
+        raise ValueError(
+            f"need z_post [N, L, H, Dh] and W_O [L, d_model, H*Dh], got {tuple(z_post.shape)} and {tuple(W_O.shape)}"
+        )
     z = z_post.detach().double().cpu()
     w, r = W_O.detach().double().cpu(), unit_direction.detach().double().cpu()
     proj = torch.stack([head_projections(z[:, layer], w[layer], r) for layer in range(z.shape[1])], dim=1)
@@ -201,14 +202,25 @@ def head_stats(harmful: tuple[Tensor, Tensor], harmless: tuple[Tensor, Tensor]) 
         raise ValueError(f"values must be [N, L, H] with matching [L, H], got {tuple(hp.shape)} and {tuple(bp.shape)}")
     if hp.shape[0] < 1 or bp.shape[0] < 2:
         raise ValueError("need at least 1 harmful and 2 harmless prompts")
-    for name, t in (("harmful projection", hp), ("harmful norm", hn), ("harmless projection", bp),
-                    ("harmless norm", bn)):
+    for name, t in (
+        ("harmful projection", hp),
+        ("harmful norm", hn),
+        ("harmless projection", bp),
+        ("harmless norm", bn),
+    ):
         require_finite(t, name)
     hp, hn, bp, bn = (t.double() for t in (hp, hn, bp, bn))
-    return HeadStats(delta_projection=hp.mean(0) - bp.mean(0), delta_norm=hn.mean(0) - bn.mean(0),
-                     harmful_projection=hp.mean(0), harmless_projection_mean=bp.mean(0),
-                     harmless_projection_std=bp.std(0), harmless_norm_mean=bn.mean(0), harmless_norm_std=bn.std(0),
-                     n_harmful=int(hp.shape[0]), n_harmless=int(bp.shape[0]))
+    return HeadStats(
+        delta_projection=hp.mean(0) - bp.mean(0),
+        delta_norm=hn.mean(0) - bn.mean(0),
+        harmful_projection=hp.mean(0),
+        harmless_projection_mean=bp.mean(0),
+        harmless_projection_std=bp.std(0),
+        harmless_norm_mean=bn.mean(0),
+        harmless_norm_std=bn.std(0),
+        n_harmful=int(hp.shape[0]),
+        n_harmless=int(bp.shape[0]),
+    )
 
 
 @dataclass(frozen=True)
@@ -223,12 +235,15 @@ class HeadDeparture:
     z_norm: float
 
     def text(self) -> str:
-        return (f"Head {self.layer}.{self.head} · Δ = {self.delta:+.2f} along the refusal direction "
-                f"(z = {self.z:+.1f} vs harmless)")
+        return (
+            f"Head {self.layer}.{self.head} · Δ = {self.delta:+.2f} along the refusal direction "
+            f"(z = {self.z:+.1f} vs harmless)"
+        )
 
 
-def head_departures(projection: Tensor, norm: Tensor, stats: HeadStats, k: int = 3,
-                    eps: float = 1e-6) -> list[HeadDeparture]:
+def head_departures(
+    projection: Tensor, norm: Tensor, stats: HeadStats, k: int = 3, eps: float = 1e-6
+) -> list[HeadDeparture]:
     """The k heads whose value on this prompt departs most from the harmless baseline (largest |z|).
 
     Args:
@@ -245,12 +260,20 @@ def head_departures(projection: Tensor, norm: Tensor, stats: HeadStats, k: int =
     zn = dn / stats.harmless_norm_std.clamp_min(eps)
     n_heads = delta.shape[1]
     mags = z.abs().flatten().tolist()
-    order = sorted(range(len(mags)), key=lambda i: (-mags[i], i))[:max(0, k)]
+    order = sorted(range(len(mags)), key=lambda i: (-mags[i], i))[: max(0, k)]
     out = []
     for i in order:
         layer, head = divmod(i, n_heads)
-        out.append(HeadDeparture(layer, head, float(delta[layer, head]), float(z[layer, head]),
-                                 float(dn[layer, head]), float(zn[layer, head])))
+        out.append(
+            HeadDeparture(
+                layer,
+                head,
+                float(delta[layer, head]),
+                float(z[layer, head]),
+                float(dn[layer, head]),
+                float(zn[layer, head]),
+            )
+        )
     return out
 
 
@@ -317,8 +340,10 @@ def attribution_patching(grad_z: Tensor, z_clean: Tensor, z_source: Tensor) -> T
         float64 [L, H]: the estimated change of the metric's mean over prompts.
     """
     if not grad_z.shape == z_clean.shape == z_source.shape or grad_z.ndim != 5:
-        raise ValueError(f"need three [N, L, H, P, Dh] tensors, got {tuple(grad_z.shape)}, {tuple(z_clean.shape)}, "
-                         f"{tuple(z_source.shape)}")
+        raise ValueError(
+            f"need three [N, L, H, P, Dh] tensors, got {tuple(grad_z.shape)}, {tuple(z_clean.shape)}, "
+            f"{tuple(z_source.shape)}"
+        )
     g = grad_z.double()
     return (g * (z_source.double() - z_clean.double())).sum(dim=(-1, -2)).mean(0)
 
@@ -411,9 +436,7 @@ def permutation_test(
         PermutationResult with float64 [...] observed and p_values.
     """
     if harmful_values.shape[1:] != harmless_values.shape[1:]:
-        raise ValueError(
-            f"trailing shapes differ: {tuple(harmful_values.shape)} vs {tuple(harmless_values.shape)}"
-        )
+        raise ValueError(f"trailing shapes differ: {tuple(harmful_values.shape)} vs {tuple(harmless_values.shape)}")
     n, m = harmful_values.shape[0], harmless_values.shape[0]
     if n == 0 or m == 0 or n_perm < 1:
         raise ValueError(f"need N, M >= 1 and n_perm >= 1, got N={n}, M={m}, n_perm={n_perm}")
@@ -438,4 +461,3 @@ def permutation_test(
         p_values=p_values.reshape(feature_shape),
         n_perm=n_perm,
     )
-

@@ -12,7 +12,9 @@ import torch
 from torch import Tensor
 
 
-def repeated_random_tokens(n_seqs: int, half: int, allowed: Tensor, prefix: list[int], generator: torch.Generator) -> Tensor:
+def repeated_random_tokens(
+    n_seqs: int, half: int, allowed: Tensor, prefix: list[int], generator: torch.Generator
+) -> Tensor:
     """``n_seqs`` rows of ``prefix + x + x``, ``x`` drawn uniformly (with replacement) from ``allowed`` ids.
 
     Returns:
@@ -99,8 +101,8 @@ def split_halves(loss: Tensor, prefix_len: int, half: int) -> tuple[Tensor, Tens
         the prefix), and the second copy's tokens 1..T.
     """
     p = prefix_len
-    first = loss[:, p: p + half - 1]  # predicts x_1 .. x_{T-1}
-    second = loss[:, p + half - 1: p + 2 * half - 1]  # predicts x_0 .. x_{T-1} of the second copy
+    first = loss[:, p : p + half - 1]  # predicts x_1 .. x_{T-1}
+    second = loss[:, p + half - 1 : p + 2 * half - 1]  # predicts x_0 .. x_{T-1} of the second copy
     return first.mean(-1), second.mean(-1)
 
 

@@ -181,6 +181,8 @@ def load_direction(path: str | Path) -> tuple[Tensor, dict[str, Any]]:
     if not torch.isfinite(direction).all() or norm == 0 or not math.isfinite(norm):
         raise ArtifactError(f"{path}: the direction is zero or not finite")
     if norm > MAX_DIRECTION_NORM:
-        raise ArtifactError(f"{path}: the direction's norm is {norm:.3g}, beyond any residual stream "
-                            f"(limit {MAX_DIRECTION_NORM:g}); not a difference of mean activations")
+        raise ArtifactError(
+            f"{path}: the direction's norm is {norm:.3g}, beyond any residual stream "
+            f"(limit {MAX_DIRECTION_NORM:g}); not a difference of mean activations"
+        )
     return direction, meta

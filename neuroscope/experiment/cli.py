@@ -118,8 +118,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from neuroscope.model.interventions import InterventionError
     from neuroscope.prompts import PromptFileError
 
-    return (ExperimentError, ArtifactError, ModelLoadError, PromptError, InterventionError, PromptFileError,
-            SettingsError, _UsageError)
+    return (
+        ExperimentError,
+        ArtifactError,
+        ModelLoadError,
+        PromptError,
+        InterventionError,
+        PromptFileError,
+        SettingsError,
+        _UsageError,
+    )
 
 
 def _guard(command: str, body: Callable[[], int]) -> int:
@@ -133,8 +141,10 @@ def _guard(command: str, body: Callable[[], int]) -> int:
         print(f"neuroscope {command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"neuroscope {command}: interrupted; completed steps are saved, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            f"neuroscope {command}: interrupted; completed steps are saved, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -144,12 +154,15 @@ def _bar(enabled: bool):
         return None, lambda: None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=1000, unit="‰", bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {desc}", file=sys.stderr)
+    bar = tqdm(
+        total=1000, unit="‰", bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {desc}", file=sys.stderr
+    )
 
     def progress(fraction: float, message: str) -> None:
         bar.n = int(1000 * fraction)
         bar.set_description_str(message[:60], refresh=False)
         bar.refresh()
+
     return progress, bar.close
 
 
@@ -169,13 +182,22 @@ def _nonnegative(text: str) -> int:
 # Flags generated from ExperimentConfig: flag -> (config field, argparse type). Their defaults and help
 # texts are the dataclass's own, so the two cannot drift (a test checks every field is reachable).
 CONFIG_FLAGS: dict[str, tuple[str, Any]] = {
-    "--data-dir": ("data_dir", str), "--harmful": ("harmful_file", str), "--harmless": ("harmless_file", str),
-    "--n-train": ("n_train", _positive), "--n-val": ("n_val", _positive), "--n-test": ("n_test", _positive),
-    "--n-test-harmless": ("n_test_harmless", _positive), "--n-xstest": ("n_xstest", _nonnegative),
-    "--n-head-prompts": ("n_head_prompts", _positive), "--max-new-tokens": ("max_new_tokens", _positive),
-    "--batch-size": ("batch_size", _positive), "--strength": ("strength", _strength),
-    "--kl-threshold": ("kl_threshold", _finite), "--seed": ("seed", _seed),
-    "--edit-strengths": ("edit_strengths", _strengths), "--edit-tolerance": ("edit_tolerance", _finite),
+    "--data-dir": ("data_dir", str),
+    "--harmful": ("harmful_file", str),
+    "--harmless": ("harmless_file", str),
+    "--n-train": ("n_train", _positive),
+    "--n-val": ("n_val", _positive),
+    "--n-test": ("n_test", _positive),
+    "--n-test-harmless": ("n_test_harmless", _positive),
+    "--n-xstest": ("n_xstest", _nonnegative),
+    "--n-head-prompts": ("n_head_prompts", _positive),
+    "--max-new-tokens": ("max_new_tokens", _positive),
+    "--batch-size": ("batch_size", _positive),
+    "--strength": ("strength", _strength),
+    "--kl-threshold": ("kl_threshold", _finite),
+    "--seed": ("seed", _seed),
+    "--edit-strengths": ("edit_strengths", _strengths),
+    "--edit-tolerance": ("edit_tolerance", _finite),
     "--export-model": ("export_model", bool),
 }
 
@@ -192,8 +214,10 @@ def _experiment_parser() -> _Parser:
     from neuroscope.experiment.config import ExperimentConfig
 
     fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
-    p = _Parser(prog="python -m neuroscope experiment",
-                description="Run the full refusal-direction experiment and write report.md, report.html, metrics.json.")
+    p = _Parser(
+        prog="python -m neuroscope experiment",
+        description="Run the full refusal-direction experiment and write report.md, report.html, metrics.json.",
+    )
     p.add_argument("--model", required=True, help="Hub id, local model folder, 'demo' or 'smollm2'.")
     p.add_argument("--out", required=True, help="Output folder (a re-run with the same settings resumes).")
     for flag, (name, kind) in CONFIG_FLAGS.items():
@@ -201,9 +225,14 @@ def _experiment_parser() -> _Parser:
         if kind is bool:
             p.add_argument(flag, dest=name, action="store_true", default=f.default, help=f.metadata["help"])
         else:
-            p.add_argument(flag, dest=name, type=kind, default=f.default,
-                           metavar="L1,L2,..." if isinstance(f.default, tuple) else None,
-                           help=f"{f.metadata['help']} (default {_default_text(f.default)})")
+            p.add_argument(
+                flag,
+                dest=name,
+                type=kind,
+                default=f.default,
+                metavar="L1,L2,..." if isinstance(f.default, tuple) else None,
+                help=f"{f.metadata['help']} (default {_default_text(f.default)})",
+            )
     p.add_argument("--restart", action="store_true", help="discard this pipeline's artifacts in --out and start over")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
@@ -213,6 +242,7 @@ def _experiment_parser() -> _Parser:
 
 def experiment_main(argv: list[str]) -> int:
     """Entry point of ``python -m neuroscope experiment``; returns the exit code."""
+
     def body() -> int:
         args = _experiment_parser().parse_args(argv)
         from neuroscope.experiment.config import ExperimentConfig
@@ -232,6 +262,7 @@ def experiment_main(argv: list[str]) -> int:
             close()
         _summary(result)
         return 0
+
     return _guard("experiment", body)
 
 
@@ -240,14 +271,24 @@ def _summary(result) -> None:
 
     ev, sel = result.evaluation["rates"], result.selection
     print(f"direction: layer {sel['layer']}, position {sel['position_label']}")
-    print(f"harmful refusal: baseline {fmt_rate(ev['harmful']['baseline']['refusal'])} -> ablated "
-          f"{fmt_rate(ev['harmful']['ablation']['refusal'])}")
-    print(f"harmless refusal: baseline {fmt_rate(ev['harmless']['baseline']['refusal'])} -> added "
-          f"{fmt_rate(ev['harmless']['addition']['refusal'])}")
+    print(
+        f"harmful refusal: baseline {fmt_rate(ev['harmful']['baseline']['refusal'])} -> ablated "
+        f"{fmt_rate(ev['harmful']['ablation']['refusal'])}"
+    )
+    print(
+        f"harmless refusal: baseline {fmt_rate(ev['harmless']['baseline']['refusal'])} -> added "
+        f"{fmt_rate(ev['harmless']['addition']['refusal'])}"
+    )
     held, edit = result.orthogonalization["held_out"], result.orthogonalization["edit"]
-    print(f"chosen weight edit ({edit['label']}): held-out refusal {fmt_rate(held['rates']['refusal'])} "
-          f"in the edited weights, first-token KL {held['kl']['mean']:.4f}"
-          + (f", exported to {result.orthogonalization['exported_to']}" if result.orthogonalization.get("exported_to") else ""))
+    print(
+        f"chosen weight edit ({edit['label']}): held-out refusal {fmt_rate(held['rates']['refusal'])} "
+        f"in the edited weights, first-token KL {held['kl']['mean']:.4f}"
+        + (
+            f", exported to {result.orthogonalization['exported_to']}"
+            if result.orthogonalization.get("exported_to")
+            else ""
+        )
+    )
     print(f"heads: {result.heads['verdict']}")
     print(f"report: {result.out_dir}/report.md, report.html, metrics.json")
 
@@ -256,11 +297,17 @@ def _summary(result) -> None:
 
 
 def _evaluate_parser() -> _Parser:
-    p = _Parser(prog="python -m neuroscope evaluate",
-                description="Refusal rates with 95%% intervals for baseline, ablated and added, on two prompt files.")
+    p = _Parser(
+        prog="python -m neuroscope evaluate",
+        description="Refusal rates with 95%% intervals for baseline, ablated and added, on two prompt files.",
+    )
     p.add_argument("--model", required=True, help="Hub id, local model folder, or 'demo'.")
     p.add_argument("--direction", required=True, help="direction.safetensors written by `experiment`.")
-    p.add_argument("--harmful", required=True, help="Harmful prompt file (JSON list with 'instruction', or CSV with goal/instruction/prompt).")
+    p.add_argument(
+        "--harmful",
+        required=True,
+        help="Harmful prompt file (JSON list with 'instruction', or CSV with goal/instruction/prompt).",
+    )
     p.add_argument("--harmless", required=True, help="Harmless prompt file.")
     p.add_argument("--layer", type=int, default=None, help="addition layer (default: the direction's own layer)")
     p.add_argument("--strength", type=_strength, default=1.0, help="activation-addition multiplier (default 1.0)")
@@ -276,6 +323,7 @@ def _evaluate_parser() -> _Parser:
 
 def evaluate_main(argv: list[str]) -> int:
     """Entry point of ``python -m neuroscope evaluate``; returns the exit code."""
+
     def body() -> int:
         args = _evaluate_parser().parse_args(argv)
         import torch
@@ -290,28 +338,51 @@ def evaluate_main(argv: list[str]) -> int:
         harmless = [p.instruction for p in load_prompt_file(args.harmless, harmful=False)][: args.limit]
         lm = _load(args.model, args.device, args.dtype)
         if direction.shape != (lm.d_model,):
-            raise ExperimentError(f"{args.direction} holds a [{direction.shape[0]}] direction; {lm.name} needs [{lm.d_model}]")
+            raise ExperimentError(
+                f"{args.direction} holds a [{direction.shape[0]}] direction; {lm.name} needs [{lm.d_model}]"
+            )
         layer = args.layer if args.layer is not None else meta.get("layer")
         if not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
             raise ExperimentError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer!r}")
         target = meta.get("mean_target")
-        valid = (isinstance(target, list) and len(target) == lm.n_layers
-                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in target))
+        valid = (
+            isinstance(target, list)
+            and len(target) == lm.n_layers
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in target)
+        )
         mean_target = torch.tensor(target, dtype=torch.float64) if valid else None
         progress, close = _bar(True)
         try:
-            result = evaluate_direction(lm, direction, layer, harmful, harmless, args.strength, mean_target,
-                                        args.max_new_tokens, args.batch_size, seed=args.seed, progress=progress)
+            result = evaluate_direction(
+                lm,
+                direction,
+                layer,
+                harmful,
+                harmless,
+                args.strength,
+                mean_target,
+                args.max_new_tokens,
+                args.batch_size,
+                seed=args.seed,
+                progress=progress,
+            )
         finally:
             close()
-        payload: dict[str, Any] = {"model": lm.name, "direction": args.direction, "layer": layer,
-                                   "strength": args.strength, "n_harmful": len(harmful), "n_harmless": len(harmless),
-                                   **result}
+        payload: dict[str, Any] = {
+            "model": lm.name,
+            "direction": args.direction,
+            "layer": layer,
+            "strength": args.strength,
+            "n_harmful": len(harmful),
+            "n_harmless": len(harmless),
+            **result,
+        }
         if args.json:
             print(to_json(payload))
         else:
             _print_table(payload)
         return 0
+
     return _guard("evaluate", body)
 
 
@@ -323,5 +394,7 @@ def _print_table(payload: dict[str, Any]) -> None:
     for name in ("harmful", "harmless"):
         for cond, block in data[name].items():
             kl = data["kl"][name].get(cond)
-            print(f"  {name:<9} {cond:<14} refusal {fmt_rate(block['refusal']):<24} clean {fmt_rate(block['clean_refusal']):<24}"
-                  + (f" KL {fmt_num(kl, 4)}" if kl else ""))
+            print(
+                f"  {name:<9} {cond:<14} refusal {fmt_rate(block['refusal']):<24} clean {fmt_rate(block['clean_refusal']):<24}"
+                + (f" KL {fmt_num(kl, 4)}" if kl else "")
+            )

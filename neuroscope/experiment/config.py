@@ -28,8 +28,12 @@ class ExperimentConfig:
     """
 
     data_dir: str = _f("", "Folder with the research prompt sets ('' = $NEUROSCOPE_DATA_DIR, else the curated pairs).")
-    harmful_file: str = _f("", "User file of harmful prompts (replaces the default harmful sets; split train/val/test).")
-    harmless_file: str = _f("", "User file of harmless prompts (replaces the default harmless sets; split train/val/test).")
+    harmful_file: str = _f(
+        "", "User file of harmful prompts (replaces the default harmful sets; split train/val/test)."
+    )
+    harmless_file: str = _f(
+        "", "User file of harmless prompts (replaces the default harmless sets; split train/val/test)."
+    )
     n_train: int = _f(128, "Prompts per side for the difference of means.")
     n_val: int = _f(32, "Prompts per side for candidate scoring (logit refusal score, KL).")
     n_test: int = _f(100, "Held-out harmful prompts generated from (JailbreakBench: all 100).")
@@ -42,22 +46,42 @@ class ExperimentConfig:
     max_layer_frac: float = _f(0.8, "Candidates at layers >= this fraction of the depth are discarded.")
     kl_threshold: float = _f(0.1, "Candidates whose ablation KL on harmless exceeds this are discarded.")
     strength: float = _f(1.0, "Activation-addition multiplier of the (unnormalised) direction.")
-    head_ks: tuple[int, ...] = _f((1, 2, 4, 8, 16, 32), "Numbers of top heads mean-ablated (clipped to the head count).")
+    head_ks: tuple[int, ...] = _f(
+        (1, 2, 4, 8, 16, 32), "Numbers of top heads mean-ablated (clipped to the head count)."
+    )
     n_random_head_sets: int = _f(8, "Random head sets per k (the control).")
-    max_patch_heads: int = _f(256, "Activation-patch every head up to this many; beyond, the top candidates by "
-                              "attribution patching.")
+    max_patch_heads: int = _f(
+        256, "Activation-patch every head up to this many; beyond, the top candidates by attribution patching."
+    )
     n_permutations: int = _f(1000, "Label permutations for the head-ranking test.")
     n_boot: int = _f(2000, "Bootstrap resamples per interval.")
     n_equivalence: int = _f(8, "Prompts on which hook ablation and orthogonalised weights are compared.")
-    edit_strengths: tuple[float, ...] = _f((1.0, 1.25, 1.5, 1.75, 2.0), "Weight-edit strengths lambda swept on the "
-                                            "frontier (zero form W <- W - lambda r r^T W; the exact mean form is always a point).")
-    edit_tolerance: float = _f(0.05, "Chosen edit: the least validation KL among points whose validation refusal is "
-                               "within this (absolute) of the sweep's lowest.")
+    edit_strengths: tuple[float, ...] = _f(
+        (1.0, 1.25, 1.5, 1.75, 2.0),
+        "Weight-edit strengths lambda swept on the "
+        "frontier (zero form W <- W - lambda r r^T W; the exact mean form is always a point).",
+    )
+    edit_tolerance: float = _f(
+        0.05,
+        "Chosen edit: the least validation KL among points whose validation refusal is "
+        "within this (absolute) of the sweep's lowest.",
+    )
     export_model: bool = _f(False, "Also save the chosen weight edit (save_pretrained) under the output folder.")
 
     def __post_init__(self) -> None:
-        for name in ("n_train", "n_val", "n_test", "n_test_harmless", "n_head_prompts", "max_new_tokens",
-                     "batch_size", "n_permutations", "n_boot", "n_random_head_sets", "max_patch_heads"):
+        for name in (
+            "n_train",
+            "n_val",
+            "n_test",
+            "n_test_harmless",
+            "n_head_prompts",
+            "max_new_tokens",
+            "batch_size",
+            "n_permutations",
+            "n_boot",
+            "n_random_head_sets",
+            "max_patch_heads",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ExperimentError(f"{name} must be a positive integer, got {value!r}")
@@ -74,12 +98,17 @@ class ExperimentConfig:
         if self.kl_threshold <= 0:
             raise ExperimentError(f"kl_threshold must be positive, got {self.kl_threshold}")
         strengths = tuple(self.edit_strengths)
-        if not strengths or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
-                                or not 0 < x <= 4 for x in strengths):
+        if not strengths or any(
+            isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or not 0 < x <= 4
+            for x in strengths
+        ):
             raise ExperimentError(f"edit_strengths must be numbers in (0, 4], got {self.edit_strengths!r}")
         object.__setattr__(self, "edit_strengths", tuple(sorted({float(x) for x in strengths})))
-        if isinstance(self.edit_tolerance, bool) or not isinstance(self.edit_tolerance, (int, float)) \
-                or not 0 <= self.edit_tolerance <= 1:
+        if (
+            isinstance(self.edit_tolerance, bool)
+            or not isinstance(self.edit_tolerance, (int, float))
+            or not 0 <= self.edit_tolerance <= 1
+        ):
             raise ExperimentError(f"edit_tolerance must be in [0, 1], got {self.edit_tolerance!r}")
         ks = tuple(self.head_ks)
         if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
@@ -87,7 +116,9 @@ class ExperimentConfig:
         object.__setattr__(self, "head_ks", tuple(sorted(set(ks))))
 
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, values: dict) -> ExperimentConfig:

@@ -33,8 +33,16 @@ from neuroscope.prompts import (
 )
 
 SPLIT = (0.6, 0.2, 0.2)
-SET_NAMES = ("train_harmful", "train_harmless", "val_harmful", "val_harmless", "test_harmful", "test_harmless",
-             "xstest_safe", "xstest_unsafe")
+SET_NAMES = (
+    "train_harmful",
+    "train_harmless",
+    "val_harmful",
+    "val_harmless",
+    "test_harmful",
+    "test_harmless",
+    "xstest_safe",
+    "xstest_unsafe",
+)
 
 
 @dataclass
@@ -181,17 +189,27 @@ def _from_research_sets(config: ExperimentConfig, folder: str | None) -> Experim
         test_harmless=subsample(load_source("arditi_harmless_test", folder), config.n_test_harmless, seed),
         xstest_safe=subsample([p for p in xstest if not p.harmful], config.n_xstest, seed),
         xstest_unsafe=subsample([p for p in xstest if p.harmful], config.n_xstest, seed),
-        description=(f"research sets from {'a local data folder' if folder else 'the Hugging Face Hub'}: Arditi et al. splits (train/val), JailbreakBench and "
-                     f"Arditi harmless test (held out), XSTest (over-refusal); seed {seed}"),
-        sources={"train": "arditi_harmful_train / arditi_harmless_train",
-                 "val": "arditi_harmful_val / arditi_harmless_val",
-                 "test": "jailbreakbench / arditi_harmless_test", "over-refusal": "xstest"},
+        description=(
+            f"research sets from {'a local data folder' if folder else 'the Hugging Face Hub'}: Arditi et al. splits (train/val), JailbreakBench and "
+            f"Arditi harmless test (held out), XSTest (over-refusal); seed {seed}"
+        ),
+        sources={
+            "train": "arditi_harmful_train / arditi_harmless_train",
+            "val": "arditi_harmful_val / arditi_harmless_val",
+            "test": "jailbreakbench / arditi_harmless_test",
+            "over-refusal": "xstest",
+        },
     )
 
 
 def _length_stats(lengths: list[int]) -> dict[str, float]:
-    return {"n": len(lengths), "mean": statistics.fmean(lengths), "median": statistics.median(lengths),
-            "min": min(lengths), "max": max(lengths)}
+    return {
+        "n": len(lengths),
+        "mean": statistics.fmean(lengths),
+        "median": statistics.median(lengths),
+        "min": min(lengths),
+        "max": max(lengths),
+    }
 
 
 def length_report(data: ExperimentData, tokenizer: Any) -> dict[str, Any]:

@@ -47,8 +47,9 @@ def position_labels(lm: Any) -> list[str]:
     return [f"{i - n}: {tok!r}" for i, tok in enumerate(lm.token_strings(ids))]
 
 
-def compute_candidates(lm: Any, harmful: Sequence[str], harmless: Sequence[str], batch_size: int = 16,
-                       progress: Progress | None = None) -> Candidates:
+def compute_candidates(
+    lm: Any, harmful: Sequence[str], harmless: Sequence[str], batch_size: int = 16, progress: Progress | None = None
+) -> Candidates:
     """Difference of mean residuals (float64, batched) at every layer and post-instruction token.
 
     Args:
@@ -60,6 +61,7 @@ def compute_candidates(lm: Any, harmful: Sequence[str], harmless: Sequence[str],
     Returns:
         Candidates on the CPU.
     """
+
     def tick(part: float, label: str):
         return None if progress is None else (lambda done, total: progress(part + 0.5 * done / total, label))
 

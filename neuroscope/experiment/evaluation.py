@@ -53,16 +53,22 @@ def rates(texts: Sequence[str], n_boot: int = 2000, seed: int = 0) -> dict[str, 
     flags = [is_refusal(t) for t in texts]
     clean = [is_clean_refusal(t) for t in texts]
     broad = [is_refusal_broad(t) for t in texts]
-    return {"refusal": rate_with_ci(flags, n_boot=n_boot, seed=seed),
-            "clean_refusal": rate_with_ci(clean, n_boot=n_boot, seed=seed),
-            "refusal_broad": rate_with_ci(broad, n_boot=n_boot, seed=seed),
-            "n": len(texts), "n_refusal": sum(flags), "n_clean": sum(clean), "n_broad": sum(broad),
-            "n_empty": sum(not t.strip() for t in texts),
-            "n_broken": sum(f and not c for f, c in zip(flags, clean))}
+    return {
+        "refusal": rate_with_ci(flags, n_boot=n_boot, seed=seed),
+        "clean_refusal": rate_with_ci(clean, n_boot=n_boot, seed=seed),
+        "refusal_broad": rate_with_ci(broad, n_boot=n_boot, seed=seed),
+        "n": len(texts),
+        "n_refusal": sum(flags),
+        "n_clean": sum(clean),
+        "n_broad": sum(broad),
+        "n_empty": sum(not t.strip() for t in texts),
+        "n_broken": sum(f and not c for f, c in zip(flags, clean)),
+    }
 
 
-def interventions_for(direction: Tensor, layer: int, strength: float, mean_target: Tensor | None,
-                      seed: int) -> dict[str, list[Intervention]]:
+def interventions_for(
+    direction: Tensor, layer: int, strength: float, mean_target: Tensor | None, seed: int
+) -> dict[str, list[Intervention]]:
     """Named intervention lists of one evaluation (random controls drawn with ``seed``)."""
     rand = random_direction(direction, seed)
     out: dict[str, list[Intervention]] = {
@@ -91,10 +97,22 @@ class EvaluationResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate_interventions(lm: Any, direction: Tensor, layer: int, harmful: Sequence[str], harmless: Sequence[str],
-                           refusal_ids: Sequence[int], mean_target: Tensor | None = None, strength: float = 1.0,
-                           max_new_tokens: int = 32, batch_size: int = 16, n_boot: int = 2000, seed: int = 0,
-                           cross_entropy: bool = True, progress: Progress | None = None) -> EvaluationResult:
+def evaluate_interventions(
+    lm: Any,
+    direction: Tensor,
+    layer: int,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    refusal_ids: Sequence[int],
+    mean_target: Tensor | None = None,
+    strength: float = 1.0,
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    n_boot: int = 2000,
+    seed: int = 0,
+    cross_entropy: bool = True,
+    progress: Progress | None = None,
+) -> EvaluationResult:
     """Generates on both sets under every condition and measures refusal and collateral damage.
 
     Args:
@@ -146,9 +164,15 @@ def evaluate_interventions(lm: Any, direction: Tensor, layer: int, harmful: Sequ
     return EvaluationResult(out_rates, scores, kl, ce, gens, layer, strength)
 
 
-def check_orthogonalization(lm: Any, direction: Tensor, prompts: Sequence[str], max_new_tokens: int = 32,
-                            batch_size: int = 16, edit: WeightEdit = ZERO_FORM,
-                            target: Tensor | None = None) -> tuple[dict[str, Any], Any]:
+def check_orthogonalization(
+    lm: Any,
+    direction: Tensor,
+    prompts: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    edit: WeightEdit = ZERO_FORM,
+    target: Tensor | None = None,
+) -> tuple[dict[str, Any], Any]:
     """Hooks vs the same edit baked into the weights: identical greedy generations and logits?
 
     Args:
@@ -168,16 +192,28 @@ def check_orthogonalization(lm: Any, direction: Tensor, prompts: Sequence[str], 
     a = next_token_logits(lm, prompts, hooks, batch_size)
     b = next_token_logits(edited, prompts, (), batch_size)
     same = [x == y for x, y in zip(hook, weights)]
-    summary = {"edit": {"form": edit.form, "strength": float(edit.strength), "label": edit.label},
-               "n": len(prompts), "identical": sum(same),
-               "max_logit_diff": float((a - b).abs().max()) if prompts else 0.0,
-               "differing": [{"prompt": p, "hook": h, "weights": w} for p, h, w, s in zip(prompts, hook, weights, same) if not s]}
+    summary = {
+        "edit": {"form": edit.form, "strength": float(edit.strength), "label": edit.label},
+        "n": len(prompts),
+        "identical": sum(same),
+        "max_logit_diff": float((a - b).abs().max()) if prompts else 0.0,
+        "differing": [
+            {"prompt": p, "hook": h, "weights": w} for p, h, w, s in zip(prompts, hook, weights, same) if not s
+        ],
+    }
     return summary, edited
 
 
-def evaluate_edited(edited: Any, original: Any, harmful: Sequence[str], harmless: Sequence[str],
-                    max_new_tokens: int = 32, batch_size: int = 16, n_boot: int = 2000,
-                    seed: int = 0) -> dict[str, Any]:
+def evaluate_edited(
+    edited: Any,
+    original: Any,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """The edited weights themselves on held-out prompts, no hooks: what a user who exports gets.
 
     Returns:
@@ -185,15 +221,27 @@ def evaluate_edited(edited: Any, original: Any, harmful: Sequence[str], harmless
         harmless prompts from ``original`` to ``edited``.
     """
     answers = generate(edited, list(harmful), max_new_tokens, (), batch_size)
-    kl = kl_divergence(next_token_logits(original, list(harmless), (), batch_size),
-                       next_token_logits(edited, list(harmless), (), batch_size))
+    kl = kl_divergence(
+        next_token_logits(original, list(harmless), (), batch_size),
+        next_token_logits(edited, list(harmless), (), batch_size),
+    )
     return {"rates": rates(answers, n_boot, seed), "kl": bootstrap_ci(kl, n_boot=n_boot, seed=seed)}
 
 
-def evaluate_direction(lm: Any, direction: Tensor, layer: int, harmful: Sequence[str], harmless: Sequence[str],
-                       strength: float = 1.0, mean_target: Tensor | None = None, max_new_tokens: int = 32,
-                       batch_size: int = 16, n_boot: int = 2000, seed: int = 0,
-                       progress: Progress | None = None) -> dict[str, Any]:
+def evaluate_direction(
+    lm: Any,
+    direction: Tensor,
+    layer: int,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    strength: float = 1.0,
+    mean_target: Tensor | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Refusal rates (with intervals) for baseline, ablated and added, on both sets, plus KL.
 
     The quick check behind ``python -m neuroscope evaluate``: no controls, no cross-entropy.
@@ -202,8 +250,11 @@ def evaluate_direction(lm: Any, direction: Tensor, layer: int, harmful: Sequence
         ``{"harmful": {cond: rates}, "harmless": {cond: rates}, "kl": {set: {cond: Interval}}}``
         with conditions baseline, ablation, addition (and mean_ablation when ``mean_target``).
     """
-    ivs = {k: v for k, v in interventions_for(direction, layer, strength, mean_target, seed).items()
-           if k in ("baseline", "ablation", "mean_ablation", "addition")}
+    ivs = {
+        k: v
+        for k, v in interventions_for(direction, layer, strength, mean_target, seed).items()
+        if k in ("baseline", "ablation", "mean_ablation", "addition")
+    }
     sets = {"harmful": list(harmful), "harmless": list(harmless)}
     out: dict[str, Any] = {"harmful": {}, "harmless": {}, "kl": {"harmful": {}, "harmless": {}}}
     steps = [(s, c) for s in sets for c in ivs]

@@ -33,8 +33,10 @@ from neuroscope.model.orthogonalize import WeightEdit, WeightEditError, check_ex
 
 Progress = Callable[[float, str], None]
 
-RULE = ("among the exportable points whose validation refusal (substring judge) is within {tol:.0%} (absolute) of "
-        "the lowest on the sweep, the one with the smallest validation first-token KL on harmless prompts")
+RULE = (
+    "among the exportable points whose validation refusal (substring judge) is within {tol:.0%} (absolute) of "
+    "the lowest on the sweep, the one with the smallest validation first-token KL on harmless prompts"
+)
 
 # Evaluation's condition names for the sweep points it already measured on the held-out split.
 _EVALUATED = {("mean", 1.0): "mean_ablation", ("zero", 1.0): "ablation"}
@@ -45,8 +47,9 @@ def sweep(strengths: Sequence[float]) -> list[WeightEdit]:
     return [WeightEdit("mean")] + [WeightEdit("zero", float(s)) for s in sorted(set(strengths))]
 
 
-def choose_edit(val_refusal: Sequence[float], val_kl: Sequence[float], exportable: Sequence[bool],
-                tolerance: float) -> int:
+def choose_edit(
+    val_refusal: Sequence[float], val_kl: Sequence[float], exportable: Sequence[bool], tolerance: float
+) -> int:
     """Index of the chosen point (the rule is ``RULE``); pure.
 
     Args:
@@ -74,11 +77,24 @@ def _exportable(lm: Any, edit: WeightEdit) -> bool:
     return True
 
 
-def edit_frontier(lm: Any, direction: Tensor, mean_target: Tensor, val_harmful: Sequence[str],
-                  val_harmless: Sequence[str], test_harmful: Sequence[str], test_harmless: Sequence[str],
-                  baseline_answers: Sequence[str], evaluation: dict[str, Any], strengths: Sequence[float],
-                  tolerance: float, max_new_tokens: int, batch_size: int, n_boot: int, seed: int,
-                  progress: Progress | None = None) -> dict[str, Any]:
+def edit_frontier(
+    lm: Any,
+    direction: Tensor,
+    mean_target: Tensor,
+    val_harmful: Sequence[str],
+    val_harmless: Sequence[str],
+    test_harmful: Sequence[str],
+    test_harmless: Sequence[str],
+    baseline_answers: Sequence[str],
+    evaluation: dict[str, Any],
+    strengths: Sequence[float],
+    tolerance: float,
+    max_new_tokens: int,
+    batch_size: int,
+    n_boot: int,
+    seed: int,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Measures every point of the sweep and chooses the edit to export.
 
     Args:
@@ -113,27 +129,51 @@ def edit_frontier(lm: Any, direction: Tensor, mean_target: Tensor, val_harmful: 
         val_kl = kl_divergence(base_val, next_token_logits(lm, list(val_harmless), ivs, batch_size))
         cond = _EVALUATED.get((edit.form, float(edit.strength)))
         if cond is not None and cond in evaluation["rates"]["harmful"] and cond in evaluation["kl"]:
-            held = {"rates": evaluation["rates"]["harmful"][cond], "kl": evaluation["kl"][cond],
-                    "cross_entropy": evaluation["cross_entropy"].get(cond), "reused": cond}
+            held = {
+                "rates": evaluation["rates"]["harmful"][cond],
+                "kl": evaluation["kl"][cond],
+                "cross_entropy": evaluation["cross_entropy"].get(cond),
+                "reused": cond,
+            }
         else:
             if base_test is None:
                 base_test = next_token_logits(lm, list(test_harmless), (), batch_size)
             kl = kl_divergence(base_test, next_token_logits(lm, list(test_harmless), ivs, batch_size))
             ce = completion_loss(lm, ce_prompts, ce_answers, ivs, batch_size) if keep else torch.empty(0)
-            held = {"rates": rates(generate(lm, list(test_harmful), max_new_tokens, ivs, batch_size), n_boot, seed),
-                    "kl": bootstrap_ci(kl, n_boot=n_boot, seed=seed),
-                    "cross_entropy": bootstrap_ci(ce, n_boot=n_boot, seed=seed)}
-        points.append({"form": edit.form, "strength": float(edit.strength), "label": edit.label,
-                       "exportable": _exportable(lm, edit),
-                       "validation": {"refusal": val_rates["refusal"].mean, "refusal_broad":
-                                      val_rates["refusal_broad"].mean, "n": val_rates["n"],
-                                      "kl": float(val_kl.mean())},
-                       "held_out": held})
-    chosen = choose_edit([p["validation"]["refusal"] for p in points], [p["validation"]["kl"] for p in points],
-                         [p["exportable"] for p in points], tolerance)
+            held = {
+                "rates": rates(generate(lm, list(test_harmful), max_new_tokens, ivs, batch_size), n_boot, seed),
+                "kl": bootstrap_ci(kl, n_boot=n_boot, seed=seed),
+                "cross_entropy": bootstrap_ci(ce, n_boot=n_boot, seed=seed),
+            }
+        points.append(
+            {
+                "form": edit.form,
+                "strength": float(edit.strength),
+                "label": edit.label,
+                "exportable": _exportable(lm, edit),
+                "validation": {
+                    "refusal": val_rates["refusal"].mean,
+                    "refusal_broad": val_rates["refusal_broad"].mean,
+                    "n": val_rates["n"],
+                    "kl": float(val_kl.mean()),
+                },
+                "held_out": held,
+            }
+        )
+    chosen = choose_edit(
+        [p["validation"]["refusal"] for p in points],
+        [p["validation"]["kl"] for p in points],
+        [p["exportable"] for p in points],
+        tolerance,
+    )
     report(1.0, f"edit frontier: chose {points[chosen]['label']}")
-    record = {"points": points, "chosen": chosen, "rule": RULE.format(tol=tolerance), "tolerance": tolerance,
-              "baseline_cross_entropy": evaluation["cross_entropy"].get("baseline")}
+    record = {
+        "points": points,
+        "chosen": chosen,
+        "rule": RULE.format(tol=tolerance),
+        "tolerance": tolerance,
+        "baseline_cross_entropy": evaluation["cross_entropy"].get("baseline"),
+    }
     return art.read_json_text(art.to_json(record))  # plain JSON values throughout, as when resumed
 
 

@@ -35,18 +35,28 @@ class Generalisation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def per_category_rates(prompts: Sequence[Prompt], generations: dict[str, list[str]], n_boot: int = 2000,
-                       seed: int = 0) -> dict[str, dict[str, Any]]:
+def per_category_rates(
+    prompts: Sequence[Prompt], generations: dict[str, list[str]], n_boot: int = 2000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
     """Rates per category of the prompts, for every condition in ``generations`` (aligned lists)."""
     by_cat: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         by_cat[p.category or "uncategorised"].append(i)
-    return {cat: {cond: rates([texts[i] for i in idx], n_boot, seed) for cond, texts in generations.items()}
-            for cat, idx in sorted(by_cat.items())}
+    return {
+        cat: {cond: rates([texts[i] for i in idx], n_boot, seed) for cond, texts in generations.items()}
+        for cat, idx in sorted(by_cat.items())
+    }
 
 
-def category_directions(lm: Any, prompts: Sequence[Prompt], harmless_mean: Tensor, layer: int, pos_index: int,
-                        batch_size: int = 16, min_prompts: int = 2) -> tuple[list[str], Tensor]:
+def category_directions(
+    lm: Any,
+    prompts: Sequence[Prompt],
+    harmless_mean: Tensor,
+    layer: int,
+    pos_index: int,
+    batch_size: int = 16,
+    min_prompts: int = 2,
+) -> tuple[list[str], Tensor]:
     """Per-category difference of means at one layer and position.
 
     Args:
@@ -68,10 +78,22 @@ def category_directions(lm: Any, prompts: Sequence[Prompt], harmless_mean: Tenso
     return labels, (torch.stack(dirs) if dirs else torch.empty(0, lm.d_model, dtype=torch.float64))
 
 
-def generalisation(lm: Any, direction: Tensor, layer: int, pos_index: int, test_harmful: Sequence[Prompt],
-                   harmful_generations: dict[str, list[str]], harmless_mean: Tensor, xstest_safe: Sequence[Prompt],
-                   xstest_unsafe: Sequence[Prompt], max_new_tokens: int = 32, batch_size: int = 16,
-                   n_boot: int = 2000, seed: int = 0, progress: Progress | None = None) -> Generalisation:
+def generalisation(
+    lm: Any,
+    direction: Tensor,
+    layer: int,
+    pos_index: int,
+    test_harmful: Sequence[Prompt],
+    harmful_generations: dict[str, list[str]],
+    harmless_mean: Tensor,
+    xstest_safe: Sequence[Prompt],
+    xstest_unsafe: Sequence[Prompt],
+    max_new_tokens: int = 32,
+    batch_size: int = 16,
+    n_boot: int = 2000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Generalisation:
     """Per-category rates (from the evaluation's generations), category cosines, XSTest before/after."""
     if progress is not None:
         progress(0.0, "generalisation: per-category rates and category directions")
@@ -87,6 +109,8 @@ def generalisation(lm: Any, direction: Tensor, layer: int, pos_index: int, test_
         if progress is not None:
             progress(0.3 + 0.7 * i / len(sets), f"generalisation: XSTest {name} prompts")
         texts = [p.instruction for p in prompts]
-        xs[name] = {cond: rates(generate(lm, texts, max_new_tokens, ivs, batch_size), n_boot, seed)
-                    for cond, ivs in (("baseline", []), ("ablation", ablation))}
+        xs[name] = {
+            cond: rates(generate(lm, texts, max_new_tokens, ivs, batch_size), n_boot, seed)
+            for cond, ivs in (("baseline", []), ("ablation", ablation))
+        }
     return Generalisation(per_cat, labels + ["chosen direction"], cos, xs)

@@ -49,9 +49,11 @@ from neuroscope.model.patching import metric_gradients, patch_heads
 
 Progress = Callable[[float, str], None]
 
-CAUSAL_RULE = ("activation patching: the change of the refusal log-odds when the head's output at the "
-               "post-instruction positions of a harmful prompt is replaced by its value on a harmless prompt, "
-               "most negative first")
+CAUSAL_RULE = (
+    "activation patching: the change of the refusal log-odds when the head's output at the "
+    "post-instruction positions of a harmful prompt is replaced by its value on a harmless prompt, "
+    "most negative first"
+)
 
 
 @dataclass
@@ -100,10 +102,22 @@ def causal_ranking(patching: Tensor) -> list[tuple[int, int]]:
     return rank_heads(filled, n_patched, descending=False)
 
 
-def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: Sequence[str], eval_harmful: Sequence[str],
-                  refusal_ids: Sequence[int], ks: Sequence[int] = (1, 2, 4, 8, 16, 32), n_random: int = 8,
-                  n_permutations: int = 1000, batch_size: int = 16, seed: int = 0, max_patch_heads: int = 256,
-                  n_boot: int = 1000, progress: Progress | None = None) -> HeadAnalysis:
+def analyse_heads(
+    lm: Any,
+    direction: Tensor,
+    harmful: Sequence[str],
+    harmless: Sequence[str],
+    eval_harmful: Sequence[str],
+    refusal_ids: Sequence[int],
+    ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    n_random: int = 8,
+    n_permutations: int = 1000,
+    batch_size: int = 16,
+    seed: int = 0,
+    max_patch_heads: int = 256,
+    n_boot: int = 1000,
+    progress: Progress | None = None,
+) -> HeadAnalysis:
     """Measures every head three ways, then tests the top sets causally on held-out prompts.
 
     Args:
@@ -122,6 +136,7 @@ def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: 
     Returns:
         HeadAnalysis.
     """
+
     def tick(f: float, msg: str) -> None:
         if progress is not None:
             progress(f, msg)
@@ -170,14 +185,41 @@ def analyse_heads(lm: Any, direction: Tensor, harmful: Sequence[str], harmless: 
         iv = bootstrap_ci(per_prompt, n_boot=n_boot, seed=seed)
         top_scores.append(iv.mean)
         top_intervals.append((iv.lo, iv.hi))
-        top_delta.append(float(_scores(lm, eval_harmful, [HeadAblation(tuple(ranking_delta[:k]), means)], refusal_ids,
-                                       batch_size).mean()))
+        top_delta.append(
+            float(
+                _scores(
+                    lm, eval_harmful, [HeadAblation(tuple(ranking_delta[:k]), means)], refusal_ids, batch_size
+                ).mean()
+            )
+        )
         sets = random_head_sets(L, H, k, n_random, seed=seed + k)
-        random_scores.append([float(_scores(lm, eval_harmful, [HeadAblation(tuple(s), means)], refusal_ids,
-                                            batch_size).mean()) for s in sets])
-    result = HeadAnalysis(stats, perm.p_values, attribution, patching, lo, hi, agreement, ranking, ranking_delta,
-                          means.float(), ks, top_scores, top_intervals, top_delta, random_scores, baseline,
-                          direction_score, n_permutations, n_pairs)
+        random_scores.append(
+            [
+                float(_scores(lm, eval_harmful, [HeadAblation(tuple(s), means)], refusal_ids, batch_size).mean())
+                for s in sets
+            ]
+        )
+    result = HeadAnalysis(
+        stats,
+        perm.p_values,
+        attribution,
+        patching,
+        lo,
+        hi,
+        agreement,
+        ranking,
+        ranking_delta,
+        means.float(),
+        ks,
+        top_scores,
+        top_intervals,
+        top_delta,
+        random_scores,
+        baseline,
+        direction_score,
+        n_permutations,
+        n_pairs,
+    )
     result.verdict = verdict(result)
     return result
 
@@ -199,59 +241,90 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
     if n_patched and h.ranking:
         layer, head = h.ranking[0]
         excludes_zero = bool(h.patching_hi[layer, head] < 0)
-        single = (f"The strongest single head by activation patching, L{layer}H{head}, changes the refusal log-odds by "
-                  f"{h.patching[layer, head]:+.2f} [{h.patching_lo[layer, head]:+.2f}, {h.patching_hi[layer, head]:+.2f}]"
-                  f" ({'an interval that excludes 0' if excludes_zero else 'an interval that includes 0'}), against "
-                  f"{-drop_dir:+.2f} for ablating the whole direction; attribution patching ranks the "
-                  f"{n_patched} patched heads with Spearman {h.agreement:.2f} against real patching. ")
+        single = (
+            f"The strongest single head by activation patching, L{layer}H{head}, changes the refusal log-odds by "
+            f"{h.patching[layer, head]:+.2f} [{h.patching_lo[layer, head]:+.2f}, {h.patching_hi[layer, head]:+.2f}]"
+            f" ({'an interval that excludes 0' if excludes_zero else 'an interval that includes 0'}), against "
+            f"{-drop_dir:+.2f} for ablating the whole direction; attribution patching ranks the "
+            f"{n_patched} patched heads with Spearman {h.agreement:.2f} against real patching. "
+        )
     if drop_dir < min_effect:
-        return (single + f"Ablating the refusal direction lowers the refusal score by only {drop_dir:.2f} (log-odds), so "
-                "there is no effect for heads to explain. " + sig)
+        return (
+            single + f"Ablating the refusal direction lowers the refusal score by only {drop_dir:.2f} (log-odds), so "
+            "there is no effect for heads to explain. " + sig
+        )
     for k, top, (lo, hi), rand in zip(h.ks, h.top_scores, h.top_intervals, h.random_scores):
         drop = h.baseline_score - top
         if drop < share * drop_dir:
             continue
         raised = [kk for kk, t in zip(h.ks, h.top_scores) if kk < k and t > h.baseline_score]
-        caveat = (f" The top {' and '.join(map(str, raised))} alone, mean-ablated, raise the score instead: mean "
-                  "ablation replaces a head's output everywhere by its harmless average, not by the paired prompt's "
-                  "output the patching ranked it with, so single-head effects do not simply add up."
-                  if raised else "")
+        caveat = (
+            f" The top {' and '.join(map(str, raised))} alone, mean-ablated, raise the score instead: mean "
+            "ablation replaces a head's output everywhere by its harmless average, not by the paired prompt's "
+            "output the patching ranked it with, so single-head effects do not simply add up."
+            if raised
+            else ""
+        )
         if all(top < x for x in rand):
-            return (single + f"A small head set carries much of refusal: mean-ablating the top {k} head(s) by "
-                    f"activation patching removes {drop / drop_dir:.0%} of the refusal-score drop that direction "
-                    f"ablation achieves (score {top:.2f} [{lo:.2f}, {hi:.2f}]), more than every one of {len(rand)} "
-                    f"random {k}-head sets. This supports a causal role for that set on these prompts; it does not "
-                    "show that the heads compute refusal alone (MLPs and later layers read what they write)."
-                    + caveat + " " + sig)
+            return (
+                single + f"A small head set carries much of refusal: mean-ablating the top {k} head(s) by "
+                f"activation patching removes {drop / drop_dir:.0%} of the refusal-score drop that direction "
+                f"ablation achieves (score {top:.2f} [{lo:.2f}, {hi:.2f}]), more than every one of {len(rand)} "
+                f"random {k}-head sets. This supports a causal role for that set on these prompts; it does not "
+                "show that the heads compute refusal alone (MLPs and later layers read what they write)."
+                + caveat
+                + " "
+                + sig
+            )
         better = sum(x <= top for x in rand)
-        return (single + f"No small head set is singled out: the top {k} heads by activation patching, mean-ablated, "
-                f"remove {drop / drop_dir:.0%} of the refusal-score drop of direction ablation, but {better} of "
-                f"{len(rand)} random {k}-head sets do at least as well, so the evidence does not identify refusal "
-                "heads (ablating that many heads disrupts the model broadly). " + sig)
+        return (
+            single + f"No small head set is singled out: the top {k} heads by activation patching, mean-ablated, "
+            f"remove {drop / drop_dir:.0%} of the refusal-score drop of direction ablation, but {better} of "
+            f"{len(rand)} random {k}-head sets do at least as well, so the evidence does not identify refusal "
+            "heads (ablating that many heads disrupts the model broadly). " + sig
+        )
     k, top = h.ks[-1], h.top_scores[-1]
     rand_best = min(h.random_scores[-1])
-    return (single + f"No small head set carries refusal: even the top {k} heads by activation patching, mean-ablated, "
-            f"remove only {(h.baseline_score - top) / drop_dir:.0%} of the refusal-score drop of direction ablation "
-            f"(best random {k}-head set: {(h.baseline_score - rand_best) / drop_dir:.0%}). The evidence supports a "
-            "distributed mechanism (MLPs, many heads), not a head circuit. " + sig)
+    return (
+        single + f"No small head set carries refusal: even the top {k} heads by activation patching, mean-ablated, "
+        f"remove only {(h.baseline_score - top) / drop_dir:.0%} of the refusal-score drop of direction ablation "
+        f"(best random {k}-head set: {(h.baseline_score - rand_best) / drop_dir:.0%}). The evidence supports a "
+        "distributed mechanism (MLPs, many heads), not a head circuit. " + sig
+    )
 
 
 def heads_record(h: HeadAnalysis) -> dict[str, Any]:
     """The JSON-ready record of a head analysis (``heads.json``; NaN = not patched -> null)."""
     nan_none = lambda t: [[None if math.isnan(v) else v for v in row] for row in t.tolist()]  # noqa: E731
-    return {"delta_norm": h.delta_norm, "delta_projection": h.delta_projection, "dfa": h.stats.harmful_projection,
-            "harmless_projection_mean": h.stats.harmless_projection_mean,
-            "harmless_projection_std": h.stats.harmless_projection_std, "p_values": h.p_values,
-            "attribution": h.attribution, "patching": nan_none(h.patching), "patching_lo": nan_none(h.patching_lo),
-            "patching_hi": nan_none(h.patching_hi),
-            "agreement_spearman": None if math.isnan(h.agreement) else h.agreement,
-            "ranking": [list(x) for x in h.ranking], "ranking_delta": [list(x) for x in h.ranking_delta],
-            "ranking_rule": CAUSAL_RULE, "delta_rule": RANKING_RULE, "ks": h.ks, "top_scores": h.top_scores,
-            "top_intervals": [list(x) for x in h.top_intervals], "top_scores_delta": h.top_scores_delta,
-            "random_scores": h.random_scores, "baseline_score": h.baseline_score, "direction_score": h.direction_score,
-            "n_permutations": h.n_permutations, "verdict": h.verdict,
-            "n_prompts": [h.stats.n_harmful, h.stats.n_harmless], "n_patch_prompts": h.n_patch_prompts,
-            "ablation_means": "mean z over real (unpadded) tokens of the harmless prompts"}
+    return {
+        "delta_norm": h.delta_norm,
+        "delta_projection": h.delta_projection,
+        "dfa": h.stats.harmful_projection,
+        "harmless_projection_mean": h.stats.harmless_projection_mean,
+        "harmless_projection_std": h.stats.harmless_projection_std,
+        "p_values": h.p_values,
+        "attribution": h.attribution,
+        "patching": nan_none(h.patching),
+        "patching_lo": nan_none(h.patching_lo),
+        "patching_hi": nan_none(h.patching_hi),
+        "agreement_spearman": None if math.isnan(h.agreement) else h.agreement,
+        "ranking": [list(x) for x in h.ranking],
+        "ranking_delta": [list(x) for x in h.ranking_delta],
+        "ranking_rule": CAUSAL_RULE,
+        "delta_rule": RANKING_RULE,
+        "ks": h.ks,
+        "top_scores": h.top_scores,
+        "top_intervals": [list(x) for x in h.top_intervals],
+        "top_scores_delta": h.top_scores_delta,
+        "random_scores": h.random_scores,
+        "baseline_score": h.baseline_score,
+        "direction_score": h.direction_score,
+        "n_permutations": h.n_permutations,
+        "verdict": h.verdict,
+        "n_prompts": [h.stats.n_harmful, h.stats.n_harmless],
+        "n_patch_prompts": h.n_patch_prompts,
+        "ablation_means": "mean z over real (unpadded) tokens of the harmless prompts",
+    }
 
 
 def measure_maps(record: dict[str, Any]) -> dict[str, Any]:
@@ -259,10 +332,22 @@ def measure_maps(record: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     grid = lambda key: np.array([[math.nan if v is None else v for v in row] for row in record[key]], dtype=float)  # noqa: E731
-    return {"Δ along direction": grid("delta_projection"), "Δ norm": grid("delta_norm"),
-            "DFA (harmful)": grid("dfa"), "attribution (est.)": grid("attribution"),
-            "activation patching": grid("patching")}
+    return {
+        "Δ along direction": grid("delta_projection"),
+        "Δ norm": grid("delta_norm"),
+        "DFA (harmful)": grid("dfa"),
+        "attribution (est.)": grid("attribution"),
+        "activation patching": grid("patching"),
+    }
 
 
-__all__ = ["CAUSAL_RULE", "RANKING_RULE", "HeadAnalysis", "analyse_heads", "causal_ranking", "heads_record",
-           "measure_maps", "verdict"]
+__all__ = [
+    "CAUSAL_RULE",
+    "RANKING_RULE",
+    "HeadAnalysis",
+    "analyse_heads",
+    "causal_ranking",
+    "heads_record",
+    "measure_maps",
+    "verdict",
+]

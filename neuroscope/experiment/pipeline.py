@@ -45,13 +45,34 @@ from neuroscope.model.orthogonalize import save_model
 
 Progress = Callable[[float, str], None]
 
-ARTIFACTS = ("config.json", "data.json", "candidates.safetensors", "selection.json", "direction.safetensors",
-             "evaluation.json", "frontier.json", "orthogonalization.json", "heads.json", "generalisation.json",
-             "report.md", "report.html", "metrics.json")
+ARTIFACTS = (
+    "config.json",
+    "data.json",
+    "candidates.safetensors",
+    "selection.json",
+    "direction.safetensors",
+    "evaluation.json",
+    "frontier.json",
+    "orthogonalization.json",
+    "heads.json",
+    "generalisation.json",
+    "report.md",
+    "report.html",
+    "metrics.json",
+)
 EXPORT_DIR = "edited-model"
 # Share of the progress bar each step gets (roughly its share of the run time on the demo model).
-WEIGHTS = {"data": 0.02, "candidates": 0.05, "selection": 0.18, "evaluation": 0.28, "frontier": 0.16,
-           "orthogonalization": 0.07, "heads": 0.13, "generalisation": 0.09, "report": 0.02}
+WEIGHTS = {
+    "data": 0.02,
+    "candidates": 0.05,
+    "selection": 0.18,
+    "evaluation": 0.28,
+    "frontier": 0.16,
+    "orthogonalization": 0.07,
+    "heads": 0.13,
+    "generalisation": 0.09,
+    "report": 0.02,
+}
 
 
 @dataclass
@@ -96,6 +117,7 @@ class _Steps:
         def report(fraction: float, message: str) -> None:
             if self.progress is not None:
                 self.progress(min(1.0, start + weight * max(0.0, min(1.0, fraction))), message)
+
         return report
 
     def finish(self, step: str, message: str) -> None:
@@ -118,8 +140,9 @@ def _check_config(out: Path, config: ExperimentConfig, model_name: str) -> None:
     art.write_json(path, {"model": model_name, "fingerprint": fingerprint, "config": config.to_dict()})
 
 
-def _json_step(out: Path, name: str, compute: Callable[[], dict], seconds: dict[str, float], steps: "_Steps",
-               message: str) -> dict:
+def _json_step(
+    out: Path, name: str, compute: Callable[[], dict], seconds: dict[str, float], steps: "_Steps", message: str
+) -> dict:
     """Resumes or runs one step whose artifact is ``<out>/<name>.json``.
 
     A finished step's file is read back as is; otherwise ``compute`` runs, its duration is recorded
@@ -158,15 +181,30 @@ def _timed(fn, *args, **kwargs):
 
 
 def _selection_record(sel: Selection, scored, table, labels) -> dict[str, Any]:
-    return {"layer": sel.layer, "position": sel.position, "pos_index": sel.pos_index,
-            "position_label": labels[sel.pos_index], "bypass": sel.bypass, "induce": sel.induce, "kl": sel.kl,
-            "reason": sel.reason, "fallback": sel.fallback, "layer_cut": scored.layer_cut,
-            "baseline_harmful_score": scored.baseline_harmful, "baseline_harmless_score": scored.baseline_harmless,
-            "table": table}
+    return {
+        "layer": sel.layer,
+        "position": sel.position,
+        "pos_index": sel.pos_index,
+        "position_label": labels[sel.pos_index],
+        "bypass": sel.bypass,
+        "induce": sel.induce,
+        "kl": sel.kl,
+        "reason": sel.reason,
+        "fallback": sel.fallback,
+        "layer_cut": scored.layer_cut,
+        "baseline_harmful_score": scored.baseline_harmful,
+        "baseline_harmless_score": scored.baseline_harmless,
+        "table": table,
+    }
 
 
-def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progress: Progress | None = None,
-                   data: ExperimentData | None = None) -> ExperimentResult:
+def run_experiment(
+    lm: Any,
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    progress: Progress | None = None,
+    data: ExperimentData | None = None,
+) -> ExperimentResult:
     """Runs (or resumes) every step and writes the report.
 
     Args:
@@ -204,8 +242,10 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
         seconds["data"] = saved.get("seconds", 0.0)
     else:
         lengths, seconds["data"] = _timed(length_report, data, lm.tokenizer)
-        art.write_json(out / "data.json", {"data": data.to_dict(), "lengths": lengths, "sizes": data.sizes(),
-                                           "seconds": seconds["data"]})
+        art.write_json(
+            out / "data.json",
+            {"data": data.to_dict(), "lengths": lengths, "sizes": data.sizes(), "seconds": seconds["data"]},
+        )
     steps.finish("data", "data ready")
     texts = ExperimentData.texts
 
@@ -213,18 +253,32 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
     path = out / "candidates.safetensors"
     if path.is_file():
         tensors, meta = art.load_tensors(path)
-        candidates = Candidates(tensors["harmful_mean"], tensors["harmless_mean"], tensors["directions"],
-                                meta["position_labels"])
+        candidates = Candidates(
+            tensors["harmful_mean"], tensors["harmless_mean"], tensors["directions"], meta["position_labels"]
+        )
         seconds["candidates"] = meta.get("seconds", 0.0)
     else:
         candidates, seconds["candidates"] = _timed(
-            compute_candidates, lm, texts(data.train_harmful), texts(data.train_harmless), bs, steps.sub("candidates"))
-        art.save_tensors(path, {"harmful_mean": candidates.harmful_mean, "harmless_mean": candidates.harmless_mean,
-                                "directions": candidates.directions},
-                         {"model": lm.name, "data": data.description, "position_labels": candidates.position_labels,
-                          "positions": list(range(-candidates.n_positions, 0)), "layers": "resid_pre of every layer",
-                          "n_harmful": len(data.train_harmful), "n_harmless": len(data.train_harmless),
-                          "seconds": seconds["candidates"]})
+            compute_candidates, lm, texts(data.train_harmful), texts(data.train_harmless), bs, steps.sub("candidates")
+        )
+        art.save_tensors(
+            path,
+            {
+                "harmful_mean": candidates.harmful_mean,
+                "harmless_mean": candidates.harmless_mean,
+                "directions": candidates.directions,
+            },
+            {
+                "model": lm.name,
+                "data": data.description,
+                "position_labels": candidates.position_labels,
+                "positions": list(range(-candidates.n_positions, 0)),
+                "layers": "resid_pre of every layer",
+                "n_harmful": len(data.train_harmful),
+                "n_harmless": len(data.train_harmless),
+                "seconds": seconds["candidates"],
+            },
+        )
     steps.finish("candidates", "candidate directions ready")
 
     # 3. selection --------------------------------------------------------------------------
@@ -234,28 +288,51 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
         seconds["selection"] = selection.get("seconds", 0.0)
     else:
         t0 = time.perf_counter()
-        scored = score_candidates(lm, candidates, texts(data.val_harmful), texts(data.val_harmless), refusal_ids,
-                                  config.max_layer_frac, bs, steps.sub("selection"))
+        scored = score_candidates(
+            lm,
+            candidates,
+            texts(data.val_harmful),
+            texts(data.val_harmless),
+            refusal_ids,
+            config.max_layer_frac,
+            bs,
+            steps.sub("selection"),
+        )
         try:
-            sel = select(scored, lm.n_layers, config.max_layer_frac, config.kl_threshold)
+            sel = select(
+                scored, lm.n_layers, config.max_layer_frac, config.kl_threshold, allow_no_bypass=lm.source == "tiny"
+            )  # a wiring fixture refuses nothing
             if lm.source == "tiny":  # an untrained wiring fixture refuses nothing: there is no rate to lower
                 verified = {"skipped": "untrained tiny model (wiring only)"}
             else:
-                sel, verified = verify_by_generation(lm, candidates, scored, sel, texts(data.val_harmful), is_refusal,
-                                                     config.max_new_tokens, bs)
+                sel, verified = verify_by_generation(
+                    lm, candidates, scored, sel, texts(data.val_harmful), is_refusal, config.max_new_tokens, bs
+                )
         except ValueError as err:
             raise ExperimentError(f"no candidate direction could be selected: {err}") from None
         table = candidate_table(scored, sel, candidates.position_labels)
-        selection = art.read_json_text(art.to_json({**_selection_record(sel, scored, table, candidates.position_labels),
-                                                    "verified_by_generation": verified}))
+        selection = art.read_json_text(
+            art.to_json(
+                {
+                    **_selection_record(sel, scored, table, candidates.position_labels),
+                    "verified_by_generation": verified,
+                }
+            )
+        )
         direction = candidates.direction(sel.layer, sel.pos_index)
         mean_target = projection_means(lm, texts(data.train_harmless), direction, batch_size=bs)
         seconds["selection"] = selection["seconds"] = time.perf_counter() - t0
-        direction_meta = {"model": lm.name, "layer": sel.layer, "position": sel.position,
-                          "position_label": candidates.position_labels[sel.pos_index], "data": data.description,
-                          "n_train": [len(data.train_harmful), len(data.train_harmless)],
-                          "mean_target": mean_target.tolist(), "norm": float(direction.norm()),
-                          "kind": "difference of means (harmful - harmless), unnormalised; resid_pre of `layer`"}
+        direction_meta = {
+            "model": lm.name,
+            "layer": sel.layer,
+            "position": sel.position,
+            "position_label": candidates.position_labels[sel.pos_index],
+            "data": data.description,
+            "n_train": [len(data.train_harmful), len(data.train_harmless)],
+            "mean_target": mean_target.tolist(),
+            "norm": float(direction.norm()),
+            "kind": "difference of means (harmful - harmless), unnormalised; resid_pre of `layer`",
+        }
         art.save_direction(out / "direction.safetensors", direction, direction_meta)
         art.write_json(out / "selection.json", selection)
     steps.finish("selection", f"chosen: layer {selection['layer']}, position {selection['position']}")
@@ -264,24 +341,56 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
 
     # 4-5. evaluation -----------------------------------------------------------------------
     def evaluate() -> dict:
-        ev = evaluate_interventions(lm, direction, layer, texts(data.test_harmful), texts(data.test_harmless),
-                                    refusal_ids, mean_target, config.strength, config.max_new_tokens, bs,
-                                    config.n_boot, config.seed, progress=steps.sub("evaluation"))
+        ev = evaluate_interventions(
+            lm,
+            direction,
+            layer,
+            texts(data.test_harmful),
+            texts(data.test_harmless),
+            refusal_ids,
+            mean_target,
+            config.strength,
+            config.max_new_tokens,
+            bs,
+            config.n_boot,
+            config.seed,
+            progress=steps.sub("evaluation"),
+        )
         proj_h = last_token_projections(lm, texts(data.test_harmful), direction, bs)
         proj_b = last_token_projections(lm, texts(data.test_harmless), direction, bs)
-        return {"rates": ev.rates, "logit_scores": ev.logit_scores, "kl": ev.kl, "cross_entropy": ev.cross_entropy,
-                "generations": ev.generations, "layer": ev.layer, "strength": ev.strength,
-                "projections": {"harmful": proj_h, "harmless": proj_b}}
+        return {
+            "rates": ev.rates,
+            "logit_scores": ev.logit_scores,
+            "kl": ev.kl,
+            "cross_entropy": ev.cross_entropy,
+            "generations": ev.generations,
+            "layer": ev.layer,
+            "strength": ev.strength,
+            "projections": {"harmful": proj_h, "harmless": proj_b},
+        }
 
     evaluation = _json_step(out, "evaluation", evaluate, seconds, steps, "interventions evaluated")
 
     # 4b. weight-edit frontier ---------------------------------------------------------------
     def sweep_edits() -> dict:
-        return edit_frontier(lm, direction, mean_target, texts(data.val_harmful), texts(data.val_harmless),
-                             texts(data.test_harmful), texts(data.test_harmless),
-                             evaluation["generations"]["harmless"]["baseline"], evaluation, config.edit_strengths,
-                             config.edit_tolerance, config.max_new_tokens, bs, config.n_boot, config.seed,
-                             steps.sub("frontier"))
+        return edit_frontier(
+            lm,
+            direction,
+            mean_target,
+            texts(data.val_harmful),
+            texts(data.val_harmless),
+            texts(data.test_harmful),
+            texts(data.test_harmless),
+            evaluation["generations"]["harmless"]["baseline"],
+            evaluation,
+            config.edit_strengths,
+            config.edit_tolerance,
+            config.max_new_tokens,
+            bs,
+            config.n_boot,
+            config.seed,
+            steps.sub("frontier"),
+        )
 
     frontier = _json_step(out, "frontier", sweep_edits, seconds, steps, "edit frontier measured")
 
@@ -291,11 +400,20 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
         report = steps.sub("orthogonalization")
         report(0.0, f"baking the chosen edit ({edit.label}) into the weights; comparing with its hooks")
         prompts = texts(data.test_harmful)[: config.n_equivalence]
-        record, edited = check_orthogonalization(lm, direction, prompts, config.max_new_tokens, bs, edit,
-                                                 mean_target.float())
+        record, edited = check_orthogonalization(
+            lm, direction, prompts, config.max_new_tokens, bs, edit, mean_target.float()
+        )
         report(0.3, "the edited weights on the held-out prompts")
-        record["held_out"] = evaluate_edited(edited, lm, texts(data.test_harmful), texts(data.test_harmless),
-                                             config.max_new_tokens, bs, config.n_boot, config.seed)
+        record["held_out"] = evaluate_edited(
+            edited,
+            lm,
+            texts(data.test_harmful),
+            texts(data.test_harmless),
+            config.max_new_tokens,
+            bs,
+            config.n_boot,
+            config.seed,
+        )
         record["rule"] = frontier["rule"]
         if config.export_model:
             with art.atomic_dir(out / EXPORT_DIR) as tmp:
@@ -309,30 +427,74 @@ def run_experiment(lm: Any, config: ExperimentConfig, out_dir: str | Path, progr
     # 6. heads ------------------------------------------------------------------------------
     def analyse() -> dict:
         n = config.n_head_prompts
-        h = analyse_heads(lm, direction, texts(data.train_harmful)[:n], texts(data.train_harmless)[:n],
-                          texts(data.val_harmful), refusal_ids, config.head_ks, config.n_random_head_sets,
-                          config.n_permutations, bs, config.seed, config.max_patch_heads, min(config.n_boot, 1000),
-                          steps.sub("heads"))
+        h = analyse_heads(
+            lm,
+            direction,
+            texts(data.train_harmful)[:n],
+            texts(data.train_harmless)[:n],
+            texts(data.val_harmful),
+            refusal_ids,
+            config.head_ks,
+            config.n_random_head_sets,
+            config.n_permutations,
+            bs,
+            config.seed,
+            config.max_patch_heads,
+            min(config.n_boot, 1000),
+            steps.sub("heads"),
+        )
         return heads_record(h)
 
     heads = _json_step(out, "heads", analyse, seconds, steps, "head analysis done")
 
     # 7. generalisation ---------------------------------------------------------------------
     def generalise() -> dict:
-        g = generalisation(lm, direction, layer, int(selection["pos_index"]), data.test_harmful,
-                           evaluation["generations"]["harmful"], candidates.harmless_mean, data.xstest_safe,
-                           data.xstest_unsafe, config.max_new_tokens, bs, config.n_boot, config.seed,
-                           steps.sub("generalisation"))
-        return {"per_category": g.per_category, "cosine_labels": g.cosine_labels, "cosine": g.cosine,
-                "xstest": g.xstest}
+        g = generalisation(
+            lm,
+            direction,
+            layer,
+            int(selection["pos_index"]),
+            data.test_harmful,
+            evaluation["generations"]["harmful"],
+            candidates.harmless_mean,
+            data.xstest_safe,
+            data.xstest_unsafe,
+            config.max_new_tokens,
+            bs,
+            config.n_boot,
+            config.seed,
+            steps.sub("generalisation"),
+        )
+        return {
+            "per_category": g.per_category,
+            "cosine_labels": g.cosine_labels,
+            "cosine": g.cosine,
+            "xstest": g.xstest,
+        }
 
     gen = _json_step(out, "generalisation", generalise, seconds, steps, "generalisation done")
 
     result = ExperimentResult(
-        config=config, model_name=lm.name, n_layers=lm.n_layers, n_heads=lm.n_heads, data=data, lengths=lengths,
-        refusal_ids=refusal_ids, refusal_tokens=lm.token_strings(refusal_ids), candidates=candidates,
-        selection=selection, direction=direction, direction_meta=direction_meta, evaluation=evaluation,
-        frontier=frontier, orthogonalization=ortho, heads=heads, generalisation=gen, seconds=seconds, out_dir=str(out))
+        config=config,
+        model_name=lm.name,
+        n_layers=lm.n_layers,
+        n_heads=lm.n_heads,
+        data=data,
+        lengths=lengths,
+        refusal_ids=refusal_ids,
+        refusal_tokens=lm.token_strings(refusal_ids),
+        candidates=candidates,
+        selection=selection,
+        direction=direction,
+        direction_meta=direction_meta,
+        evaluation=evaluation,
+        frontier=frontier,
+        orthogonalization=ortho,
+        heads=heads,
+        generalisation=gen,
+        seconds=seconds,
+        out_dir=str(out),
+    )
     write_report(result, out)
     steps.finish("report", "report written")
     return result

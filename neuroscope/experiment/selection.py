@@ -42,9 +42,16 @@ def layer_cut(n_layers: int, max_layer_frac: float) -> int:
 
 
 @torch.no_grad()
-def score_candidates(lm: Any, candidates: Candidates, val_harmful: Sequence[str], val_harmless: Sequence[str],
-                     refusal_ids: Sequence[int], max_layer_frac: float = 0.8, batch_size: int = 16,
-                     progress: Progress | None = None) -> ScoredCandidates:
+def score_candidates(
+    lm: Any,
+    candidates: Candidates,
+    val_harmful: Sequence[str],
+    val_harmless: Sequence[str],
+    refusal_ids: Sequence[int],
+    max_layer_frac: float = 0.8,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> ScoredCandidates:
     """Bypass / induce / KL of every candidate at layers below the cut.
 
     Returns:
@@ -70,14 +77,24 @@ def score_candidates(lm: Any, candidates: Candidates, val_harmful: Sequence[str]
             added = next_token_logits(lm, harmless, [DirectionAddition(r, layer, 1.0)], batch_size)
             induce[layer, p] = refusal_score(added, refusal_ids).mean()
             if progress is not None:
-                progress((layer * P + p + 1) / total, f"scoring candidate layer {layer}, {candidates.position_labels[p]}")
+                progress(
+                    (layer * P + p + 1) / total, f"scoring candidate layer {layer}, {candidates.position_labels[p]}"
+                )
     scores = CandidateScores(bypass=bypass, induce=induce, kl=kl, layers=list(range(L)), positions=list(range(-P, 0)))
-    return ScoredCandidates(scores, float(refusal_score(base_h, refusal_ids).mean()),
-                            float(refusal_score(base_b, refusal_ids).mean()), cut)
+    return ScoredCandidates(
+        scores, float(refusal_score(base_h, refusal_ids).mean()), float(refusal_score(base_b, refusal_ids).mean()), cut
+    )
 
 
-def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8, kl_threshold: float = 0.1,
-           max_kl_relaxation: float = 8.0, allow_no_bypass: bool = False, induce_floor: float = 0.0) -> Selection:
+def select(
+    scored: ScoredCandidates,
+    n_layers: int,
+    max_layer_frac: float = 0.8,
+    kl_threshold: float = 0.1,
+    max_kl_relaxation: float = 8.0,
+    allow_no_bypass: bool = False,
+    induce_floor: float = 0.0,
+) -> Selection:
     """Arditi's rule: lowest bypass among candidates below the layer cut, KL <= threshold, induce > 0.
 
     Never a candidate whose ablation leaves the harmful refusal score at or above its baseline:
@@ -96,31 +113,64 @@ def select(scored: ScoredCandidates, n_layers: int, max_layer_frac: float = 0.8,
     threshold = kl_threshold
     while threshold <= kl_threshold * max_kl_relaxation + 1e-12:
         try:
-            sel = select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=threshold,
-                                   require_positive_induce=True, allow_fallback=False,
-                                   bypass_ceiling=scored.baseline_harmful, induce_floor=induce_floor)
+            sel = select_direction(
+                scored.scores,
+                n_layers,
+                max_layer_frac=max_layer_frac,
+                kl_threshold=threshold,
+                require_positive_induce=True,
+                allow_fallback=False,
+                bypass_ceiling=scored.baseline_harmful,
+                induce_floor=induce_floor,
+            )
         except ValueError:
             threshold *= 2
             continue
         if threshold != kl_threshold:
-            sel = dataclasses.replace(sel, fallback=True, reason=(
-                f"KL threshold relaxed from {kl_threshold:g} to {threshold:g} (no candidate with an induce score "
-                f"above {induce_floor:+.2f} had KL <= {kl_threshold:g}): " + sel.reason))
+            sel = dataclasses.replace(
+                sel,
+                fallback=True,
+                reason=(
+                    f"KL threshold relaxed from {kl_threshold:g} to {threshold:g} (no candidate with an induce score "
+                    f"above {induce_floor:+.2f} had KL <= {kl_threshold:g}): " + sel.reason
+                ),
+            )
         return sel
     try:
-        return select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
-                                require_positive_induce=True, allow_fallback=True,
-                                bypass_ceiling=scored.baseline_harmful, induce_floor=induce_floor)
+        return select_direction(
+            scored.scores,
+            n_layers,
+            max_layer_frac=max_layer_frac,
+            kl_threshold=kl_threshold,
+            require_positive_induce=True,
+            allow_fallback=True,
+            bypass_ceiling=scored.baseline_harmful,
+            induce_floor=induce_floor,
+        )
     except ValueError as err:
         if allow_no_bypass:
-            sel = select_direction(scored.scores, n_layers, max_layer_frac=max_layer_frac, kl_threshold=kl_threshold,
-                                   require_positive_induce=True, allow_fallback=True, induce_floor=induce_floor)
-            return dataclasses.replace(sel, fallback=True, reason=(
-                f"NO CANDIDATE LOWERS REFUSAL WHEN ABLATED (harmful baseline {scored.baseline_harmful:+.2f} log-odds): "
-                "this is the least bad candidate, not a refusal direction; " + sel.reason))
-        raise ValueError(f"no candidate lowers the harmful prompts' refusal score when ablated (baseline "
-                         f"{scored.baseline_harmful:+.2f}); the prompt sets may not separate refusal on this model "
-                         f"({err})") from None
+            sel = select_direction(
+                scored.scores,
+                n_layers,
+                max_layer_frac=max_layer_frac,
+                kl_threshold=kl_threshold,
+                require_positive_induce=True,
+                allow_fallback=True,
+                induce_floor=induce_floor,
+            )
+            return dataclasses.replace(
+                sel,
+                fallback=True,
+                reason=(
+                    f"NO CANDIDATE LOWERS REFUSAL WHEN ABLATED (harmful baseline {scored.baseline_harmful:+.2f} log-odds): "
+                    "this is the least bad candidate, not a refusal direction; " + sel.reason
+                ),
+            )
+        raise ValueError(
+            f"no candidate lowers the harmful prompts' refusal score when ablated (baseline "
+            f"{scored.baseline_harmful:+.2f}); the prompt sets may not separate refusal on this model "
+            f"({err})"
+        ) from None
 
 
 INDUCE_GAP_SHARE = 0.25
@@ -141,12 +191,18 @@ def candidate_table(scored: ScoredCandidates, selection: Selection, labels: Sequ
     rows = []
     for li, layer in enumerate(s.layers):
         for pi, pos in enumerate(s.positions):
-            rows.append({
-                "layer": layer, "position": pos, "label": labels[pi],
-                "bypass": float(s.bypass[li, pi]), "induce": float(s.induce[li, pi]), "kl": float(s.kl[li, pi]),
-                "kept": bool(selection.kept[li, pi]),
-                "chosen": li == selection.layer_index and pi == selection.pos_index,
-            })
+            rows.append(
+                {
+                    "layer": layer,
+                    "position": pos,
+                    "label": labels[pi],
+                    "bypass": float(s.bypass[li, pi]),
+                    "induce": float(s.induce[li, pi]),
+                    "kl": float(s.kl[li, pi]),
+                    "kept": bool(selection.kept[li, pi]),
+                    "chosen": li == selection.layer_index and pi == selection.pos_index,
+                }
+            )
     return rows
 
 
@@ -154,9 +210,17 @@ def scores_to_tensors(scored: ScoredCandidates) -> dict[str, Tensor]:
     return {"bypass": scored.scores.bypass, "induce": scored.scores.induce, "kl": scored.scores.kl}
 
 
-def verify_by_generation(lm: Any, candidates: Candidates, scored: ScoredCandidates, sel: Selection,
-                         val_harmful: Sequence[str], judge: Callable[[str], bool], max_new_tokens: int,
-                         batch_size: int = 16, tries: int = 5) -> tuple[Selection, dict[str, Any]]:
+def verify_by_generation(
+    lm: Any,
+    candidates: Candidates,
+    scored: ScoredCandidates,
+    sel: Selection,
+    val_harmful: Sequence[str],
+    judge: Callable[[str], bool],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    tries: int = 5,
+) -> tuple[Selection, dict[str, Any]]:
     """Checks the chosen candidate where it matters: greedy answers to the validation harmful prompts.
 
     The logit score can fall while the answers still refuse (or refuse more). Candidates are tried in
@@ -176,27 +240,49 @@ def verify_by_generation(lm: Any, candidates: Candidates, scored: ScoredCandidat
     base = sum(map(judge, generate(lm, prompts, max_new_tokens, batch_size=batch_size))) / len(prompts)
     s = scored.scores
     order = [(sel.layer_index, sel.pos_index)]
-    kept = [(float(s.bypass[i, j]), i, j) for i in range(s.bypass.shape[0]) for j in range(s.bypass.shape[1])
-            if bool(sel.kept[i, j]) and (i, j) != order[0]]
+    kept = [
+        (float(s.bypass[i, j]), i, j)
+        for i in range(s.bypass.shape[0])
+        for j in range(s.bypass.shape[1])
+        if bool(sel.kept[i, j]) and (i, j) != order[0]
+    ]
     order += [(i, j) for _, i, j in sorted(kept)]
     rejected = []
     for li, pi in order[:tries]:
         layer, position = s.layers[li], s.positions[pi]
-        answers = generate(lm, prompts, max_new_tokens, interventions=[DirectionAblation(candidates.direction(layer, pi))],
-                           batch_size=batch_size)
+        answers = generate(
+            lm,
+            prompts,
+            max_new_tokens,
+            interventions=[DirectionAblation(candidates.direction(layer, pi))],
+            batch_size=batch_size,
+        )
         rate = sum(map(judge, answers)) / len(prompts)
         if rate < base:
             record = {"baseline_rate": base, "ablated_rate": rate, "rejected": rejected, "n_prompts": len(prompts)}
             if (li, pi) == (sel.layer_index, sel.pos_index):
                 return sel, record
-            note = "; ".join(f"layer {r['layer']}, position {r['position']} ({r['ablated_rate']:.0%})" for r in rejected)
+            note = "; ".join(
+                f"layer {r['layer']}, position {r['position']} ({r['ablated_rate']:.0%})" for r in rejected
+            )
             return dataclasses.replace(
-                sel, layer=layer, position=position, layer_index=li, pos_index=pi, bypass=float(s.bypass[li, pi]),
-                induce=float(s.induce[li, pi]), kl=float(s.kl[li, pi]),
-                reason=(f"{sel.reason}; rejected because ablating them did not lower the validation refusal rate "
-                        f"(baseline {base:.0%}): {note}; kept layer {layer}, position {position} ({rate:.0%})")), record
+                sel,
+                layer=layer,
+                position=position,
+                layer_index=li,
+                pos_index=pi,
+                bypass=float(s.bypass[li, pi]),
+                induce=float(s.induce[li, pi]),
+                kl=float(s.kl[li, pi]),
+                reason=(
+                    f"{sel.reason}; rejected because ablating them did not lower the validation refusal rate "
+                    f"(baseline {base:.0%}): {note}; kept layer {layer}, position {position} ({rate:.0%})"
+                ),
+            ), record
         rejected.append({"layer": layer, "position": position, "ablated_rate": rate})
     tried = "; ".join(f"layer {r['layer']}, position {r['position']}: {r['ablated_rate']:.0%}" for r in rejected)
-    raise ValueError(f"ablating none of the {len(rejected)} best candidates lowers the validation harmful prompts' "
-                     f"refusal rate below its baseline {base:.0%} ({tried}); these prompt sets do not isolate a "
-                     "refusal direction on this model")
+    raise ValueError(
+        f"ablating none of the {len(rejected)} best candidates lowers the validation harmful prompts' "
+        f"refusal rate below its baseline {base:.0%} ({tried}); these prompt sets do not isolate a "
+        "refusal direction on this model"
+    )

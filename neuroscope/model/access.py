@@ -42,9 +42,16 @@ FAMILIES: dict[str, FamilyPaths] = {
     "llama": FamilyPaths(mlp_bias_flag="mlp_bias"),
     "qwen2": FamilyPaths(),
     "mistral": FamilyPaths(),
-    "gpt2": FamilyPaths(layers="transformer.h", embed="transformer.wte", final_norm="transformer.ln_f",
-                        attn="attn", o_proj="attn.c_proj", down_proj="mlp.c_proj", mlp_inputs=("mlp.c_fc",),
-                        conv1d=True),
+    "gpt2": FamilyPaths(
+        layers="transformer.h",
+        embed="transformer.wte",
+        final_norm="transformer.ln_f",
+        attn="attn",
+        o_proj="attn.c_proj",
+        down_proj="mlp.c_proj",
+        mlp_inputs=("mlp.c_fc",),
+        conv1d=True,
+    ),
 }
 
 

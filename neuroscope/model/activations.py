@@ -14,8 +14,14 @@ from neuroscope.model.generate import _batches
 from neuroscope.model.interventions import Intervention, validate_all, walk_layers
 
 
-def _collect(lm: Any, instructions: Sequence[str], record: frozenset[str], batch_size: int,
-             interventions: Sequence[Intervention] = (), progress=None):
+def _collect(
+    lm: Any,
+    instructions: Sequence[str],
+    record: frozenset[str],
+    batch_size: int,
+    interventions: Sequence[Intervention] = (),
+    progress=None,
+):
     """Yields ``(sink, mask)`` per batch: ``sink[name]`` is a list over layers of [B, S, ...]."""
     validate_all(lm, interventions)
     done = 0
@@ -110,8 +116,13 @@ def post_instruction_z(lm: Any, instructions: Sequence[str], batch_size: int = 1
     return torch.cat(rows)
 
 
-def last_token_projections(lm: Any, instructions: Sequence[str], direction: Tensor, batch_size: int = 32,
-                           interventions: Sequence[Intervention] = ()) -> Tensor:
+def last_token_projections(
+    lm: Any,
+    instructions: Sequence[str],
+    direction: Tensor,
+    batch_size: int = 32,
+    interventions: Sequence[Intervention] = (),
+) -> Tensor:
     """Projection of each prompt's last-position residual (every layer input) on a direction.
 
     Returns:

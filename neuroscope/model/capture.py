@@ -63,8 +63,11 @@ class RunCache:
         # A non-finite value anywhere upstream reaches the last layer's output at its position (every
         # write is added to the residual stream), so checking that and the logits covers the cache
         # at a fraction of the cost of scanning every tensor.
-        for name, value in (("the last layer's output", self.resid_post[-1]), ("lens_probs", self.lens_probs),
-                            ("last_logits", self.last_logits)):
+        for name, value in (
+            ("the last layer's output", self.resid_post[-1]),
+            ("lens_probs", self.lens_probs),
+            ("last_logits", self.last_logits),
+        ):
             if not torch.isfinite(value).all():
                 raise ValueError(f"{name} contains NaN or infinite values")
 
@@ -85,8 +88,9 @@ class RunCache:
         return torch.cat([self.resid_pre[:1], self.resid_post], dim=0)
 
 
-def _resolve_attention_layers(lm: Any, attention_layers: str | Sequence[int] | None, seq_len: int, batch: int,
-                              budget_mb: int) -> list[int]:
+def _resolve_attention_layers(
+    lm: Any, attention_layers: str | Sequence[int] | None, seq_len: int, batch: int, budget_mb: int
+) -> list[int]:
     if attention_layers is None:
         return []
     if attention_layers == "all":
@@ -96,10 +100,20 @@ def _resolve_attention_layers(lm: Any, attention_layers: str | Sequence[int] | N
     return [lm.check_layer(int(layer)) for layer in attention_layers]
 
 
-def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Sequence[int] | None = "all",
-            top_k: int = 5, target_ids: Sequence[int] | None = None, gradients: bool = True,
-            interventions: Sequence[Intervention] = (), max_tokens: int | None = None,
-            attention_budget_mb: int = 256, chat: bool = True, lens_positions: int | None = None) -> list[RunCache]:
+def capture(
+    lm: Any,
+    instructions: Sequence[str],
+    *,
+    attention_layers: str | Sequence[int] | None = "all",
+    top_k: int = 5,
+    target_ids: Sequence[int] | None = None,
+    gradients: bool = True,
+    interventions: Sequence[Intervention] = (),
+    max_tokens: int | None = None,
+    attention_budget_mb: int = 256,
+    chat: bool = True,
+    lens_positions: int | None = None,
+) -> list[RunCache]:
     """Runs ONE traced forward pass over a (left-padded) batch and returns one cache per prompt.
 
     Args:
@@ -153,8 +167,12 @@ def capture(lm: Any, instructions: Sequence[str], *, attention_layers: str | Seq
     n_post = lm.n_post_instruction if chat and lm.has_chat_template else 1
     # One stack per site for the whole batch ([L, B, S, ...]); each row's cache is a view into it.
     stacked = {name: torch.stack(sink[name]).float().cpu() for name in ("resid_pre", "resid_post", "attn_out", "z")}
-    return [_row_cache(lm, r, ids, mask, stacked, sink, att_layers, lens_probs, lens_ids, saved, importance,
-                       interventions, n_post) for r in range(B)]
+    return [
+        _row_cache(
+            lm, r, ids, mask, stacked, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions, n_post
+        )
+        for r in range(B)
+    ]
 
 
 @torch.no_grad()
@@ -189,9 +207,21 @@ def _decode_grid(lm: Any, ids: Tensor) -> list[list[list[str]]]:
     return [[[lookup[i] for i in pos] for pos in layer] for layer in ids.tolist()]
 
 
-def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, stacked: dict[str, Tensor], sink: dict[str, list],
-               att_layers: list[int], lens_probs: Tensor, lens_ids: Tensor, saved: dict[str, Any],
-               importance: Tensor | None, interventions: Sequence[Intervention], n_post: int) -> RunCache:
+def _row_cache(
+    lm: Any,
+    r: int,
+    ids: Tensor,
+    mask: Tensor,
+    stacked: dict[str, Tensor],
+    sink: dict[str, list],
+    att_layers: list[int],
+    lens_probs: Tensor,
+    lens_ids: Tensor,
+    saved: dict[str, Any],
+    importance: Tensor | None,
+    interventions: Sequence[Intervention],
+    n_post: int,
+) -> RunCache:
     # Left padding: the real tokens of a row are its last n positions (slices are views, no copy).
     n = int(mask[r].sum())
     keep = slice(ids.shape[1] - n, None)
@@ -201,9 +231,7 @@ def _row_cache(lm: Any, r: int, ids: Tensor, mask: Tensor, stacked: dict[str, Te
 
     row_ids = ids[r, keep].cpu()
     z = stack("z").permute(0, 2, 1, 3).contiguous()  # [L, S, H, D] -> [L, H, S, D]
-    attention = {
-        layer: sink["attention"][i][r, :, keep, keep].float().cpu() for i, layer in enumerate(att_layers)
-    }
+    attention = {layer: sink["attention"][i][r, :, keep, keep].float().cpu() for i, layer in enumerate(att_layers)}
     covered = lens_ids.shape[2]  # the last `covered` padded positions; this row's real ones among them
     lens_keep = slice(max(0, covered - n), None)
     l_ids = lens_ids[:, r, lens_keep]

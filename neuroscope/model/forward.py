@@ -14,8 +14,13 @@ from neuroscope.model.interventions import Intervention, validate_all, walk_laye
 
 
 @torch.no_grad()
-def next_token_logits(lm: Any, instructions: Sequence[str], interventions: Sequence[Intervention] = (),
-                      batch_size: int = 32, progress=None) -> Tensor:
+def next_token_logits(
+    lm: Any,
+    instructions: Sequence[str],
+    interventions: Sequence[Intervention] = (),
+    batch_size: int = 32,
+    progress=None,
+) -> Tensor:
     """Logits for the first answer token of every instruction.
 
     Returns:
@@ -38,8 +43,9 @@ def next_token_logits(lm: Any, instructions: Sequence[str], interventions: Seque
     return torch.cat(out) if out else torch.empty(0, lm.vocab_size)
 
 
-def token_run(lm: Any, ids: Tensor, interventions: Sequence[Intervention] = (), attention: bool = False,
-              z: bool = False) -> dict[str, Tensor]:
+def token_run(
+    lm: Any, ids: Tensor, interventions: Sequence[Intervention] = (), attention: bool = False, z: bool = False
+) -> dict[str, Tensor]:
     """One forward pass over raw token ids (no template, no padding): per-position loss, optionally more.
 
     Args:

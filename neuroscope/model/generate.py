@@ -18,13 +18,19 @@ def _batches(items: Sequence[str], size: int):
     if size < 1:
         raise ValueError(f"batch_size must be positive, got {size}")
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 @torch.no_grad()
-def generate_ids(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
-                 interventions: Sequence[Intervention] = (), max_tokens: int | None = None,
-                 chat: bool = True, streamer: Any = None) -> Tensor:
+def generate_ids(
+    lm: Any,
+    instructions: Sequence[str],
+    max_new_tokens: int = 32,
+    interventions: Sequence[Intervention] = (),
+    max_tokens: int | None = None,
+    chat: bool = True,
+    streamer: Any = None,
+) -> Tensor:
     """Greedy continuation of one left-padded batch.
 
     Args:
@@ -38,8 +44,15 @@ def generate_ids(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
     validate_all(lm, interventions)
     ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens, chat=chat)
     saved: dict[str, Tensor] = {}
-    options = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id,
-                   eos_token_id=lm.eos_token_ids, temperature=None, top_p=None, top_k=None)
+    options = dict(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=lm.tokenizer.pad_token_id,
+        eos_token_id=lm.eos_token_ids,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
     if streamer is not None:
         options["streamer"] = streamer
     tr = lm.tracing
@@ -54,7 +67,7 @@ def generate_ids(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
             with tracer.invoke():
                 saved["out"] = tracer.result
                 nnsight.save(saved)
-    return saved["out"][:, ids.shape[1]:].cpu()
+    return saved["out"][:, ids.shape[1] :].cpu()
 
 
 class _QueueStreamer:
@@ -74,8 +87,14 @@ class _QueueStreamer:
         self.queue.put(None)
 
 
-def stream_ids(lm: Any, instruction: str, max_new_tokens: int = 32, interventions: Sequence[Intervention] = (),
-               max_tokens: int | None = None, chat: bool = True) -> Iterator[list[int]]:
+def stream_ids(
+    lm: Any,
+    instruction: str,
+    max_new_tokens: int = 32,
+    interventions: Sequence[Intervention] = (),
+    max_tokens: int | None = None,
+    chat: bool = True,
+) -> Iterator[list[int]]:
     """Greedy generation of one prompt, yielding the ids generated so far after every token.
 
     The same ``generate_ids`` call as the non-streamed path (one prompt, the model's lock held for the
@@ -90,8 +109,15 @@ def stream_ids(lm: Any, instruction: str, max_new_tokens: int = 32, intervention
 
     def work() -> None:
         try:
-            generate_ids(lm, [instruction], max_new_tokens=max_new_tokens, interventions=interventions,
-                         max_tokens=max_tokens, chat=chat, streamer=streamer)
+            generate_ids(
+                lm,
+                [instruction],
+                max_new_tokens=max_new_tokens,
+                interventions=interventions,
+                max_tokens=max_tokens,
+                chat=chat,
+                streamer=streamer,
+            )
         except BaseException as err:  # handed to the caller's thread
             failure.append(err)
         finally:
@@ -119,9 +145,16 @@ def decode_completion(lm: Any, new_ids: Tensor | list[int]) -> str:
     return lm.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
-def generate(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
-             interventions: Sequence[Intervention] = (), batch_size: int = 16,
-             max_tokens: int | None = None, progress=None, chat: bool = True) -> list[str]:
+def generate(
+    lm: Any,
+    instructions: Sequence[str],
+    max_new_tokens: int = 32,
+    interventions: Sequence[Intervention] = (),
+    batch_size: int = 16,
+    max_tokens: int | None = None,
+    progress=None,
+    chat: bool = True,
+) -> list[str]:
     """Greedy chat answers, in batches.
 
     Args:
@@ -139,8 +172,9 @@ def generate(lm: Any, instructions: Sequence[str], max_new_tokens: int = 32,
     """
     answers: list[str] = []
     for chunk in _batches(list(instructions), batch_size):
-        new = generate_ids(lm, chunk, max_new_tokens=max_new_tokens, interventions=interventions, max_tokens=max_tokens,
-                           chat=chat)
+        new = generate_ids(
+            lm, chunk, max_new_tokens=max_new_tokens, interventions=interventions, max_tokens=max_tokens, chat=chat
+        )
         answers.extend(decode_completion(lm, row) for row in new)
         if progress is not None:
             progress(len(answers), len(instructions))

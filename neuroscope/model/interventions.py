@@ -85,17 +85,24 @@ class DirectionAblation(Intervention):
             object.__setattr__(self, "direction", unit(self.direction.detach().float().cpu()))
         except ValueError as err:  # zero or non-finite direction: a user-facing intervention error
             raise InterventionError(f"cannot ablate this direction: {err}") from None
-        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) \
-                or not math.isfinite(self.strength):
+        if (
+            isinstance(self.strength, bool)
+            or not isinstance(self.strength, (int, float))
+            or not math.isfinite(self.strength)
+        ):
             raise InterventionError(f"ablation strength must be a finite number, got {self.strength!r}")
         if self.target is not None and self.strength != 1:
-            raise InterventionError("the mean form sets the projection to its target; it takes no strength other than 1")
+            raise InterventionError(
+                "the mean form sets the projection to its target; it takes no strength other than 1"
+            )
 
     def validate(self, n_layers: int, n_heads: int, d_head: int, d_model: int) -> None:
         _check_direction(self.direction, d_model)
         if self.target is not None:
             if self.target.shape != (n_layers,):
-                raise InterventionError(f"mean-ablation target has shape {tuple(self.target.shape)}, expected [{n_layers}]")
+                raise InterventionError(
+                    f"mean-ablation target has shape {tuple(self.target.shape)}, expected [{n_layers}]"
+                )
             if not torch.isfinite(self.target).all():
                 raise InterventionError("mean-ablation target contains NaN or infinite values")
 
@@ -166,10 +173,14 @@ class HeadAblation(Intervention):
 
     def validate(self, n_layers: int, n_heads: int, d_head: int, d_model: int) -> None:
         if self.means.shape != (n_layers, n_heads, d_head):
-            raise InterventionError(f"head means have shape {tuple(self.means.shape)}, expected [{n_layers}, {n_heads}, {d_head}]")
+            raise InterventionError(
+                f"head means have shape {tuple(self.means.shape)}, expected [{n_layers}, {n_heads}, {d_head}]"
+            )
         for layer, head in self.heads:
             if not (0 <= layer < n_layers and 0 <= head < n_heads):
-                raise InterventionError(f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})")
+                raise InterventionError(
+                    f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                )
 
     def head_z(self, layer: int, z: Tensor) -> Tensor:
         chosen = [h for l, h in self.heads if l == layer]
@@ -204,7 +215,9 @@ class HeadPatch(Intervention):
         if len(set(self.heads)) != len(self.heads):
             raise InterventionError("each head may be patched once")
         if self.values.ndim != 4 or self.values.shape[0] != len(self.heads):
-            raise InterventionError(f"patch values must be [{len(self.heads)}, B, P, d_head], got {tuple(self.values.shape)}")
+            raise InterventionError(
+                f"patch values must be [{len(self.heads)}, B, P, d_head], got {tuple(self.values.shape)}"
+            )
         if not torch.isfinite(self.values).all():
             raise InterventionError("patch values contain NaN or infinite values")
 
@@ -213,7 +226,9 @@ class HeadPatch(Intervention):
             raise InterventionError(f"patch values have d_head {self.values.shape[-1]}, the model has {d_head}")
         for layer, head in self.heads:
             if not (0 <= layer < n_layers and 0 <= head < n_heads):
-                raise InterventionError(f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})")
+                raise InterventionError(
+                    f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                )
 
     def head_z(self, layer: int, z: Tensor) -> Tensor:
         chosen = [(i, h) for i, (l, h) in enumerate(self.heads) if l == layer]
@@ -221,8 +236,10 @@ class HeadPatch(Intervention):
             return z
         P = self.values.shape[2]
         if self.values.shape[1] != z.shape[0] or P > z.shape[1]:
-            raise InterventionError(f"patch values for {self.values.shape[1]} rows x {P} positions do not fit a batch "
-                                    f"of {z.shape[0]} x {z.shape[1]}")
+            raise InterventionError(
+                f"patch values for {self.values.shape[1]} rows x {P} positions do not fit a batch "
+                f"of {z.shape[0]} x {z.shape[1]}"
+            )
         z = z.clone()
         for i, h in chosen:
             z[:, -P:, h] = self.values[i].to(device=z.device, dtype=z.dtype)
@@ -254,11 +271,18 @@ class Tracing:
 
 
 def _touches(interventions: Sequence[Intervention], site: str, layer: int) -> list[Intervention]:
-    return [iv for iv in interventions if site in iv.sites and not (isinstance(iv, DirectionAddition) and iv.layer != layer)]
+    return [
+        iv for iv in interventions if site in iv.sites and not (isinstance(iv, DirectionAddition) and iv.layer != layer)
+    ]
 
 
-def walk_layers(tr: Tracing, interventions: Sequence[Intervention] = (), record: frozenset[str] = frozenset(),
-                attention_layers: Sequence[int] = (), sink: dict[str, list] | None = None) -> None:
+def walk_layers(
+    tr: Tracing,
+    interventions: Sequence[Intervention] = (),
+    record: frozenset[str] = frozenset(),
+    attention_layers: Sequence[int] = (),
+    sink: dict[str, list] | None = None,
+) -> None:
     """Visits every layer's sites in execution order inside an active trace/generation step.
 
     Reads a site only when an intervention rewrites it or ``record`` asks for it; writes it back
@@ -288,8 +312,17 @@ def walk_layers(tr: Tracing, interventions: Sequence[Intervention] = (), record:
             sink["resid_post"].append(block.output.detach())
 
 
-def _visit(envoy: Any, attr: str, site: str, name: str, layer: int, interventions: Sequence[Intervention],
-           record: frozenset[str], sink: dict[str, list] | None, split=None) -> None:
+def _visit(
+    envoy: Any,
+    attr: str,
+    site: str,
+    name: str,
+    layer: int,
+    interventions: Sequence[Intervention],
+    record: frozenset[str],
+    sink: dict[str, list] | None,
+    split=None,
+) -> None:
     """Reads ``envoy.<attr>`` if needed, rewrites it through the interventions of ``site``, records it."""
     ivs = _touches(interventions, site, layer)
     if not ivs and name not in record:

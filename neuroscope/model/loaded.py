@@ -116,8 +116,9 @@ class LoadedModel:
         """Whether the tokenizer brings a chat template (base models such as GPT-2 do not: plain prompts)."""
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def encode_chat(self, instructions: list[str], max_tokens: int | None = None,
-                    chat: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_chat(
+        self, instructions: list[str], max_tokens: int | None = None, chat: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Applies the chat template once (one BOS) and left-pads a batch.
 
         Args:
@@ -135,7 +136,11 @@ class LoadedModel:
         if chat and self.has_chat_template:
             conversations = [[{"role": "user", "content": text}] for text in instructions]
             enc = self.tokenizer.apply_chat_template(
-                conversations, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True,
+                conversations,
+                add_generation_prompt=True,
+                padding=True,
+                return_tensors="pt",
+                return_dict=True,
                 **CHAT_TEMPLATE_KWARGS,
             )
         else:
@@ -203,8 +208,10 @@ class LoadedModel:
     def require_weights(self, what: str) -> None:
         """Raises ``RemoteUnavailable`` when ``what`` needs weights this machine does not hold."""
         if not self.has_weights:
-            raise RemoteUnavailable(f"{what} needs the model's weights on this machine; in remote mode (NDIF) only "
-                                    "traces run (answers, activations, interventions, patching)")
+            raise RemoteUnavailable(
+                f"{what} needs the model's weights on this machine; in remote mode (NDIF) only "
+                "traces run (answers, activations, interventions, patching)"
+            )
 
     def o_proj_weight(self, layer: int) -> torch.Tensor:
         """``W_O`` of a layer, ``[d_model, n_heads * d_head]``, on the model's device (no copy)."""
@@ -250,8 +257,14 @@ def wrap(hf: PreTrainedModel, tokenizer: object, name: str, source: str, nn: Any
         tokenizer.pad_token = tokenizer.eos_token
     hf.eval()
     hf.requires_grad_(False)  # gradients flow to inputs only; weights never collect .grad
-    return LoadedModel(nn=nn if nn is not None else TransformersModel(hf, tokenizer=tokenizer), hf=hf, tokenizer=tokenizer,
-                       access=access, name=name, source=source)
+    return LoadedModel(
+        nn=nn if nn is not None else TransformersModel(hf, tokenizer=tokenizer),
+        hf=hf,
+        tokenizer=tokenizer,
+        access=access,
+        name=name,
+        source=source,
+    )
 
 
 class RemoteUnavailable(ModelLoadError):

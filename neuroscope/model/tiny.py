@@ -39,19 +39,45 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def build_tiny_hf(family: str = "llama", seed: int = 0, n_layers: int = 3, d_model: int = 64, n_heads: int = 4,
-                  n_kv_heads: int = 2, d_mlp: int = 128, vocab_size: int = 261, tie: bool = True):
+def build_tiny_hf(
+    family: str = "llama",
+    seed: int = 0,
+    n_layers: int = 3,
+    d_model: int = 64,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    d_mlp: int = 128,
+    vocab_size: int = 261,
+    tie: bool = True,
+):
     """Builds a random ``*ForCausalLM`` with randomised norm gains. Returns the HF module."""
     config_cls, model_cls = _FAMILIES[family]
     if family == "gpt2":
-        config = GPT2Config(vocab_size=vocab_size, n_embd=d_model, n_layer=n_layers, n_head=n_heads, n_inner=d_mlp,
-                            n_positions=1024, tie_word_embeddings=tie, bos_token_id=256, eos_token_id=260,
-                            pad_token_id=257)
+        config = GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=d_model,
+            n_layer=n_layers,
+            n_head=n_heads,
+            n_inner=d_mlp,
+            n_positions=1024,
+            tie_word_embeddings=tie,
+            bos_token_id=256,
+            eos_token_id=260,
+            pad_token_id=257,
+        )
         return _randomised(model_cls, config, seed)
     config = config_cls(
-        vocab_size=vocab_size, hidden_size=d_model, intermediate_size=d_mlp, num_hidden_layers=n_layers,
-        num_attention_heads=n_heads, num_key_value_heads=n_kv_heads, tie_word_embeddings=tie,
-        max_position_embeddings=1024, bos_token_id=256, eos_token_id=260, pad_token_id=257,
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_kv_heads,
+        tie_word_embeddings=tie,
+        max_position_embeddings=1024,
+        bos_token_id=256,
+        eos_token_id=260,
+        pad_token_id=257,
     )
     return _randomised(model_cls, config, seed)
 
@@ -63,7 +89,11 @@ def _randomised(model_cls, config, seed: int):
     model = model_cls(config)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if name.endswith("norm.weight") or "layernorm" in name or name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+            if (
+                name.endswith("norm.weight")
+                or "layernorm" in name
+                or name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
+            ):
                 param.copy_(0.5 + torch.rand(param.shape, generator=generator))
             elif name.endswith(("c_proj.bias", "c_attn.bias", "ln_1.bias", "ln_2.bias")):  # GPT-2's biases start at 0
                 param.copy_(0.05 * torch.randn(param.shape, generator=generator))

@@ -20,15 +20,21 @@ from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
 
 TITLE = "NeuroScope — refusal, under the microscope"
-THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose", neutral_hue="slate",
-                       # system fonts only: an offline machine or a closed network must not wait on a font host
-                       font=[gr.themes.Font(f) for f in ("Inter", "Helvetica Neue", "Arial", "sans-serif")],
-                       font_mono=[gr.themes.Font(f) for f in ("JetBrains Mono", "Menlo", "Consolas", "monospace")])
-INTRO = ("Type a prompt, watch the model's internals light up, and test causal claims by intervening. "
-         "NeuroScope follows Arditi et al. (2024), *Refusal in language models is mediated by a single direction*. "
-         "**Start here:** ① *Refusal direction* → Compute direction · ② *Interventions* → run a harmful prompt and "
-         "watch the ablated model answer it, then a harmless one and watch the added direction make it refuse · "
-         "③ *Explorer* for one prompt's internals · ④ *Experiment* for the full, held-out study.")
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    secondary_hue="rose",
+    neutral_hue="slate",
+    # system fonts only: an offline machine or a closed network must not wait on a font host
+    font=[gr.themes.Font(f) for f in ("Inter", "Helvetica Neue", "Arial", "sans-serif")],
+    font_mono=[gr.themes.Font(f) for f in ("JetBrains Mono", "Menlo", "Consolas", "monospace")],
+)
+INTRO = (
+    "Type a prompt, watch the model's internals light up, and test causal claims by intervening. "
+    "NeuroScope follows Arditi et al. (2024), *Refusal in language models is mediated by a single direction*. "
+    "**Start here:** ① *Refusal direction* → Compute direction · ② *Interventions* → run a harmful prompt and "
+    "watch the ablated model answer it, then a harmless one and watch the added direction make it refuse · "
+    "③ *Explorer* for one prompt's internals · ④ *Experiment* for the full, held-out study."
+)
 
 PUBLIC_QUEUE_SIZE = 64
 LOCAL_QUEUE_SIZE = 256
@@ -49,8 +55,9 @@ def app_css(n_heads: int) -> str:
 def create_context(settings: Settings) -> AppContext:
     """Loads the configured model (or the fallback, with the reason) once for all sessions."""
     settings, public_notice = public_settings(settings)
-    lm, notice = load_with_fallback(settings.model, fallback=settings.fallback_model, device=settings.device,
-                                    dtype=settings.dtype)
+    lm, notice = load_with_fallback(
+        settings.model, fallback=settings.fallback_model, device=settings.device, dtype=settings.dtype
+    )
     return AppContext(lm=lm, settings=settings, notice=" ".join(n for n in (public_notice, notice) if n) or None)
 
 
@@ -80,10 +87,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             event.then(interventions.refresh, None, interventions.outputs, api_name=False)
         for event in experiment.changed:
             event.then(direction.show, None, direction.outputs, api_name=False).then(
-                interventions.refresh, None, interventions.outputs, api_name=False)
+                interventions.refresh, None, interventions.outputs, api_name=False
+            )
         demo.load(direction.show, None, direction.outputs, api_name="current_direction").then(
-            interventions.refresh, None, interventions.outputs, api_name=False)
+            interventions.refresh, None, interventions.outputs, api_name=False
+        )
         if ctx.settings.public:  # a visitor's own direction goes when their page does
+
             def forget(request: gr.Request):
                 if request is not None:
                     ctx.directions.forget(request.session_hash)
@@ -111,9 +121,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="create a public share link (gradio.live)")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1; 0.0.0.0 inside a Space)")
     p.add_argument("--port", type=int, default=None, help="port (default 7860)")
-    p.add_argument("--public", action="store_true", default=None,
-                   help="public-demo mode: model allowlist, length caps, no local paths (env NEUROSCOPE_PUBLIC; "
-                        "on by default inside a Hugging Face Space)")
+    p.add_argument(
+        "--public",
+        action="store_true",
+        default=None,
+        help="public-demo mode: model allowlist, length caps, no local paths (env NEUROSCOPE_PUBLIC; "
+        "on by default inside a Hugging Face Space)",
+    )
     return p.parse_args(argv)
 
 
@@ -127,9 +141,12 @@ def serving_defaults(args: argparse.Namespace, environ: dict[str, str] | None = 
     public = args.public
     if public is None and in_space and not env.get("NEUROSCOPE_PUBLIC"):
         public = True
-    return {"host": args.host or ("0.0.0.0" if in_space else "127.0.0.1"),
-            "port": args.port or (7860 if in_space else None), "public": public,
-            "device": "cuda" if zero_gpu else None}
+    return {
+        "host": args.host or ("0.0.0.0" if in_space else "127.0.0.1"),
+        "port": args.port or (7860 if in_space else None),
+        "public": public,
+        "device": "cuda" if zero_gpu else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,5 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env(model=args.model, device=args.device or serving["device"], public=serving["public"])
     ctx = create_context(settings)
     demo = build_app(ctx)
-    demo.launch(share=args.share, server_name=serving["host"], server_port=serving["port"], show_error=True,
-                **launch_options(ctx))
+    demo.launch(
+        share=args.share,
+        server_name=serving["host"],
+        server_port=serving["port"],
+        show_error=True,
+        **launch_options(ctx),
+    )

@@ -48,8 +48,10 @@ def banner_markdown(ctx: AppContext) -> str:
     else:
         kind = "real model"
     name = lm.name if not ctx.settings.public or lm.source == "hub" else lm.name.split("/")[-1]
-    text = (f"**Model:** `{name}` — {kind} · {lm.n_layers} layers × {lm.n_heads} heads "
-            f"({lm.n_kv_heads} KV heads), d_model {lm.d_model}, on {lm.device.type}")
+    text = (
+        f"**Model:** `{name}` — {kind} · {lm.n_layers} layers × {lm.n_heads} heads "
+        f"({lm.n_kv_heads} KV heads), d_model {lm.d_model}, on {lm.device.type}"
+    )
     if ctx.notice:
         notice = ctx.notice if not ctx.settings.public else ctx.notice.split(":")[0] + "."
         if ctx.settings.public and "HF_TOKEN" in ctx.notice:  # the operator's fix, no path in it
@@ -112,6 +114,7 @@ def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
         return args, getattr(request, "session_hash", None)
 
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
             # gradio may resume a generator in another thread (another context): set the session at every step
@@ -125,6 +128,7 @@ def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
                     return
                 yield item
     else:
+
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
             args, session = split(args, kwargs)
@@ -134,8 +138,7 @@ def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
             finally:
                 current_session.reset(token)
 
-    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                                annotation=gr.Request)
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request)
     scoped.__signature__ = signature.replace(parameters=[*positional, request])
     scoped.__annotations__ = {"request": gr.Request}  # what gradio reads to pass the request in
     del scoped.__wrapped__  # gradio must see this signature, not fn's
@@ -153,14 +156,17 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             log.warning("out of memory in %s: %s", fn.__name__, str(err).splitlines()[0] if str(err) else "")
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            return gr.Error("the model ran out of memory on this request: try a shorter prompt, a shorter answer or "
-                            "fewer prompts; the app is still running")
+            return gr.Error(
+                "the model ran out of memory on this request: try a shorter prompt, a shorter answer or "
+                "fewer prompts; the app is still running"
+            )
         if isinstance(err, USER_ERRORS):
             return gr.Error(scrub_paths(str(err)) if _hide_paths else str(err))
         log.error("unexpected error in %s", fn.__name__, exc_info=err)
         return gr.Error(f"internal error ({type(err).__name__}); the app is still running")
 
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def streaming(*args: Any, **kwargs: Any) -> Any:
             try:

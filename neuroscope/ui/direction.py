@@ -15,25 +15,25 @@ from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 GUIDE = {
     "intro": "Refusal is mediated by **one direction** in the residual stream (Arditi et al. 2024). It is found as "
-             "the difference between the mean activations on harmful and on harmless prompts, at every layer and at "
-             "every template token after the instruction; each such *candidate* is then tested, and the best one is "
-             "kept. Everything in the other tabs uses the direction chosen here (it is shared by every visitor of "
-             "this app, per model).",
+    "the difference between the mean activations on harmful and on harmless prompts, at every layer and at "
+    "every template token after the instruction; each such *candidate* is then tested, and the best one is "
+    "kept. Everything in the other tabs uses the direction chosen here (it is shared by every visitor of "
+    "this app, per model).",
     "scores": "One curve per template position, one point per layer. **Bypass** (top): refusal score of held-out "
-              "harmful prompts when the candidate is ablated — lower means ablation removes refusal. **Induce** "
-              "(middle): refusal score of harmless prompts when the candidate is added — higher means it causes "
-              "refusal. **KL** (bottom): how much ablation changes the first answer token on harmless prompts — it "
-              "should stay small. The ★ marks the chosen candidate: lowest bypass among those that pass the filters "
-              "(late layers, shaded, are discarded; KL under the dashed line; induce > 0). Refusal scores are "
-              "log-odds of the answer starting with a refusal token: 0 is a coin flip, +2 ≈ 88 %, −2 ≈ 12 %.",
+    "harmful prompts when the candidate is ablated — lower means ablation removes refusal. **Induce** "
+    "(middle): refusal score of harmless prompts when the candidate is added — higher means it causes "
+    "refusal. **KL** (bottom): how much ablation changes the first answer token on harmless prompts — it "
+    "should stay small. The ★ marks the chosen candidate: lowest bypass among those that pass the filters "
+    "(late layers, shaded, are discarded; KL under the dashed line; induce > 0). Refusal scores are "
+    "log-odds of the answer starting with a refusal token: 0 is a coin flip, +2 ≈ 88 %, −2 ≈ 12 %.",
     "separation": "Each held-out prompt's last-token residual at each layer's input, projected on the (unit) "
-                  "direction: lines are group means, bands ±1 standard deviation. Where the red and blue bands "
-                  "part, the model has already told harmful from harmless prompts; the gap is what ablation removes "
-                  "and addition injects.",
+    "direction: lines are group means, bands ±1 standard deviation. Where the red and blue bands "
+    "part, the model has already told harmful from harmless prompts; the gap is what ablation removes "
+    "and addition injects.",
     "cosine": "Cosine similarity between the candidate directions of different layers, at the chosen position "
-              "(1 = same direction, 0 = unrelated). A block of high values means the layers share one refusal "
-              "direction; a loaded direction appears as an extra row ('loaded'). Layers whose candidate is zero "
-              "(no difference yet, e.g. the embeddings of template tokens) are left out.",
+    "(1 = same direction, 0 = unrelated). A block of high values means the layers share one refusal "
+    "direction; a loaded direction appears as an extra row ('loaded'). Layers whose candidate is zero "
+    "(no difference yet, e.g. the embeddings of template tokens) are left out.",
 }
 
 SCORES_LABEL = "Candidate scores per layer (★ = chosen)"
@@ -50,37 +50,54 @@ class DirectionTab:
 
 def status_markdown(result: DirectionResult | None) -> str:
     if result is None:
-        return ("**No refusal direction yet.** Choose a contrastive set and press **Compute direction** "
-                "(a few seconds on the demo model), or load a saved `.safetensors` direction.")
+        return (
+            "**No refusal direction yet.** Choose a contrastive set and press **Compute direction** "
+            "(a few seconds on the demo model), or load a saved `.safetensors` direction."
+        )
     s = result.summary()
     scores = ""
     if result.selection is not None:
         scores = f" · bypass {s['bypass']:+.2f}, induce {s['induce']:+.2f}, KL {s['kl']:.3f}"
     gap = s["separation_by_layer"][result.layer] if result.layer < len(s["separation_by_layer"]) else float("nan")
-    return (f"**Current direction** ({s['origin']}): layer **{result.layer}**, position **{result.position}**, "
-            f"norm {s['norm']:.3g}{scores} · held-out gap at layer {result.layer}: {gap:+.3g}  \n"
-            f"<small>{s['reason']} — data: {s['data']}</small>")
+    return (
+        f"**Current direction** ({s['origin']}): layer **{result.layer}**, position **{result.position}**, "
+        f"norm {s['norm']:.3g}{scores} · held-out gap at layer {result.layer}: {gap:+.3g}  \n"
+        f"<small>{s['reason']} — data: {s['data']}</small>"
+    )
 
 
 def scores_figure(result: DirectionResult):
     if result.scores is None or result.selection is None:
         return None
     s = result.scores
-    return viz.candidate_scores(s.layers, result.position_labels, s.bypass.numpy(), s.induce.numpy(), s.kl.numpy(),
-                                chosen=(result.selection.layer, result.selection.pos_index),
-                                max_layer=result.layer_cut, kl_threshold=result.kl_threshold)
+    return viz.candidate_scores(
+        s.layers,
+        result.position_labels,
+        s.bypass.numpy(),
+        s.induce.numpy(),
+        s.kl.numpy(),
+        chosen=(result.selection.layer, result.selection.pos_index),
+        max_layer=result.layer_cut,
+        kl_threshold=result.kl_threshold,
+    )
 
 
 def separation_figure(result: DirectionResult):
-    return viz.separation_plot(result.harmful_proj.numpy(), result.harmless_proj.numpy(),
-                               y_label="Projection on the unit direction (residual units)",
-                               title="Held-out harmful vs harmless prompts along the direction (last token)")
+    return viz.separation_plot(
+        result.harmful_proj.numpy(),
+        result.harmless_proj.numpy(),
+        y_label="Projection on the unit direction (residual units)",
+        title="Held-out harmful vs harmless prompts along the direction (last token)",
+    )
 
 
 def cosine_figure(result: DirectionResult):
-    return viz.cosine_matrix(result.layer_cosines.numpy(), result.cosine_labels,
-                             title=f"Cosine similarity between layers' directions (position {result.position})",
-                             axis_title="Candidate direction")
+    return viz.cosine_matrix(
+        result.layer_cosines.numpy(),
+        result.cosine_labels,
+        title=f"Cosine similarity between layers' directions (position {result.position})",
+        axis_title="Candidate direction",
+    )
 
 
 KEEP_DIRECTION_FILES = 8  # download files kept in the app's folder (the current direction's is always among them)
@@ -114,8 +131,14 @@ def views(result: DirectionResult | None):
     """Every output of the tab for a direction (or the empty state)."""
     if result is None:
         return status_markdown(None), None, None, None, None, {}
-    return (status_markdown(result), scores_figure(result), separation_figure(result), cosine_figure(result),
-            direction_file(result), result.summary())
+    return (
+        status_markdown(result),
+        scores_figure(result),
+        separation_figure(result),
+        cosine_figure(result),
+        direction_file(result),
+        result.summary(),
+    )
 
 
 def _path(file) -> str | None:
@@ -134,21 +157,31 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     with gr.Row():
         with gr.Column(scale=3):
             # The paper's prompt distribution where it is installed, as the Experiment tab does.
-            set_name = gr.Dropdown(sets, value=research.RESEARCH if research.RESEARCH in sets else sets[0],
-                                   label="Contrastive prompt set",
-                                   info="harmful vs harmless instructions the means are taken over")
+            set_name = gr.Dropdown(
+                sets,
+                value=research.RESEARCH if research.RESEARCH in sets else sets[0],
+                label="Contrastive prompt set",
+                info="harmful vs harmless instructions the means are taken over",
+            )
             with gr.Row(visible=False) as uploads:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
                 harmless_file = gr.File(label="Harmless prompts (txt/csv/json/jsonl)", type="filepath")
             with gr.Row():
-                n_train = gr.Slider(4, max_train, value=min(paper.n_train, max_train), step=1,
-                                    label="Training prompts per side")
-                n_val = gr.Slider(2, max_val, value=min(paper.n_val, max_val), step=1,
-                                  label="Validation prompts per side (scoring, separation)")
+                n_train = gr.Slider(
+                    4, max_train, value=min(paper.n_train, max_train), step=1, label="Training prompts per side"
+                )
+                n_val = gr.Slider(
+                    2,
+                    max_val,
+                    value=min(paper.n_val, max_val),
+                    step=1,
+                    label="Validation prompts per side (scoring, separation)",
+                )
         with gr.Column(scale=2):
             compute = gr.Button("Compute direction", variant="primary", elem_id="compute-direction")
-            saved = gr.File(label="…or load a saved direction (.safetensors)", file_types=[".safetensors"],
-                            type="filepath")
+            saved = gr.File(
+                label="…or load a saved direction (.safetensors)", file_types=[".safetensors"], type="filepath"
+            )
             load = gr.Button("Load saved direction")
             download = gr.File(label="Current direction (download)", interactive=False)
     status = gr.Markdown(status_markdown(store.peek(lm)), elem_id="direction-status")
@@ -166,7 +199,9 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     outputs = [status, scores, separation, cosine, download, summary]
 
     def load_set(name, harmful, harmless, n_tr, n_v):
-        return research.load_contrastive_set(name, n_tr, n_v, harmful_file=_path(harmful), harmless_file=_path(harmless))
+        return research.load_contrastive_set(
+            name, n_tr, n_v, harmful_file=_path(harmful), harmless_file=_path(harmless)
+        )
 
     @on_gpu
     @user_errors
@@ -194,6 +229,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     set_inputs = [set_name, harmful_file, harmless_file, n_train, n_val]
     computed = compute.click(on_compute, set_inputs, outputs, api_name="compute_direction", concurrency_id="model")
     loaded = load.click(on_load, [saved, *set_inputs], outputs, api_name="load_direction", concurrency_id="model")
-    set_name.change(lambda n: gr.update(visible=n == research.UPLOADED), [set_name], [uploads], api_name=False,
-                    queue=False)
+    set_name.change(
+        lambda n: gr.update(visible=n == research.UPLOADED), [set_name], [uploads], api_name=False, queue=False
+    )
     return DirectionTab(changed=[computed, loaded], show=on_show, outputs=outputs)

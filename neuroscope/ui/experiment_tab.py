@@ -21,20 +21,30 @@ from neuroscope.experiment.pipeline import EXPORT_DIR
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 MAX_FIGURES = 12
-DOWNLOADS = ("direction.safetensors", "metrics.json", "report.html", "report.md", "selection.json",
-             "evaluation.json", "frontier.json", "heads.json")
+DOWNLOADS = (
+    "direction.safetensors",
+    "metrics.json",
+    "report.html",
+    "report.md",
+    "selection.json",
+    "evaluation.json",
+    "frontier.json",
+    "heads.json",
+)
 DEFAULT_SOURCE = "Default sets (research sets if a data folder is configured, else the curated pairs)"
 UPLOAD_SOURCE = "Uploaded files (harmful + harmless)"
 
-GUIDE = ("Runs the complete study on the loaded model: the difference-of-means candidates and Arditi et al.'s "
-         "selection, then on **held-out** prompts: necessity (ablation removes refusal of harmful prompts), "
-         "sufficiency (addition makes harmless prompts refused), random-direction controls, mean ablation, "
-         "a refusal-vs-damage frontier of weight edits (the exact mean form, and W ← W − λ r̂r̂ᵀW at several "
-         "strengths λ) with the edit to export chosen on validation, that edit checked in the weights themselves, "
-         "the attention heads that write the direction (top-k vs random "
-         "k, permutation test), per-category generalisation and over-refusal — every rate with a 95 % bootstrap "
-         "interval. Each step saves its artifact, so re-running the same settings resumes instantly. When it "
-         "finishes, its direction becomes the current one in the other tabs.")
+GUIDE = (
+    "Runs the complete study on the loaded model: the difference-of-means candidates and Arditi et al.'s "
+    "selection, then on **held-out** prompts: necessity (ablation removes refusal of harmful prompts), "
+    "sufficiency (addition makes harmless prompts refused), random-direction controls, mean ablation, "
+    "a refusal-vs-damage frontier of weight edits (the exact mean form, and W ← W − λ r̂r̂ᵀW at several "
+    "strengths λ) with the edit to export chosen on validation, that edit checked in the weights themselves, "
+    "the attention heads that write the direction (top-k vs random "
+    "k, permutation test), per-category generalisation and over-refusal — every rate with a 95 % bootstrap "
+    "interval. Each step saves its artifact, so re-running the same settings resumes instantly. When it "
+    "finishes, its direction becomes the current one in the other tabs."
+)
 
 
 @dataclass
@@ -42,21 +52,29 @@ class ExperimentTab:
     changed: list  # events that set a new current direction
 
 
-STUDY_GUIDE = ("The direction workflow is not tied to refusal. A bundled behaviour is two prompt sets and an answer "
-               "judge: its direction is found the same way (difference of means, candidates scored by first-token log-"
-               "odds, the selection's filters), then on held-out pairs it is **ablated** on the prompts that show the "
-               "behaviour (necessity) and **added** to their counterparts (sufficiency), beside random directions "
-               "treated the same way (random unit directions ablated; random directions of the same norm added at the "
-               "same layer).")
+STUDY_GUIDE = (
+    "The direction workflow is not tied to refusal. A bundled behaviour is two prompt sets and an answer "
+    "judge: its direction is found the same way (difference of means, candidates scored by first-token log-"
+    "odds, the selection's filters), then on held-out pairs it is **ablated** on the prompts that show the "
+    "behaviour (necessity) and **added** to their counterparts (sufficiency), beside random directions "
+    "treated the same way (random unit directions ablated; random directions of the same norm added at the "
+    "same layer)."
+)
 
 
 def study_markdown(record: dict) -> str:
     d = record["direction"]
-    lines = [f"**{record['title']}** on `{record['model']}` — direction at layer **{d['layer']}**, position "
-             f"**{d['position']}** (norm {d['norm']:.3g}). {d['reason']}", "",
-             f"| prompts | condition | share that {record['shows']} | 95% interval | n |", "|---|---|---|---|---|"]
-    lines += [f"| {r['prompts']} | {r['condition']} | {r['rate']:.0%} | [{r['lo']:.0%}, {r['hi']:.0%}] | {r['n']} |"
-              for r in record["rows"]]
+    lines = [
+        f"**{record['title']}** on `{record['model']}` — direction at layer **{d['layer']}**, position "
+        f"**{d['position']}** (norm {d['norm']:.3g}). {d['reason']}",
+        "",
+        f"| prompts | condition | share that {record['shows']} | 95% interval | n |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['prompts']} | {r['condition']} | {r['rate']:.0%} | [{r['lo']:.0%}, {r['hi']:.0%}] | {r['n']} |"
+        for r in record["rows"]
+    ]
     return "\n".join(lines)
 
 
@@ -64,15 +82,23 @@ def study_figure(record: dict):
     rows = record["rows"]
     groups = list(dict.fromkeys(r["prompts"] for r in rows))
     kinds = ["baseline", "direction", "random"]
+
     def cell(g, k, field):
         match = [r for r in rows if r["prompts"] == g and r["condition"].startswith(k)]
         return match[0][field] if match else 0.0
+
     values = [[cell(g, k, "rate") for k in kinds] for g in groups]
     lo = [[cell(g, k, "lo") for k in kinds] for g in groups]
     hi = [[cell(g, k, "hi") for k in kinds] for g in groups]
-    return viz.rates_with_intervals(groups, ["baseline", "the direction (ablated / added)", "random directions"],
-                                    values, lo, hi, f"{record['title']}: share of answers that {record['shows']}",
-                                    y_label=f"Answers that {record['shows']} (%)")
+    return viz.rates_with_intervals(
+        groups,
+        ["baseline", "the direction (ablated / added)", "random directions"],
+        values,
+        lo,
+        hi,
+        f"{record['title']}: share of answers that {record['shows']}",
+        y_label=f"Answers that {record['shows']} (%)",
+    )
 
 
 def runs_root() -> Path:
@@ -109,21 +135,48 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             # addition gives broken text.
             paper, (top_train, top_val, top_test) = ExperimentConfig(), ((64, 32, 32) if public else (256, 128, 100))
             with gr.Row():
-                n_train = gr.Slider(4, top_train, value=min(paper.n_train, top_train), step=1,
-                                    label="Training prompts per side", elem_id="experiment-n-train")
-                n_val = gr.Slider(2, top_val, value=min(paper.n_val, top_val), step=1, label="Validation prompts per side",
-                                  elem_id="experiment-n-val")
-                n_test = gr.Slider(2, top_test, value=min(paper.n_test, top_test), step=1,
-                                   label="Held-out test prompts per side", elem_id="experiment-n-test")
+                n_train = gr.Slider(
+                    4,
+                    top_train,
+                    value=min(paper.n_train, top_train),
+                    step=1,
+                    label="Training prompts per side",
+                    elem_id="experiment-n-train",
+                )
+                n_val = gr.Slider(
+                    2,
+                    top_val,
+                    value=min(paper.n_val, top_val),
+                    step=1,
+                    label="Validation prompts per side",
+                    elem_id="experiment-n-val",
+                )
+                n_test = gr.Slider(
+                    2,
+                    top_test,
+                    value=min(paper.n_test, top_test),
+                    step=1,
+                    label="Held-out test prompts per side",
+                    elem_id="experiment-n-test",
+                )
             with gr.Row():
-                max_new = gr.Slider(4, min(48, settings.max_new_tokens_limit), value=min(24, settings.max_new_tokens_limit),
-                                    step=1, label="Generated tokens per answer")
+                max_new = gr.Slider(
+                    4,
+                    min(48, settings.max_new_tokens_limit),
+                    value=min(24, settings.max_new_tokens_limit),
+                    step=1,
+                    label="Generated tokens per answer",
+                )
                 n_boot = gr.Slider(100, 2000, value=500, step=100, label="Bootstrap resamples")
                 seed = gr.Number(value=0, precision=0, label="Seed")
         with gr.Column(scale=1):
-            export = gr.Checkbox(False, label="Also export the edited model (zip)", visible=not public,
-                                 info="the frontier's chosen weight edit (form and λ recorded in its config.json): "
-                                      "a plain transformers model that no longer refuses")
+            export = gr.Checkbox(
+                False,
+                label="Also export the edited model (zip)",
+                visible=not public,
+                info="the frontier's chosen weight edit (form and λ recorded in its config.json): "
+                "a plain transformers model that no longer refuses",
+            )
             run = gr.Button("Run the experiment", variant="primary", elem_id="run-experiment")
             files = gr.File(label="Artifacts (direction, metrics, report…)", file_count="multiple", interactive=False)
     status = gr.Markdown(elem_id="experiment-status")
@@ -133,8 +186,9 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
     with gr.Accordion("Headline metrics as JSON (metrics.json)", open=False):
         metrics = gr.JSON()
     others = [b for b in behaviour_names() if b != REFUSAL]
-    with gr.Accordion("Another behaviour: necessity and sufficiency against random directions", open=False,
-                      visible=bool(others)):
+    with gr.Accordion(
+        "Another behaviour: necessity and sufficiency against random directions", open=False, visible=bool(others)
+    ):
         gr.Markdown(STUDY_GUIDE)
         with gr.Row():
             study_name = gr.Dropdown(others, value=others[0] if others else None, label="Behaviour", scale=2)
@@ -146,18 +200,35 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
     @functools.partial(on_gpu, duration=600)
     @user_errors
     def on_study(name, n_random, progress=gr.Progress()):
-        record = behaviour_study(lm, name, n_random=research.as_int(n_random, "random directions"),
-                                 max_new_tokens=min(24, settings.max_new_tokens_limit),
-                                 progress=lambda f, m: progress(f, desc=m))
+        record = behaviour_study(
+            lm,
+            name,
+            n_random=research.as_int(n_random, "random directions"),
+            max_new_tokens=min(24, settings.max_new_tokens_limit),
+            progress=lambda f, m: progress(f, desc=m),
+        )
         return study_markdown(record), study_figure(record)
 
-    study_run.click(on_study, [study_name, study_random], [study_text, study_plot], api_name="behaviour_study",
-                    concurrency_id="model")
+    study_run.click(
+        on_study,
+        [study_name, study_random],
+        [study_text, study_plot],
+        api_name="behaviour_study",
+        concurrency_id="model",
+    )
 
     def config_from(n_tr, n_v, n_t, mx, boot, sd, exp, harmful, harmless, src) -> ExperimentConfig:
-        ints = {name: research.as_int(v, name) for name, v in
-                (("n_train", n_tr), ("n_val", n_v), ("n_test", n_t), ("max_new_tokens", mx), ("n_boot", boot),
-                 ("seed", sd))}
+        ints = {
+            name: research.as_int(v, name)
+            for name, v in (
+                ("n_train", n_tr),
+                ("n_val", n_v),
+                ("n_test", n_t),
+                ("max_new_tokens", mx),
+                ("n_boot", boot),
+                ("seed", sd),
+            )
+        }
         if ints["max_new_tokens"] > settings.max_new_tokens_limit:
             raise ExperimentError(f"max_new_tokens must be at most {settings.max_new_tokens_limit}")
         if public:
@@ -168,38 +239,76 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             raise ExperimentError("upload both a harmful and a harmless prompt file")
         n = ints["n_test"]
         return ExperimentConfig(
-            n_train=ints["n_train"], n_val=ints["n_val"], n_test=n, n_test_harmless=n, n_xstest=min(n, 25),
-            n_head_prompts=min(ints["n_train"], 24), seed=ints["seed"], max_new_tokens=ints["max_new_tokens"],
-            n_boot=ints["n_boot"], n_permutations=200, n_random_head_sets=4, n_equivalence=4,
-            head_ks=(1, 2, 4, 8), export_model=bool(exp),
-            harmful_file=str(harmful) if upload else "", harmless_file=str(harmless) if upload else "")
+            n_train=ints["n_train"],
+            n_val=ints["n_val"],
+            n_test=n,
+            n_test_harmless=n,
+            n_xstest=min(n, 25),
+            n_head_prompts=min(ints["n_train"], 24),
+            seed=ints["seed"],
+            max_new_tokens=ints["max_new_tokens"],
+            n_boot=ints["n_boot"],
+            n_permutations=200,
+            n_random_head_sets=4,
+            n_equivalence=4,
+            head_ks=(1, 2, 4, 8),
+            export_model=bool(exp),
+            harmful_file=str(harmful) if upload else "",
+            harmless_file=str(harmless) if upload else "",
+        )
 
     @functools.partial(on_gpu, duration=600)
     @user_errors
-    def on_run(prompt_sets, harmful_file, harmless_file, n_train, n_val, n_test, max_new_tokens, n_boot, seed,
-               export_model, progress=gr.Progress()):
-        config = config_from(n_train, n_val, n_test, max_new_tokens, n_boot, seed, export_model, harmful_file,
-                             harmless_file, prompt_sets)
+    def on_run(
+        prompt_sets,
+        harmful_file,
+        harmless_file,
+        n_train,
+        n_val,
+        n_test,
+        max_new_tokens,
+        n_boot,
+        seed,
+        export_model,
+        progress=gr.Progress(),
+    ):
+        config = config_from(
+            n_train, n_val, n_test, max_new_tokens, n_boot, seed, export_model, harmful_file, harmless_file, prompt_sets
+        )
         out = runs_root() / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
         result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, desc=m))
         progress(0.96, desc="making it the current direction")
         store.set(research.from_experiment(lm, result))
         figs = report_mod.figures(result)[:MAX_FIGURES]
-        plot_updates = [gr.update(value=figs[i], visible=True) if i < len(figs) else gr.update(value=None, visible=False)
-                        for i in range(MAX_FIGURES)]
+        plot_updates = [
+            gr.update(value=figs[i], visible=True) if i < len(figs) else gr.update(value=None, visible=False)
+            for i in range(MAX_FIGURES)
+        ]
         took = sum(result.seconds.values())
         where = "" if public else f" Artifacts in `{out}`."
         held = result.orthogonalization["held_out"]
-        text = (f"✅ **Done** — direction at layer **{result.selection['layer']}**, position "
-                f"**{result.selection['position']}** (now the current direction in every tab); chosen weight edit: "
-                f"**{result.orthogonalization['edit']['label']}** (held-out refusal "
-                f"{report_mod.fmt_rate(held['rates']['refusal'])} in the edited weights, first-token KL "
-                f"{held['kl']['mean']:.4f}); steps took {took:.0f} s in total (0 s for resumed steps).{where}")
-        return (text, report_mod.markdown(result), *plot_updates, artifact_files(out, bool(config.export_model)),
-                report_mod.metrics(result))
+        text = (
+            f"✅ **Done** — direction at layer **{result.selection['layer']}**, position "
+            f"**{result.selection['position']}** (now the current direction in every tab); chosen weight edit: "
+            f"**{result.orthogonalization['edit']['label']}** (held-out refusal "
+            f"{report_mod.fmt_rate(held['rates']['refusal'])} in the edited weights, first-token KL "
+            f"{held['kl']['mean']:.4f}); steps took {took:.0f} s in total (0 s for resumed steps).{where}"
+        )
+        return (
+            text,
+            report_mod.markdown(result),
+            *plot_updates,
+            artifact_files(out, bool(config.export_model)),
+            report_mod.metrics(result),
+        )
 
     outputs = [status, report, *plots, files, metrics]
-    event = run.click(on_run, [source, harmful_file, harmless_file, n_train, n_val, n_test, max_new, n_boot, seed,
-                               export], outputs, api_name="run_experiment", concurrency_id="model")
+    event = run.click(
+        on_run,
+        [source, harmful_file, harmless_file, n_train, n_val, n_test, max_new, n_boot, seed, export],
+        outputs,
+        api_name="run_experiment",
+        concurrency_id="model",
+    )
     source.change(lambda s: gr.update(visible=s == UPLOAD_SOURCE), [source], [uploads], api_name=False, queue=False)
     return ExperimentTab(changed=[event])

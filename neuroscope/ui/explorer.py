@@ -18,20 +18,20 @@ COLOUR_DIRECTION = "Δ along the refusal direction vs harmless"
 
 GUIDE = {
     "heads": "Each cell is one attention head: the norm of what it writes into the residual stream at the "
-             "**last position** (where the next token is decided). Bright heads move the most; that is not "
-             "yet evidence that they matter — use the Interventions tab for causal tests. Colour by **Δ along the "
-             "refusal direction** (once one is computed): each head's output on this prompt along the direction "
-             "minus its mean on harmless prompts, at the post-instruction positions — red heads push this prompt "
-             "towards refusal more than usual; the callout under the verdict names the most unusual ones (z-score "
-             "against the harmless prompts) and the dropdown opens their attention maps. Click a cell's layer/head with the sliders to open its attention map.",
+    "**last position** (where the next token is decided). Bright heads move the most; that is not "
+    "yet evidence that they matter — use the Interventions tab for causal tests. Colour by **Δ along the "
+    "refusal direction** (once one is computed): each head's output on this prompt along the direction "
+    "minus its mean on harmless prompts, at the post-instruction positions — red heads push this prompt "
+    "towards refusal more than usual; the callout under the verdict names the most unusual ones (z-score "
+    "against the harmless prompts) and the dropdown opens their attention maps. Click a cell's layer/head with the sliders to open its attention map.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the "
-                 "diagonal). Each row sums to 1.",
+    "diagonal). Each row sums to 1.",
     "lens": "The logit lens decodes the residual stream after each layer with the model's own final norm and "
-            "unembedding. Colour is the top token's probability; read upwards to see when the answer forms.",
+    "unembedding. Colour is the top token's probability; read upwards to see when the answer forms.",
     "importance": "Gradient × input: how much each prompt token's embedding pushes the logit of the predicted "
-                  "next token (red raises it, blue lowers it). A first-order estimate, not an ablation.",
+    "next token (red raises it, blue lowers it). A first-order estimate, not an ablation.",
     "pca": "The residual stream of every token through the layers, projected on its 3 main directions of "
-           "variation. The template tokens after the instruction (highlighted) are where refusal is read out.",
+    "variation. The template tokens after the instruction (highlighted) are where refusal is read out.",
 }
 
 
@@ -41,18 +41,29 @@ def verdict_markdown(result: Analysis) -> str:
         verdict = "🛑 **Refused**" + ("" if result.clean_refusal else " (refusal phrase, but not a clean refusal)")
     else:
         verdict = "✅ **Answered**"
-    return (f"{verdict} · first-token refusal probability **{result.refusal_probability:.3f}** "
-            f"(log-odds {result.refusal_log_odds:+.2f}) · next token predicted: `{result.cache.target_token!r}`"
-            f"\n\n{result.callout_markdown()}")
+    return (
+        f"{verdict} · first-token refusal probability **{result.refusal_probability:.3f}** "
+        f"(log-odds {result.refusal_log_odds:+.2f}) · next token predicted: `{result.cache.target_token!r}`"
+        f"\n\n{result.callout_markdown()}"
+    )
 
 
 def head_figure(shown: "Shown", layer: int, head: int, projections=None):
     """Norm grid, or (``projections`` [L, H] given) each head's output projected on the refusal direction."""
     if projections is not None:
-        return viz.head_grid(projections.numpy(), "Head output along the refusal direction minus its harmless mean "
-                             "(post-instruction positions)", "Δ (residual units)", selected=(layer, head), signed=True)
-    return viz.head_grid(shown.head_norms.numpy(), "Head activation (contribution norm, last position)",
-                         "‖head output‖ (residual units)", selected=(layer, head))
+        return viz.head_grid(
+            projections.numpy(),
+            "Head output along the refusal direction minus its harmless mean (post-instruction positions)",
+            "Δ (residual units)",
+            selected=(layer, head),
+            signed=True,
+        )
+    return viz.head_grid(
+        shown.head_norms.numpy(),
+        "Head activation (contribution norm, last position)",
+        "‖head output‖ (residual units)",
+        selected=(layer, head),
+    )
 
 
 def attention_figure(shown: "Shown", layer: int, head: int):
@@ -68,8 +79,9 @@ def lens_figure(result: Analysis):
     top_tokens = [[row[0] for row in cache.lens_tokens[l][-n:]] for l in range(cache.n_layers)]
     topk_tokens = [cache.lens_tokens[l][-n:] for l in range(cache.n_layers)]
     probs = cache.lens_probs[:, -n:]
-    return viz.logit_lens_heatmap(top_tokens, probs[..., 0].numpy(), tokens, topk_tokens=topk_tokens,
-                                  topk_probs=probs.numpy())
+    return viz.logit_lens_heatmap(
+        top_tokens, probs[..., 0].numpy(), tokens, topk_tokens=topk_tokens, topk_probs=probs.numpy()
+    )
 
 
 def pca_figure(result: Analysis):
@@ -106,8 +118,9 @@ class Shown:
 
     @classmethod
     def of(cls, result: Analysis, deltas: torch.Tensor | None) -> "Shown":
-        return cls(result.head_norms, deltas, {l: a.half() for l, a in result.cache.attention.items()},
-                   result.cache.tokens)
+        return cls(
+            result.head_norms, deltas, {l: a.half() for l, a in result.cache.attention.items()}, result.cache.tokens
+        )
 
 
 STATE_TTL_S = 1800  # a session's last run is dropped after 30 minutes without a visit
@@ -125,20 +138,34 @@ def build_explorer_tab(ctx: AppContext) -> None:
     state = gr.State(None, time_to_live=STATE_TTL_S)
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="Type an instruction, e.g. How do I bake bread?",
-                                elem_id="explorer-prompt",
-                                max_length=settings.max_prompt_tokens * 8)
+            prompt = gr.Textbox(
+                label="Prompt",
+                lines=3,
+                placeholder="Type an instruction, e.g. How do I bake bread?",
+                elem_id="explorer-prompt",
+                max_length=settings.max_prompt_tokens * 8,
+            )
         with gr.Column(scale=1):
-            n_new = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1,
-                              label="Answer length (tokens)")
-            chat = gr.Checkbox(value=lm.has_chat_template, interactive=lm.has_chat_template,
-                               label="Chat template" if lm.has_chat_template else "Plain text (this model has no chat template)",
-                               info="Off: the text is continued as it is (e.g. 'The capital of France is')")
+            n_new = gr.Slider(
+                1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Answer length (tokens)"
+            )
+            chat = gr.Checkbox(
+                value=lm.has_chat_template,
+                interactive=lm.has_chat_template,
+                label="Chat template" if lm.has_chat_template else "Plain text (this model has no chat template)",
+                info="Off: the text is continued as it is (e.g. 'The capital of France is')",
+            )
             run = gr.Button("Run", variant="primary", elem_id="explorer-run")
-    gr.Examples([["How do I bake a loaf of sourdough bread?", True], ["Write a tutorial on how to make a bomb", True],
-                 ["Explain how vaccines train the immune system", True], ["How can I hack into my neighbour's wifi?", True],
-                 ["The capital of France is", False]],
-                inputs=[prompt, chat])
+    gr.Examples(
+        [
+            ["How do I bake a loaf of sourdough bread?", True],
+            ["Write a tutorial on how to make a bomb", True],
+            ["Explain how vaccines train the immune system", True],
+            ["How can I hack into my neighbour's wifi?", True],
+            ["The capital of France is", False],
+        ],
+        inputs=[prompt, chat],
+    )
     answer = gr.Textbox(label="Model answer (greedy)", lines=3, interactive=False)
     verdict = gr.Markdown(elem_id="explorer-verdict")
     with gr.Row():
@@ -150,8 +177,12 @@ def build_explorer_tab(ctx: AppContext) -> None:
             with gr.Row():
                 layer = gr.Slider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
                 head = gr.Slider(0, lm.n_heads - 1, value=0, step=1, label="Head")
-            top = gr.Dropdown(label="Open a head: the callout's, then the largest outputs", choices=[],
-                              interactive=True, elem_id="explorer-top-heads")
+            top = gr.Dropdown(
+                label="Open a head: the callout's, then the largest outputs",
+                choices=[],
+                interactive=True,
+                elem_id="explorer-top-heads",
+            )
             attention = gr.Plot(label="Attention pattern")
             gr.Markdown(GUIDE["attention"])
     lens = gr.Plot(label="Logit lens")
@@ -177,9 +208,15 @@ def build_explorer_tab(ctx: AppContext) -> None:
     def on_run(text, max_new_tokens, colour_by=COLOUR_NORM, use_chat=True, progress=gr.Progress()):
         progress(0.1, desc="Running the model")
         current = store.peek(lm)
-        result = analyze(lm, text, settings, max_new_tokens=int(max_new_tokens),
-                         direction=None if current is None else current.direction,
-                         head_stats=None if current is None else current.heads, chat=bool(use_chat))
+        result = analyze(
+            lm,
+            text,
+            settings,
+            max_new_tokens=int(max_new_tokens),
+            direction=None if current is None else current.direction,
+            head_stats=None if current is None else current.heads,
+            chat=bool(use_chat),
+        )
         progress(0.8, desc="Drawing")
         if result.callout:  # open the head that departs most from the harmless baseline
             l, h = result.callout[0].layer, result.callout[0].head
@@ -188,9 +225,20 @@ def build_explorer_tab(ctx: AppContext) -> None:
             l, h = best["layer"], best["head"]
         shown = Shown.of(result, None if current is None else head_direction_deltas(lm, result.cache, current))
         grid = head_figure(shown, l, h, projections(shown, colour_by))
-        return (result.answer, verdict_markdown(result), grid, attention_figure(shown, l, h),
-                lens_figure(result), importance_html(result), pca_figure(result), result.to_json(),
-                gr.update(value=l), gr.update(value=h), gr.update(choices=top_head_choices(result), value=None), shown)
+        return (
+            result.answer,
+            verdict_markdown(result),
+            grid,
+            attention_figure(shown, l, h),
+            lens_figure(result),
+            importance_html(result),
+            pca_figure(result),
+            result.to_json(),
+            gr.update(value=l),
+            gr.update(value=h),
+            gr.update(choices=top_head_choices(result), value=None),
+            shown,
+        )
 
     @user_errors
     def on_select(l, h, colour_by, shown):
@@ -211,6 +259,10 @@ def build_explorer_tab(ctx: AppContext) -> None:
     select_event = dict(fn=on_select, inputs=[layer, head, colour, state], outputs=[heads, attention])
     layer.release(**select_event, api_name="select_head")
     head.release(**select_event, api_name=False)
-    colour.change(lambda l, h, c, r: (gr.update(), gr.update()) if r is None else on_select(l, h, c, r),
-                  [layer, head, colour, state], [heads, attention], api_name=False)
+    colour.change(
+        lambda l, h, c, r: (gr.update(), gr.update()) if r is None else on_select(l, h, c, r),
+        [layer, head, colour, state],
+        [heads, attention],
+        api_name=False,
+    )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)

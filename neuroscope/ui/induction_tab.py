@@ -9,19 +9,23 @@ from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induc
 from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
-GUIDE = ("A batch of random token sequences, each repeated once. An **induction head** (Olsson et al. 2022) attends "
-         "from a repeated token to the token that followed its earlier occurrence and copies it, so the model "
-         "predicts the repeat it has never seen in training. **Induction score**: that attention, averaged over the "
-         "repeated half (1 = all of it). The table adds the duplicate-token score (attention to the earlier "
-         "occurrence itself), the previous-token score (attention to the token right before) and the copying score "
-         "(the head's direct effect on the correct next token's logit, minus the average token's). The causal "
-         "check mean-ablates the top heads (each replaced by its mean output on other repeated sequences) and "
-         "compares the repeated half's loss increase with random head sets of the same size.")
+GUIDE = (
+    "A batch of random token sequences, each repeated once. An **induction head** (Olsson et al. 2022) attends "
+    "from a repeated token to the token that followed its earlier occurrence and copies it, so the model "
+    "predicts the repeat it has never seen in training. **Induction score**: that attention, averaged over the "
+    "repeated half (1 = all of it). The table adds the duplicate-token score (attention to the earlier "
+    "occurrence itself), the previous-token score (attention to the token right before) and the copying score "
+    "(the head's direct effect on the correct next token's logit, minus the average token's). The causal "
+    "check mean-ablates the top heads (each replaced by its mean output on other repeated sequences) and "
+    "compares the repeated half's loss increase with random head sets of the same size."
+)
 
 
 def table_rows(result: InductionResult) -> list[list]:
-    return [[f"L{r['layer']}H{r['head']}", r["induction"], r["duplicate_token"], r["previous_token"], r["copying"]]
-            for r in result.table()]
+    return [
+        [f"L{r['layer']}H{r['head']}", r["induction"], r["duplicate_token"], r["previous_token"], r["copying"]]
+        for r in result.table()
+    ]
 
 
 def ablation_figure(result: InductionResult):
@@ -30,9 +34,16 @@ def ablation_figure(result: InductionResult):
     rows = [[a.mean]] + ([[r.mean]] if r else [])
     lo = [[a.lo]] + ([[r.lo]] if r else [])
     hi = [[a.hi]] + ([[r.hi]] if r else [])
-    fig = viz.rates_with_intervals(groups, ["mean-ablated"], rows, lo, hi,
-                                   "Repeated half's loss increase when heads are mean-ablated (95% CI)",
-                                   y_label="Loss increase (nats)", as_percent=False)
+    fig = viz.rates_with_intervals(
+        groups,
+        ["mean-ablated"],
+        rows,
+        lo,
+        hi,
+        "Repeated half's loss increase when heads are mean-ablated (95% CI)",
+        y_label="Loss increase (nats)",
+        as_percent=False,
+    )
     return fig.update_xaxes(title_text="Heads mean-ablated")
 
 
@@ -48,16 +59,24 @@ def build_induction_tab(ctx: AppContext) -> None:
     with gr.Row():
         n_seqs = gr.Slider(1, MAX_SEQS, value=8, step=1, label="Sequences")
         half = gr.Slider(4, min(MAX_HALF, 128), value=48, step=1, label="Repeated length (tokens)")
-        k = gr.Slider(1, min(20, lm.n_layers * lm.n_heads), value=min(5, lm.n_layers * lm.n_heads), step=1,
-                      label="Heads to ablate")
+        k = gr.Slider(
+            1,
+            min(20, lm.n_layers * lm.n_heads),
+            value=min(5, lm.n_layers * lm.n_heads),
+            step=1,
+            label="Heads to ablate",
+        )
         seed = gr.Number(value=0, precision=0, label="Seed")
         run = gr.Button("Find induction heads", variant="primary", elem_id="induction-run")
     summary = gr.Markdown(elem_id="induction-summary")
     with gr.Row():
         with gr.Column():
             grid = gr.Plot(label="Induction score per head")
-            table = gr.Dataframe(headers=["head", "induction", "duplicate token", "previous token", "copying"],
-                                 label="Top induction heads", interactive=False)
+            table = gr.Dataframe(
+                headers=["head", "induction", "duplicate token", "previous token", "copying"],
+                label="Top induction heads",
+                interactive=False,
+            )
         with gr.Column():
             with gr.Row():
                 pick = gr.Dropdown(label="Open a head's attention stripe", choices=[], interactive=True)
@@ -74,12 +93,23 @@ def build_induction_tab(ctx: AppContext) -> None:
         result = find_induction_heads(lm, n_seqs=int(n), half=int(t), k=int(kk), seed=int(s), progress=progress)
         l, h = result.top[0]
         choices = [f"L{a}H{b}" for a, b in result.top]
-        grid_fig = viz.head_grid(result.induction.numpy(), "Induction score (attention to the token after the earlier "
-                                 "occurrence)", "induction score", selected=(l, h), outlined=result.top)
-        return (result.summary(), grid_fig, table_rows(result), gr.update(choices=choices, value=choices[0]),
-                stripe_figure(result, l, h),
-                viz.loss_by_position(result.loss_by_position.numpy(), result.prefix_len + result.half - 1),
-                ablation_figure(result), result)
+        grid_fig = viz.head_grid(
+            result.induction.numpy(),
+            "Induction score (attention to the token after the earlier occurrence)",
+            "induction score",
+            selected=(l, h),
+            outlined=result.top,
+        )
+        return (
+            result.summary(),
+            grid_fig,
+            table_rows(result),
+            gr.update(choices=choices, value=choices[0]),
+            stripe_figure(result, l, h),
+            viz.loss_by_position(result.loss_by_position.numpy(), result.prefix_len + result.half - 1),
+            ablation_figure(result),
+            result,
+        )
 
     @user_errors
     def on_pick(choice, result):
@@ -88,6 +118,11 @@ def build_induction_tab(ctx: AppContext) -> None:
         l, h = choice[1:].split("H")
         return stripe_figure(result, lm.check_layer(int(l)), lm.check_head(int(h)))
 
-    run.click(on_run, [n_seqs, half, k, seed], [summary, grid, table, pick, stripe, loss, ablation, state],
-              api_name="induction", concurrency_id="model")
+    run.click(
+        on_run,
+        [n_seqs, half, k, seed],
+        [summary, grid, table, pick, stripe, loss, ablation, state],
+        api_name="induction",
+        concurrency_id="model",
+    )
     pick.change(on_pick, [pick, state], [stripe], api_name=False)

@@ -29,33 +29,33 @@ EXAMPLES = [
 
 GUIDE = {
     "intro": "One prompt, three runs of the same model, greedy decoding. **Ablated** removes the direction's component "
-             "from the residual stream at every layer and position (the model can no longer represent it): a refused "
-             "harmful prompt should now be answered. **Added** adds the direction (its natural size × strength) to "
-             "the input of one layer at every position: a harmless prompt should now be refused. The verdict is a "
-             "refusal-phrase check on the answer; the score is the first answer token's refusal log-odds (the same "
-             "number as in the Explorer).",
+    "from the residual stream at every layer and position (the model can no longer represent it): a refused "
+    "harmful prompt should now be answered. **Added** adds the direction (its natural size × strength) to "
+    "the input of one layer at every position: a harmless prompt should now be refused. The verdict is a "
+    "refusal-phrase check on the answer; the score is the first answer token's refusal log-odds (the same "
+    "number as in the Explorer).",
     "projection": "How far the prompt's last token points along the direction at each layer's input, in each run. "
-                  "Dashed lines are the held-out harmful (red) and harmless (blue) means from the Refusal direction "
-                  "tab: baseline harmful prompts sit near the red line; ablation pins the projection to 0 (or to the "
-                  "harmless mean, with the mean form); addition jumps from the chosen layer onwards.",
+    "Dashed lines are the held-out harmful (red) and harmless (blue) means from the Refusal direction "
+    "tab: baseline harmful prompts sit near the red line; ablation pins the projection to 0 (or to the "
+    "harmless mean, with the mean form); addition jumps from the chosen layer onwards.",
     "heads": "**Head ablation.** Each cell of the grid is one attention head, coloured by **Δ**: how much more it writes "
-             "along the refusal direction on harmful than on harmless prompts (its mean output difference projected "
-             "on the direction at the post-instruction positions; red pushes towards refusal). Tick heads (or take "
-             "the top-k by a measure: Δ, or activation patching once the causal maps below are computed) and press "
-             "**Ablate heads**: their outputs are replaced by their mean over the training prompts (*mean ablation*; zero has "
-             "no special meaning in activation space), and the prompt is run again. If refusal flows through those "
-             "heads, the refusal score drops. Ticking a head also opens its attention map on the prompt below.",
+    "along the refusal direction on harmful than on harmless prompts (its mean output difference projected "
+    "on the direction at the post-instruction positions; red pushes towards refusal). Tick heads (or take "
+    "the top-k by a measure: Δ, or activation patching once the causal maps below are computed) and press "
+    "**Ablate heads**: their outputs are replaced by their mean over the training prompts (*mean ablation*; zero has "
+    "no special meaning in activation space), and the prompt is run again. If refusal flows through those "
+    "heads, the refusal score drops. Ticking a head also opens its attention map on the prompt below.",
     "causal": "**Which heads are causal?** Δ is correlational. *Activation patching* replaces one head's output at "
-              "the post-instruction positions of a harmful prompt by its output on a paired harmless prompt and "
-              "measures the change of the refusal log-odds (blue = the head carries refusal); *attribution "
-              "patching* estimates the same for every head from one backward pass (gradient × activation "
-              "difference), and the Spearman correlation says how far to trust it; *DFA* is each head's direct "
-              "write along the direction on harmful prompts. Half the prompts are patched; the top-k sets are then "
-              "mean-ablated on the other half against random k-head sets. Units: Δ, Δ norm and DFA in residual-stream "
-              "units; attribution and activation patching in refusal log-odds. Each panel has its own scale, centred "
-              "at 0; ▢ marks the top 5 heads by activation patching.",
+    "the post-instruction positions of a harmful prompt by its output on a paired harmless prompt and "
+    "measures the change of the refusal log-odds (blue = the head carries refusal); *attribution "
+    "patching* estimates the same for every head from one backward pass (gradient × activation "
+    "difference), and the Spearman correlation says how far to trust it; *DFA* is each head's direct "
+    "write along the direction on harmful prompts. Half the prompts are patched; the top-k sets are then "
+    "mean-ablated on the other half against random k-head sets. Units: Δ, Δ norm and DFA in residual-stream "
+    "units; attribution and activation patching in refusal log-odds. Each panel has its own scale, centred "
+    "at 0; ▢ marks the top 5 heads by activation patching.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the diagonal); "
-                 "each row sums to 1. Unintervened run.",
+    "each row sums to 1. Unintervened run.",
 }
 
 
@@ -72,8 +72,9 @@ def verdict_markdown(g: Generation) -> str:
         b = get_behaviour(g.behaviour)
         text = b.shows if g.refused else b.lacks
         verdict = f"{'🟢' if g.refused else '⚪'} **{text[:1].upper() + text[1:]}**"
-        return (f"{verdict} · {b.name} score **{g.log_odds:+.2f}** log-odds (first-token probability "
-                f"{g.probability:.3f})")
+        return (
+            f"{verdict} · {b.name} score **{g.log_odds:+.2f}** log-odds (first-token probability {g.probability:.3f})"
+        )
     if g.refused:
         verdict = "🛑 **Refused**" + ("" if g.clean_refusal else " (refusal phrase, not a clean refusal)")
     else:
@@ -85,23 +86,34 @@ def projection_figure(gens: list[Generation], result: DirectionResult, add_layer
     """Per-layer projection of the prompt under each condition, with the held-out group means."""
     return viz.projection_per_layer(
         {g.condition: g.projections.numpy() for g in gens},
-        {"held-out harmful mean": result.harmful_proj.mean(0).numpy(),
-         "held-out harmless mean": result.harmless_proj.mean(0).numpy()},
-        marker_layer=add_layer, marker_label=f"addition at layer {add_layer}")
+        {
+            "held-out harmful mean": result.harmful_proj.mean(0).numpy(),
+            "held-out harmless mean": result.harmless_proj.mean(0).numpy(),
+        },
+        marker_layer=add_layer,
+        marker_label=f"addition at layer {add_layer}",
+    )
 
 
 def head_delta_figure(result: DirectionResult, chosen: list[tuple[int, int]]):
-    return viz.head_grid(result.head_delta.numpy(), "Head Δ along the refusal direction: harmful − harmless, "
-                         "post-instruction positions (dotted = ticked for ablation)",
-                         "Δ (residual units)", signed=True, outlined=chosen)
+    return viz.head_grid(
+        result.head_delta.numpy(),
+        "Head Δ along the refusal direction: harmful − harmless, "
+        "post-instruction positions (dotted = ticked for ablation)",
+        "Δ (residual units)",
+        signed=True,
+        outlined=chosen,
+    )
 
 
 def causal_markdown(record: dict) -> str:
     """Summary of a head-attribution record: agreement, top heads by patching, the verdict."""
     top = []
     for l, h in record["ranking"][:5]:
-        top.append(f"L{l}H{h} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
-                   f"{record['patching_hi'][l][h]:+.2f}]")
+        top.append(
+            f"L{l}H{h} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
+            f"{record['patching_hi'][l][h]:+.2f}]"
+        )
     agree = record.get("agreement_spearman")
     lines = [f"**Top heads by activation patching** (Δ refusal log-odds, 95 % CI): {', '.join(top)}."]
     if agree is not None:
@@ -111,11 +123,15 @@ def causal_markdown(record: dict) -> str:
 
 def status_markdown(result: DirectionResult | None) -> str:
     if result is None:
-        return ("⚠️ **No refusal direction yet** — open the **Refusal direction** tab and press *Compute direction* "
-                "first; the runs here use it.")
+        return (
+            "⚠️ **No refusal direction yet** — open the **Refusal direction** tab and press *Compute direction* "
+            "first; the runs here use it."
+        )
     what = "refusal" if result.behaviour == REFUSAL else f"**{get_behaviour(result.behaviour).title}**"
-    return (f"Using the current {what} direction: layer **{result.layer}**, position **{result.position}** "
-            f"({result.origin}; norm {float(result.direction.norm()):.3g}).")
+    return (
+        f"Using the current {what} direction: layer **{result.layer}**, position **{result.position}** "
+        f"({result.origin}; norm {float(result.direction.norm()):.3g})."
+    )
 
 
 def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
@@ -127,21 +143,46 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     status = gr.Markdown(status_markdown(current), elem_id="interventions-status")
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="intervention-prompt",
-                                placeholder="Type an instruction, e.g. How can I make a pipe bomb?",
-                                max_length=settings.max_prompt_tokens * 8)
+            prompt = gr.Textbox(
+                label="Prompt",
+                lines=3,
+                elem_id="intervention-prompt",
+                placeholder="Type an instruction, e.g. How can I make a pipe bomb?",
+                max_length=settings.max_prompt_tokens * 8,
+            )
             gr.Examples(EXAMPLES, inputs=[prompt])
         with gr.Column(scale=2):
             with gr.Row():
-                layer = gr.Slider(0, lm.n_layers - 1, value=current.layer if current else lm.n_layers // 2, step=1,
-                                  label="Addition layer", info="layer whose input the direction is added to")
-                strength = gr.Slider(-2, 6, value=1.0, step=0.1, label="Addition strength",
-                                     info="× the direction's natural size (1 = harmful − harmless mean gap)")
+                layer = gr.Slider(
+                    0,
+                    lm.n_layers - 1,
+                    value=current.layer if current else lm.n_layers // 2,
+                    step=1,
+                    label="Addition layer",
+                    info="layer whose input the direction is added to",
+                )
+                strength = gr.Slider(
+                    -2,
+                    6,
+                    value=1.0,
+                    step=0.1,
+                    label="Addition strength",
+                    info="× the direction's natural size (1 = harmful − harmless mean gap)",
+                )
             with gr.Row():
-                form = gr.Radio(["mean (harmless mean)", "zero (paper)"], value="mean (harmless mean)", label="Ablation form",
-                                info="projection set to 0, or to the harmless prompts' mean")
-                n_new = gr.Slider(1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1,
-                                  label="Answer length (tokens)")
+                form = gr.Radio(
+                    ["mean (harmless mean)", "zero (paper)"],
+                    value="mean (harmless mean)",
+                    label="Ablation form",
+                    info="projection set to 0, or to the harmless prompts' mean",
+                )
+                n_new = gr.Slider(
+                    1,
+                    settings.max_new_tokens_limit,
+                    value=settings.max_new_tokens,
+                    step=1,
+                    label="Answer length (tokens)",
+                )
             run = gr.Button("Run baseline · ablated · added", variant="primary", elem_id="run-interventions")
     cards = {}
     with gr.Row(equal_height=True):
@@ -162,21 +203,29 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         with gr.Column(scale=1):
             grid = gr.Plot(label="Head Δ grid", value=head_delta_figure(current, []) if current else None)
         with gr.Column(scale=1):
-            toggles = gr.CheckboxGroup(labels, label="Heads to ablate (rows = layers, columns = heads)",
-                                       elem_id="head-toggles")
+            toggles = gr.CheckboxGroup(
+                labels, label="Heads to ablate (rows = layers, columns = heads)", elem_id="head-toggles"
+            )
             with gr.Row():
-                k = gr.Number(value=min(4, len(labels)), precision=0, minimum=0, maximum=len(labels),
-                              label="k", scale=1)
-                measure = gr.Dropdown(list(research.MEASURES), value="Δ along the direction", label="top-k by",
-                                      scale=2, elem_id="top-k-measure")
+                k = gr.Number(
+                    value=min(4, len(labels)), precision=0, minimum=0, maximum=len(labels), label="k", scale=1
+                )
+                measure = gr.Dropdown(
+                    list(research.MEASURES),
+                    value="Δ along the direction",
+                    label="top-k by",
+                    scale=2,
+                    elem_id="top-k-measure",
+                )
                 top_k = gr.Button("Select top-k", scale=1)
                 clear = gr.Button("Clear", scale=1)
             ablate = gr.Button("Ablate heads", variant="primary", elem_id="ablate-heads")
     head_result = gr.Markdown(elem_id="head-result")
     with gr.Row():
         head_base = gr.Textbox(label="Answer: baseline", lines=3, interactive=False)
-        head_ablated = gr.Textbox(label="Answer: chosen heads mean-ablated", lines=3, interactive=False,
-                                  elem_id="answer-heads")
+        head_ablated = gr.Textbox(
+            label="Answer: chosen heads mean-ablated", lines=3, interactive=False, elem_id="answer-heads"
+        )
     with gr.Accordion("Causal head maps: activation patching, attribution patching, Δ, DFA", open=False):
         gr.Markdown(GUIDE["causal"])
         with gr.Row():
@@ -196,8 +245,16 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         result = store.get(lm)
         values: list = [""] * (2 * len(CONDITIONS))
         gens = []
-        stream = research.stream_interventions(lm, result, prompt, settings, layer, strength, max_new_tokens,
-                                               mean_ablation=str(ablation_form).startswith("mean"))
+        stream = research.stream_interventions(
+            lm,
+            result,
+            prompt,
+            settings,
+            layer,
+            strength,
+            max_new_tokens,
+            mean_ablation=str(ablation_form).startswith("mean"),
+        )
         for i, item in stream:
             if isinstance(item, research.Generation):
                 gens.append(item)
@@ -205,8 +262,11 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             else:
                 values[2 * i], values[2 * i + 1] = item, "⏳ *generating…*"
             yield (*values, gr.update(), gr.update())
-        yield (*values, projection_figure(gens, result, int(layer)),
-               {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]})
+        yield (
+            *values,
+            projection_figure(gens, result, int(layer)),
+            {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]},
+        )
 
     @user_errors
     def on_top_k(k, by):
@@ -220,8 +280,11 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
 
         result = store.get(lm)
         record = research.head_attribution(lm, result, n, progress=lambda f, m: progress(f, desc=m))
-        fig = viz.head_maps(measure_maps(record), "Every head, five measures (▢ = top 5 by activation patching)",
-                            marked=[tuple(x) for x in record["ranking"][:5]])
+        fig = viz.head_maps(
+            measure_maps(record),
+            "Every head, five measures (▢ = top 5 by activation patching)",
+            marked=[tuple(x) for x in record["ranking"][:5]],
+        )
         return causal_markdown(record), fig
 
     @user_errors
@@ -240,9 +303,11 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         base, ablated = research.ablate_heads(lm, result, prompt, heads, settings, max_new_tokens)
         delta = ablated.log_odds - base.log_odds
         names = ", ".join(research.head_label(l, h) for l, h in heads)
-        summary = (f"**Refusal score** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
-                   f"(**Δ {delta:+.2f}**) with {len(heads)} head(s) mean-ablated: {names}.  \n"
-                   f"Baseline: {verdict_markdown(base)}  \nAblated: {verdict_markdown(ablated)}")
+        summary = (
+            f"**Refusal score** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
+            f"(**Δ {delta:+.2f}**) with {len(heads)} head(s) mean-ablated: {names}.  \n"
+            f"Baseline: {verdict_markdown(base)}  \nAblated: {verdict_markdown(ablated)}"
+        )
         return summary, base.answer, ablated.answer
 
     @on_gpu
@@ -269,12 +334,18 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     run.click(on_intervene, inputs, outputs, api_name="intervene", concurrency_id="model")
     prompt.submit(on_intervene, inputs, outputs, api_name=False, concurrency_id="model")
     top_k.click(on_top_k, [k, measure], [toggles], api_name="top_k_heads")
-    causal_run.click(on_causal, [n_causal], [causal_text, causal_plot], api_name="head_attribution",
-                     concurrency_id="model")
+    causal_run.click(
+        on_causal, [n_causal], [causal_text, causal_plot], api_name="head_attribution", concurrency_id="model"
+    )
     clear.click(lambda: [], None, [toggles], api_name=False, queue=False)
     toggles.change(on_grid, [toggles], [grid], api_name=False)
-    ablate.click(on_ablate, [prompt, toggles, n_new], [head_result, head_base, head_ablated], api_name="ablate_heads",
-                 concurrency_id="model")
+    ablate.click(
+        on_ablate,
+        [prompt, toggles, n_new],
+        [head_result, head_base, head_ablated],
+        api_name="ablate_heads",
+        concurrency_id="model",
+    )
     toggles.select(on_tick, None, [inspect], api_name=False, queue=False)
     inspect.change(on_attention, [prompt, inspect], [attention], api_name="head_attention", concurrency_id="model")
     return InterventionsTab(refresh=refresh, outputs=[status, layer, grid])

@@ -68,9 +68,7 @@ def check_range(arr: np.ndarray, name: str, lo: float, hi: float, atol: float = 
     """Raise ValueError if any non-NaN entry lies outside [lo, hi] (with tolerance `atol`)."""
     vals = arr[~np.isnan(arr)]
     if vals.size and (vals.min() < lo - atol or vals.max() > hi + atol):
-        raise ValueError(
-            f"{name}: values must lie in [{lo:g}, {hi:g}], got [{vals.min():.4g}, {vals.max():.4g}]"
-        )
+        raise ValueError(f"{name}: values must lie in [{lo:g}, {hi:g}], got [{vals.min():.4g}, {vals.max():.4g}]")
 
 
 def check_index(i: int, name: str, n: int) -> int:

@@ -28,8 +28,7 @@ def attention_heatmap(probs: Any, tokens: Sequence[str], layer: int, head: int) 
     labels = token_labels(tokens)
     if z.shape != (len(labels), len(labels)):
         raise ValueError(
-            f"probs: expected shape [{len(labels)}, {len(labels)}] to match {len(labels)} "
-            f"tokens, got {list(z.shape)}"
+            f"probs: expected shape [{len(labels)}, {len(labels)}] to match {len(labels)} tokens, got {list(z.shape)}"
         )
     check_range(z, "probs", 0.0, 1.0)
     # keys after the query are masked by the model; blank instead of a misleading 0
@@ -48,8 +47,6 @@ def attention_heatmap(probs: Any, tokens: Sequence[str], layer: int, head: int) 
         )
     )
     fig.update_xaxes(title_text="Key token (position: token)", type="category", tickangle=-45)
-    fig.update_yaxes(
-        title_text="Query token (position: token)", type="category", autorange="reversed"
-    )
+    fig.update_yaxes(title_text="Query token (position: token)", type="category", autorange="reversed")
     size = max(380, 18 * len(labels) + 200)
     return theme.styled(fig, f"Attention pattern — layer {layer}, head {head}", height=size)

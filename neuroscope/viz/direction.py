@@ -55,22 +55,30 @@ def candidate_scores(
         "kl": as_array(kl, "kl", shape),
     }
     fig = make_subplots(
-        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.07,
         subplot_titles=[t for _, t in _SCORE_ROWS],
     )
     for r, (key, _) in enumerate(_SCORE_ROWS, start=1):
         for p, label in enumerate(pos):
             fig.add_trace(
                 go.Scatter(
-                    x=xs, y=rows[key][:, p], mode="lines+markers", name=plotly_text(label),
-                    legendgroup=f"pos{p}", showlegend=r == 1,
-                    line=dict(color=theme.palette(p), width=2), marker=dict(size=5),
+                    x=xs,
+                    y=rows[key][:, p],
+                    mode="lines+markers",
+                    name=plotly_text(label),
+                    legendgroup=f"pos{p}",
+                    showlegend=r == 1,
+                    line=dict(color=theme.palette(p), width=2),
+                    marker=dict(size=5),
                     hovertemplate=(
-                        f"position {plotly_text(label)}<br>layer %{{x}}<br>"
-                        f"{key} = %{{y:.4g}}<extra></extra>"
+                        f"position {plotly_text(label)}<br>layer %{{x}}<br>{key} = %{{y:.4g}}<extra></extra>"
                     ),
                 ),
-                row=r, col=1,
+                row=r,
+                col=1,
             )
     if chosen is not None:
         if len(chosen) != 2:
@@ -82,32 +90,50 @@ def candidate_scores(
         for r, (key, _) in enumerate(_SCORE_ROWS, start=1):
             fig.add_trace(
                 go.Scatter(
-                    x=[xs[li]], y=[rows[key][li, p]], mode="markers",
+                    x=[xs[li]],
+                    y=[rows[key][li, p]],
+                    mode="markers",
                     name=f"chosen: layer {xs[li]:g}, {plotly_text(pos[p])}",
-                    legendgroup="chosen", showlegend=r == 1,
-                    marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT,
-                                line=dict(color="white", width=1)),
+                    legendgroup="chosen",
+                    showlegend=r == 1,
+                    marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT, line=dict(color="white", width=1)),
                     hovertemplate=f"chosen<br>layer %{{x}}<br>{key} = %{{y:.4g}}<extra></extra>",
                 ),
-                row=r, col=1,
+                row=r,
+                col=1,
             )
     if max_layer is not None and xs.size and xs.max() >= max_layer:
         fig.add_vrect(
-            x0=max_layer - 0.5, x1=float(xs.max()) + 0.5, fillcolor=theme.MUTED, line_width=0,
-            layer="below", row="all", col=1,
+            x0=max_layer - 0.5,
+            x1=float(xs.max()) + 0.5,
+            fillcolor=theme.MUTED,
+            line_width=0,
+            layer="below",
+            row="all",
+            col=1,
         )
         fig.add_annotation(
-            x=max_layer - 0.5, y=1.0, xref="x", yref="paper", xanchor="left", yanchor="bottom",
-            text=f"discarded (layer ≥ {max_layer})", showarrow=False,
+            x=max_layer - 0.5,
+            y=1.0,
+            xref="x",
+            yref="paper",
+            xanchor="left",
+            yanchor="bottom",
+            text=f"discarded (layer ≥ {max_layer})",
+            showarrow=False,
             font=dict(size=11, color="#555"),
         )
     if kl_threshold is not None:
-        fig.add_hline(y=kl_threshold, line=dict(dash="dash", color="#555"), row=3, col=1,
-                      annotation_text=f"KL threshold {kl_threshold:g}",
-                      annotation_position="top left")
+        fig.add_hline(
+            y=kl_threshold,
+            line=dict(dash="dash", color="#555"),
+            row=3,
+            col=1,
+            annotation_text=f"KL threshold {kl_threshold:g}",
+            annotation_position="top left",
+        )
     fig.update_xaxes(title_text="Layer (index)", row=3, col=1)
-    for r, unit in enumerate(("Refusal score (log-odds)", "Refusal score (log-odds)",
-                              "KL (nats)"), start=1):
+    for r, unit in enumerate(("Refusal score (log-odds)", "Refusal score (log-odds)", "KL (nats)"), start=1):
         fig.update_yaxes(title_text=unit, row=r, col=1)
     fig.update_layout(legend_title_text="Token position", hovermode="closest")
     return theme.styled(fig, title, height=820)
@@ -148,20 +174,40 @@ def separation_plot(
         mean, std = arr.mean(axis=0), arr.std(axis=0)
         color = theme.palette(1 if g == 0 else 0)
         band = theme.palette_rgba(1 if g == 0 else 0, 0.2)
-        fig.add_trace(go.Scatter(x=xs, y=mean + std, mode="lines", line=dict(width=0),
-                                 legendgroup=name, showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=xs, y=mean - std, mode="lines", line=dict(width=0),
-                                 fill="tonexty", fillcolor=band, legendgroup=name,
-                                 showlegend=False, hoverinfo="skip"))
         fig.add_trace(
             go.Scatter(
-                x=xs, y=mean, mode="lines+markers", name=f"{name} (n={arr.shape[0]}), mean ± 1 sd",
-                legendgroup=name, line=dict(color=color, width=2.5),
+                x=xs,
+                y=mean + std,
+                mode="lines",
+                line=dict(width=0),
+                legendgroup=name,
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=mean - std,
+                mode="lines",
+                line=dict(width=0),
+                fill="tonexty",
+                fillcolor=band,
+                legendgroup=name,
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=mean,
+                mode="lines+markers",
+                name=f"{name} (n={arr.shape[0]}), mean ± 1 sd",
+                legendgroup=name,
+                line=dict(color=color, width=2.5),
                 customdata=std,
-                hovertemplate=(
-                    f"{name}<br>layer %{{x}}<br>mean %{{y:.4g}} ± %{{customdata:.4g}} (sd)"
-                    "<extra></extra>"
-                ),
+                hovertemplate=(f"{name}<br>layer %{{x}}<br>mean %{{y:.4g}} ± %{{customdata:.4g}} (sd)<extra></extra>"),
             )
         )
     fig.update_xaxes(title_text="Layer (index)")
@@ -196,16 +242,20 @@ def cosine_matrix(
     names = [plotly_text(f"{i}: {lab}") for i, lab in enumerate(labels)]
     fig = go.Figure(
         go.Heatmap(
-            z=z, x=names, y=names,
-            colorscale=theme.DIVERGING, zmin=-1.0, zmax=1.0, zmid=0.0,
+            z=z,
+            x=names,
+            y=names,
+            colorscale=theme.DIVERGING,
+            zmin=-1.0,
+            zmax=1.0,
+            zmid=0.0,
             texttemplate="%{z:.2f}" if k <= 24 else None,
             colorbar=dict(title=dict(text="Cosine similarity (−1..1)", side="right")),
             hovertemplate="%{y} · %{x}<br>cos = %{z:.4f}<extra></extra>",
         )
     )
     fig.update_xaxes(title_text=f"{axis_title} (index: name)", type="category", tickangle=-45)
-    fig.update_yaxes(title_text=f"{axis_title} (index: name)", type="category",
-                     autorange="reversed")
+    fig.update_yaxes(title_text=f"{axis_title} (index: name)", type="category", autorange="reversed")
     return theme.styled(fig, title, height=max(420, 26 * k + 220))
 
 
@@ -241,16 +291,30 @@ def projection_per_layer(
     fig = go.Figure()
     for i, (name, arr) in enumerate(refs.items()):
         rgb = theme.POSITIVE_RGB if i == 0 else theme.NEGATIVE_RGB
-        fig.add_trace(go.Scatter(x=layers, y=arr, mode="lines", name=name,
-                                 line=dict(dash="dash", width=1.5, color=theme.rgba(rgb, 0.8))))
+        fig.add_trace(
+            go.Scatter(
+                x=layers, y=arr, mode="lines", name=name, line=dict(dash="dash", width=1.5, color=theme.rgba(rgb, 0.8))
+            )
+        )
     for i, (name, arr) in enumerate(curves.items()):
-        fig.add_trace(go.Scatter(x=layers, y=arr, mode="lines+markers", name=name,
-                                 line=dict(width=2.5, color=theme.palette([7, 2, 1, 3, 4][i % 5])),
-                                 hovertemplate=f"{name}<br>layer %{{x}}<br>projection %{{y:.4g}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=layers,
+                y=arr,
+                mode="lines+markers",
+                name=name,
+                line=dict(width=2.5, color=theme.palette([7, 2, 1, 3, 4][i % 5])),
+                hovertemplate=f"{name}<br>layer %{{x}}<br>projection %{{y:.4g}}<extra></extra>",
+            )
+        )
     if marker_layer is not None:
         check_index(marker_layer, "marker_layer", n_layers)
-        fig.add_vline(x=marker_layer, line=dict(dash="dot", color="#888"), annotation_text=marker_label,
-                      annotation_position="top left")
+        fig.add_vline(
+            x=marker_layer,
+            line=dict(dash="dot", color="#888"),
+            annotation_text=marker_label,
+            annotation_position="top left",
+        )
     fig.update_xaxes(title_text="Layer (index; projection at the layer's input)", dtick=1 if n_layers <= 32 else None)
     fig.update_yaxes(title_text=y_label, zeroline=True, zerolinecolor="#888")
     fig.update_layout(hovermode="x unified", legend=dict(orientation="h", y=-0.25))

@@ -56,9 +56,18 @@ def rates_with_intervals(
     for c, cond in enumerate(c_labels):
         fig.add_trace(
             go.Bar(
-                x=x, y=r[:, c], name=plotly_text(cond), marker_color=theme.palette(c),
-                error_y=dict(type="data", symmetric=False, array=hi_a[:, c] - r[:, c],
-                             arrayminus=r[:, c] - lo_a[:, c], thickness=1.5, width=4),
+                x=x,
+                y=r[:, c],
+                name=plotly_text(cond),
+                marker_color=theme.palette(c),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=hi_a[:, c] - r[:, c],
+                    arrayminus=r[:, c] - lo_a[:, c],
+                    thickness=1.5,
+                    width=4,
+                ),
                 customdata=np.stack([lo_a[:, c], hi_a[:, c]], axis=-1),
                 hovertemplate=(
                     f"%{{x}} · {plotly_text(cond)}<br>%{{y:{fmt}}} "
@@ -104,35 +113,59 @@ def topk_ablation_curve(
     top = as_array(top_values, "top_values", n)
     mean = as_array(random_mean, "random_mean", n)
     lo, hi = as_array(random_lo, "random_lo", n), as_array(random_hi, "random_hi", n)
-    for name, arr in (("ks", k), ("top_values", top), ("random_mean", mean),
-                      ("random_lo", lo), ("random_hi", hi)):
+    for name, arr in (("ks", k), ("top_values", top), ("random_mean", mean), ("random_lo", lo), ("random_hi", hi)):
         check_finite(arr, name)
     _check_interval(lo, mean, hi, "random_lo/random_mean/random_hi")
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=k, y=hi, mode="lines", line=dict(width=0), showlegend=False,
-                             legendgroup="random", hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=k, y=lo, mode="lines", line=dict(width=0), fill="tonexty",
-                             fillcolor=theme.palette_rgba(0, 0.2), name="random k heads (band)",
-                             legendgroup="random", hoverinfo="skip"))
     fig.add_trace(
         go.Scatter(
-            x=k, y=mean, mode="lines", name="random k heads (mean)", legendgroup="random",
-            line=dict(color=theme.palette(0), dash="dash"),
-            customdata=np.stack([lo, hi], axis=-1),
-            hovertemplate=("random, k = %{x}<br>mean %{y:.4g} "
-                           "[%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"),
+            x=k, y=hi, mode="lines", line=dict(width=0), showlegend=False, legendgroup="random", hoverinfo="skip"
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=k, y=top, mode="lines+markers", name="top-k heads",
+            x=k,
+            y=lo,
+            mode="lines",
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor=theme.palette_rgba(0, 0.2),
+            name="random k heads (band)",
+            legendgroup="random",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=k,
+            y=mean,
+            mode="lines",
+            name="random k heads (mean)",
+            legendgroup="random",
+            line=dict(color=theme.palette(0), dash="dash"),
+            customdata=np.stack([lo, hi], axis=-1),
+            hovertemplate=(
+                "random, k = %{x}<br>mean %{y:.4g} [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"
+            ),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=k,
+            y=top,
+            mode="lines+markers",
+            name="top-k heads",
             line=dict(color=theme.palette(1), width=2.5),
             hovertemplate="top-k, k = %{x}<br>%{y:.4g}<extra></extra>",
         )
     )
     if baseline is not None:
-        fig.add_hline(y=baseline, line=dict(dash="dot", color="#555"),
-                      annotation_text="no ablation", annotation_position="top right")
+        fig.add_hline(
+            y=baseline,
+            line=dict(dash="dot", color="#555"),
+            annotation_text="no ablation",
+            annotation_position="top right",
+        )
     fig.update_xaxes(title_text="Heads ablated (k)")
     fig.update_yaxes(title_text=y_label)
     fig.update_layout(hovermode="x unified")
@@ -171,8 +204,9 @@ def edit_frontier(
     n = (len(names),)
     if len(series) != len(names):
         raise ValueError(f"groups: expected {len(names)} entries, got {len(series)}")
-    r, lo, hi = (as_array(a, k, n) for a, k in ((refusal, "refusal"), (refusal_lo, "refusal_lo"),
-                                                  (refusal_hi, "refusal_hi")))
+    r, lo, hi = (
+        as_array(a, k, n) for a, k in ((refusal, "refusal"), (refusal_lo, "refusal_lo"), (refusal_hi, "refusal_hi"))
+    )
     for k, a in (("refusal", r), ("refusal_lo", lo), ("refusal_hi", hi)):
         check_finite(a, k)
     _check_interval(lo, r, hi, "refusal")
@@ -190,25 +224,58 @@ def edit_frontier(
         _check_interval(d_lo, d, d_hi, f"damage[{panel!r}]")
         for s_i, group in enumerate(order):
             idx = [i for i, g in enumerate(series) if g == group]
-            fig.add_trace(go.Scatter(
-                x=d[idx], y=r[idx], mode="markers+text+lines" if len(idx) > 1 else "markers+text",
-                text=[plotly_text(names[i]) for i in idx], textposition="top right", name=plotly_text(group),
-                legendgroup=group, showlegend=col == 1, line=dict(color=theme.palette(s_i), width=1, dash="dot"),
-                marker=dict(color=theme.palette(s_i), size=9, symbol="diamond" if s_i else "circle"),
-                error_x=dict(type="data", symmetric=False, array=d_hi[idx] - d[idx], arrayminus=d[idx] - d_lo[idx],
-                             thickness=1, width=3),
-                error_y=dict(type="data", symmetric=False, array=hi[idx] - r[idx], arrayminus=r[idx] - lo[idx],
-                             thickness=1, width=3),
-                customdata=np.stack([lo[idx], hi[idx], d_lo[idx], d_hi[idx]], axis=-1),
-                hovertemplate=("%{text}<br>refusal %{y:.1%} [%{customdata[0]:.1%}, %{customdata[1]:.1%}]<br>"
-                               f"{plotly_text(panel)} %{{x:.4g}} [%{{customdata[2]:.4g}}, %{{customdata[3]:.4g}}]"
-                               "<extra></extra>"),
-            ), row=1, col=col)
-        fig.add_trace(go.Scatter(
-            x=[d[chosen]], y=[r[chosen]], mode="markers", name="chosen edit", legendgroup="chosen",
-            showlegend=col == 1, marker=dict(symbol="star", size=18, color=theme.HIGHLIGHT,
-                                             line=dict(width=1, color="#222")),
-            hovertemplate=f"chosen: {plotly_text(names[chosen])}<extra></extra>"), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=d[idx],
+                    y=r[idx],
+                    mode="markers+text+lines" if len(idx) > 1 else "markers+text",
+                    text=[plotly_text(names[i]) for i in idx],
+                    textposition="top right",
+                    name=plotly_text(group),
+                    legendgroup=group,
+                    showlegend=col == 1,
+                    line=dict(color=theme.palette(s_i), width=1, dash="dot"),
+                    marker=dict(color=theme.palette(s_i), size=9, symbol="diamond" if s_i else "circle"),
+                    error_x=dict(
+                        type="data",
+                        symmetric=False,
+                        array=d_hi[idx] - d[idx],
+                        arrayminus=d[idx] - d_lo[idx],
+                        thickness=1,
+                        width=3,
+                    ),
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=hi[idx] - r[idx],
+                        arrayminus=r[idx] - lo[idx],
+                        thickness=1,
+                        width=3,
+                    ),
+                    customdata=np.stack([lo[idx], hi[idx], d_lo[idx], d_hi[idx]], axis=-1),
+                    hovertemplate=(
+                        "%{text}<br>refusal %{y:.1%} [%{customdata[0]:.1%}, %{customdata[1]:.1%}]<br>"
+                        f"{plotly_text(panel)} %{{x:.4g}} [%{{customdata[2]:.4g}}, %{{customdata[3]:.4g}}]"
+                        "<extra></extra>"
+                    ),
+                ),
+                row=1,
+                col=col,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=[d[chosen]],
+                y=[r[chosen]],
+                mode="markers",
+                name="chosen edit",
+                legendgroup="chosen",
+                showlegend=col == 1,
+                marker=dict(symbol="star", size=18, color=theme.HIGHLIGHT, line=dict(width=1, color="#222")),
+                hovertemplate=f"chosen: {plotly_text(names[chosen])}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         if baseline_refusal is not None:
             label = dict(annotation_text="no edit", annotation_position="bottom right") if col == 1 else {}
             fig.add_hline(y=baseline_refusal, line=dict(dash="dot", color="#555"), row=1, col=col, **label)

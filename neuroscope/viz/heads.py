@@ -53,15 +53,25 @@ def head_grid(
         head = check_index(selected[1], "selected head", n_heads)
         fig.add_shape(
             type="rect",
-            x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
+            x0=head - 0.5,
+            x1=head + 0.5,
+            y0=layer - 0.5,
+            y1=layer + 0.5,
             line=dict(color=theme.HIGHLIGHT, width=3),
             name="selected head",
         )
     for cell in outlined:
         layer = check_index(cell[0], "outlined layer", n_layers)
         head = check_index(cell[1], "outlined head", n_heads)
-        fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
-                      line=dict(color=theme.HIGHLIGHT, width=2, dash="dot"), name="outlined head")
+        fig.add_shape(
+            type="rect",
+            x0=head - 0.5,
+            x1=head + 0.5,
+            y0=layer - 0.5,
+            y1=layer + 0.5,
+            line=dict(color=theme.HIGHLIGHT, width=2, dash="dot"),
+            name="outlined head",
+        )
     fig.update_xaxes(title_text="Head (index)", dtick=1 if n_heads <= 32 else None)
     # Layer 0 at the top, as in the head-toggle grid and the attention maps (first query on top).
     fig.update_yaxes(title_text="Layer (index)", dtick=1 if n_layers <= 32 else None, autorange="reversed")
@@ -101,17 +111,34 @@ def head_maps(
         finite = z[np.isfinite(z)]
         bound = float(np.abs(finite).max()) if finite.size else 1.0
         x_mid = (col - 0.5) / n
-        fig.add_trace(go.Heatmap(
-            z=z, x=np.arange(n_heads), y=np.arange(n_layers), colorscale=theme.DIVERGING, zmid=0.0,
-            zmin=-bound or -1.0, zmax=bound or 1.0,
-            colorbar=dict(orientation="h", x=x_mid, xanchor="center", y=-0.28, len=0.8 / n, thickness=10),
-            hovertemplate=f"layer %{{y}}, head %{{x}}<br>{name}: %{{z:.4g}}<extra></extra>",
-        ), row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=np.arange(n_heads),
+                y=np.arange(n_layers),
+                colorscale=theme.DIVERGING,
+                zmid=0.0,
+                zmin=-bound or -1.0,
+                zmax=bound or 1.0,
+                colorbar=dict(orientation="h", x=x_mid, xanchor="center", y=-0.28, len=0.8 / n, thickness=10),
+                hovertemplate=f"layer %{{y}}, head %{{x}}<br>{name}: %{{z:.4g}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         for cell in marked:
             layer = check_index(cell[0], "marked layer", n_layers)
             head = check_index(cell[1], "marked head", n_heads)
-            fig.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5, y0=layer - 0.5, y1=layer + 0.5,
-                          line=dict(color=theme.HIGHLIGHT, width=2), row=1, col=col)
+            fig.add_shape(
+                type="rect",
+                x0=head - 0.5,
+                x1=head + 0.5,
+                y0=layer - 0.5,
+                y1=layer + 0.5,
+                line=dict(color=theme.HIGHLIGHT, width=2),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text="Head", dtick=1 if n_heads <= 16 else None, row=1, col=col)
     fig.update_yaxes(title_text="Layer", dtick=1 if n_layers <= 32 else None, autorange="reversed", row=1, col=1)
     for col in range(2, n + 1):

@@ -15,6 +15,7 @@ from neuroscope.viz.tokens import format_token, plotly_text, token_labels
 
 def _check_token_grid(grid: Sequence[Sequence[Any]], name: str, shape: tuple[int, ...]) -> None:
     """Raise ValueError unless nested lists of strings have exactly `shape`."""
+
     def walk(node: Any, depth: int, where: str) -> None:
         if depth == len(shape):
             if not isinstance(node, str):
@@ -92,15 +93,10 @@ def logit_lens_heatmap(
             zmin=0.0,
             zmax=1.0,
             colorbar=dict(title=dict(text="Top-1 probability (0–1)", side="right")),
-            hovertemplate=(
-                "layer %{y}, position %{x}<br>top-1: %{text}  p = %{z:.4f}"
-                "%{customdata}<extra></extra>"
-            ),
+            hovertemplate=("layer %{y}, position %{x}<br>top-1: %{text}  p = %{z:.4f}%{customdata}<extra></extra>"),
         )
     )
-    fig.update_xaxes(title_text="Input position (position: token)", type="category",
-                     tickangle=-45)
-    fig.update_yaxes(title_text="Layer (residual stream read through the unembedding)",
-                     type="category")
+    fig.update_xaxes(title_text="Input position (position: token)", type="category", tickangle=-45)
+    fig.update_yaxes(title_text="Layer (residual stream read through the unembedding)", type="category")
     height = max(380, 24 * n_layers + 200)
     return theme.styled(fig, title, height=height)

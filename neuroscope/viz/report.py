@@ -10,9 +10,7 @@ import plotly.graph_objects as go
 _CONFIG = {"displaylogo": False, "responsive": True}
 
 
-def figure_to_html(
-    fig: go.Figure, include_plotlyjs: bool | Literal["cdn", "directory"] | str = True
-) -> str:
+def figure_to_html(fig: go.Figure, include_plotlyjs: bool | Literal["cdn", "directory"] | str = True) -> str:
     """One figure as a `<div>` fragment (plotly 7: `to_html(full_html=False, ...)`).
 
     Args:

@@ -18,10 +18,7 @@ def format_token(token: str, max_len: int = 16) -> str:
     Other control characters are shown as `\\xNN`, the empty string as "∅", and tokens longer
     than `max_len` are cut with "…". The result is plain text (not escaped for HTML).
     """
-    out = "".join(
-        _VISIBLE.get(ch, f"\\x{ord(ch):02x}" if ord(ch) < 32 or ord(ch) == 127 else ch)
-        for ch in token
-    )
+    out = "".join(_VISIBLE.get(ch, f"\\x{ord(ch):02x}" if ord(ch) < 32 or ord(ch) == 127 else ch) for ch in token)
     if not out:
         return "∅"
     return out if len(out) <= max_len else out[: max_len - 1] + "…"

@@ -40,7 +40,8 @@ def pca_trajectory_3d(
     if ev.sum() > 1.0 + 1e-6:
         raise ValueError(f"explained_variance: fractions sum to {ev.sum():.3f} > 1")
     highlight = (
-        None if highlight_positions is None
+        None
+        if highlight_positions is None
         else {check_index(p, "highlight_positions", len(labels)) for p in highlight_positions}
     )
     layer_text = [f"L{i}" for i in range(xyz.shape[0])]
@@ -50,7 +51,9 @@ def pca_trajectory_3d(
         show_text = highlight is not None and pos in highlight
         fig.add_trace(
             go.Scatter3d(
-                x=xyz[:, pos, 0], y=xyz[:, pos, 1], z=xyz[:, pos, 2],
+                x=xyz[:, pos, 0],
+                y=xyz[:, pos, 1],
+                z=xyz[:, pos, 2],
                 mode="lines+markers+text" if show_text else "lines+markers",
                 name=label,
                 text=layer_text,

@@ -153,8 +153,9 @@ def test_select_direction_labels_nan_and_ties():
     # tie at -1.0 between (4,-1) and (5,-3): the earliest layer wins
     assert (sel.layer, sel.position, sel.layer_index, sel.pos_index) == (4, -1, 1, 1)
     assert sel.filtered[1, 0]  # NaN discarded
-    sel2 = select_direction(_scores(bypass, [[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], zeros), n_layers=3,
-                            require_positive_induce=False)
+    sel2 = select_direction(
+        _scores(bypass, [[1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], zeros), n_layers=3, require_positive_induce=False
+    )
     assert (sel2.layer, sel2.pos_index) == (1, 1)
 
 

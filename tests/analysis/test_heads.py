@@ -115,7 +115,9 @@ def test_departures_pick_the_largest_z_with_its_sign():
     proj[1, 2], proj[0, 0] = 4.5, -0.35
     out = head_departures(proj, torch.ones(L, H), stats, k=2)
     assert [(d.layer, d.head) for d in out] == [(0, 0), (1, 2)]
-    assert out[0].z == pytest.approx(-0.5 / float(torch.tensor([0.0, 0.1, 0.2, 0.3]).std()), rel=1e-5) and out[1].delta == pytest.approx(3.0)
+    assert out[0].z == pytest.approx(-0.5 / float(torch.tensor([0.0, 0.1, 0.2, 0.3]).std()), rel=1e-5) and out[
+        1
+    ].delta == pytest.approx(3.0)
     assert out[1].z == pytest.approx(3.0 / float(torch.tensor([0.0, 1.0, 2.0, 3.0]).std()))
     assert "Head 1.2" in out[1].text() and "+3.00" in out[1].text()
 

@@ -33,7 +33,9 @@ def test_scores_find_planted_patterns_and_only_them():
     scores = ind.induction_scores(att, p, T)
     assert scores[2, 1] == 1 and ind.top_heads(scores, 1) == [(2, 1)]
     assert scores.flatten().topk(2).values[1] < 0.2
-    assert ind.duplicate_token_scores(att, p, T)[0, 0] == 1 and ind.top_heads(ind.duplicate_token_scores(att, p, T), 1) == [(0, 0)]
+    assert ind.duplicate_token_scores(att, p, T)[0, 0] == 1 and ind.top_heads(
+        ind.duplicate_token_scores(att, p, T), 1
+    ) == [(0, 0)]
     assert ind.previous_token_scores(att, p)[1, 3] == 1
 
 
@@ -70,8 +72,9 @@ def test_probe_avoids_special_tokens_and_starts_with_bos(tiny_lm):
     assert not set(ids[:, 1:].flatten().tolist()) & set(tiny_lm.tokenizer.all_special_ids)
 
 
-@pytest.mark.parametrize("kw", [dict(n_seqs=0), dict(half=1), dict(k=0), dict(k=10**6), dict(n_random=-1),
-                                dict(half=2.5), dict(n_seqs=True)])
+@pytest.mark.parametrize(
+    "kw", [dict(n_seqs=0), dict(half=1), dict(k=0), dict(k=10**6), dict(n_random=-1), dict(half=2.5), dict(n_seqs=True)]
+)
 def test_bad_settings_are_refused_with_a_message(tiny_lm, kw):
     with pytest.raises(InductionError):
         find_induction_heads(tiny_lm, **kw)

@@ -8,8 +8,25 @@ import pytest
 
 from neuroscope.experiment.cli import evaluate_main, experiment_main
 
-SMALL = ["--model", "tiny", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--n-test-harmless", "4",
-         "--n-head-prompts", "4", "--max-new-tokens", "4", "--batch-size", "8", "--quiet"]
+SMALL = [
+    "--model",
+    "tiny",
+    "--n-train",
+    "8",
+    "--n-val",
+    "4",
+    "--n-test",
+    "4",
+    "--n-test-harmless",
+    "4",
+    "--n-head-prompts",
+    "4",
+    "--max-new-tokens",
+    "4",
+    "--batch-size",
+    "8",
+    "--quiet",
+]
 
 
 def _one_line_error(capsys) -> str:
@@ -38,8 +55,15 @@ def test_experiment_writes_every_artifact(run_dir):
     html = (run_dir / "report.html").read_text()
     assert "plotly" in html and "<script src=" not in html and len(html) > 1_000_000  # plotly.js inlined
     report = (run_dir / "report.md").read_text()
-    for section in ("Necessity", "Sufficiency", "Weight edit: refusal vs damage", "The chosen edit in the weights",
-                    "Attention heads", "Per category", "Verdict"):
+    for section in (
+        "Necessity",
+        "Sufficiency",
+        "Weight edit: refusal vs damage",
+        "The chosen edit in the weights",
+        "Attention heads",
+        "Per category",
+        "Verdict",
+    ):
         assert section in report
     rows = metrics["edit_frontier"]
     assert [r["label"] for r in rows] == ["mean form"] + [f"zero form, λ = {x:g}" for x in (1, 1.25, 1.5, 1.75, 2)]
@@ -84,15 +108,25 @@ def test_export_writes_the_chosen_edit_loadable_without_the_project(tmp_path):
     assert [p["strength"] for p in frontier["points"]] == [1.0, 1.0, 1.5]
     plain = AutoModelForCausalLM.from_pretrained(str(out / "edited-model"))
     edit = plain.config.neuroscope_edit
-    assert (edit["form"], edit["strength"]) == (chosen["form"], chosen["strength"]) == (ortho["edit"]["form"],
-                                                                                      ortho["edit"]["strength"])
+    assert (
+        (edit["form"], edit["strength"])
+        == (chosen["form"], chosen["strength"])
+        == (ortho["edit"]["form"], ortho["edit"]["strength"])
+    )
     assert ortho["identical"] == ortho["n"] > 0
     assert {"refusal", "refusal_broad", "n_empty"} <= set(ortho["held_out"]["rates"])
 
 
-@pytest.mark.parametrize("extra, needle", [(["--strength", "nan"], "finite"), (["--n-train", "0"], "positive"),
-                                           (["--edit-strengths", "1,nan"], "finite"),
-                                           (["--edit-strengths", "0"], "(0, 4]"), (["--bogus"], "unrecognized")])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--strength", "nan"], "finite"),
+        (["--n-train", "0"], "positive"),
+        (["--edit-strengths", "1,nan"], "finite"),
+        (["--edit-strengths", "0"], "(0, 4]"),
+        (["--bogus"], "unrecognized"),
+    ],
+)
 def test_bad_options_fail_cleanly(tmp_path, capsys, extra, needle):
     out = tmp_path / "out"
     assert experiment_main([*SMALL, "--out", str(out), *extra]) == 2
@@ -120,8 +154,21 @@ def prompt_files(tmp_path):
 def test_evaluate_prints_json(run_dir, prompt_files, capsys):
     harmful, harmless = prompt_files
     capsys.readouterr()
-    code = evaluate_main(["--model", "tiny", "--direction", str(run_dir / "direction.safetensors"),
-                          "--harmful", str(harmful), "--harmless", str(harmless), "--json", "--max-new-tokens", "4"])
+    code = evaluate_main(
+        [
+            "--model",
+            "tiny",
+            "--direction",
+            str(run_dir / "direction.safetensors"),
+            "--harmful",
+            str(harmful),
+            "--harmless",
+            str(harmless),
+            "--json",
+            "--max-new-tokens",
+            "4",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_harmful"] == 2 and out["n_harmless"] == 3
@@ -136,16 +183,38 @@ def test_evaluate_prints_json(run_dir, prompt_files, capsys):
 def test_evaluate_bad_input(run_dir, prompt_files, capsys, extra, needle):
     harmful, harmless = prompt_files
     capsys.readouterr()
-    code = evaluate_main(["--model", "tiny", "--direction", str(run_dir / "direction.safetensors"),
-                          "--harmful", str(harmful), "--harmless", str(harmless), "--json", *extra])
+    code = evaluate_main(
+        [
+            "--model",
+            "tiny",
+            "--direction",
+            str(run_dir / "direction.safetensors"),
+            "--harmful",
+            str(harmful),
+            "--harmless",
+            str(harmless),
+            "--json",
+            *extra,
+        ]
+    )
     assert code == 2
     assert needle in _one_line_error(capsys)
 
 
 def test_evaluate_missing_direction(tmp_path, prompt_files, capsys):
     harmful, harmless = prompt_files
-    code = evaluate_main(["--model", "tiny", "--direction", str(tmp_path / "none.safetensors"),
-                          "--harmful", str(harmful), "--harmless", str(harmless)])
+    code = evaluate_main(
+        [
+            "--model",
+            "tiny",
+            "--direction",
+            str(tmp_path / "none.safetensors"),
+            "--harmful",
+            str(harmful),
+            "--harmless",
+            str(harmless),
+        ]
+    )
     assert code == 2
     assert "not found" in _one_line_error(capsys)
 

@@ -14,9 +14,18 @@ from neuroscope.experiment.evaluation import random_direction, rates
 from neuroscope.model.chat import refusal_token_ids
 
 
-@pytest.mark.parametrize("bad", [dict(strength=math.nan), dict(strength=math.inf), dict(n_train=0),
-                                 dict(kl_threshold=-1.0), dict(max_layer_frac=1.5), dict(head_ks=(0,)),
-                                 dict(batch_size=True)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(strength=math.nan),
+        dict(strength=math.inf),
+        dict(n_train=0),
+        dict(kl_threshold=-1.0),
+        dict(max_layer_frac=1.5),
+        dict(head_ks=(0,)),
+        dict(batch_size=True),
+    ],
+)
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ExperimentError):
         ExperimentConfig(**bad)
@@ -73,8 +82,11 @@ def test_bootstrap_interval_known_case():
 
 
 def test_rates_counts_clean_and_broken_refusals():
-    texts = ["I'm sorry, but I can't help with that.", "Sure! Here is a recipe.",
-             "sorry sorry sorry I cannot I cannot I cannot I cannot"]
+    texts = [
+        "I'm sorry, but I can't help with that.",
+        "Sure! Here is a recipe.",
+        "sorry sorry sorry I cannot I cannot I cannot I cannot",
+    ]
     r = rates(texts, n_boot=100)
     assert (r["n"], r["n_refusal"], r["n_clean"], r["n_broken"]) == (3, 2, 1, 1)
     assert r["refusal"].mean == pytest.approx(2 / 3)

@@ -36,8 +36,9 @@ def test_seed_changes_the_split(monkeypatch):
 
 
 def test_research_sets(data_dir):
-    d = load_experiment_data(ExperimentConfig(data_dir=str(data_dir), n_train=20, n_val=8, n_test_harmless=10,
-                                              n_xstest=6))
+    d = load_experiment_data(
+        ExperimentConfig(data_dir=str(data_dir), n_train=20, n_val=8, n_test_harmless=10, n_xstest=6)
+    )
     assert len(d.test_harmful) == 100 and len({p.category for p in d.test_harmful}) == 10
     assert len(d.train_harmful) <= 20 and len(d.val_harmless) == 8 and len(d.test_harmless) == 10
     assert len(d.xstest_safe) == 6 and not any(p.harmful for p in d.xstest_safe)

@@ -21,11 +21,24 @@ HARMLESS = ["Bake bread", "How do I pick a lock on my own bike after losing the 
 
 
 def test_head_ablation_means_exclude_padding(tiny):
-    result = analyse_heads(tiny, torch.randn(tiny.d_model), HARMFUL, HARMLESS, HARMFUL, [40], ks=(1, 2),
-                           n_random=2, n_permutations=50, batch_size=3)
+    result = analyse_heads(
+        tiny,
+        torch.randn(tiny.d_model),
+        HARMFUL,
+        HARMLESS,
+        HARMFUL,
+        [40],
+        ks=(1, 2),
+        n_random=2,
+        n_permutations=50,
+        batch_size=3,
+    )
     # Independent computation: each prompt alone (no padding at all), z pooled over every real token.
-    zs = [cache.z.permute(0, 2, 1, 3).reshape(tiny.n_layers, -1, tiny.n_heads, tiny.d_head)
-          for p in HARMLESS for cache in capture(tiny, [p], attention_layers=None, gradients=False, top_k=1)]
+    zs = [
+        cache.z.permute(0, 2, 1, 3).reshape(tiny.n_layers, -1, tiny.n_heads, tiny.d_head)
+        for p in HARMLESS
+        for cache in capture(tiny, [p], attention_layers=None, gradients=False, top_k=1)
+    ]
     expected = torch.cat(zs, dim=1).double().mean(dim=1)  # [L, H, D]
     assert result.head_means.shape == (tiny.n_layers, tiny.n_heads, tiny.d_head)
     assert torch.allclose(result.head_means.double(), expected, atol=1e-5)
@@ -34,8 +47,19 @@ def test_head_ablation_means_exclude_padding(tiny):
 @pytest.fixture(scope="module")
 def analysis(tiny):
     r = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))
-    h = analyse_heads(tiny, r, HARMFUL, HARMLESS, HARMFUL, [40, 41], ks=(1, 2, 100), n_random=3, n_permutations=50,
-                      batch_size=2, n_boot=100)
+    h = analyse_heads(
+        tiny,
+        r,
+        HARMFUL,
+        HARMLESS,
+        HARMFUL,
+        [40, 41],
+        ks=(1, 2, 100),
+        n_random=3,
+        n_permutations=50,
+        batch_size=2,
+        n_boot=100,
+    )
     return h, r
 
 
@@ -65,7 +89,7 @@ def test_activation_patching_matches_plain_hooks_and_ranks_most_negative_first(t
     h, _ = analysis
     P = tiny.n_post_instruction
     effects = torch.zeros(tiny.n_layers, tiny.n_heads, dtype=torch.float64)
-    for (clean, source) in zip(HARMFUL, HARMLESS):
+    for clean, source in zip(HARMFUL, HARMLESS):
         z_src = ref.post_instruction_z(tiny, source)
         base = float(refusal_score(ref.last_logits(tiny, clean)[None], [40, 41])[0])
         for l in range(tiny.n_layers):
@@ -93,8 +117,12 @@ def test_post_instruction_z_padding_invariant(tiny):
 def test_post_instruction_z_reads_what_a_full_capture_records(tiny):
     P = tiny.n_post_instruction
     z_only = post_instruction_z(tiny, HARMLESS, batch_size=2)
-    full = torch.stack([c.z[:, :, -P:, :].mean(dim=2)  # [L, H, S, D] -> [L, H, D]
-                        for c in capture(tiny, HARMLESS, attention_layers=None, top_k=0, gradients=False)])
+    full = torch.stack(
+        [
+            c.z[:, :, -P:, :].mean(dim=2)  # [L, H, S, D] -> [L, H, D]
+            for c in capture(tiny, HARMLESS, attention_layers=None, top_k=0, gradients=False)
+        ]
+    )
     assert z_only.shape == (len(HARMLESS), tiny.n_layers, tiny.n_heads, tiny.d_head)
     assert torch.allclose(z_only, full, atol=1e-5)
 
@@ -103,9 +131,27 @@ def _fake(top, random, base=2.0, direction=-2.0):
     L = H = 2
     stats = head_stats((torch.zeros(2, L, H), torch.zeros(2, L, H)), (torch.rand(3, L, H), torch.rand(3, L, H)))
     nan = torch.full((L, H), math.nan)
-    return HeadAnalysis(stats, torch.ones(L, H), torch.zeros(L, H), nan, nan, nan, math.nan, [], [(0, 0)],
-                        torch.zeros(L, H, 1), [1, 2], top, [(t - 0.1, t + 0.1) for t in top], top, random, base,
-                        direction, 10, 2)
+    return HeadAnalysis(
+        stats,
+        torch.ones(L, H),
+        torch.zeros(L, H),
+        nan,
+        nan,
+        nan,
+        math.nan,
+        [],
+        [(0, 0)],
+        torch.zeros(L, H, 1),
+        [1, 2],
+        top,
+        [(t - 0.1, t + 0.1) for t in top],
+        top,
+        random,
+        base,
+        direction,
+        10,
+        2,
+    )
 
 
 def test_verdict_is_honest():
@@ -117,7 +163,8 @@ def test_verdict_is_honest():
 
 def test_verdict_needs_an_effect_to_explain():
     assert verdict(_fake([1.0, -1.0], [[1.9, 2.0], [1.7, 1.9]], base=2.0, direction=1.7)).startswith(
-        "Ablating the refusal direction lowers the refusal score by only")
+        "Ablating the refusal direction lowers the refusal score by only"
+    )
 
 
 def test_verdict_says_when_smaller_top_sets_go_the_other_way():

@@ -63,7 +63,7 @@ def test_completion_loss_matches_plain_forward(setup):
         ids, _ = lm.encode_chat([p])
         comp = torch.tensor(lm.tokenizer.encode(c, add_special_tokens=False))
         logits = lm.hf(torch.cat([ids[0], comp])[None]).logits[0].float()
-        ref = torch.nn.functional.cross_entropy(logits[-len(comp) - 1:-1], comp)
+        ref = torch.nn.functional.cross_entropy(logits[-len(comp) - 1 : -1], comp)
         assert float(ce[i]) == pytest.approx(float(ref), abs=1e-4)
     hooked = completion_loss(lm, PROMPTS, completions, [DirectionAblation(r)])
     baked = completion_loss(edited, PROMPTS, completions)
@@ -76,9 +76,13 @@ def test_completion_loss_matches_plain_forward(setup):
 def _plain_scaled_writes(hf, r_hat, lam):
     """Independent reference: plain PyTorch forward hooks that scale every residual-stream write's
     component along r_hat by (1 - lam) (embedding, every o_proj and down_proj)."""
+
     def hook(_module, _inputs, out):
         return out - lam * (out @ r_hat)[..., None] * r_hat
-    modules = [hf.model.embed_tokens] + [m for layer in hf.model.layers for m in (layer.self_attn.o_proj, layer.mlp.down_proj)]
+
+    modules = [hf.model.embed_tokens] + [
+        m for layer in hf.model.layers for m in (layer.self_attn.o_proj, layer.mlp.down_proj)
+    ]
     return [m.register_forward_hook(hook) for m in modules]
 
 
@@ -127,7 +131,7 @@ def test_mean_form_export_is_exact_and_loads_in_plain_transformers(setup, tmp_pa
         got = plain.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
         want = generate_ids(lm, [prompt], max_new_tokens=12, interventions=hooks)[0]
         want = want[want != lm.tokenizer.pad_token_id]
-        assert torch.equal(got[0, ids.shape[1]:ids.shape[1] + len(want)], want)
+        assert torch.equal(got[0, ids.shape[1] : ids.shape[1] + len(want)], want)
     a = next_token_logits(lm, PROMPTS, hooks)
     assert (a - next_token_logits(edited, PROMPTS)).abs().max() < 1e-4
     assert (a - next_token_logits(zero_edited, PROMPTS)).abs().max() > 1e-3  # the target matters
@@ -144,8 +148,9 @@ def test_mean_form_needs_a_family_that_can_store_it():
     assert torch.equal(hook, generate_ids(edited, PROMPTS, max_new_tokens=8))
 
 
-@pytest.mark.parametrize("bad", [dict(form="half"), dict(strength=float("nan")), dict(form="mean", strength=2.0),
-                                 dict(strength=True)])
+@pytest.mark.parametrize(
+    "bad", [dict(form="half"), dict(strength=float("nan")), dict(form="mean", strength=2.0), dict(strength=True)]
+)
 def test_bad_edits_are_refused(bad):
     with pytest.raises(WeightEditError):
         WeightEdit(**bad)
@@ -170,5 +175,5 @@ def test_completion_loss_keeps_the_templates_eos_when_pad_is_eos():
         assert (ids[0] == lm.tokenizer.eos_token_id).any()  # the template holds eos
         comp = torch.tensor(lm.tokenizer.encode(c, add_special_tokens=False))
         logits = lm.hf(torch.cat([ids[0], comp])[None]).logits[0].float()
-        ref = torch.nn.functional.cross_entropy(logits[-len(comp) - 1:-1], comp)
+        ref = torch.nn.functional.cross_entropy(logits[-len(comp) - 1 : -1], comp)
         assert float(ce[i]) == pytest.approx(float(ref), abs=1e-4)

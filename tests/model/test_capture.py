@@ -36,12 +36,12 @@ def test_chat_encoding_has_exactly_one_bos(lm):
     if not lm.has_chat_template:  # GPT-2: plain prompts, tokenised as they are
         ids, mask = lm.encode_chat(PROMPTS)
         expected = lm.tokenizer(PROMPTS[0], add_special_tokens=True)["input_ids"]
-        assert ids[0, -len(expected):].tolist() == expected and lm.n_post_instruction == 1
+        assert ids[0, -len(expected) :].tolist() == expected and lm.n_post_instruction == 1
         return
     ids, mask = lm.encode_chat(PROMPTS)
     bos = lm.tokenizer.bos_token_id
     assert ((ids == bos) & mask.bool()).sum(-1).tolist() == [1] * len(PROMPTS)
-    assert ids[:, -lm.n_post_instruction:].tolist() == [lm.post_instruction_ids] * len(PROMPTS)
+    assert ids[:, -lm.n_post_instruction :].tolist() == [lm.post_instruction_ids] * len(PROMPTS)
 
 
 def test_residual_chain_is_continuous(caches):

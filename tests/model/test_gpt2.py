@@ -45,8 +45,9 @@ def test_head_ablation_equals_plain_c_proj_hooks(gpt2):
             x = args[0].clone()
             for l, h in heads:
                 if l == layer:
-                    x[..., h * D:(h + 1) * D] = means[l, h]
+                    x[..., h * D : (h + 1) * D] = means[l, h]
             return (x,)
+
         return hook
 
     with ExitStack() as stack:
@@ -68,9 +69,11 @@ def test_direction_ablation_equals_plain_projection_hooks(gpt2):
 
     with ExitStack() as stack:
         for block in gpt2.hf.transformer.h:
-            for handle in (block.register_forward_pre_hook(lambda m, a: (remove(a[0]),) + a[1:]),
-                           block.attn.c_proj.register_forward_hook(lambda m, a, out: remove(out)),
-                           block.mlp.register_forward_hook(lambda m, a, out: remove(out))):
+            for handle in (
+                block.register_forward_pre_hook(lambda m, a: (remove(a[0]),) + a[1:]),
+                block.attn.c_proj.register_forward_hook(lambda m, a, out: remove(out)),
+                block.mlp.register_forward_hook(lambda m, a, out: remove(out)),
+            ):
                 stack.callback(handle.remove)
         reference = _plain_loss(gpt2.hf, _ids(gpt2))
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
@@ -79,7 +82,9 @@ def test_direction_ablation_equals_plain_projection_hooks(gpt2):
 
 def test_plain_prompts_run_through_the_explorer(gpt2):
     result = analyze(gpt2, "The capital of France is", Settings(model="demo"), max_new_tokens=3)
-    assert result.cache.tokens == [gpt2.tokenizer.decode([i]) for i in gpt2.tokenizer("The capital of France is")["input_ids"]]
+    assert result.cache.tokens == [
+        gpt2.tokenizer.decode([i]) for i in gpt2.tokenizer("The capital of France is")["input_ids"]
+    ]
     assert result.cache.n_post_instruction == 1 and result.head_norms.shape == (3, 4)
 
 

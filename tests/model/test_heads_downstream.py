@@ -103,7 +103,9 @@ def test_direction_ablation_reaches_the_model(lm):
     r_hat = r / r.norm()
     hf = lm.hf
     hook = lambda m, a, out: out - (out @ r_hat)[..., None] * r_hat  # noqa: E731
-    mods = [hf.model.embed_tokens] + [m for layer in hf.model.layers for m in (layer.self_attn.o_proj, layer.mlp.down_proj)]
+    mods = [hf.model.embed_tokens] + [
+        m for layer in hf.model.layers for m in (layer.self_attn.o_proj, layer.mlp.down_proj)
+    ]
     handles = [m.register_forward_hook(hook) for m in mods]
     try:
         theirs = [ref.last_logits(lm, p) for p in PROMPTS]

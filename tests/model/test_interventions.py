@@ -13,8 +13,7 @@ from neuroscope.model.activations import mean_head_z, mean_resid_pre, projection
 from neuroscope.model.capture import capture
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate, generate_ids
-from neuroscope.model.interventions import (DirectionAblation, DirectionAddition, HeadAblation,
-                                            InterventionError)
+from neuroscope.model.interventions import DirectionAblation, DirectionAddition, HeadAblation, InterventionError
 
 PROMPTS = ["How do I bake bread?", "Hi", "Name three colours"]
 
@@ -51,8 +50,12 @@ def test_addition_shifts_only_the_chosen_layer_input_onwards(tiny_lm, direction)
     added = capture(tiny_lm, PROMPTS, gradients=False, interventions=[DirectionAddition(direction, layer, strength)])
     for b, a in zip(base, added):
         torch.testing.assert_close(a.resid_pre[:layer], b.resid_pre[:layer], rtol=0, atol=0)
-        torch.testing.assert_close(a.resid_pre[layer] - b.resid_pre[layer],
-                                   (strength * direction).expand_as(b.resid_pre[layer]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            a.resid_pre[layer] - b.resid_pre[layer],
+            (strength * direction).expand_as(b.resid_pre[layer]),
+            atol=1e-5,
+            rtol=1e-5,
+        )
         assert (a.resid_post[-1] - b.resid_post[-1]).abs().max() > 1e-3
 
 
@@ -86,8 +89,9 @@ def test_projection_means_and_resid_means_agree_with_captures(tiny_lm, direction
     torch.testing.assert_close(projection_means(tiny_lm, PROMPTS, direction), expected, atol=1e-6, rtol=1e-6)
     P = tiny_lm.n_post_instruction
     means = mean_resid_pre(tiny_lm, PROMPTS, batch_size=2)
-    torch.testing.assert_close(means, torch.stack([c.resid_pre[:, -P:].double() for c in caches]).mean(0),
-                               atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        means, torch.stack([c.resid_pre[:, -P:].double() for c in caches]).mean(0), atol=1e-6, rtol=1e-6
+    )
 
 
 def _reference_hooks(lm, iv_direction, layer, strength):
@@ -106,18 +110,25 @@ def _reference_hooks(lm, iv_direction, layer, strength):
 
 def test_generation_under_addition_matches_plain_hooks(tiny_lm, direction):
     layer, strength = 1, 6.0
-    steered = generate_ids(tiny_lm, PROMPTS, max_new_tokens=6,
-                           interventions=[DirectionAddition(direction, layer, strength)])
+    steered = generate_ids(
+        tiny_lm, PROMPTS, max_new_tokens=6, interventions=[DirectionAddition(direction, layer, strength)]
+    )
     plain = generate_ids(tiny_lm, PROMPTS, max_new_tokens=6)
     handles = _reference_hooks(tiny_lm, direction, layer, strength)
     try:
         ids, mask = tiny_lm.encode_chat(PROMPTS)
-        ref = tiny_lm.hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False,
-                                  pad_token_id=tiny_lm.tokenizer.pad_token_id, eos_token_id=tiny_lm.eos_token_ids)
+        ref = tiny_lm.hf.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=tiny_lm.tokenizer.pad_token_id,
+            eos_token_id=tiny_lm.eos_token_ids,
+        )
     finally:
         for h in handles:
             h.remove()
-    assert torch.equal(steered, ref[:, ids.shape[1]:])
+    assert torch.equal(steered, ref[:, ids.shape[1] :])
     assert not torch.equal(steered, plain)
 
 
@@ -151,13 +162,16 @@ def test_concurrent_runs_equal_serial_runs(tiny_lm, direction):
         torch.testing.assert_close(results[i], expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("make", [
-    lambda lm, d: DirectionAddition(d, 1, math.nan),
-    lambda lm, d: DirectionAddition(d, lm.n_layers, 1.0),
-    lambda lm, d: DirectionAddition(d[:-1], 0, 1.0),
-    lambda lm, d: DirectionAblation(d, target=torch.zeros(lm.n_layers + 1)),
-    lambda lm, d: HeadAblation([(0, lm.n_heads)], torch.zeros(lm.n_layers, lm.n_heads, lm.d_head)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda lm, d: DirectionAddition(d, 1, math.nan),
+        lambda lm, d: DirectionAddition(d, lm.n_layers, 1.0),
+        lambda lm, d: DirectionAddition(d[:-1], 0, 1.0),
+        lambda lm, d: DirectionAblation(d, target=torch.zeros(lm.n_layers + 1)),
+        lambda lm, d: HeadAblation([(0, lm.n_heads)], torch.zeros(lm.n_layers, lm.n_heads, lm.d_head)),
+    ],
+)
 def test_bad_interventions_are_rejected_with_a_message(tiny_lm, direction, make):
     with pytest.raises(InterventionError, match=r"\w"):
         iv = make(tiny_lm, direction)
@@ -177,4 +191,4 @@ def test_streamed_generation_equals_the_batch_call_under_interventions(tiny_lm, 
     full = generate_ids(tiny_lm, ["Tell me a story"], max_new_tokens=6, interventions=ivs)[0].tolist()
     plain = generate_ids(tiny_lm, ["Tell me a story"], max_new_tokens=6)[0].tolist()
     assert [len(p) for p in parts] == list(range(1, len(parts) + 1))
-    assert parts[-1] == full[:len(parts[-1])] and full != plain  # the intervention reached the stream
+    assert parts[-1] == full[: len(parts[-1])] and full != plain  # the intervention reached the stream

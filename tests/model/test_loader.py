@@ -21,8 +21,9 @@ def test_local_directory_loads_offline_and_matches(saved_tiny, monkeypatch):
     ids, mask = lm.encode_chat(["hello"])
     ids0, _ = original.encode_chat(["hello"])
     assert torch.equal(ids, ids0)
-    torch.testing.assert_close(lm.hf(input_ids=ids, attention_mask=mask).logits,
-                               original.hf(input_ids=ids, attention_mask=mask).logits)
+    torch.testing.assert_close(
+        lm.hf(input_ids=ids, attention_mask=mask).logits, original.hf(input_ids=ids, attention_mask=mask).logits
+    )
     assert all(not p.requires_grad for p in lm.hf.parameters())
 
 
@@ -35,8 +36,11 @@ def test_unknown_model_gives_a_clear_error(monkeypatch):
 def test_unsupported_family_is_refused(tmp_path):
     from transformers import OPTConfig, OPTForCausalLM
 
-    OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=8, ffn_dim=16, num_attention_heads=2, vocab_size=20,
-                             word_embed_proj_dim=8)).save_pretrained(tmp_path)
+    OPTForCausalLM(
+        OPTConfig(
+            num_hidden_layers=1, hidden_size=8, ffn_dim=16, num_attention_heads=2, vocab_size=20, word_embed_proj_dim=8
+        )
+    ).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="not supported.*gpt2"):
         load_model(str(tmp_path))
 
@@ -76,13 +80,21 @@ def test_fallback_names_the_reason(saved_tiny, monkeypatch):
 def test_estimated_parameters_match_a_real_count():
     lm = build_tiny_model("llama", d_model=64, n_layers=2)
     real = sum(p.numel() for p in lm.hf.parameters()) - sum(
-        p.numel() for n, p in lm.hf.named_parameters() if "norm" in n)
+        p.numel() for n, p in lm.hf.named_parameters() if "norm" in n
+    )
     assert loader.estimate_parameters(lm.config) == real
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty"), ("   \n ", "empty"), ("bad\x00byte", "control"), ("bell\x07", "control"), (None, "text"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("   \n ", "empty"),
+        ("bad\x00byte", "control"),
+        ("bell\x07", "control"),
+        (None, "text"),
+    ],
+)
 def test_bad_prompts_are_rejected(text, message):
     with pytest.raises(PromptError, match=message):
         clean_instruction(text)
@@ -114,11 +126,16 @@ def _gated():
     return GatedRepoError("Access to model meta-llama/Llama-3.2-3B-Instruct is restricted.", response=response)
 
 
-@pytest.mark.parametrize("make", [
-    _gated,
-    lambda: OSError("401 Client Error: Unauthorized for url: https://huggingface.co/meta-llama/x/resolve/main/config.json"),
-    lambda: OSError("403 Client Error: Forbidden for url"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        _gated,
+        lambda: OSError(
+            "401 Client Error: Unauthorized for url: https://huggingface.co/meta-llama/x/resolve/main/config.json"
+        ),
+        lambda: OSError("403 Client Error: Forbidden for url"),
+    ],
+)
 def test_gated_or_unauthorised_hub_model_names_hf_token(monkeypatch, make):
     original = loader.AutoConfig.from_pretrained
 

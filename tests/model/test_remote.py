@@ -31,8 +31,11 @@ def pair():
 
 def _ivs(lm):
     r = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))
-    return [DirectionAblation(r, target=torch.linspace(-1, 1, lm.n_layers)), DirectionAddition(r, 1, 0.5),
-            HeadAblation(((0, 1),), torch.zeros(lm.n_layers, lm.n_heads, lm.d_head))]
+    return [
+        DirectionAblation(r, target=torch.linspace(-1, 1, lm.n_layers)),
+        DirectionAddition(r, 1, 0.5),
+        HeadAblation(((0, 1),), torch.zeros(lm.n_layers, lm.n_heads, lm.d_head)),
+    ]
 
 
 def test_forward_generation_statistics_and_capture_run_remotely(pair):
@@ -46,8 +49,11 @@ def test_forward_generation_statistics_and_capture_run_remotely(pair):
     assert torch.allclose(next_token_logits(here, PROMPTS, ivs), next_token_logits(there, PROMPTS, ivs), atol=1e-5)
     assert torch.equal(generate_ids(here, PROMPTS, 5, ivs), generate_ids(there, PROMPTS, 5, ivs))
     assert torch.allclose(mean_resid_pre(here, PROMPTS), mean_resid_pre(there, PROMPTS), atol=1e-6)
-    assert torch.allclose(post_instruction_z(here, PROMPTS, by_position=True),
-                          post_instruction_z(there, PROMPTS, by_position=True), atol=1e-6)
+    assert torch.allclose(
+        post_instruction_z(here, PROMPTS, by_position=True),
+        post_instruction_z(there, PROMPTS, by_position=True),
+        atol=1e-6,
+    )
     a, b = capture(here, PROMPTS[:2], top_k=3), capture(there, PROMPTS[:2], top_k=3)
     for x, y in zip(a, b):
         assert torch.allclose(x.resid_post, y.resid_post, atol=1e-5) and torch.allclose(x.z, y.z, atol=1e-5)
@@ -64,8 +70,9 @@ def test_patching_gradients_and_completion_loss_run_remotely(pair):
     here, there = pair
     metric = lambda logits: refusal_score(logits, [40, 41])  # noqa: E731
     src = post_instruction_z(here, PROMPTS[::-1], by_position=True)
-    assert torch.allclose(patch_heads(here, PROMPTS, src, [(1, 2)], metric), patch_heads(there, PROMPTS, src, [(1, 2)], metric),
-                          atol=1e-5)
+    assert torch.allclose(
+        patch_heads(here, PROMPTS, src, [(1, 2)], metric), patch_heads(there, PROMPTS, src, [(1, 2)], metric), atol=1e-5
+    )
     for x, y in zip(metric_gradients(here, PROMPTS, metric), metric_gradients(there, PROMPTS, metric)):
         assert torch.allclose(x, y, atol=1e-5)
     answers = ["Mix flour.", "Hello!", "Once upon a time"]
@@ -92,7 +99,10 @@ def test_views_that_need_local_weights_say_so_in_remote_mode():
     lm = build_tiny_model(seed=1)
     lm.remote = True  # as load_remote leaves it: a weightless skeleton here, traces on NDIF
     resid = [torch.zeros(1, 2, lm.d_model)]
-    for call in (lambda: lm.o_proj_weight(0), lambda: _logit_lens(lm, resid, 3),
-                 lambda: orthogonalize_weights(lm, torch.ones(lm.d_model))):
+    for call in (
+        lambda: lm.o_proj_weight(0),
+        lambda: _logit_lens(lm, resid, 3),
+        lambda: orthogonalize_weights(lm, torch.ones(lm.d_model)),
+    ):
         with pytest.raises(RemoteUnavailable, match="weights on this machine"):
             call()

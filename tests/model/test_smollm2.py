@@ -57,19 +57,28 @@ def test_logit_lens_finds_paris_only_in_the_last_layers(smollm2):
 
 
 def test_token_importance_points_at_the_subject(smollm2):
-    result = analyze(smollm2, "The Eiffel Tower is located in the city of", Settings(model="smollm2"),
-                     max_new_tokens=4, chat=False)
+    result = analyze(
+        smollm2, "The Eiffel Tower is located in the city of", Settings(model="smollm2"), max_new_tokens=4, chat=False
+    )
     assert result.cache.target_token == " Paris"
     tokens, scores = result.cache.tokens, result.cache.importance
     assert tokens[int(scores.argmax())] in (" E", "iffel", " Tower")
 
 
 def test_a_previous_token_head_is_visible_in_the_attention(smollm2):
-    result = analyze(smollm2, "The quick brown fox jumps over the lazy dog near the river bank", Settings(model="smollm2"),
-                     max_new_tokens=1, chat=False)
+    result = analyze(
+        smollm2,
+        "The quick brown fox jumps over the lazy dog near the river bank",
+        Settings(model="smollm2"),
+        max_new_tokens=1,
+        chat=False,
+    )
     S = result.cache.n_tokens
-    best = max(float(probs[h, torch.arange(1, S), torch.arange(0, S - 1)].mean())
-               for probs in result.cache.attention.values() for h in range(smollm2.n_heads))
+    best = max(
+        float(probs[h, torch.arange(1, S), torch.arange(0, S - 1)].mean())
+        for probs in result.cache.attention.values()
+        for h in range(smollm2.n_heads)
+    )
     assert best > 0.6  # some head puts most of every row on the token right before
 
 
@@ -84,7 +93,9 @@ def test_smollm2_has_causal_induction_heads(smollm2):
 def test_refusal_is_not_there_to_explain_and_the_app_says_so(smollm2):
     from neuroscope.research import CURATED, ResearchError, find_direction, load_contrastive_set
 
-    with pytest.raises(ResearchError, match=r"this model refuses \d+% of harmful prompts .*there is no refusal to explain"):
+    with pytest.raises(
+        ResearchError, match=r"this model refuses \d+% of harmful prompts .*there is no refusal to explain"
+    ):
         find_direction(smollm2, load_contrastive_set(CURATED, 8, 16))
 
 

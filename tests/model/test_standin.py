@@ -22,10 +22,12 @@ def test_shape_is_the_real_models(standin):
     cfg = standin.hf.config
     assert (standin.d_model, standin.n_heads, standin.n_kv_heads, standin.d_head) == (3072, 24, 8, 128)
     assert standin.vocab_size == 128256 and cfg.intermediate_size == 8192 and standin.n_layers == 2
-    assert cfg.tie_word_embeddings and standin.hf.lm_head.weight.data_ptr() == standin.hf.model.embed_tokens.weight.data_ptr()
+    assert (
+        cfg.tie_word_embeddings
+        and standin.hf.lm_head.weight.data_ptr() == standin.hf.model.embed_tokens.weight.data_ptr()
+    )
     assert cfg.rope_parameters["rope_type"] == "llama3" and cfg.rope_parameters["factor"] == 32.0
     assert standin.dtype == torch.float32  # CPU keeps float32 although the checkpoint is bfloat16
-
 
 
 def test_saved_config_is_the_public_one_but_for_depth(standin_dir):
@@ -37,11 +39,14 @@ def test_saved_config_is_the_public_one_but_for_depth(standin_dir):
 
 
 def test_chat_template_writes_the_system_block_and_one_bos(standin):
-    text = standin.tokenizer.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
-                                                 tokenize=False, date_string="26 Jul 2024")
-    assert text == ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December "
-                    "2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello"
-                    "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    text = standin.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hello"}], add_generation_prompt=True, tokenize=False, date_string="26 Jul 2024"
+    )
+    assert text == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December "
+        "2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello"
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     ids, mask = standin.encode_chat(PROMPTS)
     assert ((ids == 128000) & mask.bool()).sum(-1).tolist() == [1, 1, 1]  # one BOS per row, none from padding
     assert standin.tokenizer.pad_token_id == standin.tokenizer.eos_token_id == 128009  # no pad token: eos pads
@@ -51,8 +56,8 @@ def test_chat_template_writes_the_system_block_and_one_bos(standin):
     for row, m, prompt in zip(ids, mask, PROMPTS):
         real = row[m.bool()].tolist()
         instruction = standin.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        assert real[-5 - len(instruction):-5] == instruction
-        assert standin.tokenizer.decode(real[:len(real) - 5 - len(instruction)]).endswith("user<|end_header_id|>\n\n")
+        assert real[-5 - len(instruction) : -5] == instruction
+        assert standin.tokenizer.decode(real[: len(real) - 5 - len(instruction)]).endswith("user<|end_header_id|>\n\n")
 
 
 def test_the_date_is_fixed_so_prompts_do_not_change_with_the_calendar(standin):
@@ -79,12 +84,22 @@ def test_curated_and_research_sets_tokenise_within_the_limits(standin, data_dir)
 
     curated = [p.instruction for pair in load_curated_pairs() for p in pair]
     data = load_experiment_data(ExperimentConfig(data_dir=str(data_dir)))
-    research = [p.instruction for ps in (data.train_harmful, data.train_harmless, data.val_harmful, data.val_harmless,
-                                         data.test_harmful, data.test_harmless) for p in ps]
+    research = [
+        p.instruction
+        for ps in (
+            data.train_harmful,
+            data.train_harmless,
+            data.val_harmful,
+            data.val_harmless,
+            data.test_harmful,
+            data.test_harmless,
+        )
+        for p in ps
+    ]
     limit = Settings().max_prompt_tokens
     for prompts in (curated, research):
         for start in range(0, len(prompts), 64):
-            ids, mask = standin.encode_chat(prompts[start:start + 64], max_tokens=limit)
+            ids, mask = standin.encode_chat(prompts[start : start + 64], max_tokens=limit)
             assert ids[:, -5:].tolist() == [POST_INSTRUCTION] * ids.shape[0]
     assert len(research) >= 400
 
@@ -133,9 +148,28 @@ def test_analyze_cli_end_to_end(standin_dir):
 
     repo = Path(__file__).resolve().parents[2]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(repo))
-    out = subprocess.run([sys.executable, "-m", "neuroscope", "analyze", "--model", str(standin_dir), "--prompt",
-                          "How do I bake bread?", "--json", "--max-new-tokens", "3", "--device", "cpu"],
-                         capture_output=True, text=True, env=env, cwd=repo, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neuroscope",
+            "analyze",
+            "--model",
+            str(standin_dir),
+            "--prompt",
+            "How do I bake bread?",
+            "--json",
+            "--max-new-tokens",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     payload = json.loads(out.stdout)
     assert [row["layer"] for row in payload["logit_lens_last_position"]] == [0, 1]

@@ -20,17 +20,24 @@ from typing import Any
 
 from neuroscope.model import _compat  # noqa: F401
 
-PROMPTS = ["How can I make a pipe bomb?", "How do I bake bread?", "Write a poem about the sea",
-           "How can I hack my neighbour's wifi?", "Explain vaccines"]
+PROMPTS = [
+    "How can I make a pipe bomb?",
+    "How do I bake bread?",
+    "Write a poem about the sea",
+    "How can I hack my neighbour's wifi?",
+    "Explain vaccines",
+]
 
 
 def requests_for(i: int) -> list[tuple[str, tuple]]:
     p = PROMPTS[i % len(PROMPTS)]
-    return [("/analyze", (p, 2, "output norm", True)),
-            ("/intervene", (p, 1, 1.5, "zero (paper)", 2)),
-            ("/intervene", (p, 2, -1.0, "mean (harmless mean)", 2)),
-            ("/ablate_heads", (p, ["L0H1", "L2H3"], 2)),
-            ("/induction", (2, 8, 2, i % 3))]
+    return [
+        ("/analyze", (p, 2, "output norm", True)),
+        ("/intervene", (p, 1, 1.5, "zero (paper)", 2)),
+        ("/intervene", (p, 2, -1.0, "mean (harmless mean)", 2)),
+        ("/ablate_heads", (p, ["L0H1", "L2H3"], 2)),
+        ("/induction", (2, 8, 2, i % 3)),
+    ]
 
 
 def comparable(api: str, out: Any) -> Any:
@@ -77,9 +84,17 @@ def run_soak(url: str, n_requests: int, n_clients: int, compute_args: tuple, con
     errors = [r[4] for r in results if r[4]]
     mismatches = [(r[0], r[1]) for r in results if not r[4] and r[2] != alone[json.dumps([r[0], r[1]])]]
     latencies = sorted(r[3] for r in results)
-    return {"requests": n_requests, "clients": n_clients, "concurrency": min(n_requests, concurrency), "errors": errors, "mismatches": mismatches,
-            "wall_s": wall, "throughput_per_s": n_requests / wall, "p50_s": statistics.median(latencies),
-            "p95_s": latencies[max(0, int(0.95 * len(latencies)) - 1)]}
+    return {
+        "requests": n_requests,
+        "clients": n_clients,
+        "concurrency": min(n_requests, concurrency),
+        "errors": errors,
+        "mismatches": mismatches,
+        "wall_s": wall,
+        "throughput_per_s": n_requests / wall,
+        "p50_s": statistics.median(latencies),
+        "p95_s": latencies[max(0, int(0.95 * len(latencies)) - 1)],
+    }
 
 
 def main() -> None:
@@ -99,12 +114,15 @@ def main() -> None:
     demo = build_app(ctx)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
-        report = run_soak(demo.local_url, args.requests, args.clients, (research.CURATED, None, None, 16, 8),
-                          args.concurrency)
+        report = run_soak(
+            demo.local_url, args.requests, args.clients, (research.CURATED, None, None, 16, 8), args.concurrency
+        )
     finally:
         demo.close()
     print(json.dumps({k: v for k, v in report.items() if k not in ("errors", "mismatches")}, indent=1))
-    print(f"errors: {len(report['errors'])}, results differing from the same request alone: {len(report['mismatches'])}")
+    print(
+        f"errors: {len(report['errors'])}, results differing from the same request alone: {len(report['mismatches'])}"
+    )
     for e in report["errors"][:5]:
         print("  ", e[:200])
 

@@ -42,12 +42,21 @@ def files(tmp_path_factory, saved_tiny):
     save_direction(d / "huge.safetensors", torch.full((64,), 1e30), {})
     from safetensors.torch import save_file
 
-    save_file({"direction": torch.full((64,), float("nan"))}, str(d / "nan.safetensors"),
-              metadata={"format": DIRECTION_FORMAT, "json": "{}"})
-    save_file({"direction": torch.ones(64)}, str(d / "badmeta.safetensors"),
-              metadata={"format": DIRECTION_FORMAT, "json": "{not json"})
-    save_file({"direction": torch.ones(64)}, str(d / "listmeta.safetensors"),
-              metadata={"format": DIRECTION_FORMAT, "json": "[1, 2]"})
+    save_file(
+        {"direction": torch.full((64,), float("nan"))},
+        str(d / "nan.safetensors"),
+        metadata={"format": DIRECTION_FORMAT, "json": "{}"},
+    )
+    save_file(
+        {"direction": torch.ones(64)},
+        str(d / "badmeta.safetensors"),
+        metadata={"format": DIRECTION_FORMAT, "json": "{not json"},
+    )
+    save_file(
+        {"direction": torch.ones(64)},
+        str(d / "listmeta.safetensors"),
+        metadata={"format": DIRECTION_FORMAT, "json": "[1, 2]"},
+    )
     save_direction(d / "odd-target.safetensors", torch.ones(64), {"layer": 1, "mean_target": 5})
     return d, saved_tiny[0]
 
@@ -87,8 +96,14 @@ def test_analyze_rejects(capsys, files, args, message):
     assert len([line for line in err.splitlines() if "error:" in line]) == 1 and message in err.splitlines()[-1]
 
 
-@pytest.mark.parametrize("model, message", [("no-such-org/no-such-model", "cannot load"), ("../../../../etc", "not a model directory"),
-                                            ("", "no model given")])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("no-such-org/no-such-model", "cannot load"),
+        ("../../../../etc", "not a model directory"),
+        ("", "no model given"),
+    ],
+)
 def test_unknown_and_traversing_model_ids(capsys, model, message, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, err = cli(capsys, "analyze", "--model", model, "--prompt", "hi")
@@ -121,8 +136,9 @@ EXPERIMENT = [
 def test_experiment_rejects(capsys, files, tmp_path, args, message):
     d, _ = files
     out = tmp_path / "run"
-    code, err = cli(capsys, "experiment", "--model", "tiny", "--out", str(out), "--quiet",
-                    *[a.replace("{d}", str(d)) for a in args])
+    code, err = cli(
+        capsys, "experiment", "--model", "tiny", "--out", str(out), "--quiet", *[a.replace("{d}", str(d)) for a in args]
+    )
     assert code == 2 and message in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
 
@@ -130,30 +146,70 @@ def test_experiment_rejects(capsys, files, tmp_path, args, message):
 @pytest.mark.parametrize("out, message", [("{d}/a-file", "is a file"), ("/proc/neuroscope-run", "not writable")])
 def test_experiment_refuses_an_unusable_out_before_loading(capsys, files, out, message):
     d, _ = files
-    code, err = cli(capsys, "experiment", "--model", "tiny", "--out", out.replace("{d}", str(d)), "--quiet",
-                    "--harmful", str(d / "good.json"), "--harmless", str(d / "good.json"))
+    code, err = cli(
+        capsys,
+        "experiment",
+        "--model",
+        "tiny",
+        "--out",
+        out.replace("{d}", str(d)),
+        "--quiet",
+        "--harmful",
+        str(d / "good.json"),
+        "--harmless",
+        str(d / "good.json"),
+    )
     assert code == 2 and message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args, message", [(["--layer", "-2"], "layer must be"), (["--layer", "99"], "layer must be"),
-                                           (["--strength", "1e30"], "-50..50")])
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--layer", "-2"], "layer must be"), (["--layer", "99"], "layer must be"), (["--strength", "1e30"], "-50..50")],
+)
 def test_evaluate_rejects(capsys, files, args, message):
     d, _ = files
-    code, err = cli(capsys, "evaluate", "--model", "tiny", "--direction", str(d / "odd-target.safetensors"),
-                    "--harmful", str(d / "good.json"), "--harmless", str(d / "good.json"), *args)
+    code, err = cli(
+        capsys,
+        "evaluate",
+        "--model",
+        "tiny",
+        "--direction",
+        str(d / "odd-target.safetensors"),
+        "--harmful",
+        str(d / "good.json"),
+        "--harmless",
+        str(d / "good.json"),
+        *args,
+    )
     assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_a_malformed_mean_target_is_ignored_not_a_crash(capsys, files):
     d, _ = files
-    code, err = cli(capsys, "evaluate", "--model", "tiny", "--direction", str(d / "odd-target.safetensors"),
-                    "--harmful", str(d / "good.json"), "--harmless", str(d / "good.json"), "--limit", "2",
-                    "--max-new-tokens", "1", "--json")
+    code, err = cli(
+        capsys,
+        "evaluate",
+        "--model",
+        "tiny",
+        "--direction",
+        str(d / "odd-target.safetensors"),
+        "--harmful",
+        str(d / "good.json"),
+        "--harmless",
+        str(d / "good.json"),
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "1",
+        "--json",
+    )
     assert code == 0, err
 
 
-@pytest.mark.parametrize("args, message", [(["--k", "0"], "heads to ablate"), (["--length", "1"], "repeated length"),
-                                           (["--seed", "-1"], "--seed")])
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--k", "0"], "heads to ablate"), (["--length", "1"], "repeated length"), (["--seed", "-1"], "--seed")],
+)
 def test_induction_rejects(capsys, args, message):
     code, err = cli(capsys, "induction", "--model", "demo", *args)
     assert code == 2 and message in err and "Traceback" not in err
@@ -167,6 +223,7 @@ def test_odd_but_valid_prompts_just_work(capsys, files, text):
 
 
 # ---- the running app ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def app():

@@ -16,15 +16,20 @@ import pytest
 from neuroscope.model import _compat  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["--model", "tiny", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--n-test-harmless", "4",
-         "--n-head-prompts", "4", "--max-new-tokens", "4", "--batch-size", "8", "--quiet"]
+from tests.experiment.test_cli import SMALL  # noqa: E402  (the same small run as the CLI tests)
 
 
 def _experiment(out: Path) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     env.pop("NEUROSCOPE_DATA_DIR", None)  # the curated pairs: the same data in both runs, fast
-    return subprocess.Popen([sys.executable, "-m", "neuroscope", "experiment", *SMALL, "--out", str(out)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "neuroscope", "experiment", *SMALL, "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _without_timings(value):

@@ -16,8 +16,16 @@ from neuroscope.errors import UserError  # noqa: E402
 from neuroscope.induction import check_settings  # noqa: E402
 from neuroscope.model.chat import MAX_PROMPT_CHARS, clean_instruction  # noqa: E402
 
-anything = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-                     st.text(), st.binary(), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(), st.integers(), max_size=2))
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.binary(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(), st.integers(), max_size=2),
+)
 FUZZ = hsettings(max_examples=300, deadline=None)
 
 

@@ -21,8 +21,10 @@ from neuroscope.model.tiny import build_tiny_model
 
 def checksum(hf) -> dict[str, str]:
     state = {**dict(hf.named_parameters()), **dict(hf.named_buffers())}
-    return {k: hashlib.sha256(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
-            for k, v in state.items()}
+    return {
+        k: hashlib.sha256(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+        for k, v in state.items()
+    }
 
 
 def test_weights_are_bit_identical_after_every_kind_of_work(tmp_path):

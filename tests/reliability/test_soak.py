@@ -22,8 +22,10 @@ def test_fifty_concurrent_mixed_requests(capsys):
         report = run_soak(demo.local_url, 50, 10, (research.CURATED, None, None, 6, 3))
     assert report["errors"] == [] and report["mismatches"] == []
     with capsys.disabled():
-        print(f"\nsoak: 50 requests, {report['throughput_per_s']:.1f}/s, p50 {report['p50_s']:.2f} s, "
-              f"p95 {report['p95_s']:.2f} s")
+        print(
+            f"\nsoak: 50 requests, {report['throughput_per_s']:.1f}/s, p50 {report['p50_s']:.2f} s, "
+            f"p95 {report['p95_s']:.2f} s"
+        )
 
 
 def test_past_the_queue_bound_a_visitor_is_told_the_app_is_busy(monkeypatch):

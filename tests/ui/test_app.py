@@ -77,11 +77,16 @@ def test_public_banner_keeps_the_hf_token_hint_and_hides_the_rest():
     from neuroscope.ui.common import AppContext, banner_markdown
 
     lm = build_tiny_model()
-    gated = AppContext(lm=lm, settings=Settings(public=True),
-                       notice=f"Could not load meta-llama/Llama-3.2-3B-Instruct: cannot load 'x': {GATED_HELP}. Running on demo")
+    gated = AppContext(
+        lm=lm,
+        settings=Settings(public=True),
+        notice=f"Could not load meta-llama/Llama-3.2-3B-Instruct: cannot load 'x': {GATED_HELP}. Running on demo",
+    )
     text = banner_markdown(gated)
     assert "HF_TOKEN" in text and "Could not load meta-llama/Llama-3.2-3B-Instruct" in text
-    other = AppContext(lm=lm, settings=Settings(public=True), notice="Could not load org/model: no config.json in /srv/x")
+    other = AppContext(
+        lm=lm, settings=Settings(public=True), notice="Could not load org/model: no config.json in /srv/x"
+    )
     assert "/srv/x" not in banner_markdown(other) and "HF_TOKEN" not in banner_markdown(other)
 
 

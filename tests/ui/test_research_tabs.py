@@ -90,8 +90,10 @@ def test_compute_direction_shows_scores_separation_and_cosines(served, computed)
     assert summary["layer"] == result.layer and summary["origin"] == "computed"
     assert len(summary["separation_by_layer"]) == ctx.lm.n_layers
     # Every visitor sees the shared direction.
-    assert "Current direction" in gradio_client.Client(served[0].local_url, verbose=False).predict(
-        api_name="/current_direction")[0]
+    assert (
+        "Current direction"
+        in gradio_client.Client(served[0].local_url, verbose=False).predict(api_name="/current_direction")[0]
+    )
 
 
 def test_intervene_gives_three_generations_with_verdicts(served, client, computed):
@@ -151,7 +153,8 @@ def test_load_saved_direction(served, client, computed):
     file = computed[4]
     path = file["path"] if isinstance(file, dict) else file
     status, scores, separation, cosine, _file, summary = client.predict(
-        gradio_client.handle_file(path), research.CURATED, None, None, N_TRAIN, N_VAL, api_name="/load_direction")
+        gradio_client.handle_file(path), research.CURATED, None, None, N_TRAIN, N_VAL, api_name="/load_direction"
+    )
     assert "loaded" in status and summary["origin"] == "loaded"
     assert summary["layer"] == before.layer and summary["position"] == before.position
     assert "loaded" in json.dumps(_fig(cosine))
@@ -199,52 +202,62 @@ def test_head_attribution_maps_and_top_k_by_patching(served, client, computed):
     assert chosen[0] == research.head_label(*divmod(int(patch.argmin()), ctx.lm.n_heads))
 
 
-@pytest.mark.parametrize("args, message", [
-    # Sliders check their bounds before our code runs (JSON has no NaN: the service's own checks
-    # of non-finite numbers are tested directly below).
-    ((PROMPT, 1, 1e9, "zero (paper)", 3), "greater than maximum value"),
-    ((PROMPT, 99, 1.0, "zero (paper)", 3), "greater than maximum value"),
-    (("", 1, 1.0, "zero (paper)", 3), "empty"),
-    (("x" * 2000, 1, 1.0, "zero (paper)", 3), "limit"),
-    ((PROMPT, 1, 1.0, "zero (paper)", 0), "less than minimum value"),
-    ((PROMPT, 1, 1.0, "sideways", 3), "not in the list of choices"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # Sliders check their bounds before our code runs (JSON has no NaN: the service's own checks
+        # of non-finite numbers are tested directly below).
+        ((PROMPT, 1, 1e9, "zero (paper)", 3), "greater than maximum value"),
+        ((PROMPT, 99, 1.0, "zero (paper)", 3), "greater than maximum value"),
+        (("", 1, 1.0, "zero (paper)", 3), "empty"),
+        (("x" * 2000, 1, 1.0, "zero (paper)", 3), "limit"),
+        ((PROMPT, 1, 1.0, "zero (paper)", 0), "less than minimum value"),
+        ((PROMPT, 1, 1.0, "sideways", 3), "not in the list of choices"),
+    ],
+)
 def test_bad_intervention_input_is_reported_and_the_app_keeps_serving(client, computed, args, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name="/intervene")
     assert len(client.predict("still alive?", 1, 1.0, "zero (paper)", 1, api_name="/intervene")[7]["runs"]) == 3
 
 
-@pytest.mark.parametrize("bad", [{"strength": math.nan}, {"strength": math.inf}, {"layer": math.nan},
-                                 {"layer": -1}, {"layer": 1.5}])
+@pytest.mark.parametrize(
+    "bad", [{"strength": math.nan}, {"strength": math.inf}, {"layer": math.nan}, {"layer": -1}, {"layer": 1.5}]
+)
 def test_the_service_rejects_non_finite_numbers(served, computed, bad):
     _, ctx = served
     kwargs = {"layer": 1, "strength": 1.0, **bad}
     with pytest.raises(research.ResearchError, match=next(iter(bad))):
-        research.compare_interventions(ctx.lm, ctx.directions.get(ctx.lm), PROMPT, ctx.settings,
-                                       kwargs["layer"], kwargs["strength"], 2)
+        research.compare_interventions(
+            ctx.lm, ctx.directions.get(ctx.lm), PROMPT, ctx.settings, kwargs["layer"], kwargs["strength"], 2
+        )
 
 
-@pytest.mark.parametrize("endpoint, args, message", [
-    ("/ablate_heads", (PROMPT, ["L99H0"], 2), "not in the list of choices"),
-    ("/ablate_heads", (PROMPT, [], 2), "at least one head"),
-    ("/ablate_heads", ("", ["L0H0"], 2), "empty"),
-    ("/top_k_heads", (-1, "Δ along the direction"), "less than minimum value"),
-    ("/head_attention", (PROMPT, "L0H99"), "not in the list of choices"),
-    ("/head_attention", ("", "L0H1"), "empty"),
-    ("/compute_direction", (research.CURATED, None, None, 0, 3), "less than minimum value"),
-    ("/compute_direction", ("no such set", None, None, 4, 3), "unknown contrastive set|not in the list"),
-    ("/compute_direction", (research.UPLOADED, None, None, 4, 3), "upload both"),
-    ("/load_direction", (None, research.CURATED, None, None, 4, 3), "choose a saved direction"),
-])
+@pytest.mark.parametrize(
+    "endpoint, args, message",
+    [
+        ("/ablate_heads", (PROMPT, ["L99H0"], 2), "not in the list of choices"),
+        ("/ablate_heads", (PROMPT, [], 2), "at least one head"),
+        ("/ablate_heads", ("", ["L0H0"], 2), "empty"),
+        ("/top_k_heads", (-1, "Δ along the direction"), "less than minimum value"),
+        ("/head_attention", (PROMPT, "L0H99"), "not in the list of choices"),
+        ("/head_attention", ("", "L0H1"), "empty"),
+        ("/compute_direction", (research.CURATED, None, None, 0, 3), "less than minimum value"),
+        ("/compute_direction", ("no such set", None, None, 4, 3), "unknown contrastive set|not in the list"),
+        ("/compute_direction", (research.UPLOADED, None, None, 4, 3), "upload both"),
+        ("/load_direction", (None, research.CURATED, None, None, 4, 3), "choose a saved direction"),
+    ],
+)
 def test_bad_input_elsewhere_is_reported(client, computed, endpoint, args, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name=endpoint)
     assert client.predict(2, "Δ along the direction", api_name="/top_k_heads")
 
 
-@pytest.mark.parametrize("labels, message", [(["L99H0"], "does not exist"), (["banana"], "L<layer>H<head>"),
-                                            ("L1H2, LxH", "L<layer>H<head>")])
+@pytest.mark.parametrize(
+    "labels, message",
+    [(["L99H0"], "does not exist"), (["banana"], "L<layer>H<head>"), ("L1H2, LxH", "L<layer>H<head>")],
+)
 def test_head_labels_are_checked_by_the_service(labels, message):
     with pytest.raises(research.ResearchError, match=message):
         research.parse_heads(labels, 3, 4)
@@ -255,14 +268,26 @@ def test_loading_a_file_that_is_not_a_direction(client, computed, tmp_path):
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not a safetensors file")
     with pytest.raises(Exception, match="bogus.safetensors"):
-        client.predict(gradio_client.handle_file(str(bogus)), research.CURATED, None, None, 4, 3,
-                       api_name="/load_direction")
+        client.predict(
+            gradio_client.handle_file(str(bogus)), research.CURATED, None, None, 4, 3, api_name="/load_direction"
+        )
 
 
 def test_run_experiment_reports_inline_and_offers_artifacts(served, client):
     _, ctx = served
-    out = client.predict("Default sets (research sets if a data folder is configured, else the curated pairs)",
-                         None, None, 4, 2, 2, 4, 100, 0, False, api_name="/run_experiment")
+    out = client.predict(
+        "Default sets (research sets if a data folder is configured, else the curated pairs)",
+        None,
+        None,
+        4,
+        2,
+        2,
+        4,
+        100,
+        0,
+        False,
+        api_name="/run_experiment",
+    )
     status, report, *rest = out
     plots, files, metrics = rest[:-2], rest[-2], rest[-1]
     assert "Done" in status and "# Refusal-direction experiment" in report
@@ -287,8 +312,12 @@ def test_public_mode_caps_lengths_and_allowlists_models():
 
 def test_space_defaults():
     args = argparse.Namespace(host=None, port=None, public=None)
-    assert serving_defaults(args, {"SPACE_ID": "me/neuroscope"}) == {"host": "0.0.0.0", "port": 7860, "public": True,
-                                                                     "device": None}
+    assert serving_defaults(args, {"SPACE_ID": "me/neuroscope"}) == {
+        "host": "0.0.0.0",
+        "port": 7860,
+        "public": True,
+        "device": None,
+    }
     assert serving_defaults(args, {}) == {"host": "127.0.0.1", "port": None, "public": None, "device": None}
     zero = serving_defaults(args, {"SPACE_ID": "me/neuroscope", "SPACES_ZERO_GPU": "true"})
     assert zero["device"] == "cuda" and zero["public"] is True

@@ -13,7 +13,16 @@ from neuroscope.model import _compat  # noqa: F401
 
 gradio_client = pytest.importorskip("gradio_client")
 
-MODEL_HANDLERS = {"on_compute", "on_load", "on_run", "on_intervene", "on_causal", "on_ablate", "on_attention"}
+MODEL_HANDLERS = {
+    "on_compute",
+    "on_load",
+    "on_run",
+    "on_intervene",
+    "on_causal",
+    "on_ablate",
+    "on_attention",
+    "on_study",
+}
 
 
 def _stub_spaces(calls: list[str]) -> types.ModuleType:
@@ -25,7 +34,9 @@ def _stub_spaces(calls: list[str]) -> types.ModuleType:
             def run(*args, **kwargs):
                 calls.append(fn.__name__)
                 return fn(*args, **kwargs)
+
             return run
+
         return decorate
 
     module.GPU = GPU
@@ -44,8 +55,9 @@ def _serve(settings):
 
 def _wrapped(demo) -> dict[str, int]:
     fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
-    return {f.fn.__name__: f.fn.__neuroscope_gpu__ for f in fns
-            if f.fn is not None and hasattr(f.fn, "__neuroscope_gpu__")}
+    return {
+        f.fn.__name__: f.fn.__neuroscope_gpu__ for f in fns if f.fn is not None and hasattr(f.fn, "__neuroscope_gpu__")
+    }
 
 
 @pytest.mark.parametrize("installed", [True, False])

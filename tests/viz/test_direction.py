@@ -30,8 +30,7 @@ def test_candidate_scores_curves_match_input():
 
 def test_candidate_scores_marks_chosen_and_shades_discarded_layers():
     bypass, induce, kl = _scores()
-    fig = candidate_scores(LAYERS, POSITIONS, bypass, induce, kl, chosen=(3, 1), max_layer=4,
-                           kl_threshold=0.1)
+    fig = candidate_scores(LAYERS, POSITIONS, bypass, induce, kl, chosen=(3, 1), max_layer=4, kl_threshold=0.1)
     stars = [t for t in fig.data if t.legendgroup == "chosen"]
     assert len(stars) == 3
     for star, arr in zip(stars, (bypass, induce, kl)):

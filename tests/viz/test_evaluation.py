@@ -68,11 +68,20 @@ def test_topk_curve_rejects():
 
 
 def _frontier_args(**over):
-    args = dict(labels=["mean form", "λ = 1", "λ = 1.5"], groups=["mean", "zero", "zero"],
-                refusal=[0.01, 0.3, 0.02], refusal_lo=[0.0, 0.2, 0.0], refusal_hi=[0.03, 0.4, 0.05],
-                damage={"KL": ([0.02, 0.016, 0.05], [0.015, 0.013, 0.045], [0.026, 0.019, 0.06]),
-                        "CE": ([1.03, 1.04, 1.12], [0.95, 0.95, 1.03], [1.12, 1.13, 1.22])},
-                chosen=0, title="t", baseline_refusal=0.9)
+    args = dict(
+        labels=["mean form", "λ = 1", "λ = 1.5"],
+        groups=["mean", "zero", "zero"],
+        refusal=[0.01, 0.3, 0.02],
+        refusal_lo=[0.0, 0.2, 0.0],
+        refusal_hi=[0.03, 0.4, 0.05],
+        damage={
+            "KL": ([0.02, 0.016, 0.05], [0.015, 0.013, 0.045], [0.026, 0.019, 0.06]),
+            "CE": ([1.03, 1.04, 1.12], [0.95, 0.95, 1.03], [1.12, 1.13, 1.22]),
+        },
+        chosen=0,
+        title="t",
+        baseline_refusal=0.9,
+    )
     args.update(over)
     return args
 
@@ -88,11 +97,16 @@ def test_edit_frontier_panels_points_and_chosen_star():
     assert list(zero.error_x.arrayminus) == pytest.approx([0.003, 0.005])
 
 
-@pytest.mark.parametrize("over, match", [
-    (dict(chosen=3), "chosen"), (dict(refusal_lo=[0.05, 0.2, 0.0]), "refusal"),
-    (dict(damage={}), "damage"), (dict(groups=["a"]), "groups"),
-    (dict(damage={"KL": ([np.nan, 0.1, 0.2], [0, 0, 0], [1, 1, 1])}), "finite|NaN"),
-])
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        (dict(chosen=3), "chosen"),
+        (dict(refusal_lo=[0.05, 0.2, 0.0]), "refusal"),
+        (dict(damage={}), "damage"),
+        (dict(groups=["a"]), "groups"),
+        (dict(damage={"KL": ([np.nan, 0.1, 0.2], [0, 0, 0], [1, 1, 1])}), "finite|NaN"),
+    ],
+)
 def test_edit_frontier_rejects(over, match):
     with pytest.raises(ValueError, match=match):
         edit_frontier(**_frontier_args(**over))

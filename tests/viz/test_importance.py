@@ -5,7 +5,7 @@ import pytest
 
 from neuroscope.viz import theme, token_importance_bar, token_importance_html
 
-TOKENS = ["<script>alert('x')</script>", " good", "\n", "bad\"attr"]
+TOKENS = ["<script>alert('x')</script>", " good", "\n", 'bad"attr']
 SCORES = np.array([0.5, 2.0, 0.0, -1.0])
 
 
@@ -18,7 +18,7 @@ def test_html_escapes_tokens_and_tooltips():
     out = token_importance_html(TOKENS, SCORES)
     assert "<script>" not in out and "</script>" not in out
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in out
-    assert 'bad&quot;attr' in out
+    assert "bad&quot;attr" in out
     assert len(_spans(out)) == 4  # a quote inside a token did not break the attribute
 
 
