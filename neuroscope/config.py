@@ -27,12 +27,24 @@ SMOLLM2_ALIAS = "smollm2"
 CACHE_ENV = "NEUROSCOPE_CACHE_DIR"
 
 
+def environment(name: str) -> str | None:
+    """THE reader of environment variables: every setting the project takes from the environment
+    comes through here (the typed ``Settings`` above, and the few names below that belong to other
+    tools: the Hugging Face Hub's offline switches, NDIF's key, a Space's markers)."""
+    return os.environ.get(name)
+
+
+def hub_offline() -> bool:
+    """True when the environment forbids the hub (``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1``)."""
+    return environment("HF_HUB_OFFLINE") == "1" or environment("HF_DATASETS_OFFLINE") == "1"
+
+
 def cache_dir() -> Path:
     """Where converted models live: ``$NEUROSCOPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/neuroscope`` (~/.cache)."""
-    explicit = os.environ.get(CACHE_ENV)
+    explicit = environment(CACHE_ENV)
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuroscope"
+    return Path(environment("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuroscope"
 
 
 # Public mode: only these models may be served, and these caps replace larger settings.

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
-
-def hub_offline() -> bool:
-    """True when the environment forbids the hub (``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1``)."""
-    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
+from neuroscope.config import hub_offline  # noqa: F401  (re-exported: where the hub questions are answered)
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

@@ -17,7 +17,6 @@ import contextlib
 import csv
 import json
 import math
-import os
 import random
 import re
 import statistics
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuroscope.config import environment
 from neuroscope.errors import UserError
 
 ENV_DATA_DIR = "NEUROSCOPE_DATA_DIR"
@@ -238,7 +238,7 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path | None:
     Raises:
         PromptSourceError: The chosen folder does not exist.
     """
-    chosen = explicit if explicit not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
+    chosen = explicit if explicit not in (None, "") else environment(ENV_DATA_DIR) or None
     if chosen is None:
         return None
     path = Path(chosen).expanduser()

@@ -23,3 +23,12 @@ def test_pyproject_dependencies_equal_requirements_txt():
     }
     assert set(project["optional-dependencies"]["dev"]) == dev
     assert project["scripts"]["neuroscope"] == "neuroscope.__main__:main"
+
+
+def test_only_config_reads_the_environment():
+    readers = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "neuroscope").rglob("*.py")
+        if p.name != "config.py" and any(s in p.read_text() for s in ("os.environ", "os.getenv", "getenv("))
+    ]
+    assert readers == [], f"read settings through neuroscope.config: {readers}"

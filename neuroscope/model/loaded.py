@@ -8,11 +8,11 @@ this module (and the tiny test models import it too), so neither imports the oth
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from neuroscope.config import environment
 from neuroscope.model import _compat  # noqa: F401  (must precede nnsight)
 
 import torch
@@ -281,7 +281,7 @@ def check_remote(remote: bool | str) -> None:
         return
     from nnsight.schema.config import CONFIG
 
-    if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
+    if not (environment("NDIF_API_KEY") or CONFIG.API.APIKEY):
         raise RemoteUnavailable("remote execution needs an NDIF API key: set NDIF_API_KEY (from https://login.ndif.us)")
 
 

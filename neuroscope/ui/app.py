@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Any
 
 import gradio as gr
 
 from neuroscope import research
-from neuroscope.config import Settings, public_settings
+from neuroscope.config import environment, public_settings, Settings
 from neuroscope.model.loader import load_with_fallback
 from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
@@ -135,7 +134,11 @@ def serving_defaults(args: argparse.Namespace, environ: dict[str, str] | None = 
     """Space-ready defaults: inside a Hugging Face Space (``SPACE_ID`` set) bind 0.0.0.0:7860, public mode on;
     on ZeroGPU hardware (``SPACES_ZERO_GPU`` set) the model is placed on ``cuda`` at start, as ZeroGPU expects
     (it attaches a real GPU only inside the ``spaces.GPU``-wrapped handlers)."""
-    env = os.environ if environ is None else environ
+    env = (
+        {k: environment(k) for k in ("SPACE_ID", "SPACES_ZERO_GPU", "NEUROSCOPE_PUBLIC")}
+        if environ is None
+        else environ
+    )
     in_space = bool(env.get("SPACE_ID"))
     zero_gpu = in_space and bool(env.get("SPACES_ZERO_GPU"))
     public = args.public
