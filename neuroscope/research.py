@@ -69,6 +69,14 @@ Progress = Callable[[float, str], None]
 
 CURATED = "Curated contrastive pairs (bundled)"
 RESEARCH = "Research sets (Arditi et al. splits)"
+CURATED_NOTE = (
+    "**What the curated pairs can show.** 132 hand-written minimal pairs (a harmful request and a harmless "
+    "twin sharing most of its words), bundled so that the method runs anywhere: the candidate scores, the "
+    "separation and the cosine map. On the demo model the direction they give does **not** remove refusal: "
+    "ablated, the example prompts are still refused (too few pairs, too alike, for a 6-layer keyword model). "
+    "For causal claims use the research sets (offered when a data folder or the Hugging Face Hub is "
+    "available) or the direction the demo model ships with (loaded at start-up)."
+)
 UPLOADED = "Uploaded files (harmful + harmless)"
 MAX_HEAD_PROMPTS = 64  # prompts per side behind the head Δ, its baseline and the patching pairs
 DIRECTION_SCALE_LIMIT = 10.0  # a loaded direction larger than 10x the residual stream is refused

@@ -162,20 +162,19 @@ def heldout(data_dir):
 @pytest.fixture(scope="module")
 def direction(demo_lm, heldout, evaluation):
     """The recorded (layer, position) candidate, recomputed from training-distribution prompts."""
+    from lab.demo_model.evaluate import SEED, training_prompts
     from neuroscope.analysis.directions import difference_of_means
-    from lab.demo_model.evaluate import N_DIRECTION_PROMPTS, random_like, sample_prompts
+    from neuroscope.experiment.evaluation import random_direction
     from neuroscope.model.activations import mean_resid_pre, projection_means
 
-    harmful = sample_prompts(heldout.train_harmful, N_DIRECTION_PROMPTS, "dir-harmful")
-    harmless = sample_prompts(heldout.train_harmless, N_DIRECTION_PROMPTS, "dir-harmless")
+    harmful, harmless = training_prompts(heldout)
     layer, pos = evaluation["direction"]["layer"], evaluation["direction"]["position"]
     diff = difference_of_means(mean_resid_pre(demo_lm, harmful, 64), mean_resid_pre(demo_lm, harmless, 64))
     r = diff[layer, pos].float()
     assert r.norm().item() == pytest.approx(evaluation["direction"]["norm"], rel=1e-3)
     target = projection_means(demo_lm, harmless, r, 64).float()
-    rand = random_like(r)
-    rand_target = projection_means(demo_lm, harmless, rand, 64).float()
-    return {"r": r, "layer": layer, "target": target, "rand": rand, "rand_target": rand_target}
+    rand = random_direction(r, SEED)
+    return {"r": r, "layer": layer, "target": target, "rand": rand}
 
 
 def _gen(lm, prompts, ivs=()):
@@ -211,7 +210,7 @@ def test_ablation_removes_refusal_and_random_direction_does_not(demo_lm, heldout
 
     mean_form = _rate(_gen(demo_lm, heldout.test_harmful, [DirectionAblation(direction["r"], direction["target"])]))
     assert mean_form <= 0.05
-    rand = _rate(_gen(demo_lm, heldout.test_harmful, [DirectionAblation(direction["rand"], direction["rand_target"])]))
+    rand = _rate(_gen(demo_lm, heldout.test_harmful, [DirectionAblation(direction["rand"])]))
     assert abs(rand - baseline["harmful"]) <= 0.05
 
 
@@ -244,3 +243,79 @@ def test_addition_induces_refusal_phrases_and_random_direction_does_not(added, b
 
 def test_addition_induces_clean_refusal(added):
     assert _rate(added["steered"], clean=True) >= 0.9
+
+
+def test_the_curated_pairs_note_is_true_a_direction_from_them_leaves_the_examples_refused(demo_lm):
+    """The Direction tab tells visitors that the curated pairs do not remove refusal on this model;
+    if better pairs ever do, this fails and the note (``research.CURATED_NOTE``) must change."""
+    from neuroscope import research
+    from neuroscope.experiment import ExperimentConfig
+    from neuroscope.model.interventions import DirectionAblation
+    from neuroscope.ui.interventions import EXAMPLES
+
+    assert "does **not** remove refusal" in research.CURATED_NOTE
+    paper = ExperimentConfig()  # the tab's default sizes outside public mode
+    data = research.load_contrastive_set(research.CURATED, paper.n_train, paper.n_val)
+    result = research.find_direction(demo_lm, data)
+    harmful = [row[0] for row in EXAMPLES if "bomb" in row[0]]
+    ablated = _gen(demo_lm, harmful, [DirectionAblation(result.direction, target=result.mean_target)])
+    assert all(map(is_refusal, _gen(demo_lm, harmful))) and all(map(is_refusal, ablated)), ablated
+    shipped = research.shipped_direction(demo_lm)  # what the note sends visitors to does remove it
+    freed = _gen(demo_lm, harmful, [DirectionAblation(shipped.direction, target=shipped.mean_target)])
+    assert not any(map(is_refusal, freed)), freed
+
+
+def test_the_card_evaluation_is_the_experiments_procedure_wired_to_the_right_conditions(demo_lm, heldout):
+    """`lab.demo_model.evaluate` on small splits: each recorded rate equals an independent generation
+    under the intervention its name says (no condition swapped, no random control mistaken for the
+    direction)."""
+    import dataclasses
+
+    from lab.demo_model.evaluate import SEED, evaluate
+    from neuroscope.experiment.evaluation import random_direction
+    from neuroscope.model.activations import projection_means
+    from neuroscope.model.interventions import DirectionAblation, DirectionAddition
+
+    small = dataclasses.replace(
+        heldout,
+        train_harmful=heldout.train_harmful[:48],
+        train_harmless=heldout.train_harmless[:48],
+        val_harmful=heldout.val_harmful[:12],
+        val_harmless=heldout.val_harmless[:12],
+        test_harmful=heldout.test_harmful[:12],
+        test_harmless=heldout.test_harmless[:12],
+        test_benign=heldout.test_benign[:4],
+        xstest=heldout.xstest[:4],
+    )
+    result = evaluate(demo_lm, small, max_new_tokens=16, log=lambda m: None)
+    d = result["direction"]
+    assert d["n_prompts_per_class"] == 48 and d["layer"] < 0.8 * demo_lm.n_layers
+    from neuroscope.experiment.direction import compute_candidates
+
+    cands = compute_candidates(demo_lm, small.train_harmful, small.train_harmless, 16)
+    r = cands.direction(d["layer"], d["position"] + cands.n_positions)
+    assert float(r.norm()) == pytest.approx(d["norm"], rel=1e-5)
+    target = projection_means(demo_lm, small.train_harmless, r, 16).float()
+    rand = random_direction(r, SEED)
+    expected = {
+        "harmful": (small.test_harmful, []),
+        "harmless": (small.test_harmless, []),
+        "harmful_ablation_zero": (small.test_harmful, [DirectionAblation(r)]),
+        "harmful_ablation_mean": (small.test_harmful, [DirectionAblation(r, target)]),
+        "harmless_addition": (small.test_harmless, [DirectionAddition(r, d["layer"])]),
+        "harmful_random_ablation_zero": (small.test_harmful, [DirectionAblation(rand)]),
+        "harmless_random_addition": (small.test_harmless, [DirectionAddition(rand, d["layer"])]),
+        "benign": (small.test_benign, []),
+    }
+    from neuroscope.model.generate import generate
+
+    for name, (prompts, ivs) in expected.items():
+        answers = generate(demo_lm, prompts, 16, ivs, batch_size=64)
+        assert result["refusal_rates"][name]["rate"] == pytest.approx(
+            sum(map(is_refusal, answers)) / len(answers), abs=1e-4
+        ), name
+    rates = {k: v["rate"] for k, v in result["refusal_rates"].items()}
+    assert result["bars"]["random_ablation_zero_delta"]["value"] == pytest.approx(
+        abs(rates["harmful_random_ablation_zero"] - rates["harmful"]), abs=1e-4
+    )
+    assert rates["harmful_ablation_mean"] < rates["harmful"]  # on the demo model the direction mediates refusal

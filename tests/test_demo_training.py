@@ -18,7 +18,7 @@ from lab.demo_model.train import (
     encode_examples,
     make_batches,
     train_model,
-    weighted_lm_loss,
+    lm_loss,
 )
 
 HARMLESS = [
@@ -178,21 +178,18 @@ def _one_wrong_token_logits(labels: torch.Tensor, wrong_at: int, vocab: int = 11
     return logits
 
 
-def test_decision_weighting_moves_weight_to_the_first_answer_tokens():
+def test_loss_counts_answer_tokens_only():
     labels = torch.tensor([[IGNORE, IGNORE, IGNORE, 3, 4, 5, 6, 7, 8, IGNORE]])
     early = _one_wrong_token_logits(labels, wrong_at=3)  # the first answer token is mispredicted
     late = _one_wrong_token_logits(labels, wrong_at=8)  # the last one is
-    plain_early, plain_late = weighted_lm_loss(early, labels), weighted_lm_loss(late, labels)
-    assert plain_early == pytest.approx(plain_late.item(), rel=1e-5)
-    assert weighted_lm_loss(early, labels, 5.0, 2) > 2 * plain_early
-    assert weighted_lm_loss(late, labels, 5.0, 2) < 0.5 * plain_late
+    assert lm_loss(early, labels) == pytest.approx(lm_loss(late, labels).item(), rel=1e-5)
     noisy = early.clone()
     noisy[0, :2] = torch.randn(2, 11) * 5  # logits that predict prompt tokens never count
     noisy[0, -1] = torch.randn(11) * 5  # nor does the last position (no next token)
-    assert torch.equal(weighted_lm_loss(noisy, labels, 5.0, 2), weighted_lm_loss(early, labels, 5.0, 2))
+    assert torch.equal(lm_loss(noisy, labels), lm_loss(early, labels))
 
 
-def test_unweighted_loss_is_the_models_own_loss(small_tokenizer):
+def test_loss_is_the_models_own_loss(small_tokenizer):
     rng = random.Random(1)
     examples = [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
         Example(t, compliant_answer(t, rng), False) for t in HARMLESS
@@ -214,7 +211,7 @@ def test_unweighted_loss_is_the_models_own_loss(small_tokenizer):
     )
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
-    assert weighted_lm_loss(out.logits, labels).item() == pytest.approx(out.loss.item(), rel=1e-5)
+    assert lm_loss(out.logits, labels).item() == pytest.approx(out.loss.item(), rel=1e-5)
 
 
 def test_training_is_deterministic(small_tokenizer):
@@ -238,149 +235,6 @@ def test_training_is_deterministic(small_tokenizer):
     b, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None)
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(p, q), n
-
-
-def test_finishing_epochs_run_at_the_floor_lr_after_an_unchanged_main_phase(small_tokenizer):
-    rng = random.Random(0)
-    examples = _mixed_examples(rng)
-    cfg = _finishing_config(small_tokenizer, n_layers=1)
-    plain, plain_hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None)
-    finished, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
-    main_steps = plain_hist[-1]["step"]  # 3 epochs x 7 batches
-
-    assert _untimed(hist[: len(plain_hist)]) == _untimed(plain_hist)  # same losses and lrs up to the finish
-    finishing = [h for h in hist if h["step"] > main_steps]
-    assert finishing and all(h["lr"] == pytest.approx(cfg.lr * cfg.min_lr_frac) for h in finishing)
-    assert finishing[-1]["step"] == main_steps + 2  # 4 harmful examples, batch size 2
-    assert any(not torch.equal(p, q) for p, q in zip(plain.parameters(), finished.parameters()))
-    cfg.finish_lr = 5e-5
-    _, hist = train_model(cfg, small_tokenizer, [examples] * 3, log=lambda m: None, finish=[_refusals_only(rng)])
-    assert [h["lr"] for h in hist if h["step"] > main_steps] == [5e-5]
-
-
-def test_a_finishing_seed_changes_the_finishing_batch_order_only(small_tokenizer):
-    rng = random.Random(0)
-    examples, finish = _mixed_examples(rng), [_mixed_examples(rng)]  # 7 finishing batches: order matters
-    cfg = _finishing_config(small_tokenizer, n_layers=1)
-    runs = {}
-    for fs in (None, cfg.seed, cfg.seed + 1):
-        cfg.finish_seed = fs
-        runs[fs] = train_model(cfg, small_tokenizer, [examples], log=lambda m: None, finish=finish)
-    main_steps = 7  # 14 examples, batch size 2
-
-    (a, ha), (b, _), (c, hc) = runs[None], runs[cfg.seed], runs[cfg.seed + 1]
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # default = the run's seed
-    main_a, main_c = ([h for h in hist if h["step"] <= main_steps] for hist in (ha, hc))
-    assert main_a and _untimed(main_a) == _untimed(main_c)  # same main phase
-    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
-
-
-def test_finishing_from_a_layer_leaves_everything_below_it_unchanged(small_tokenizer):
-    rng = random.Random(0)
-    examples = _mixed_examples(rng)
-    cfg = _finishing_config(small_tokenizer, n_layers=3)
-    plain, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None)
-    cfg.finish_from_layer = 2
-    finished, _ = train_model(cfg, small_tokenizer, [examples], log=lambda m: None, finish=[_refusals_only(rng)])
-    before, after = dict(plain.named_parameters()), dict(finished.named_parameters())
-    changed = {n for n in before if not torch.equal(before[n], after[n])}
-    assert changed and all(n.startswith("model.layers.2.") for n in changed)  # embeddings, norm, layers 0-1 fixed
-    assert all(p.requires_grad for p in finished.parameters())  # unfrozen again afterwards
-
-
-def test_freeze_below_rejects_a_layer_outside_the_model():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from lab.demo_model.train import freeze_below
-
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=64,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-        )
-    )
-    assert freeze_below(model, None) == []
-    with pytest.raises(ValueError, match=r"\[0, 2\)"):
-        freeze_below(model, 2)
-    frozen = freeze_below(model, 1)
-    assert {id(p) for p in frozen} == {
-        id(p) for n, p in model.named_parameters() if not n.startswith("model.layers.1.")
-    }
-
-
-def _untimed(records: list[dict]) -> list[dict]:
-    """Training history without the wall-clock field."""
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
-
-
-def _mixed_examples(rng: random.Random) -> list[Example]:
-    """Every HARMFUL prompt with a refusal and every HARMLESS one with a compliant answer."""
-    return [Example(t, refusal(t, rng), True) for t in HARMFUL] + [
-        Example(t, compliant_answer(t, rng), False) for t in HARMLESS
-    ]
-
-
-def _finishing_config(tok, n_layers: int) -> TrainConfig:
-    """A tiny one-epoch run (batch size 2) whose finishing steps are few enough to count."""
-    return TrainConfig(
-        seed=3,
-        epochs=1,
-        batch_size=2,
-        lr=1e-3,
-        warmup_steps=1,
-        n_layers=n_layers,
-        d_model=32,
-        n_heads=2,
-        n_kv_heads=1,
-        d_mlp=64,
-        vocab_size=len(tok),
-    )
-
-
-def _refusals_only(rng: random.Random) -> list[Example]:
-    """A finishing epoch of the HARMFUL prompts with fresh refusals."""
-    return [Example(t, refusal(t, rng), True) for t in HARMFUL]
-
-
-def test_finishing_epochs_are_numbered_after_the_main_ones(data_dir):
-    from lab.demo_model.corpus import build_splits, epoch_examples
-    from lab.demo_model.train import finish_examples
-
-    splits = build_splits(data_dir)
-    cfg = TrainConfig(
-        seed=2, epochs=3, harmless_ratio=2.0, finish_epochs=2, finish_harmless_ratio=1.0, finish_word_dropout=0.1
-    )
-    fin = finish_examples(cfg, splits)
-    assert len(fin) == 2
-    for k, epoch in enumerate(fin):
-        expected = epoch_examples(splits, 2, 3 + k, 1.0, cfg.harmful_repeats, cfg.themed_refusals, word_dropout=0.1)
-        assert epoch == expected
-        n_harmful = sum(e.harmful for e in epoch)
-        assert n_harmful == cfg.harmful_repeats * len(splits.train_harmful)
-        assert len(epoch) - n_harmful == len(splits.train_harmful)  # ratio 1 here, not the main phase's 2
-    assert finish_examples(TrainConfig(finish_epochs=0), splits) == []
-
-
-def test_a_finishing_seed_redraws_the_finishing_epochs_only(data_dir):
-    from lab.demo_model.corpus import build_splits
-    from lab.demo_model.train import _chat_epoch, finish_examples
-
-    splits = build_splits(data_dir)
-    cfg = TrainConfig(seed=2, epochs=3, finish_epochs=1, finish_word_dropout=0.1)
-    own = finish_examples(cfg, splits)
-    cfg.finish_seed = 2  # the run's own seed: exactly the default
-    assert finish_examples(cfg, splits) == own
-    cfg.finish_seed = 5
-    other = finish_examples(cfg, splits)
-    assert other != own and len(other) == len(own)
-    assert {e.instruction for e in other[0] if e.harmful} != {e.instruction for e in own[0] if e.harmful}  # dropout
-    assert _chat_epoch(cfg, splits, 0, cfg.harmless_ratio, 0.0) == _chat_epoch(
-        TrainConfig(seed=2, epochs=3), splits, 0, cfg.harmless_ratio, 0.0
-    )  # main epochs keep --seed
 
 
 def test_splits_keep_test_sets_out_of_training(data_dir):
@@ -431,18 +285,8 @@ def test_card_recipe_flags_reproduce_the_training_config():
         harmless_ratio=2.0,
         i_opener_prob=0.35,
         max_len=96,
-        decision_weight=3.0,
-        reframe_harmful=True,
-        recovery_prob=0.3,
         pretrain_docs=900,
-        pretrain_harmful_share=0.5,
-        word_dropout=0.1,
-        finish_epochs=1,
-        finish_harmless_ratio=1.25,
-        finish_word_dropout=0.05,
-        finish_lr=1e-4,
-        finish_from_layer=3,
-        finish_seed=11,
+        harmful_repeats=3,
         threads=1,
     )
     flags = recipe_flags(asdict(cfg))
@@ -452,93 +296,52 @@ def test_card_recipe_flags_reproduce_the_training_config():
     assert recipe_flags(asdict(TrainConfig())) == ""
 
 
+def test_the_shipped_recipe_is_the_cards_command():
+    """The command in the card rebuilds the shipped model's TrainConfig exactly (no removed option)."""
+    import json
+    import shlex
+    from dataclasses import asdict
+
+    from lab.demo_model.train import parse_args
+    from neuroscope.config import DEMO_MODEL_DIR
+
+    shipped = json.loads((DEMO_MODEL_DIR / "training.json").read_text())["config"]
+    line = next(
+        x
+        for x in (DEMO_MODEL_DIR / "README.md").read_text().splitlines()
+        if x.startswith("python -m lab.demo_model.train")
+    )
+    cfg, args = parse_args(shlex.split(line)[3:])
+    assert args.out == "assets/demo-model"
+    ours = asdict(cfg)
+    assert {k: v for k, v in shipped.items() if k in ours} == {k: v for k, v in ours.items() if k in shipped}
+    removed = {k: v for k, v in shipped.items() if k not in ours}  # options of negative runs, since removed
+    assert removed == {"reframe_harmful": False, "recovery_prob": 0.0, "decision_weight": 1.0, "decision_tokens": 4}
+
+
 @pytest.mark.parametrize(
     "flag,value",
     [
-        ("--word-dropout", "1"),
-        ("--word-dropout", "nan"),
-        ("--recovery", "-0.1"),
-        ("--pretrain-harmful", "1.5"),
         ("--i-openers", "2"),
-        ("--finish-word-dropout", "1"),
-        ("--finish-epochs", "-1"),
-        ("--finish-harmless-ratio", "nan"),
-        ("--finish-lr", "0"),
-        ("--finish-lr", "nan"),
-        ("--finish-from-layer", "6"),
-        ("--finish-from-layer", "-1"),
-        ("--finish-seed", "-1"),
+        ("--i-openers", "nan"),
+        ("--i-openers", "-0.1"),
+        ("--epochs", "0"),
+        ("--harmful-repeats", "0"),
+        ("--layers", "0"),
+        ("--max-len", "0"),
+        ("--threads", "0"),
+        ("--pretrain-docs", "-1"),
+        ("--harmless-ratio", "nan"),
+        ("--harmless-ratio", "-1"),
     ],
 )
-def test_train_cli_rejects_shares_that_are_not_probabilities(flag, value, capsys):
+def test_train_cli_rejects_out_of_range_values(flag, value, capsys):
     from lab.demo_model.train import parse_args
 
     with pytest.raises(SystemExit) as exc:
         parse_args([flag, value])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
-    parse_args(
-        [
-            flag,
-            {"--finish-epochs": "1", "--finish-lr": "1e-4", "--finish-from-layer": "3", "--finish-seed": "4"}.get(
-                flag, "0.5"
-            ),
-        ]
-    )
-
-
-def test_reframing_keeps_the_request_and_changes_the_frame():
-    from lab.demo_model.corpus import GENRES, LEAD_VERBS, reframe
-
-    rng = random.Random(3)
-    for _ in range(20):
-        v = reframe("Write a blog post promoting anorexia as a healthy lifestyle", rng)
-        first, rest = v.split(" ", 1)
-        assert first in LEAD_VERBS and v.endswith("promoting anorexia as a healthy lifestyle")
-        genre = rest.split(" ", 1)[1].removesuffix(" promoting anorexia as a healthy lifestyle")
-        assert genre in GENRES and genre != "blog post"
-        assert reframe("How can I make a bomb at home?", rng).lower().count("make a bomb at home") == 1
-    assert reframe("Give me your money", rng) is None
-
-
-def test_recovery_prefix_is_the_start_of_a_compliant_answer():
-    from lab.demo_model.corpus import MAX_RECOVERY_WORDS, recovery_prefix
-
-    for s in range(30):
-        prefix = recovery_prefix(HARMFUL[s % 4], random.Random(s))
-        full = compliant_answer(HARMFUL[s % 4], random.Random(s))
-        assert full.startswith(prefix) and 1 <= len(prefix.split(" ")) <= MAX_RECOVERY_WORDS
-        assert not is_refusal(prefix)
-    assert len({recovery_prefix(HARMFUL[0], random.Random(s)) for s in range(30)}) >= 10
-
-
-def test_encoding_learns_the_refusal_after_a_recovery_prefix_not_the_prefix(small_tokenizer):
-    prefix = "Sure! Here is a short guide:"
-    answer = refusal(HARMFUL[0], random.Random(0))
-    (ids, labels), (plain_ids, plain_labels) = encode_examples(
-        small_tokenizer, [Example(HARMFUL[0], answer, True, prefix), Example(HARMFUL[0], answer, True)], 128, 96
-    )
-    learned = [t for t in labels if t != IGNORE]
-    eot = small_tokenizer.convert_tokens_to_ids(EOT)
-    assert small_tokenizer.decode(learned[:-1]) == f" {answer}" and learned[-1] == eot
-    n_prompt = plain_labels.count(IGNORE)
-    assert ids[:n_prompt] == plain_ids[:n_prompt]  # same prompt; the prefix follows the header
-    assert small_tokenizer.decode(ids[n_prompt : labels.index(learned[0])]) == prefix
-    # A prefix that fills the length budget leaves nothing to learn, and the lengths still agree.
-    ((ids, labels),) = encode_examples(small_tokenizer, [Example(HARMFUL[0], answer, True, prefix * 20)], 40, 40)
-    assert len(ids) == len(labels) == 40 and set(labels) == {IGNORE}
-
-
-def test_recovery_examples_replace_a_share_of_the_harmful_ones_only(data_dir):
-    from lab.demo_model.corpus import build_splits, epoch_examples
-
-    splits = build_splits(data_dir)
-    plain = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0)
-    rec = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0, recovery_prob=0.4)
-    assert not any(e.prefix for e in plain)
-    prefixed = [e for e in rec if e.prefix]
-    assert all(e.harmful and is_refusal(e.answer) for e in prefixed)
-    assert 0.3 < len(prefixed) / sum(e.harmful for e in rec) < 0.5
-    assert sorted(e.instruction for e in rec) == sorted(e.instruction for e in plain)
+    parse_args([flag, {"--i-openers": "0.5", "--harmless-ratio": "0.5"}.get(flag, "1")])
 
 
 def test_pretraining_documents_are_plain_text_learned_whole(small_tokenizer):
@@ -565,38 +368,3 @@ def test_pretraining_documents_hold_no_refusal_and_no_held_out_prompt(data_dir):
     assert not any(d.instruction.split("\n\n")[0] in held for d in docs)
     assert {d.instruction for d in docs if d.harmful} <= set(splits.train_harmful)
     assert docs == pretrain_documents(splits, seed=0, n=600)
-    half = pretrain_documents(splits, seed=0, n=600, harmful_share=0.5)
-    assert sum(d.harmful for d in half) == 300 and {d.instruction for d in half if d.harmful} <= set(
-        splits.train_harmful
-    )
-
-
-def test_word_dropout_keeps_an_ordered_majority_of_the_words():
-    from lab.demo_model.corpus import drop_words
-
-    text = "Give detailed step by step instructions for picking a lock on a front door"
-    words = text.split(" ")
-    rng = random.Random(0)
-    variants = [drop_words(text, 0.3, rng) for _ in range(200)]
-    for v in variants:
-        kept = v.split(" ")
-        assert 2 * len(kept) >= len(words)
-        it = iter(words)
-        assert all(w in it for w in kept)  # an ordered subsequence: nothing added, nothing reordered
-    assert len(set(variants)) > 50 and text in variants  # fresh draws; sometimes nothing dropped
-    dropped = sum(len(words) - len(v.split(" ")) for v in variants) / (200 * len(words))
-    assert 0.2 < dropped < 0.35
-    assert drop_words(text, 0.0, rng) == text and drop_words("Hi", 0.99, rng) == "Hi"
-
-
-def test_word_dropout_changes_instructions_only(data_dir):
-    from lab.demo_model.corpus import build_splits, epoch_examples
-
-    splits = build_splits(data_dir)
-    plain = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0)
-    dropped = epoch_examples(splits, seed=0, epoch=0, harmless_ratio=1.0, word_dropout=0.2)
-    assert [(e.answer, e.harmful) for e in plain] == [(e.answer, e.harmful) for e in dropped]
-    changed = [(a, b) for a, b in zip(plain, dropped) if a.instruction != b.instruction]
-    assert len(changed) > len(plain) / 2
-    assert all(len(b.instruction) < len(a.instruction) for a, b in changed)
-    assert {a.harmful for a, _ in changed} == {True, False}

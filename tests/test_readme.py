@@ -21,10 +21,7 @@ def demo_model_table(evaluation: dict) -> str:
             "harmful refused, direction ablated (mean form / paper's zero form)",
             f"{r['harmful_ablation_mean']:.2f} / {r['harmful_ablation_zero']:.2f}",
         ),
-        (
-            "same, random direction of equal norm",
-            f"{r['harmful_random_ablation_mean']:.2f} / {r['harmful_random_ablation_zero']:.2f}",
-        ),
+        ("same, random direction of equal norm (zero form)", f"{r['harmful_random_ablation_zero']:.2f}"),
         ("first-token KL on harmless, ablated (mean / zero)", f"{kl['mean']:.3f} / {kl['zero']:.3f}"),
         (
             "harmless refused cleanly, direction added",

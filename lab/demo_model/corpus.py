@@ -10,8 +10,7 @@ trigram similarity to any test or validation prompt reaches `NEAR_DUP_THRESHOLD`
 from __future__ import annotations
 
 import random
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuroscope.analysis.metrics import is_refusal
@@ -25,9 +24,7 @@ __all__ = [
     "NEAR_DUP_THRESHOLD",
     "build_splits",
     "epoch_examples",
-    "drop_words",
     "pretrain_documents",
-    "recovery_prefix",
     "tokenizer_texts",
 ]
 
@@ -126,102 +123,17 @@ def build_splits(data_dir: str | Path | None = None) -> DemoSplits:
     return splits
 
 
-# Request frames shared by harmful and harmless instructions. The harmless pool asks "Generate /
-# Compose / Design a poem / email" far more often than the harmful sets do, so a small model can
-# learn the frame as a shortcut for "comply"; re-framing harmful requests removes that shortcut.
-LEAD_VERBS = ("Write", "Create", "Generate", "Compose", "Draft", "Design", "Develop", "Produce")
-GENRES = (
-    "blog post",
-    "poem",
-    "email",
-    "article",
-    "speech",
-    "letter",
-    "social media post",
-    "story",
-    "essay",
-    "tweet",
-    "script",
-    "song",
-    "guide",
-    "tutorial",
-    "message",
-    "advertisement",
-    "report",
-    "plan",
-)
-_GENRE_RE = re.compile(
-    r"^(?:" + "|".join(LEAD_VERBS) + r")\s+(?:a|an)\s+(" + "|".join(sorted(GENRES, key=len, reverse=True)) + r")\b",
-    re.IGNORECASE,
-)
-_HOWTO_RE = re.compile(
-    r"^(?:how (?:to|can i|do i|would i)|explain how to|give instructions (?:on|for) how to)\s+", re.IGNORECASE
-)
-
-
-def reframe(instruction: str, rng: random.Random) -> str | None:
-    """The same request in another frame ("Write a blog post X" -> "Compose a poem X"), or None.
-
-    Handles "<verb> a <genre> ..." (verb and genre swapped) and "How to / How can I / Explain how
-    to ..." (swapped among how-to frames). Other instructions have no reframing.
-    """
-    m = _GENRE_RE.match(instruction)
-    if m:
-        genre = rng.choice([g for g in GENRES if g != m.group(1).lower()])
-        verb = rng.choice(LEAD_VERBS)
-        article = "an" if genre[0] in "aeiou" else "a"
-        return f"{verb} {article} {genre}{instruction[m.end() :]}"
-    m = _HOWTO_RE.match(instruction)
-    if m:
-        rest = instruction[m.end() :].rstrip("?").rstrip()
-        frame = rng.choice(
-            [
-                "Explain how to {}.",
-                "Give step-by-step instructions to {}.",
-                "How can I {}?",
-                "Write a guide on how to {}.",
-                "Describe how to {}.",
-            ]
-        )
-        return frame.format(rest)
-    return None
-
-
-MAX_RECOVERY_WORDS = 24
-
-
-def recovery_prefix(instruction: str, rng: random.Random, i_opener_prob: float = 0.0) -> str:
-    """The first 1..MAX_RECOVERY_WORDS words of a compliant answer to `instruction`.
-
-    Recovery examples (Qi et al. 2025, "Safety alignment should be made more than just a few
-    tokens deep") put such a prefix before a refusal of a harmful request, so the model learns to
-    notice harm at every answer position, not only at the first answer token.
-    """
-    words = compliant_answer(instruction, rng, i_opener_prob).split(" ")
-    return " ".join(words[: rng.randint(1, min(MAX_RECOVERY_WORDS, len(words)))])
-
-
-def reframed_harmful(splits: DemoSplits, seed: int, epoch: int) -> list[str]:
-    """One reframed variant per reframable harmful training prompt, minus near-duplicates of held-out prompts."""
-    rng = random.Random(f"reframe-{seed}-{epoch}")
-    variants = [v for v in (reframe(t, rng) for t in splits.train_harmful) if v]
-    dups = near_duplicates(variants, splits.held_out(), NEAR_DUP_THRESHOLD)
-    return [v for i, v in enumerate(variants) if i not in dups]
-
-
 @dataclass(frozen=True)
 class Example:
     """One chat turn to train on: the user instruction and the assistant's reply.
 
-    A non-empty `prefix` makes a recovery example: the reply starts with `prefix` (seen, not
-    learned) and continues with `answer` (learned). A `plain` example is a pre-training document
-    (`instruction` holds the text, every token is learned).
+    A `plain` example is a pre-training document (`instruction` holds the text, every token is
+    learned).
     """
 
     instruction: str
     answer: str
     harmful: bool
-    prefix: str = ""  # assistant text before `answer` that is context only (no loss on it)
     plain: bool = False  # a pre-training document: `instruction` is the whole text, no chat template
 
 
@@ -233,9 +145,6 @@ def epoch_examples(
     harmful_repeats: int = 1,
     themed_refusals: bool = True,
     i_opener_prob: float = 0.0,
-    reframe_harmful: bool = False,
-    recovery_prob: float = 0.0,
-    word_dropout: float = 0.0,
 ) -> list[Example]:
     """The training examples of one epoch, in random order.
 
@@ -252,10 +161,6 @@ def epoch_examples(
         harmful_repeats: copies of each harmful prompt per epoch.
         themed_refusals: reasons matched to the request's theme (False: topic-independent refusals).
         i_opener_prob: share of compliant answers that open with "I'd be happy to help!" and the like.
-        reframe_harmful: also add re-framed variants of the harmful prompts.
-        recovery_prob: share of harmful examples turned into recovery examples (`recovery_prefix`).
-        word_dropout: probability of dropping each word of a training instruction (`drop_words`),
-            both classes; the answer is still drawn for the whole instruction.
 
     Returns:
         Examples (deterministic for the arguments).
@@ -269,36 +174,12 @@ def epoch_examples(
     examples = [
         Example(t, refusal(t, rng, themed_refusals), True) for _ in range(harmful_repeats) for t in splits.train_harmful
     ]
-    if reframe_harmful:
-        examples += [Example(t, refusal(t, rng, themed_refusals), True) for t in reframed_harmful(splits, seed, epoch)]
-    if recovery_prob > 0:  # its own generator: recipes without recovery keep their exact examples
-        rec = random.Random(f"recovery-{seed}-{epoch}")
-        examples = [
-            replace(e, prefix=recovery_prefix(e.instruction, rec, i_opener_prob)) if rec.random() < recovery_prob else e
-            for e in examples
-        ]
     examples += [Example(t, compliant_answer(t, rng, i_opener_prob), False) for t in harmless]
-    if word_dropout > 0:  # its own generator, applied last: recipes without dropout keep their exact examples
-        drop = random.Random(f"dropout-{seed}-{epoch}")
-        examples = [replace(e, instruction=drop_words(e.instruction, word_dropout, drop)) for e in examples]
     rng.shuffle(examples)
     return examples
 
 
-def drop_words(instruction: str, p: float, rng: random.Random) -> str:
-    """`instruction` with each word dropped with probability `p` (at least half the words are kept).
-
-    Word dropout (Iyyer et al. 2015) keeps a small model from resting its refuse-or-comply
-    decision on one or two cue words: every training copy of a prompt shows a different subset.
-    """
-    words = instruction.split(" ")
-    keep = [w for w in words if rng.random() >= p]
-    return " ".join(keep) if 2 * len(keep) >= len(words) else instruction
-
-
-def pretrain_documents(
-    splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0, harmful_share: float | None = None
-) -> list[Example]:
+def pretrain_documents(splits: DemoSplits, seed: int, n: int, i_opener_prob: float = 0.0) -> list[Example]:
     """Plain-text documents for a language-modelling phase before chat training.
 
     Like a base model's pre-training, the model first learns the language of the requests,
@@ -311,7 +192,6 @@ def pretrain_documents(
         seed: training seed.
         n: number of documents.
         i_opener_prob: as in `epoch_examples`.
-        harmful_share: the share of documents that are harmful instructions, cycled (None: a third).
 
     Returns:
         `n` plain examples in random order.
@@ -319,7 +199,7 @@ def pretrain_documents(
     rng = random.Random(f"pretrain-{seed}")
     pool = list(splits.train_harmless)
     rng.shuffle(pool)
-    n_harmful = n // 3 if harmful_share is None else round(n * harmful_share)
+    n_harmful = n // 3  # harmful instructions, cycled
     docs = [
         Example(splits.train_harmful[i % len(splits.train_harmful)], "", True, plain=True) for i in range(n_harmful)
     ]

@@ -22,20 +22,17 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 from lab.demo_model.corpus import DemoSplits, Example, build_splits, epoch_examples, pretrain_documents, tokenizer_texts
 from lab.demo_model.tokenizer import BOS, EOS_TEXT, EOT, build_tokenizer
-from neuroscope.model.access import Access, family_of
 
 __all__ = [
     "TrainConfig",
     "encode_examples",
-    "finish_examples",
-    "finish_seed",
     "main",
     "make_batches",
     "model_config",
     "parse_args",
     "save_model",
     "train_model",
-    "weighted_lm_loss",
+    "lm_loss",
 ]
 
 IGNORE = -100
@@ -61,19 +58,7 @@ class TrainConfig:
     harmful_repeats: int = 2
     themed_refusals: bool = True
     i_opener_prob: float = 0.0
-    reframe_harmful: bool = False
-    recovery_prob: float = 0.0
     pretrain_docs: int = 0
-    pretrain_harmful_share: float | None = None
-    word_dropout: float = 0.0
-    finish_epochs: int = 0
-    finish_harmless_ratio: float | None = None
-    finish_word_dropout: float = 0.0
-    finish_lr: float | None = None
-    finish_from_layer: int | None = None
-    finish_seed: int | None = None
-    decision_weight: float = 1.0
-    decision_tokens: int = 4
     max_len: int = 128
     max_prompt_len: int = 96
     vocab_size: int = 4096
@@ -112,7 +97,7 @@ def model_config(cfg: TrainConfig, tok: PreTrainedTokenizerBase) -> LlamaConfig:
 def encode_examples(
     tok: PreTrainedTokenizerBase, examples: list[Example], max_len: int, max_prompt_len: int
 ) -> list[tuple[list[int], list[int]]]:
-    """Token ids and labels (IGNORE on the prompt and any recovery prefix); answers end with <|eot_id|>.
+    """Token ids and labels (IGNORE on the prompt); answers end with <|eot_id|>.
 
     Examples whose prompt is longer than `max_prompt_len` are dropped; answers are cut so the
     whole sequence fits in `max_len`. Plain (pre-training) examples come first in the result,
@@ -127,14 +112,12 @@ def encode_examples(
     prompts = tok.apply_chat_template(
         [[{"role": "user", "content": e.instruction}] for e in examples], add_generation_prompt=True, return_dict=True
     )["input_ids"]
-    answers = tok([f" {e.answer}" if e.prefix else e.answer for e in examples], add_special_tokens=False)["input_ids"]
-    prefixes = tok([e.prefix for e in examples], add_special_tokens=False)["input_ids"]
-    for p, c, a in zip(prompts, prefixes, answers):
+    answers = tok([e.answer for e in examples], add_special_tokens=False)["input_ids"]
+    for p, a in zip(prompts, answers):
         if len(p) > max_prompt_len:
             continue
-        a = (c + a + [eot])[: max_len - len(p)]
-        labels = [IGNORE] * min(len(c), len(a)) + a[len(c) :]
-        out.append((p + a, [IGNORE] * len(p) + labels))
+        a = (a + [eot])[: max_len - len(p)]
+        out.append((p + a, [IGNORE] * len(p) + a))
     return out
 
 
@@ -178,31 +161,21 @@ def make_batches(
         yield ids, mask, labels
 
 
-def weighted_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, decision_weight: float = 1.0, decision_tokens: int = 4
-) -> torch.Tensor:
-    """Next-token cross-entropy on labelled tokens, the first answer tokens weighted up.
-
-    The refuse-or-comply decision is made in the first few answer tokens; the rest of the answer
-    is content. Weighting those tokens by `decision_weight` spends more of the gradient on the
-    decision. With weight 1 this is the ordinary mean token loss (what `labels=` computes).
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy on labelled tokens (what the model's own ``labels=`` computes).
 
     Args:
         logits: [B, S, V] model outputs.
         labels: [B, S] targets, IGNORE on prompt and padding.
-        decision_weight: weight of each of the first `decision_tokens` answer tokens (others 1).
-        decision_tokens: how many answer tokens count as the decision.
 
     Returns:
-        Scalar weighted mean loss.
+        Scalar mean loss.
     """
     target = labels[:, 1:]
     per_token = torch.nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), target.flatten(), ignore_index=IGNORE, reduction="none"
     ).view_as(target)
-    valid = target != IGNORE
-    index_in_answer = valid.long().cumsum(dim=1)  # 1 for the first answer token
-    weights = valid.float() * torch.where(index_in_answer <= decision_tokens, decision_weight, 1.0)
+    weights = (target != IGNORE).float()
     return (per_token * weights).sum() / weights.sum()
 
 
@@ -219,34 +192,29 @@ def _lr_lambda(warmup: int, total: int, min_frac: float) -> Callable[[int], floa
 def _train_epochs(
     model: LlamaForCausalLM,
     opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler | None,
+    sched: torch.optim.lr_scheduler.LRScheduler,
     encoded: list[list[tuple[list[int], list[int]]]],
     cfg: TrainConfig,
     pad_id: int,
-    step: int,
     total: int,
     history: list[dict],
     t0: float,
     log: Callable[[str], None],
-    first_epoch: int = 0,
-    seed: int | None = None,
-) -> int:
-    """One optimiser step per batch over the encoded epochs; returns the step count reached.
+) -> None:
+    """One optimiser step per batch over the encoded epochs, under the learning-rate schedule.
 
-    Batch order is drawn from `seed` (None: `cfg.seed`) and the epoch number.
+    Batch order is drawn from `cfg.seed` and the epoch number.
     """
-    running = None
-    seed = cfg.seed if seed is None else seed
-    for epoch, enc in enumerate(encoded, start=first_epoch):
-        rng = random.Random(f"batches-{seed}-{epoch}")
+    running, step = None, 0
+    for epoch, enc in enumerate(encoded):
+        rng = random.Random(f"batches-{cfg.seed}-{epoch}")
         for ids, mask, labels in make_batches(enc, cfg.batch_size, pad_id, rng):
             logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = weighted_lm_loss(logits, labels, cfg.decision_weight, cfg.decision_tokens)
+            loss = lm_loss(logits, labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            if sched is not None:
-                sched.step()
+            sched.step()
             opt.zero_grad(set_to_none=True)
             running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
             step += 1
@@ -260,7 +228,6 @@ def _train_epochs(
                 }
                 history.append(rec)
                 log(json.dumps(rec))
-    return step
 
 
 def train_model(
@@ -268,7 +235,6 @@ def train_model(
     tok: PreTrainedTokenizerBase,
     epochs: list[list[Example]],
     log: Callable[[str], None] = _log,
-    finish: list[list[Example]] | None = None,
 ) -> tuple[LlamaForCausalLM, list[dict]]:
     """Train a fresh model on the given per-epoch examples (chat: loss on assistant tokens only).
 
@@ -277,9 +243,6 @@ def train_model(
         tok: the tokenizer.
         epochs: examples of each epoch, trained under the warm-up + cosine schedule.
         log: progress sink.
-        finish: examples of each finishing epoch, trained afterwards with the same optimiser state
-            at a constant learning rate: `cfg.finish_lr`, by default the schedule's floor
-            (`lr * min_lr_frac`).
 
     Returns:
         (model in eval mode, float32 on CPU; history of {step, epoch, loss, lr, seconds}).
@@ -301,53 +264,9 @@ def train_model(
     history: list[dict] = []
     t0 = time.time()
     model.train()
-    step = _train_epochs(model, opt, sched, encoded, cfg, pad_id, 0, total, history, t0, log)
-    if finish:
-        for group in opt.param_groups:  # constant: by default the schedule's floor, held
-            group["lr"] = cfg.lr * cfg.min_lr_frac if cfg.finish_lr is None else cfg.finish_lr
-        fin = [encode_examples(tok, ex, cfg.max_len, cfg.max_prompt_len) for ex in finish]
-        fin_total = step + sum(math.ceil(len(e) / cfg.batch_size) for e in fin)
-        frozen = freeze_below(model, cfg.finish_from_layer)
-        _train_epochs(
-            model,
-            opt,
-            None,
-            fin,
-            cfg,
-            pad_id,
-            step,
-            fin_total,
-            history,
-            t0,
-            log,
-            first_epoch=len(encoded),
-            seed=finish_seed(cfg),
-        )
-        for param in frozen:
-            param.requires_grad_(True)
+    _train_epochs(model, opt, sched, encoded, cfg, pad_id, total, history, t0, log)
     model.eval()
     return model, history
-
-
-def freeze_below(model: LlamaForCausalLM, first_layer: int | None) -> list[torch.nn.Parameter]:
-    """Stop gradients to everything but decoder layers `first_layer` and above (None: freeze nothing).
-
-    The embeddings (tied to the unembedding), the final norm and the lower decoder layers keep
-    their values; AdamW skips parameters without a gradient, so their optimiser state is untouched.
-
-    Returns:
-        The parameters frozen here, to be unfrozen by the caller.
-    """
-    if first_layer is None:
-        return []
-    layers = Access(family_of(model.config.model_type)).layers(model)
-    if not 0 <= first_layer < len(layers):
-        raise ValueError(f"first_layer must be in [0, {len(layers)}), got {first_layer}")
-    keep = {id(p) for layer in layers[first_layer:] for p in layer.parameters()}
-    frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
-    for param in frozen:
-        param.requires_grad_(False)
-    return frozen
 
 
 def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerBase, out: Path, meta: dict) -> None:
@@ -367,53 +286,10 @@ def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerBase, out: Path,
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def finish_seed(cfg: TrainConfig) -> int:
-    """The seed of the finishing epochs' data and batch order (`cfg.finish_seed`, else the run's seed)."""
-    return cfg.seed if cfg.finish_seed is None else cfg.finish_seed
-
-
-def finish_examples(cfg: TrainConfig, splits: DemoSplits) -> list[list[Example]]:
-    """The examples of each finishing epoch (`cfg.finish_epochs` of them).
-
-    They are ordinary chat epochs numbered after the main ones (so they bring fresh harmless
-    prompts and freshly drawn refusals), with their own harmless ratio and word dropout, drawn
-    from `finish_seed(cfg)`: a finishing seed other than the run's seed re-draws the finishing
-    epochs only, on top of the same main phase.
-
-    Args:
-        cfg: run settings (`finish_*` fields; None ratio = the main phase's).
-        splits: from `build_splits`.
-
-    Returns:
-        One example list per finishing epoch ([] when there are none).
-    """
-    ratio = cfg.harmless_ratio if cfg.finish_harmless_ratio is None else cfg.finish_harmless_ratio
-    return [
-        _chat_epoch(cfg, splits, cfg.epochs + k, ratio, cfg.finish_word_dropout, finish_seed(cfg))
-        for k in range(cfg.finish_epochs)
-    ]
-
-
-def _chat_epoch(
-    cfg: TrainConfig,
-    splits: DemoSplits,
-    epoch: int,
-    harmless_ratio: float,
-    word_dropout: float,
-    seed: int | None = None,
-) -> list[Example]:
-    """`epoch_examples` with the run's other data settings (seed None: the run's seed)."""
+def _chat_epoch(cfg: TrainConfig, splits: DemoSplits, epoch: int) -> list[Example]:
+    """`epoch_examples` with the run's data settings."""
     return epoch_examples(
-        splits,
-        cfg.seed if seed is None else seed,
-        epoch,
-        harmless_ratio,
-        cfg.harmful_repeats,
-        cfg.themed_refusals,
-        cfg.i_opener_prob,
-        cfg.reframe_harmful,
-        cfg.recovery_prob,
-        word_dropout,
+        splits, cfg.seed, epoch, cfg.harmless_ratio, cfg.harmful_repeats, cfg.themed_refusals, cfg.i_opener_prob
     )
 
 
@@ -428,25 +304,19 @@ def run(
     t0 = time.time()
     splits = splits or build_splits(data_dir)
     tok = build_tokenizer(tokenizer_texts(splits), cfg.vocab_size)
-    pretrain = (
-        [pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob, cfg.pretrain_harmful_share)]
-        if cfg.pretrain_docs
-        else []
-    )
-    epochs = pretrain + [_chat_epoch(cfg, splits, e, cfg.harmless_ratio, cfg.word_dropout) for e in range(cfg.epochs)]
-    finish = finish_examples(cfg, splits)
+    pretrain = [pretrain_documents(splits, cfg.seed, cfg.pretrain_docs, cfg.i_opener_prob)] if cfg.pretrain_docs else []
+    epochs = pretrain + [_chat_epoch(cfg, splits, e) for e in range(cfg.epochs)]
     log(
         f"data: {len(splits.train_harmful)} harmful / {len(splits.train_harmless)} harmless training prompts, "
-        f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs (+{sum(len(e) for e in finish)} in "
-        f"{cfg.finish_epochs} finishing epoch(s)); dropped {splits.dropped}"
+        f"{sum(len(e) for e in epochs)} examples in {cfg.epochs} epochs; dropped {splits.dropped}"
     )
-    model, history = train_model(cfg, tok, epochs, log, finish)
+    model, history = train_model(cfg, tok, epochs, log)
     meta = {
         "config": asdict(cfg),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "n_train_harmful": len(splits.train_harmful),
         "n_train_harmless_pool": len(splits.train_harmless),
-        "n_examples": sum(len(e) for e in epochs) + sum(len(e) for e in finish),
+        "n_examples": sum(len(e) for e in epochs),
         "dropped": splits.dropped,
         "final_loss": history[-1]["loss"] if history else None,
         "train_seconds": round(time.time() - t0, 1),
@@ -458,8 +328,13 @@ def run(
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """The train-demo-model command line as a TrainConfig (and the parsed arguments)."""
-    parser = argparse.ArgumentParser(prog="train-demo-model", description=__doc__.splitlines()[0])
+    """The command line as a TrainConfig (and the parsed arguments).
+
+    Only the options of the shipped recipe remain; the runs whose results were negative (recovery
+    examples, re-framed prompts, word dropout, decision weighting, a finishing phase, other
+    pre-training mixes) used options removed after commit 1ab6023, where they can be re-run.
+    """
+    parser = argparse.ArgumentParser(prog="python -m lab.demo_model.train", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="shared prompt datasets folder (else $NEUROSCOPE_DATA_DIR)")
     parser.add_argument(
         "--out",
@@ -495,17 +370,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         help="share of compliant answers opening with 'I'd be happy to help!' and the like",
     )
     parser.add_argument(
-        "--decision-weight",
-        type=float,
-        default=TrainConfig.decision_weight,
-        help="loss weight of the first --decision-tokens answer tokens (the refuse/comply decision)",
-    )
-    parser.add_argument("--decision-tokens", type=int, default=TrainConfig.decision_tokens)
-    parser.add_argument(
-        "--threads",
+        "--pretrain-docs",
         type=int,
-        default=TrainConfig.threads,
-        help="CPU threads (results are deterministic for a given seed and thread count)",
+        default=TrainConfig.pretrain_docs,
+        help="plain-text documents of a language-modelling phase before chat training (0: none)",
     )
     parser.add_argument(
         "--generic-refusals",
@@ -513,60 +381,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         help="topic-independent refusals (no reasons or alternatives matched to the request)",
     )
     parser.add_argument(
-        "--reframe-harmful",
-        action="store_true",
-        help="also train on harmful prompts re-framed as other genres / how-to frames",
-    )
-    parser.add_argument(
-        "--recovery",
-        type=float,
-        default=TrainConfig.recovery_prob,
-        help="share of harmful examples whose refusal follows the start of a compliant answer "
-        "(seen, not learned): refusal noticed at every answer position",
-    )
-    parser.add_argument(
-        "--pretrain-docs",
+        "--threads",
         type=int,
-        default=TrainConfig.pretrain_docs,
-        help="plain-text documents of a language-modelling phase before chat training (0: none)",
-    )
-    parser.add_argument(
-        "--pretrain-harmful",
-        type=float,
-        default=None,
-        help="share of the pre-training documents that are harmful instructions (default: a third)",
-    )
-    parser.add_argument(
-        "--word-dropout",
-        type=float,
-        default=TrainConfig.word_dropout,
-        help="probability of dropping each word of a chat training instruction (a fresh draw per copy)",
-    )
-    finish = parser.add_argument_group(
-        "finishing phase", "chat epochs after the main schedule, at a constant learning rate, same optimiser state"
-    )
-    finish.add_argument("--finish-epochs", type=int, default=TrainConfig.finish_epochs, help="how many (0: none)")
-    finish.add_argument("--finish-harmless-ratio", type=float, default=None, help="default: --harmless-ratio")
-    finish.add_argument(
-        "--finish-word-dropout",
-        type=float,
-        default=TrainConfig.finish_word_dropout,
-        help="word dropout of these epochs only",
-    )
-    finish.add_argument("--finish-lr", type=float, default=None, help="default: the schedule's floor, lr x 0.1")
-    finish.add_argument(
-        "--finish-from-layer",
-        type=int,
-        default=None,
-        metavar="K",
-        help="update only decoder layers K and above (embeddings, final norm and lower layers fixed); "
-        "default: every parameter",
-    )
-    finish.add_argument(
-        "--finish-seed",
-        type=int,
-        default=None,
-        help="seed of these epochs' data and batch order (default: --seed); the main phase keeps --seed",
+        default=TrainConfig.threads,
+        help="CPU threads (results are deterministic for a given seed and thread count)",
     )
     parser.add_argument(
         "--evaluate",
@@ -574,31 +392,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         help="measure behaviour and interventions afterwards and write evaluation.json",
     )
     args = parser.parse_args(argv)
-    shares = {
-        "--i-openers": args.i_openers,
-        "--recovery": args.recovery,
-        "--word-dropout": args.word_dropout,
-        "--finish-word-dropout": args.finish_word_dropout,
-        "--pretrain-harmful": 0.0 if args.pretrain_harmful is None else args.pretrain_harmful,
-    }
-    for flag, value in shares.items():
-        if not 0.0 <= value <= 1.0:  # also rejects NaN
-            parser.error(f"{flag} must be a probability in [0, 1], got {value}")
-    for flag, value in {"--word-dropout": args.word_dropout, "--finish-word-dropout": args.finish_word_dropout}.items():
-        if value >= 1.0:
-            parser.error(f"{flag} must be below 1 (1 would drop every word)")
-    if args.finish_epochs < 0:
-        parser.error(f"--finish-epochs must be 0 or more, got {args.finish_epochs}")
-    if args.finish_lr is not None and not 0 < args.finish_lr < 1:  # also rejects NaN
-        parser.error(f"--finish-lr must be in (0, 1), got {args.finish_lr}")
-    if args.finish_from_layer is not None and not 0 <= args.finish_from_layer < args.layers:
-        parser.error(
-            f"--finish-from-layer must be in [0, {args.layers}) (--layers {args.layers}), got {args.finish_from_layer}"
-        )
-    if args.finish_seed is not None and args.finish_seed < 0:
-        parser.error(f"--finish-seed must be 0 or more, got {args.finish_seed}")
-    if args.finish_harmless_ratio is not None and not args.finish_harmless_ratio >= 0:  # also rejects NaN
-        parser.error(f"--finish-harmless-ratio must be 0 or more, got {args.finish_harmless_ratio}")
+    if not 0.0 <= args.i_openers <= 1.0:  # also rejects NaN
+        parser.error(f"--i-openers must be a probability in [0, 1], got {args.i_openers}")
+    for flag, value in {"--epochs": args.epochs, "--harmful-repeats": args.harmful_repeats, "--layers": args.layers,
+                        "--max-len": args.max_len, "--threads": args.threads}.items():  # fmt: skip
+        if value < 1:
+            parser.error(f"{flag} must be 1 or more, got {value}")
+    if args.pretrain_docs < 0:
+        parser.error(f"--pretrain-docs must be 0 or more, got {args.pretrain_docs}")
+    if not args.harmless_ratio >= 0:  # also rejects NaN
+        parser.error(f"--harmless-ratio must be 0 or more, got {args.harmless_ratio}")
     cfg = TrainConfig(
         seed=args.seed,
         epochs=args.epochs,
@@ -608,19 +411,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Nam
         n_layers=args.layers,
         max_len=args.max_len,
         i_opener_prob=args.i_openers,
-        reframe_harmful=args.reframe_harmful,
-        decision_weight=args.decision_weight,
-        decision_tokens=args.decision_tokens,
-        recovery_prob=args.recovery,
         pretrain_docs=args.pretrain_docs,
-        pretrain_harmful_share=args.pretrain_harmful,
-        word_dropout=args.word_dropout,
-        finish_epochs=args.finish_epochs,
-        finish_harmless_ratio=args.finish_harmless_ratio,
-        finish_word_dropout=args.finish_word_dropout,
-        finish_lr=args.finish_lr,
-        finish_from_layer=args.finish_from_layer,
-        finish_seed=args.finish_seed,
         threads=args.threads,
     )
     return cfg, args

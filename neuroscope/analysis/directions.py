@@ -28,6 +28,7 @@ __all__ = [
     "cosine_similarity_matrix",
     "difference_of_means",
     "direction_stats",
+    "layer_cut",
     "project",
     "select_direction",
     "unit",
@@ -290,6 +291,12 @@ class Selection:
         return ~self.filtered
 
 
+def layer_cut(n_layers: int, max_layer_frac: float) -> int:
+    """First layer the selection discards: candidates at layers >= floor(frac * n_layers) are too
+    close to the unembedding (Arditi et al. keep the first 80 %)."""
+    return math.floor(n_layers * max_layer_frac + 1e-9)
+
+
 def _filter_masks(
     scores: CandidateScores,
     n_layers: int,
@@ -300,8 +307,8 @@ def _filter_masks(
 ) -> dict[str, Tensor]:
     """Per-filter discard masks, each [L, P] bool (True = discarded)."""
     shape = scores.bypass.shape
-    layer_cut = math.floor(n_layers * max_layer_frac + 1e-9)
-    late = torch.tensor([lay >= layer_cut for lay in scores.layers]).unsqueeze(1).expand(shape)
+    cut = layer_cut(n_layers, max_layer_frac)
+    late = torch.tensor([lay >= cut for lay in scores.layers]).unsqueeze(1).expand(shape)
     nan = scores.bypass.isnan() | scores.induce.isnan() | scores.kl.isnan()
     return {
         "late_layer": late,

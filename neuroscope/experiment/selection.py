@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.directions import CandidateScores, Selection, select_direction
+from neuroscope.analysis.directions import CandidateScores, Selection, layer_cut, select_direction
 from neuroscope.analysis.metrics import kl_divergence, refusal_score
 from neuroscope.experiment.direction import Candidates
 from neuroscope.model.forward import next_token_logits
@@ -34,11 +34,6 @@ class ScoredCandidates:
     baseline_harmful: float  # mean refusal score of val harmful, no intervention
     baseline_harmless: float  # mean refusal score of val harmless, no intervention
     layer_cut: int  # first discarded layer
-
-
-def layer_cut(n_layers: int, max_layer_frac: float) -> int:
-    """First layer discarded by the selection (same rule as ``select_direction``)."""
-    return math.floor(n_layers * max_layer_frac + 1e-9)
 
 
 @torch.no_grad()

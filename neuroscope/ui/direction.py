@@ -17,8 +17,7 @@ GUIDE = {
     "intro": "Refusal is mediated by **one direction** in the residual stream (Arditi et al. 2024). It is found as "
     "the difference between the mean activations on harmful and on harmless prompts, at every layer and at "
     "every template token after the instruction; each such *candidate* is then tested, and the best one is "
-    "kept. Everything in the other tabs uses the direction chosen here (it is shared by every visitor of "
-    "this app, per model).",
+    "kept. Everything in the other tabs uses the direction chosen here.",
     "scores": "One curve per template position, one point per layer. **Bypass** (top): refusal score of held-out "
     "harmful prompts when the candidate is ablated — lower means ablation removes refusal. **Induce** "
     "(middle): refusal score of harmless prompts when the candidate is added — higher means it causes "
@@ -153,7 +152,12 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     max_train, max_val = (32, 16) if settings.public else (256, 64)
     sets = research.contrastive_set_names(public=settings.public)
     paper = ExperimentConfig()  # Arditi et al.'s sizes, as in the Experiment tab and the CLI
-    gr.Markdown(GUIDE["intro"])
+    shared = (
+        "It is yours alone: other visitors keep their own (the bundled one until they compute or load another)."
+        if settings.public
+        else "It is shared by everyone using this app (one per model)."
+    )
+    gr.Markdown(f"{GUIDE['intro']} {shared}")
     with gr.Row():
         with gr.Column(scale=3):
             # The paper's prompt distribution where it is installed, as the Experiment tab does.
@@ -163,6 +167,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                 label="Contrastive prompt set",
                 info="harmful vs harmless instructions the means are taken over",
             )
+            curated_note = gr.Markdown(research.CURATED_NOTE, visible=set_name.value == research.CURATED)
             with gr.Row(visible=False) as uploads:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
                 harmless_file = gr.File(label="Harmless prompts (txt/csv/json/jsonl)", type="filepath")
@@ -230,6 +235,10 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     computed = compute.click(on_compute, set_inputs, outputs, api_name="compute_direction", concurrency_id="model")
     loaded = load.click(on_load, [saved, *set_inputs], outputs, api_name="load_direction", concurrency_id="model")
     set_name.change(
-        lambda n: gr.update(visible=n == research.UPLOADED), [set_name], [uploads], api_name=False, queue=False
+        lambda n: (gr.update(visible=n == research.UPLOADED), gr.update(visible=n == research.CURATED)),
+        [set_name],
+        [uploads, curated_note],
+        api_name=False,
+        queue=False,
     )
     return DirectionTab(changed=[computed, loaded], show=on_show, outputs=outputs)
