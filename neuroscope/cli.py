@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=64,
         help="harmful and harmless prompts per side behind "
-        "the callout's baseline (research sets if a data folder is configured, else the curated pairs)",
+        "the callout's baseline (the research sets where a data folder or the Hub has them, else the curated pairs)",
     )
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument(

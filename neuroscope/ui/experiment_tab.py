@@ -31,7 +31,7 @@ DOWNLOADS = (
     "frontier.json",
     "heads.json",
 )
-DEFAULT_SOURCE = "Default sets (research sets if a data folder is configured, else the curated pairs)"
+DEFAULT_SOURCE = "Default sets (the research sets where a data folder or the Hub has them, else the curated pairs)"
 UPLOAD_SOURCE = "Uploaded files (harmful + harmless)"
 
 GUIDE = (

@@ -19,6 +19,7 @@ from neuroscope.model import _compat  # noqa: F401
 gradio_client = pytest.importorskip("gradio_client")
 
 from neuroscope import research  # noqa: E402
+from neuroscope.ui import experiment_tab  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
 from tests import reference as ref  # noqa: E402
 from tests.ui.conftest import serve_tiny_app  # noqa: E402
@@ -276,7 +277,7 @@ def test_loading_a_file_that_is_not_a_direction(client, computed, tmp_path):
 def test_run_experiment_reports_inline_and_offers_artifacts(served, client):
     _, ctx = served
     out = client.predict(
-        "Default sets (research sets if a data folder is configured, else the curated pairs)",
+        experiment_tab.DEFAULT_SOURCE,
         None,
         None,
         4,
