@@ -1,7 +1,9 @@
 """Overhead of the one-pass capture against a bare forward pass on the same model, same run.
 
 Prints medians and ratios (capture / bare). Rotates the variants each round so drift in machine
-load hits all of them alike. Run from the repository root: ``python -m benchmarks.bench_capture [--model demo] [--rounds 7]``.
+load hits all of them alike. Run from the repository root:
+``python -m benchmarks.bench_capture [--model demo] [--tokens 128] [--rounds 7]``; ``--sweep 32 128 512``
+reports the main variants at each prompt length instead.
 """
 
 from __future__ import annotations
@@ -21,15 +23,29 @@ from neuroscope.model.tiny import build_tiny_model
 
 def _prompts(n: int, words: int) -> list[str]:
     base = "explain how the residual stream of a transformer carries information between layers and heads".split()
-    return [" ".join((base * 8)[i : i + words]) for i in range(n)]
+    base = base * (words // len(base) + 2)
+    return [" ".join(base[i : i + words]) for i in range(n)]
+
+
+def prompts_of_length(lm, n: int, tokens: int) -> list[str]:
+    """``n`` prompts whose longest chat-encoded form has about ``tokens`` tokens (the fewest words reaching it)."""
+    lo, hi = 1, max(2, tokens)
+    while lo < hi:  # encode length grows with the word count
+        mid = (lo + hi) // 2
+        if lm.encode_chat(_prompts(n, mid))[0].shape[1] < tokens:
+            lo = mid + 1
+        else:
+            hi = mid
+    return _prompts(n, lo)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", default=None, help="model spec (default: a random 8-layer d=512 Llama)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--words", type=int, default=40)
+    p.add_argument("--tokens", type=int, default=128, help="prompt length in tokens (chat template included)")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sweep", type=int, nargs="+", metavar="S", help="prompt lengths for the main variants only")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.model:
@@ -38,7 +54,10 @@ def main() -> None:
         lm = load_model(args.model)
     else:
         lm = build_tiny_model("llama", d_model=512, n_layers=8, n_heads=8, n_kv_heads=4, d_mlp=1536)
-    prompts = _prompts(args.batch, args.words)
+    if args.sweep:
+        sweep(lm, args.batch, args.sweep, args.rounds)
+        return
+    prompts = prompts_of_length(lm, args.batch, args.tokens)
     ids, mask = lm.encode_chat(prompts)
 
     def bare():
@@ -71,6 +90,35 @@ def main() -> None:
     for name in names:
         med = medians[name]
         print(f"{name:<44} median {med * 1000:8.1f} ms   ratio {med / base:5.2f}")
+
+
+def sweep(lm, batch: int, lengths: list[int], rounds: int) -> None:
+    """Bare forward vs the capture of every view at each prompt length."""
+    print(f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); batch {batch}; {rounds} rounds")
+    print(f"{'S':>5} {'bare ms':>9} {'resid+z':>8} {'every view':>11} {'+ grad x input':>15}")
+    for target in lengths:
+        S, m = _sweep_row(lm, batch, target, rounds)
+        b = m["bare"]
+        print(f"{S:>5} {b * 1000:>9.1f} {m['resid+z'] / b:>8.2f} {m['every view'] / b:>11.2f} {m['grad'] / b:>15.2f}")
+
+
+def _sweep_row(lm, batch: int, target: int, rounds: int) -> tuple[int, dict[str, float]]:
+    prompts = prompts_of_length(lm, batch, target)
+    ids, mask = lm.encode_chat(prompts)
+
+    def bare():
+        with torch.no_grad():
+            lm.hf(input_ids=ids, attention_mask=mask)
+
+    variants = {
+        "bare": bare,
+        "resid+z": lambda: capture(lm, prompts, attention_layers=None, top_k=0, gradients=False),
+        "every view": lambda: capture(lm, prompts, gradients=False, lens_positions=16),
+        "grad": lambda: capture(lm, prompts, lens_positions=16),
+    }
+    for fn in variants.values():  # warm-up
+        fn()
+    return ids.shape[1], median_times(variants, rounds)
 
 
 def _hidden(lm, ids, mask):

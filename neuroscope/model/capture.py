@@ -18,7 +18,7 @@ import nnsight
 import torch
 from torch import Tensor
 
-from neuroscope.model.interventions import Intervention, validate_all, walk_layers
+from neuroscope.model.interventions import Intervention, chains, validate_all, walk_layers
 
 
 @dataclass
@@ -140,21 +140,25 @@ def capture(
         raise ValueError(f"top_k must be an integer >= 0, got {top_k!r}")
     ids, mask = lm.encode_chat(list(instructions), max_tokens=max_tokens, chat=chat)
     B, S = ids.shape
+    n_lens = S if lens_positions is None else _lens_width(S, lens_positions)
     att_layers = _resolve_attention_layers(lm, attention_layers, S, B, attention_budget_mb)
     sink: dict[str, list] = defaultdict(list)
     saved: dict[str, Any] = {}
     record = frozenset({"resid_pre", "z", "attn_out", "resid_post"})
     tr = lm.tracing
+    chain = chains(interventions, lm.n_layers)  # layer l's input is layer l-1's output: one buffer for both
     with lm.lock, torch.set_grad_enabled(gradients):
         with lm.nn.trace({"input_ids": ids, "attention_mask": mask}, **lm.run_options()):
             emb = tr.access.embed(tr.nn).output
             if gradients:
                 emb.requires_grad_(True)
-            walk_layers(tr, interventions, record=record, attention_layers=att_layers, sink=sink)
+            walk_layers(tr, interventions, record=record, attention_layers=att_layers, sink=sink, chain=chain)
             logits = tr.access.lm_head(tr.nn).output
             last = logits[:, -1].detach().float()
             targets = last.argmax(-1) if target_ids is None else torch.as_tensor(list(target_ids), device=last.device)
             saved["last"], saved["targets"] = last, targets
+            if top_k:  # the last layer's lens is the model's own output: no second unembedding
+                saved["final"] = logits[:, -n_lens:].detach()
             if gradients:
                 chosen = logits[torch.arange(B, device=logits.device), -1, targets].sum()
                 with chosen.backward():
@@ -162,11 +166,16 @@ def capture(
                 saved["emb"] = emb.detach()
             nnsight.save(saved)
             nnsight.save(sink)
-        lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k, lens_positions)
+        lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k, lens_positions, saved.get("final"))
     importance = (saved["grad"].float() * saved["emb"].float()).sum(-1) if gradients else None
     n_post = lm.n_post_instruction if chat and lm.has_chat_template else 1
     # One stack per site for the whole batch ([L, B, S, ...]); each row's cache is a view into it.
-    stacked = {name: torch.stack(sink[name]).float().cpu() for name in ("resid_pre", "resid_post", "attn_out", "z")}
+    stacked = {name: torch.stack(sink[name]).float().cpu() for name in ("attn_out", "z")}
+    if chain:  # [L + 1, B, S, d]: the embeddings, then every layer's output; inputs and outputs are views
+        trajectory = torch.stack(sink["resid_pre"][:1] + sink["resid_post"]).float().cpu()
+        stacked["resid_pre"], stacked["resid_post"] = trajectory[:-1], trajectory[1:]
+    else:
+        stacked |= {name: torch.stack(sink[name]).float().cpu() for name in ("resid_pre", "resid_post")}
     return [
         _row_cache(
             lm, r, ids, mask, stacked, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions, n_post
@@ -175,25 +184,35 @@ def capture(
     ]
 
 
+def _lens_width(S: int, positions: int) -> int:
+    if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
+        raise ValueError(f"lens_positions must be a positive integer or None, got {positions!r}")
+    return min(S, positions)
+
+
 @torch.no_grad()
-def _logit_lens(lm: Any, resid_post: list[Tensor], top_k: int, positions: int | None = None) -> tuple[Tensor, Tensor]:
+def _logit_lens(
+    lm: Any, resid_post: list[Tensor], top_k: int, positions: int | None = None, final: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Top-k of softmax(lm_head(final_norm(resid))) per layer at the last ``positions``, one layer at a time.
+
+    ``final`` ([B, S', V]): the model's own logits at those positions, used for the last layer
+    (they are exactly its lens) instead of a second unembedding.
 
     Returns:
         ``(probs [L, B, S', k], ids [L, B, S', k])`` on the CPU, ``S' = min(S, positions)``.
     """
     B, S = resid_post[0].shape[:2]
     if positions is not None:
-        if isinstance(positions, bool) or not isinstance(positions, int) or positions < 1:
-            raise ValueError(f"lens_positions must be a positive integer or None, got {positions!r}")
-        S = min(S, positions)
+        S = _lens_width(S, positions)
     if top_k == 0:
         return torch.zeros(len(resid_post), B, S, 0), torch.zeros(len(resid_post), B, S, 0, dtype=torch.long)
     lm.require_weights("the logit lens (final norm and unembedding)")
     norm, head = lm.access.final_norm(lm.hf), lm.access.lm_head(lm.hf)
     probs, ids = [], []
-    for resid in resid_post:
-        p = head(norm(resid[:, -S:])).float().softmax(-1)
+    for i, resid in enumerate(resid_post):
+        logits = final if final is not None and i == len(resid_post) - 1 else head(norm(resid[:, -S:]))
+        p = logits.float().softmax(-1)
         top = p.topk(min(top_k, p.shape[-1]), dim=-1)
         probs.append(top.values.cpu())
         ids.append(top.indices.cpu())
@@ -230,7 +249,7 @@ def _row_cache(
         return stacked[name][:, r, keep]
 
     row_ids = ids[r, keep].cpu()
-    z = stack("z").permute(0, 2, 1, 3).contiguous()  # [L, S, H, D] -> [L, H, S, D]
+    z = stack("z").permute(0, 2, 1, 3)  # [L, S, H, D] -> [L, H, S, D], a view (a copy per row costs page faults)
     attention = {layer: sink["attention"][i][r, :, keep, keep].float().cpu() for i, layer in enumerate(att_layers)}
     covered = lens_ids.shape[2]  # the last `covered` padded positions; this row's real ones among them
     lens_keep = slice(max(0, covered - n), None)

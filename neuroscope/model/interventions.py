@@ -276,12 +276,18 @@ def _touches(interventions: Sequence[Intervention], site: str, layer: int) -> li
     ]
 
 
+def chains(interventions: Sequence[Intervention], n_layers: int) -> bool:
+    """Whether every layer's input (after layer 0) is the previous layer's output under ``interventions``."""
+    return not any(_touches(interventions, "resid_pre", layer) for layer in range(1, n_layers))
+
+
 def walk_layers(
     tr: Tracing,
     interventions: Sequence[Intervention] = (),
     record: frozenset[str] = frozenset(),
     attention_layers: Sequence[int] = (),
     sink: dict[str, list] | None = None,
+    chain: bool = False,
 ) -> None:
     """Visits every layer's sites in execution order inside an active trace/generation step.
 
@@ -292,7 +298,13 @@ def walk_layers(
 
     Must be called from inside a ``with lm.trace(...)`` body or a generation step, with
     ``tr = lm.tracing`` (taken outside the body, so the body never references the model object).
+
+    ``chain=True`` records ``resid_pre`` at layer 0 only: the caller takes every later layer's input
+    from the previous layer's ``resid_post`` (the same tensor unless an intervention rewrites a layer
+    input, which ``chains`` rules out), saving a read and a copy per layer.
     """
+    if chain and not chains(interventions, tr.n_layers):
+        raise ValueError("chain=True with an intervention that rewrites a layer input after layer 0")
     nn, access = tr.nn, tr.access
     H, D = tr.n_heads, tr.d_head
 
@@ -301,7 +313,12 @@ def walk_layers(
 
     for layer in range(tr.n_layers):
         block, o_proj = access.layer(nn, layer), access.o_proj(nn, layer)
-        site = dict(layer=layer, interventions=interventions, record=record, sink=sink)
+        site = dict(
+            layer=layer,
+            interventions=interventions,
+            record=record - {"resid_pre"} if chain and layer > 0 else record,
+            sink=sink,
+        )
         _visit(block, "input", "resid_pre", "resid_pre", **site)
         _visit(o_proj, "input", "head_z", "z", split=heads, **site)
         _visit(o_proj, "output", "attn_out", "attn_out", **site)

@@ -78,6 +78,20 @@ def test_last_layer_logit_lens_equals_model_logits(lm, caches):
         assert c.lens_tokens[-1][-1][0] == lm.tokenizer.decode([int(top.indices[-1, 0])])
 
 
+def test_intermediate_logit_lens_equals_final_norm_and_unembedding_of_hf_hidden_states(lm, caches):
+    """Every layer but the last, against plain HF modules named here (not through the access map)."""
+    norm = lm.hf.transformer.ln_f if lm.hf.config.model_type == "gpt2" else lm.hf.model.norm
+    head = lm.hf.get_output_embeddings()
+    for prompt, c in zip(PROMPTS, caches):
+        _, out = _plain_forward(lm, prompt)
+        for layer in range(c.n_layers - 1):  # hidden_states[l + 1] is layer l's output (the last is normed)
+            with torch.no_grad():
+                probs = head(norm(out.hidden_states[layer + 1][0, c.lens_start :])).float().softmax(-1)
+            top = probs.topk(c.lens_ids.shape[-1], dim=-1)
+            torch.testing.assert_close(c.lens_probs[layer], top.values, atol=1e-5, rtol=1e-5)
+            assert torch.equal(c.lens_ids[layer, :, 0], top.indices[:, 0]), layer
+
+
 def test_attention_rows_are_causal_and_sum_to_one(caches):
     c = caches[0]
     assert sorted(c.attention) == list(range(c.n_layers))
@@ -131,7 +145,7 @@ def test_lens_can_be_skipped_without_changing_anything_else(tiny_lm):
     finally:
         handle.remove()
     n_layers = full[0].resid_post.shape[0]
-    assert n_full - n_bare == n_layers  # one final-norm (and unembedding) call per layer saved
+    assert n_full - n_bare == n_layers - 1  # one final-norm (and unembedding) per layer but the last (the model's own)
     for f, b in zip(full, bare):
         L, S = f.resid_post.shape[:2]
         assert b.lens_ids.shape == (L, S, 0) and b.lens_probs.shape == (L, S, 0)
