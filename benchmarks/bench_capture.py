@@ -58,6 +58,22 @@ def main() -> None:
         sweep(lm, args.batch, args.sweep, args.rounds)
         return
     prompts = prompts_of_length(lm, args.batch, args.tokens)
+    S, medians = _measure(lm, prompts, args.rounds)
+    base = medians[BARE]
+    print(
+        f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); batch {args.batch} x {S} tokens;"
+        f" {args.rounds} rounds, torch threads {torch.get_num_threads()}"
+    )
+    for name, med in medians.items():
+        print(f"{name:<44} median {med * 1000:8.1f} ms   ratio {med / base:5.2f}")
+
+
+BARE, RESID_Z = "bare HF forward", "capture: resid + z (no lens, top_k=0)"
+EVERY_VIEW, GRADIENTS = "capture: + attention (all layers)", "capture: + attention + grad x input"
+
+
+def _measure(lm, prompts: list[str], rounds: int, only: tuple[str, ...] = ()) -> tuple[int, dict[str, float]]:
+    """Prompt length and median seconds of every variant (or of those in ``only``), after a warm-up."""
     ids, mask = lm.encode_chat(prompts)
 
     def bare():
@@ -65,31 +81,22 @@ def main() -> None:
             lm.hf(input_ids=ids, attention_mask=mask)
 
     variants = {
-        "bare HF forward": bare,
+        BARE: bare,
         "HF output_hidden_states": lambda: _hidden(lm, ids, mask),
-        "z only (head experiment statistic)": lambda: post_instruction_z(lm, prompts, batch_size=args.batch),
-        "capture: resid + z (no lens, top_k=0)": lambda: capture(
-            lm, prompts, attention_layers=None, top_k=0, gradients=False
-        ),
+        "z only (head experiment statistic)": lambda: post_instruction_z(lm, prompts, batch_size=len(prompts)),
+        RESID_Z: lambda: capture(lm, prompts, attention_layers=None, top_k=0, gradients=False),
         "capture: resid + z + lens at last 16": lambda: capture(
             lm, prompts, attention_layers=None, gradients=False, lens_positions=16
         ),
         "capture: resid + z + lens everywhere": lambda: capture(lm, prompts, attention_layers=None, gradients=False),
-        "capture: + attention (all layers)": lambda: capture(lm, prompts, gradients=False, lens_positions=16),
-        "capture: + attention + grad x input": lambda: capture(lm, prompts, lens_positions=16),
+        EVERY_VIEW: lambda: capture(lm, prompts, gradients=False, lens_positions=16),
+        GRADIENTS: lambda: capture(lm, prompts, lens_positions=16),
     }
+    if only:
+        variants = {k: v for k, v in variants.items() if k in only}
     for fn in variants.values():  # warm-up
         fn()
-    names = list(variants)
-    medians = median_times(variants, args.rounds)
-    base = medians["bare HF forward"]
-    print(
-        f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); batch {args.batch} x {ids.shape[1]} tokens;"
-        f" {args.rounds} rounds, torch threads {torch.get_num_threads()}"
-    )
-    for name in names:
-        med = medians[name]
-        print(f"{name:<44} median {med * 1000:8.1f} ms   ratio {med / base:5.2f}")
+    return ids.shape[1], median_times(variants, rounds)
 
 
 def sweep(lm, batch: int, lengths: list[int], rounds: int) -> None:
@@ -97,28 +104,10 @@ def sweep(lm, batch: int, lengths: list[int], rounds: int) -> None:
     print(f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); batch {batch}; {rounds} rounds")
     print(f"{'S':>5} {'bare ms':>9} {'resid+z':>8} {'every view':>11} {'+ grad x input':>15}")
     for target in lengths:
-        S, m = _sweep_row(lm, batch, target, rounds)
-        b = m["bare"]
-        print(f"{S:>5} {b * 1000:>9.1f} {m['resid+z'] / b:>8.2f} {m['every view'] / b:>11.2f} {m['grad'] / b:>15.2f}")
-
-
-def _sweep_row(lm, batch: int, target: int, rounds: int) -> tuple[int, dict[str, float]]:
-    prompts = prompts_of_length(lm, batch, target)
-    ids, mask = lm.encode_chat(prompts)
-
-    def bare():
-        with torch.no_grad():
-            lm.hf(input_ids=ids, attention_mask=mask)
-
-    variants = {
-        "bare": bare,
-        "resid+z": lambda: capture(lm, prompts, attention_layers=None, top_k=0, gradients=False),
-        "every view": lambda: capture(lm, prompts, gradients=False, lens_positions=16),
-        "grad": lambda: capture(lm, prompts, lens_positions=16),
-    }
-    for fn in variants.values():  # warm-up
-        fn()
-    return ids.shape[1], median_times(variants, rounds)
+        prompts = prompts_of_length(lm, batch, target)
+        S, m = _measure(lm, prompts, rounds, only=(BARE, RESID_Z, EVERY_VIEW, GRADIENTS))
+        b = m[BARE]
+        print(f"{S:>5} {b * 1000:>9.1f} {m[RESID_Z] / b:>8.2f} {m[EVERY_VIEW] / b:>11.2f} {m[GRADIENTS] / b:>15.2f}")
 
 
 def _hidden(lm, ids, mask):
