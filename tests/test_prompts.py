@@ -452,7 +452,7 @@ def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatc
     from neuroscope.prompts import NO_RESEARCH_SETS, Prompt
 
     monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)
-    monkeypatch.setattr(research, "research_source", lambda *a, **k: "hub")
+    monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: "hub")
     assert research.RESEARCH in research.contrastive_set_names()
     fetched = []
 
@@ -466,7 +466,7 @@ def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatc
     data = data_mod.load_experiment_data(ExperimentConfig(n_xstest=0))
     assert "Hugging Face Hub" in data.description and all(folder is None for _, folder in fetched)
     assert {"arditi_harmful_train", "jailbreakbench"} <= {n for n, _ in fetched}
-    monkeypatch.setattr(research, "research_source", lambda *a, **k: None)
+    monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: None)
     assert research.RESEARCH not in research.contrastive_set_names()
     with pytest.raises(research.ResearchError, match="neither is available"):
         research.load_contrastive_set(research.RESEARCH, 8, 4)

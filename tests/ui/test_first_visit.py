@@ -26,7 +26,7 @@ def test_the_demo_model_starts_with_a_direction_that_removes_refusal(monkeypatch
     from neuroscope.ui.common import AppContext
 
     monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)  # no research sets: the curated pairs only
-    monkeypatch.setattr(research, "research_source", lambda *a, **k: None)  # and offline
+    monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: None)  # and offline
     ctx = AppContext(lm=load_model("demo"), settings=Settings(max_new_tokens=24))
     build_app(ctx)
     result = ctx.directions.get(ctx.lm)  # there on the first page load

@@ -1,0 +1,126 @@
+"""The research service behind the Direction, Interventions and Explorer tabs (no gradio here).
+
+It holds the *current refusal direction* of each loaded model together with what the views need
+to show it: candidate scores, per-layer candidates for the cosine matrix, held-out projections for
+the separation plot, each head's mean-difference projection on the direction (head Δ) and the mean
+per-head ``z`` used by head mean ablation. Locally there is one direction per model; in public
+mode each visitor's is their own (``DirectionStore``). Interventions are per request: each call
+builds its own intervention objects and runs under the model's lock, so two users never see each
+other's edits.
+
+Data flow: prompts -> model layer (means, logits, generations) -> pure analysis -> plain tensors
+and dataclasses, which ``neuroscope.ui`` turns into figures.
+
+Modules, along the seams of the work:
+
+- ``sets``: the contrastive prompt sets offered (curated pairs, research sets, uploads, behaviours);
+- ``direction``: find, load, describe and keep the current direction;
+- ``generation``: one prompt under interventions (baseline, ablated, added), whole or streamed;
+- ``heads``: head Δ, the per-prompt callout, attribution (patching), head ablation, head attention;
+- ``checks``: input checks and ``ResearchError``.
+
+Everything is re-exported here: ``from neuroscope import research; research.find_direction(...)``.
+"""
+
+from __future__ import annotations
+
+from neuroscope.research.checks import Progress, ResearchError, as_float, as_int, plain_text, positive_int
+from neuroscope.research.direction import (
+    DIRECTION_SCALE_LIMIT,
+    DirectionResult,
+    DirectionStore,
+    check_behaviour_at_baseline,
+    current_session,
+    describe,
+    direction_from_file,
+    find_direction,
+    from_experiment,
+    save_current,
+    select_from_record,
+    shipped_direction,
+)
+from neuroscope.research.generation import (
+    MAX_STRENGTH,
+    Generation,
+    check_new_tokens,
+    check_prompt,
+    compare_interventions,
+    intervention_conditions,
+    run_condition,
+    stream_condition,
+    stream_interventions,
+)
+from neuroscope.research.heads import (
+    MAX_HEAD_PROMPTS,
+    MEASURES,
+    ablate_heads,
+    describe_heads,
+    head_attention,
+    head_attribution,
+    head_callout,
+    head_label,
+    parse_heads,
+    prompt_head_values,
+    top_heads,
+)
+from neuroscope.research.sets import (
+    CURATED,
+    CURATED_NOTE,
+    RESEARCH,
+    UPLOADED,
+    ContrastiveSet,
+    behaviour_pairs,
+    behaviour_set_name,
+    contrastive_set_names,
+    load_contrastive_set,
+)
+
+__all__ = [
+    "CURATED",
+    "CURATED_NOTE",
+    "DIRECTION_SCALE_LIMIT",
+    "MAX_HEAD_PROMPTS",
+    "MAX_STRENGTH",
+    "MEASURES",
+    "RESEARCH",
+    "UPLOADED",
+    "ContrastiveSet",
+    "DirectionResult",
+    "DirectionStore",
+    "Generation",
+    "Progress",
+    "ResearchError",
+    "ablate_heads",
+    "as_float",
+    "as_int",
+    "behaviour_pairs",
+    "behaviour_set_name",
+    "check_behaviour_at_baseline",
+    "check_new_tokens",
+    "check_prompt",
+    "compare_interventions",
+    "contrastive_set_names",
+    "current_session",
+    "describe",
+    "describe_heads",
+    "direction_from_file",
+    "find_direction",
+    "from_experiment",
+    "head_attention",
+    "head_attribution",
+    "head_callout",
+    "head_label",
+    "intervention_conditions",
+    "load_contrastive_set",
+    "parse_heads",
+    "plain_text",
+    "positive_int",
+    "prompt_head_values",
+    "run_condition",
+    "save_current",
+    "select_from_record",
+    "shipped_direction",
+    "stream_condition",
+    "stream_interventions",
+    "top_heads",
+]

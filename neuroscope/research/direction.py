@@ -1,0 +1,474 @@
+"""The current direction of each model: find it, load it, describe it for the views, keep it per session."""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from neuroscope.behaviours import REFUSAL, Behaviour, get_behaviour
+from neuroscope.analysis.directions import CandidateScores, Selection, cosine_similarity_matrix, unit
+from neuroscope.analysis.heads import (
+    HeadStats,
+)
+from neuroscope.experiment.artifacts import ArtifactError, load_direction, save_direction
+from neuroscope.experiment.direction import Candidates, compute_candidates, position_labels
+from neuroscope.experiment.selection import induce_floor_for, score_candidates, select
+from neuroscope.model.activations import (
+    last_token_projections,
+    mean_head_z,
+    mean_resid_pre,
+    projection_means,
+)
+from neuroscope.model.generate import generate
+
+from neuroscope.research.checks import Progress, ResearchError, plain_text
+from neuroscope.research.heads import MAX_HEAD_PROMPTS, describe_heads
+from neuroscope.research.sets import CURATED, RESEARCH, ContrastiveSet, contrastive_set_names, load_contrastive_set
+
+
+DIRECTION_SCALE_LIMIT = 10.0  # a loaded direction larger than 10x the residual stream is refused
+
+
+@dataclass
+class DirectionResult:
+    """The current refusal direction of a model and everything its views show.
+
+    Shapes: ``L`` layers, ``P`` post-instruction positions, ``H`` heads, ``D`` head dim, ``d`` d_model.
+    """
+
+    model_name: str
+    direction: Tensor  # [d] float32, unnormalised difference of means (its norm is the addition scale)
+    layer: int  # the layer whose input it was read from (and where addition steers by default)
+    position: int  # negative post-instruction position it was read at
+    origin: str  # "computed" or "loaded"
+    description: str  # data it was computed / described with
+    reason: str  # why this candidate (selection sentence, or the file's metadata)
+    harmful_proj: Tensor  # [N, L] held-out harmful prompts, last position, on the unit direction
+    harmless_proj: Tensor  # [M, L]
+    layer_cosines: Tensor  # [K, K] cosine between the per-layer candidates (+ the loaded one)
+    cosine_labels: list[str]  # [K]
+    heads: HeadStats  # THE head Δ ([L, H]) and the harmless baseline of the per-prompt callout
+    head_means: Tensor  # [L, H, D] mean z over the harmless training prompts (head mean ablation)
+    mean_target: Tensor  # [L] mean projection of harmless prompts (mean-ablation target)
+    scores: CandidateScores | None = None  # selection scores ([L, P]); None for a loaded direction
+    selection: Selection | None = None
+    position_labels: list[str] = field(default_factory=list)
+    kl_threshold: float = 0.1
+    layer_cut: int | None = None
+    head_prompts: tuple[list[str], list[str]] = ((), ())  # (harmful, harmless) behind ``heads``: patching pairs
+    behaviour: str = REFUSAL  # what the direction is a direction of (``neuroscope.behaviours``)
+    causal: dict[str, Any] | None = None  # the head attribution record, once computed (``heads_record``)
+    created: float = field(default_factory=time.time)
+
+    @property
+    def unit_direction(self) -> Tensor:
+        return unit(self.direction)
+
+    @property
+    def head_delta(self) -> Tensor:
+        """[L, H] Δ along the direction (``HeadStats.delta_projection``; ``RANKING_RULE``)."""
+        return self.heads.delta_projection.float()
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready facts about the direction (no local paths)."""
+        out = {
+            "model": self.model_name,
+            "origin": self.origin,
+            "layer": self.layer,
+            "position": self.position,
+            "norm": round(float(self.direction.norm()), 6),
+            "data": self.description,
+            "reason": self.reason,
+        }
+        if self.selection is not None:
+            out.update(
+                bypass=round(self.selection.bypass, 6),
+                induce=round(self.selection.induce, 6),
+                kl=round(self.selection.kl, 6),
+            )
+        gap = (self.harmful_proj.mean(0) - self.harmless_proj.mean(0)).tolist()
+        out["separation_by_layer"] = [round(g, 6) for g in gap]
+        return out
+
+
+# The visitor a handler runs for (the app sets it from gradio's session hash; None outside a request).
+current_session: contextvars.ContextVar[str | None] = contextvars.ContextVar("neuroscope_session", default=None)
+
+
+class DirectionStore:
+    """The current direction per model, shared, or per visitor session in public mode (thread-safe).
+
+    ``per_session=False`` (a local app): one direction per model that every tab and window shares.
+    ``per_session=True`` (public mode): what a visitor computes or loads is theirs alone, kept for
+    the ``max_sessions`` most recent visitors; every visitor sees the shared direction (the one the
+    app started with) until they set their own, and no visitor can change it.
+    """
+
+    def __init__(self, per_session: bool = False, max_sessions: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._shared: dict[str, DirectionResult] = {}
+        self._sessions: OrderedDict[tuple[str, str], DirectionResult] = OrderedDict()
+        self.per_session = per_session
+        self.max_sessions = max_sessions
+
+    def _session(self) -> str | None:
+        return current_session.get() if self.per_session else None
+
+    def set(self, result: DirectionResult) -> None:
+        """Sets the current direction: the visitor's own in public mode, else the shared one."""
+        session = self._session()
+        with self._lock:
+            if session is None:
+                self._shared[result.model_name] = result
+                return
+            key = (result.model_name, session)
+            self._sessions[key] = result
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+
+    def set_shared(self, result: DirectionResult) -> None:
+        """The direction every visitor starts with (the app's start-up direction)."""
+        with self._lock:
+            self._shared[result.model_name] = result
+
+    def forget(self, session: str) -> None:
+        """Drops a visitor's direction (their page was closed)."""
+        with self._lock:
+            for key in [k for k in self._sessions if k[1] == session]:
+                del self._sessions[key]
+
+    def peek(self, lm: Any) -> DirectionResult | None:
+        session = self._session()
+        with self._lock:
+            if session is not None and (lm.name, session) in self._sessions:
+                return self._sessions[(lm.name, session)]
+            return self._shared.get(lm.name)
+
+    def get(self, lm: Any) -> DirectionResult:
+        """The current direction, or a ``ResearchError`` telling the user how to get one."""
+        found = self.peek(lm)
+        if found is None:
+            raise ResearchError(
+                "no refusal direction yet: compute one (or load a saved one) in the 'Refusal direction' tab first"
+            )
+        return found
+
+
+def _tick(progress: Progress | None, start: float, span: float) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(start + span * min(max(fraction, 0.0), 1.0), message)
+
+
+def find_direction(
+    lm: Any,
+    data: ContrastiveSet,
+    max_layer_frac: float = 0.8,
+    kl_threshold: float = 0.1,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> DirectionResult:
+    """Arditi et al.'s recipe on a contrastive set: candidates, scores, selection, then description.
+
+    Candidates are differences of mean layer inputs at every (layer, post-instruction position);
+    each is scored on the validation prompts (bypass, induce, KL, first-token logits) and the
+    lowest-bypass candidate passing the filters is chosen.
+    """
+    behaviour = get_behaviour(data.behaviour)
+    check_behaviour_at_baseline(lm, behaviour, data.val_harmful, batch_size)
+    candidates = compute_candidates(
+        lm, data.train_harmful, data.train_harmless, batch_size=batch_size, progress=_tick(progress, 0.0, 0.25)
+    )
+    scored = score_candidates(
+        lm,
+        candidates,
+        data.val_harmful,
+        data.val_harmless,
+        behaviour.token_ids(lm.tokenizer),
+        max_layer_frac=max_layer_frac,
+        batch_size=batch_size,
+        progress=_tick(progress, 0.25, 0.5),
+    )
+    try:
+        selection = select(
+            scored,
+            lm.n_layers,
+            max_layer_frac=max_layer_frac,
+            kl_threshold=kl_threshold,
+            allow_no_bypass=True,
+            induce_floor=induce_floor_for(scored, behaviour.name == REFUSAL),
+        )
+    except ValueError as err:
+        raise ResearchError(f"no usable candidate direction: {err}") from None
+    direction = candidates.direction(selection.layer_index, selection.pos_index)
+    result = describe(
+        lm,
+        direction,
+        selection.layer,
+        selection.position,
+        data,
+        candidates=candidates,
+        origin="computed",
+        reason=selection.reason,
+        progress=_tick(progress, 0.75, 0.25),
+        batch_size=batch_size,
+    )
+    result.scores, result.selection = scored.scores, selection
+    result.position_labels, result.kl_threshold, result.layer_cut = (
+        candidates.position_labels,
+        kl_threshold,
+        scored.layer_cut,
+    )
+    return result
+
+
+BASELINE_PROMPTS, BASELINE_TOKENS, BASELINE_MIN_RATE = 16, 24, 0.2
+
+
+def check_behaviour_at_baseline(lm: Any, behaviour: Behaviour, positives: Sequence[str], batch_size: int = 16) -> float:
+    """The share of ``positives`` whose greedy answer shows the behaviour, before anything is computed.
+
+    Raises:
+        ResearchError: Under ``BASELINE_MIN_RATE``: there is nothing for a direction to explain
+            (e.g. SmolLM2-135M-Instruct answers harmful prompts). Untrained tiny models (wiring
+            fixtures, labelled as such in the app) are not checked.
+    """
+    if lm.source == "tiny" or not positives:
+        return math.nan
+    sample = list(positives[:BASELINE_PROMPTS])
+    answers = generate(lm, sample, max_new_tokens=BASELINE_TOKENS, batch_size=batch_size)
+    shown = sum(map(behaviour.judge, answers))
+    share = shown / len(sample)
+    if share < BASELINE_MIN_RATE:
+        raise ResearchError(
+            f"this model {behaviour.shows} {share:.0%} of {behaviour.positive} prompts ({shown} of "
+            f"{len(sample)} validation prompts, greedy, {BASELINE_TOKENS} tokens): there is no "
+            f"{behaviour.name} to explain, so no direction is computed"
+        )
+    return share
+
+
+def direction_from_file(
+    lm: Any,
+    path: str | Path,
+    data: ContrastiveSet,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    origin: str = "loaded",
+) -> DirectionResult:
+    """Loads a saved direction (``save_direction`` format) and describes it on a contrastive set.
+
+    Raises:
+        ResearchError: Not a direction file, or one for another model size.
+    """
+    try:
+        direction, meta = load_direction(path)
+    except ArtifactError as err:
+        raise ResearchError(str(err).replace(str(path), Path(path).name)) from None
+    if direction.shape != (lm.d_model,):
+        raise ResearchError(f"the file holds a direction of size {direction.shape[0]}, this model needs {lm.d_model}")
+    layer = meta.get("layer", lm.n_layers // 2)
+    position = meta.get("position", -1)
+    if not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
+        layer = lm.n_layers // 2
+    if not isinstance(position, int) or not -lm.n_post_instruction <= position < 0:
+        position = -1
+    P = lm.n_post_instruction
+    tick = _tick(progress, 0.0, 0.4)
+    mu_h = mean_resid_pre(
+        lm,
+        data.train_harmful,
+        batch_size=batch_size,
+        progress=None if tick is None else lambda d, t: tick(0.5 * d / t, "mean activations: harmful"),
+    )
+    mu_b = mean_resid_pre(
+        lm,
+        data.train_harmless,
+        batch_size=batch_size,
+        progress=None if tick is None else lambda d, t: tick(0.5 + 0.5 * d / t, "mean activations: harmless"),
+    )
+    candidates = Candidates(mu_h, mu_b, mu_h - mu_b, position_labels(lm))
+    scale = float(torch.maximum(mu_h[layer].norm(dim=-1), mu_b[layer].norm(dim=-1)).max())
+    if float(direction.norm()) > DIRECTION_SCALE_LIMIT * scale:
+        raise ResearchError(
+            f"the file's direction has norm {float(direction.norm()):.3g}, more than "
+            f"{DIRECTION_SCALE_LIMIT:g}x this model's mean residual norm at layer {layer} ({scale:.3g}): "
+            "it was not computed on this model's activations"
+        )
+    source = plain_text(meta.get("model", "unknown model"))
+    target = meta.get("mean_target")
+    target = (
+        torch.tensor(target, dtype=torch.float32)
+        if isinstance(target, list)
+        and len(target) == lm.n_layers
+        and all(isinstance(x, (int, float)) and math.isfinite(x) for x in target)
+        else None
+    )
+    return describe(
+        lm,
+        direction,
+        layer,
+        position,
+        data,
+        candidates=candidates,
+        origin=origin,
+        reason=f"loaded from a saved file (computed on {source}, layer {layer}, position {position}; "
+        f"P={P} positions here)",
+        progress=_tick(progress, 0.4, 0.6),
+        batch_size=batch_size,
+        mean_target=target,
+    )
+
+
+def describe(
+    lm: Any,
+    direction: Tensor,
+    layer: int,
+    position: int,
+    data: ContrastiveSet,
+    candidates: Candidates,
+    origin: str,
+    reason: str,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    mean_target: Tensor | None = None,
+) -> DirectionResult:
+    """Computes what the views show about a direction: separation, cosines, head Δ and means.
+
+    ``mean_target`` ([n_layers]) keeps the mean-ablation target the direction was saved with (the
+    harmless mean of the data it was computed on) instead of re-measuring it on ``data``.
+    """
+    r = unit(direction.float())
+    if progress:
+        progress(0.0, "projecting held-out prompts on the direction")
+    harmful_proj = last_token_projections(lm, data.val_harmful, r, batch_size=batch_size)
+    harmless_proj = last_token_projections(lm, data.val_harmless, r, batch_size=batch_size)
+    pos_index = candidates.n_positions + position
+    per_layer = candidates.directions[:, pos_index].double()  # [L, d]
+    labels = [f"layer {l}" for l in range(candidates.n_layers)]
+    keep = per_layer.norm(dim=-1) > 0
+    rows, labels = per_layer[keep], [lab for lab, k in zip(labels, keep.tolist()) if k]
+    if origin == "loaded":
+        rows, labels = torch.cat([rows, direction.double()[None]]), labels + ["loaded"]
+    cosines = cosine_similarity_matrix(rows).float()
+    if progress:
+        progress(0.4, "head Δ and the harmless baseline (post-instruction positions)")
+    stats = describe_heads(lm, data.train_harmful, data.train_harmless, r, batch_size)
+    z_b = mean_head_z(lm, data.train_harmless, batch_size=batch_size)
+    if progress:
+        progress(0.8, "mean-ablation targets")
+    target = (
+        mean_target if mean_target is not None else projection_means(lm, data.train_harmless, r, batch_size=batch_size)
+    )
+    if progress:
+        progress(1.0, "done")
+    return DirectionResult(
+        model_name=lm.name,
+        direction=direction.detach().float().cpu(),
+        layer=layer,
+        position=position,
+        origin=origin,
+        description=data.description,
+        reason=reason,
+        harmful_proj=harmful_proj,
+        harmless_proj=harmless_proj,
+        layer_cosines=cosines,
+        cosine_labels=labels,
+        heads=stats,
+        head_means=z_b.float(),
+        mean_target=target.float(),
+        position_labels=candidates.position_labels,
+        head_prompts=(list(data.train_harmful[:MAX_HEAD_PROMPTS]), list(data.train_harmless[:MAX_HEAD_PROMPTS])),
+        behaviour=data.behaviour,
+    )
+
+
+def from_experiment(lm: Any, result: Any, progress: Progress | None = None) -> DirectionResult:
+    """The direction of a finished ``run_experiment`` as the current direction (scores included)."""
+    sel, data = result.selection, result.data
+    texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
+    sets = ContrastiveSet(
+        texts(data.train_harmful),
+        texts(data.train_harmless),
+        texts(data.val_harmful),
+        texts(data.val_harmless),
+        data.description,
+    )
+    described = describe(
+        lm,
+        result.direction,
+        int(sel["layer"]),
+        int(sel["position"]),
+        sets,
+        result.candidates,
+        origin="experiment",
+        reason=sel["reason"],
+        progress=progress,
+    )
+    L, P = result.candidates.n_layers, result.candidates.n_positions
+    grid = {k: torch.full((L, P), math.nan, dtype=torch.float64) for k in ("bypass", "induce", "kl")}
+    for row in sel["table"]:
+        for k in grid:
+            grid[k][row["layer"], P + row["position"]] = math.nan if row[k] is None else row[k]
+    described.scores = CandidateScores(**grid)
+    described.selection = select_from_record(sel, described.scores)
+    described.layer_cut, described.kl_threshold = sel["layer_cut"], result.config.kl_threshold
+    return described
+
+
+def select_from_record(sel: dict[str, Any], scores: CandidateScores) -> Selection:
+    """A ``Selection`` rebuilt from the pipeline's ``selection.json`` record."""
+    return Selection(
+        layer=int(sel["layer"]),
+        position=int(sel["position"]),
+        layer_index=int(sel["layer"]),
+        pos_index=int(sel["pos_index"]),
+        bypass=float(sel["bypass"]),
+        induce=float(sel["induce"]),
+        kl=float(sel["kl"]),
+        reason=sel["reason"],
+        filtered=scores.bypass.isnan(),
+        fallback=bool(sel.get("fallback", False)),
+    )
+
+
+def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
+    """The direction shipped with the bundled demo model, described on the default prompt set.
+
+    So that a first visit's Interventions tab works on the first click, offline, without a data
+    folder: the direction was selected by the experiment on the research sets (see its file's
+    metadata); the views are described on whatever set this installation offers (research sets, or
+    the curated pairs). None for any other model.
+    """
+    from neuroscope.config import DEMO_DIRECTION
+
+    if lm.source != "demo" or not DEMO_DIRECTION.is_file():
+        return None
+    name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
+    data = load_contrastive_set(name, 64, 16)
+    return direction_from_file(lm, DEMO_DIRECTION, data, batch_size=batch_size, origin="shipped with the demo model")
+
+
+def save_current(result: DirectionResult, path: str | Path) -> Path:
+    """Writes the direction with its metadata in the pipeline's format; returns the path."""
+    meta = {
+        "model": result.model_name,
+        "layer": result.layer,
+        "position": result.position,
+        "origin": result.origin,
+        "data": result.description,
+        "reason": result.reason,
+        "mean_target": result.mean_target.tolist(),
+    }
+    save_direction(path, result.direction, meta)
+    return Path(path)
