@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from neuroscope import research, viz
+from neuroscope.behaviours import get_behaviour
 from neuroscope.experiment import ExperimentConfig
 from neuroscope.research import DirectionResult
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
@@ -65,10 +66,17 @@ def status_markdown(result: DirectionResult | None) -> str:
     )
 
 
+def _groups(result: DirectionResult) -> tuple[str, str, str]:
+    """(behaviour, prompts that show it, prompts that do not) for the figures' labels."""
+    b = get_behaviour(result.behaviour)
+    return b.name.replace("_", " "), b.positive, b.negative
+
+
 def scores_figure(result: DirectionResult):
     if result.scores is None or result.selection is None:
         return None
     s = result.scores
+    behaviour, positive, negative = _groups(result)
     return viz.candidate_scores(
         s.layers,
         result.position_labels,
@@ -78,15 +86,19 @@ def scores_figure(result: DirectionResult):
         chosen=(result.selection.layer, result.selection.pos_index),
         max_layer=result.layer_cut,
         kl_threshold=result.kl_threshold,
+        title=f"{behaviour[:1].upper() + behaviour[1:]}-direction candidates (Arditi et al. selection)",
+        groups=(behaviour, positive, negative),
     )
 
 
 def separation_figure(result: DirectionResult):
+    _, positive, negative = _groups(result)
     return viz.separation_plot(
         result.harmful_proj.numpy(),
         result.harmless_proj.numpy(),
         y_label="Projection on the unit direction (residual units)",
-        title="Held-out harmful vs harmless prompts along the direction (last token)",
+        title=f"Held-out {positive} vs {negative} prompts along the direction (last token)",
+        groups=(positive, negative),
     )
 
 

@@ -13,11 +13,16 @@ from neuroscope.viz import theme
 from neuroscope.viz._checks import as_array, check_index, check_labels, check_range, check_shape
 from neuroscope.viz.tokens import plotly_text
 
-_SCORE_ROWS = (
-    ("bypass", "Bypass: refusal score, harmful + ablation (log-odds; lower is better)"),
-    ("induce", "Induce: refusal score, harmless + addition (log-odds; higher is better)"),
-    ("kl", "KL on harmless under ablation (nats)"),
-)
+REFUSAL_GROUPS = ("refusal", "harmful", "harmless")  # (behaviour, prompts that show it, prompts that do not)
+
+
+def _score_rows(groups: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    behaviour, positive, negative = groups
+    return (
+        ("bypass", f"Bypass: {behaviour} score, {positive} + ablation (log-odds; lower is better)"),
+        ("induce", f"Induce: {behaviour} score, {negative} + addition (log-odds; higher is better)"),
+        ("kl", f"KL on {negative} under ablation (nats)"),
+    )
 
 
 def candidate_scores(
@@ -30,6 +35,7 @@ def candidate_scores(
     max_layer: int | None = None,
     kl_threshold: float | None = None,
     title: str = "Refusal-direction candidates (Arditi et al. selection)",
+    groups: Sequence[str] = REFUSAL_GROUPS,
 ) -> go.Figure:
     """Per-layer selection scores of every candidate direction, one curve per position.
 
@@ -42,6 +48,7 @@ def candidate_scores(
         max_layer: layers >= max_layer were discarded (shaded).
         kl_threshold: KL filter threshold (dashed line on the KL panel).
         title: figure title.
+        groups: (behaviour, prompts that show it, prompts that do not), for the panel titles.
 
     Raises:
         ValueError: on mismatched shapes or a `chosen` candidate outside the grid.
@@ -59,9 +66,9 @@ def candidate_scores(
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.07,
-        subplot_titles=[t for _, t in _SCORE_ROWS],
+        subplot_titles=[t for _, t in _score_rows(check_labels(groups, "groups", 3))],
     )
-    for r, (key, _) in enumerate(_SCORE_ROWS, start=1):
+    for r, key in enumerate(("bypass", "induce", "kl"), start=1):
         for p, label in enumerate(pos):
             fig.add_trace(
                 go.Scatter(
@@ -87,7 +94,7 @@ def candidate_scores(
         if hits.size == 0:
             raise ValueError(f"chosen: layer {chosen[0]!r} is not in layers")
         li, p = int(hits[0]), check_index(chosen[1], "chosen position column", len(pos))
-        for r, (key, _) in enumerate(_SCORE_ROWS, start=1):
+        for r, key in enumerate(("bypass", "induce", "kl"), start=1):
             fig.add_trace(
                 go.Scatter(
                     x=[xs[li]],
@@ -145,6 +152,7 @@ def separation_plot(
     layer_labels: Sequence[int] | None = None,
     y_label: str = "Projection on refusal direction (resid units)",
     title: str = "Harmful vs harmless prompts along the refusal direction",
+    groups: Sequence[str] = REFUSAL_GROUPS[1:],
 ) -> go.Figure:
     """Mean ± 1 standard deviation of the projection per layer for both prompt groups.
 
@@ -154,10 +162,12 @@ def separation_plot(
         layer_labels: [L] x values; default 0..L-1.
         y_label: y-axis title with unit.
         title: figure title.
+        groups: legend names of the two groups (the prompts that show the behaviour first).
 
     Raises:
         ValueError: if the two groups disagree on L, a group is empty, or labels mismatch.
     """
+    names = check_labels(groups, "groups", 2)
     harmful = as_array(harmful_proj, "harmful_proj", (None, None))
     harmless = as_array(harmless_proj, "harmless_proj", (None, harmful.shape[1]))
     for name, arr in (("harmful_proj", harmful), ("harmless_proj", harmless)):
@@ -170,7 +180,7 @@ def separation_plot(
         else np.arange(n_layers, dtype=np.float64)
     )
     fig = go.Figure()
-    for g, (name, arr) in enumerate((("harmful", harmful), ("harmless", harmless))):
+    for g, (name, arr) in enumerate(zip(names, (harmful, harmless))):
         mean, std = arr.mean(axis=0), arr.std(axis=0)
         color = theme.palette(1 if g == 0 else 0)
         band = theme.palette_rgba(1 if g == 0 else 0, 0.2)

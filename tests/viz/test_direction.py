@@ -107,3 +107,20 @@ def test_projection_per_layer_rejects_ragged_curves():
 
     with pytest.raises(ValueError):
         projection_per_layer({"a": [1.0, 2.0], "b": [1.0]})
+
+
+def test_another_behaviours_figures_name_its_own_groups():
+    bypass, induce, kl = _scores()
+    fig = candidate_scores(
+        LAYERS, POSITIONS, bypass, induce, kl, groups=("french", "asked for French", "asked for English")
+    )
+    titles = [a.text for a in fig.layout.annotations][:3]
+    assert "french score, asked for French + ablation" in titles[0] and "asked for English + addition" in titles[1]
+    assert not any("harmful" in t or "refusal" in t for t in titles)
+    rng = np.random.default_rng(0)
+    sep = separation_plot(
+        rng.normal(size=(3, 5)), rng.normal(size=(4, 5)), groups=("asked for French", "asked for English")
+    )
+    assert [t.legendgroup for t in sep.data if t.mode == "lines+markers"] == ["asked for French", "asked for English"]
+    with pytest.raises(ValueError, match="groups"):
+        separation_plot(np.zeros((3, 5)), np.zeros((3, 5)), groups=("one",))
