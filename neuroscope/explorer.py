@@ -87,7 +87,7 @@ class Analysis:
         """The verdict's companion: the heads departing most from the harmless baseline on this prompt."""
         if self.callout is None:
             return (
-                "*Head callout: no refusal direction yet (compute one in the Refusal direction tab); it compares "
+                "*Head callout: no direction yet (compute one in the Direction tab); it compares "
                 "each head's output on this prompt with the harmless prompts' distribution.*"
             )
         verdict = "Refusal detected" if self.refused else "No refusal"

@@ -224,17 +224,26 @@ def analyse_heads(
     return result
 
 
-def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str:
+def verdict(
+    h: HeadAnalysis,
+    share: float = 0.5,
+    min_effect: float = 1.0,
+    behaviour: str = "refusal",
+    groups: tuple[str, str] = ("harmful", "harmless"),
+) -> str:
     """Plain sentences: what the patching evidence and the top-k vs random-k test do and do not support.
 
     Args:
         share: Fraction of the direction-ablation effect the top-k heads must reproduce.
         min_effect: Smallest direction-ablation drop of the refusal score (log-odds) worth
             explaining; below it the comparison would be noise.
+        behaviour: What the direction is a direction of, as the sentences name it.
+        groups: The (positive, negative) prompt groups' names.
     """
+    b, (pos, neg) = behaviour, groups
     drop_dir = h.baseline_score - h.direction_score
     n_sig = int((h.p_values < 0.05 / h.p_values.numel()).sum())
-    sig = f"{n_sig} head(s) differ between harmful and harmless beyond chance (permutation test, Bonferroni 0.05)."
+    sig = f"{n_sig} head(s) differ between {pos} and {neg} beyond chance (permutation test, Bonferroni 0.05)."
     patched = ~torch.isnan(h.patching)
     n_patched = int(patched.sum())
     single = ""
@@ -242,7 +251,7 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
         layer, head = h.ranking[0]
         excludes_zero = bool(h.patching_hi[layer, head] < 0)
         single = (
-            f"The strongest single head by activation patching, L{layer}H{head}, changes the refusal log-odds by "
+            f"The strongest single head by activation patching, L{layer}H{head}, changes the {b} log-odds by "
             f"{h.patching[layer, head]:+.2f} [{h.patching_lo[layer, head]:+.2f}, {h.patching_hi[layer, head]:+.2f}]"
             f" ({'an interval that excludes 0' if excludes_zero else 'an interval that includes 0'}), against "
             f"{-drop_dir:+.2f} for ablating the whole direction; attribution patching ranks the "
@@ -250,7 +259,7 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
         )
     if drop_dir < min_effect:
         return (
-            single + f"Ablating the refusal direction lowers the refusal score by only {drop_dir:.2f} (log-odds), so "
+            single + f"Ablating the {b} direction lowers the {b} score by only {drop_dir:.2f} (log-odds), so "
             "there is no effect for heads to explain. " + sig
         )
     for k, top, (lo, hi), rand in zip(h.ks, h.top_scores, h.top_intervals, h.random_scores):
@@ -260,18 +269,18 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
         raised = [kk for kk, t in zip(h.ks, h.top_scores) if kk < k and t > h.baseline_score]
         caveat = (
             f" The top {' and '.join(map(str, raised))} alone, mean-ablated, raise the score instead: mean "
-            "ablation replaces a head's output everywhere by its harmless average, not by the paired prompt's "
+            f"ablation replaces a head's output everywhere by its {neg} average, not by the paired prompt's "
             "output the patching ranked it with, so single-head effects do not simply add up."
             if raised
             else ""
         )
         if all(top < x for x in rand):
             return (
-                single + f"A small head set carries much of refusal: mean-ablating the top {k} head(s) by "
-                f"activation patching removes {drop / drop_dir:.0%} of the refusal-score drop that direction "
+                single + f"A small head set carries much of {b}: mean-ablating the top {k} head(s) by "
+                f"activation patching removes {drop / drop_dir:.0%} of the {b}-score drop that direction "
                 f"ablation achieves (score {top:.2f} [{lo:.2f}, {hi:.2f}]), more than every one of {len(rand)} "
                 f"random {k}-head sets. This supports a causal role for that set on these prompts; it does not "
-                "show that the heads compute refusal alone (MLPs and later layers read what they write)."
+                f"show that the heads compute {b} alone (MLPs and later layers read what they write)."
                 + caveat
                 + " "
                 + sig
@@ -279,15 +288,15 @@ def verdict(h: HeadAnalysis, share: float = 0.5, min_effect: float = 1.0) -> str
         better = sum(x <= top for x in rand)
         return (
             single + f"No small head set is singled out: the top {k} heads by activation patching, mean-ablated, "
-            f"remove {drop / drop_dir:.0%} of the refusal-score drop of direction ablation, but {better} of "
-            f"{len(rand)} random {k}-head sets do at least as well, so the evidence does not identify refusal "
+            f"remove {drop / drop_dir:.0%} of the {b}-score drop of direction ablation, but {better} of "
+            f"{len(rand)} random {k}-head sets do at least as well, so the evidence does not identify {b} "
             "heads (ablating that many heads disrupts the model broadly). " + sig
         )
     k, top = h.ks[-1], h.top_scores[-1]
     rand_best = min(h.random_scores[-1])
     return (
-        single + f"No small head set carries refusal: even the top {k} heads by activation patching, mean-ablated, "
-        f"remove only {(h.baseline_score - top) / drop_dir:.0%} of the refusal-score drop of direction ablation "
+        single + f"No small head set carries {b}: even the top {k} heads by activation patching, mean-ablated, "
+        f"remove only {(h.baseline_score - top) / drop_dir:.0%} of the {b}-score drop of direction ablation "
         f"(best random {k}-head set: {(h.baseline_score - rand_best) / drop_dir:.0%}). The evidence supports a "
         "distributed mechanism (MLPs, many heads), not a head circuit. " + sig
     )

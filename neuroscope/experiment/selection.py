@@ -89,6 +89,7 @@ def select(
     max_kl_relaxation: float = 8.0,
     allow_no_bypass: bool = False,
     induce_floor: float = 0.0,
+    behaviour: str = "refusal",
 ) -> Selection:
     """Arditi's rule: lowest bypass among candidates below the layer cut, KL <= threshold, induce > 0.
 
@@ -97,7 +98,7 @@ def select(
     on without one; the app (``allow_no_bypass=True``, for exploring models that do not refuse)
     takes the least bad candidate and says in capitals, in ``reason``, that it is not one.
     ``induce_floor`` replaces the paper's 0 for behaviours whose first-token score is a weaker proxy
-    (see ``induce_floor_for``).
+    (see ``induce_floor_for``). ``behaviour`` names what the direction is of in the messages.
 
     The paper's KL threshold (0.1) was set for 7-70B models; a small model's refusal direction
     can cost more KL. When no candidate passes, the KL threshold is doubled (up to
@@ -157,13 +158,13 @@ def select(
                 sel,
                 fallback=True,
                 reason=(
-                    f"NO CANDIDATE LOWERS REFUSAL WHEN ABLATED (harmful baseline {scored.baseline_harmful:+.2f} log-odds): "
-                    "this is the least bad candidate, not a refusal direction; " + sel.reason
+                    f"NO CANDIDATE LOWERS {behaviour.upper()} WHEN ABLATED (baseline {scored.baseline_harmful:+.2f} "
+                    f"log-odds): this is the least bad candidate, not a {behaviour} direction; " + sel.reason
                 ),
             )
         raise ValueError(
-            f"no candidate lowers the harmful prompts' refusal score when ablated (baseline "
-            f"{scored.baseline_harmful:+.2f}); the prompt sets may not separate refusal on this model "
+            f"no candidate lowers the {behaviour} score when ablated (baseline "
+            f"{scored.baseline_harmful:+.2f}); the prompt sets may not separate {behaviour} on this model "
             f"({err})"
         ) from None
 

@@ -71,6 +71,7 @@ from neuroscope.research.sets import (
     ContrastiveSet,
     behaviour_pairs,
     behaviour_set_name,
+    set_behaviour,
     contrastive_set_names,
     load_contrastive_set,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "as_int",
     "behaviour_pairs",
     "behaviour_set_name",
+    "set_behaviour",
     "check_behaviour_at_baseline",
     "check_new_tokens",
     "check_prompt",

@@ -158,9 +158,7 @@ class DirectionStore:
         """The current direction, or a ``ResearchError`` telling the user how to get one."""
         found = self.peek(lm)
         if found is None:
-            raise ResearchError(
-                "no refusal direction yet: compute one (or load a saved one) in the 'Refusal direction' tab first"
-            )
+            raise ResearchError("no direction yet: compute one (or load a saved one) in the 'Direction' tab first")
         return found
 
 
@@ -207,6 +205,7 @@ def find_direction(
             kl_threshold=kl_threshold,
             allow_no_bypass=True,
             induce_floor=induce_floor_for(scored, behaviour.name == REFUSAL),
+            behaviour=behaviour.name,
         )
     except ValueError as err:
         raise ResearchError(f"no usable candidate direction: {err}") from None

@@ -81,9 +81,10 @@ def head_attribution(
     Raises:
         ResearchError: Too few prompts.
     """
-    from neuroscope.experiment.heads import analyse_heads, heads_record
+    from neuroscope.experiment.heads import analyse_heads, heads_record, verdict
 
     n = positive_int(n_prompts, "prompts per side")
+    behaviour = get_behaviour(result.behaviour)
     harmful, harmless = result.head_prompts
     n = min(n, len(harmful), len(harmless))
     if n < 4:
@@ -95,13 +96,14 @@ def head_attribution(
         harmful[:half],
         harmless[:half],
         harmful[half:n],
-        get_behaviour(result.behaviour).token_ids(lm.tokenizer),
+        behaviour.token_ids(lm.tokenizer),
         ks=(1, 2, 4, 8),
         n_random=4,
         n_permutations=200,
         batch_size=batch_size,
         progress=progress,
     )
+    h.verdict = verdict(h, behaviour=behaviour.name, groups=(behaviour.positive, behaviour.negative))
     result.causal = heads_record(h)
     return result.causal
 

@@ -58,6 +58,14 @@ def contrastive_set_names(public: bool = False) -> list[str]:
     return names
 
 
+def set_behaviour(name: str) -> str:
+    """The behaviour a contrastive set's positive side shows: a bundled behaviour's name, else refusal."""
+    for b in behaviour_names():
+        if b != REFUSAL and name in (b, behaviour_set_name(get_behaviour(b))):
+            return b
+    return REFUSAL
+
+
 def behaviour_set_name(behaviour: Behaviour) -> str:
     """The contrastive-set name a bundled behaviour is offered under."""
     return f"{behaviour.title} (bundled behaviour: {behaviour.name})"
@@ -97,18 +105,18 @@ def load_contrastive_set(
             [b.instruction for _, b in val],
             f"curated contrastive pairs: {len(train)} train / {len(val)} validation pairs (seed {seed})",
         )
-    for b in behaviour_names():
-        if b != REFUSAL and name in (b, behaviour_set_name(get_behaviour(b))):
-            behaviour, train, val, _test = behaviour_pairs(b, seed)
-            train, val = subsample(train, n_train, seed), subsample(val, n_val, seed)
-            return ContrastiveSet(
-                [p for p, _ in train],
-                [q for _, q in train],
-                [p for p, _ in val],
-                [q for _, q in val],
-                f"{behaviour.title}: {len(train)} train / {len(val)} validation pairs (seed {seed})",
-                behaviour=b,
-            )
+    b = set_behaviour(name)
+    if b != REFUSAL:
+        behaviour, train, val, _test = behaviour_pairs(b, seed)
+        train, val = subsample(train, n_train, seed), subsample(val, n_val, seed)
+        return ContrastiveSet(
+            [p for p, _ in train],
+            [q for _, q in train],
+            [p for p, _ in val],
+            [q for _, q in val],
+            f"{behaviour.title}: {len(train)} train / {len(val)} validation pairs (seed {seed})",
+            behaviour=b,
+        )
     if name in (RESEARCH, UPLOADED):
         if name == UPLOADED and not (harmful_file and harmless_file):
             raise ResearchError("upload both a harmful and a harmless prompt file (txt, csv, json or jsonl)")

@@ -30,7 +30,7 @@ THEME = gr.themes.Soft(
 INTRO = (
     "Type a prompt, watch the model's internals light up, and test causal claims by intervening. "
     "NeuroScope follows Arditi et al. (2024), *Refusal in language models is mediated by a single direction*. "
-    "**Start here:** ① *Refusal direction* → Compute direction · ② *Interventions* → run a harmful prompt and "
+    "**Start here:** ① *Direction* → Compute direction · ② *Interventions* → run a harmful prompt and "
     "watch the ablated model answer it, then a harmless one and watch the added direction make it refuse · "
     "③ *Explorer* for one prompt's internals · ④ *Experiment* for the full, held-out study."
 )
@@ -71,7 +71,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")
         with gr.Tabs():
-            with gr.Tab("Refusal direction", id="direction"):
+            with gr.Tab("Direction", id="direction"):
                 direction = build_direction_tab(ctx)
             with gr.Tab("Interventions", id="interventions"):
                 interventions = build_interventions_tab(ctx)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import gradio as gr
 import torch
 
+from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.config import Settings
 from neuroscope.errors import UserError
 from neuroscope.model.loader import GATED_HELP
@@ -36,6 +37,44 @@ class AppContext:
     def __post_init__(self) -> None:
         # Public mode: a visitor's direction is theirs alone; the start-up direction is shared and read-only.
         self.directions.per_session = bool(self.settings.public)
+
+
+def behaviour_words(name: str | None = None) -> dict[str, str]:
+    """The words the tabs' texts use for a behaviour (``str.format`` fields of their guides).
+
+    Refusal keeps the paper's words (harmful, harmless, refusal score); another behaviour says its
+    own groups, judge and first tokens, so no text calls a French direction a refusal direction.
+    """
+    b = get_behaviour(name or REFUSAL)
+    if b.name == REFUSAL:
+        return {
+            "lead": "Refusal is mediated by **one direction** in the residual stream (Arditi et al. 2024).",
+            "behaviour": "refusal",
+            "the_behaviour": "refusal",
+            "positive": "harmful",
+            "negative": "harmless",
+            "score": "refusal score",
+            "tokens": "a refusal token",
+            "ablated_expect": "a refused harmful prompt should now be answered",
+            "added_expect": "a harmless prompt should now be refused",
+            "judge": "a refusal-phrase check on the answer",
+            "explorer": " (the same number as in the Explorer)",
+        }
+    first = ", ".join(b.first_tokens[:4]) + (", …" if len(b.first_tokens) > 4 else "")
+    return {
+        "lead": f"**{b.title}**: is this behaviour mediated by **one direction** in the residual stream, as "
+        "refusal is (Arditi et al. 2024)?",
+        "behaviour": b.name,
+        "the_behaviour": "the behaviour",
+        "positive": f"*{b.positive}*",
+        "negative": f"*{b.negative}*",
+        "score": f"{b.name} score",
+        "tokens": f"one of the behaviour's first tokens ({first})",
+        "ablated_expect": f"on the *{b.positive}* side, where the baseline {b.shows}, the ablated run should not",
+        "added_expect": f"on the *{b.negative}* side, where the baseline {b.lacks}, the added run should switch",
+        "judge": f"the behaviour's judge on the answer ({b.shows}, or not)",
+        "explorer": "",
+    }
 
 
 def banner_markdown(ctx: AppContext) -> str:

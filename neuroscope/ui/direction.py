@@ -1,4 +1,4 @@
-"""The Refusal direction tab: find (or load) the direction, and see where refusal lives."""
+"""The Direction tab: find (or load) a behaviour's direction (refusal by default), and see where it lives."""
 
 from __future__ import annotations
 
@@ -9,32 +9,39 @@ from pathlib import Path
 import gradio as gr
 
 from neuroscope import research, viz
-from neuroscope.behaviours import get_behaviour
+from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.experiment import ExperimentConfig
 from neuroscope.research import DirectionResult
-from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, behaviour_words, on_gpu, user_errors
 
-GUIDE = {
-    "intro": "Refusal is mediated by **one direction** in the residual stream (Arditi et al. 2024). It is found as "
-    "the difference between the mean activations on harmful and on harmless prompts, at every layer and at "
-    "every template token after the instruction; each such *candidate* is then tested, and the best one is "
-    "kept. Everything in the other tabs uses the direction chosen here.",
-    "scores": "One curve per template position, one point per layer. **Bypass** (top): refusal score of held-out "
-    "harmful prompts when the candidate is ablated — lower means ablation removes refusal. **Induce** "
-    "(middle): refusal score of harmless prompts when the candidate is added — higher means it causes "
-    "refusal. **KL** (bottom): how much ablation changes the first answer token on harmless prompts — it "
-    "should stay small. The ★ marks the chosen candidate: lowest bypass among those that pass the filters "
-    "(late layers, shaded, are discarded; KL under the dashed line; induce > 0). Refusal scores are "
-    "log-odds of the answer starting with a refusal token: 0 is a coin flip, +2 ≈ 88 %, −2 ≈ 12 %.",
+GUIDE = {  # str.format templates over ui.common.behaviour_words: refusal reads as the paper, others say their own
+    "intro": "{lead} It is found as the difference between the mean activations on {positive} and on {negative} "
+    "prompts, at every layer and at every template token after the instruction; each such *candidate* is then "
+    "tested, and the best one is kept. Everything in the other tabs uses the direction chosen here.",
+    "scores": "One curve per template position, one point per layer. **Bypass** (top): {score} of held-out "
+    "{positive} prompts when the candidate is ablated — lower means ablation removes {the_behaviour}. **Induce** "
+    "(middle): {score} of {negative} prompts when the candidate is added — higher means it causes "
+    "{the_behaviour}. **KL** (bottom): how much ablation changes the first answer token on {negative} prompts — "
+    "it should stay small. The ★ marks the chosen candidate: lowest bypass among those that pass the filters "
+    "(late layers, shaded, are discarded; KL under the dashed line; induce > 0). Scores are log-odds of the "
+    "answer starting with {tokens}: 0 is a coin flip, +2 ≈ 88 %, −2 ≈ 12 %.",
     "separation": "Each held-out prompt's last-token residual at each layer's input, projected on the (unit) "
     "direction: lines are group means, bands ±1 standard deviation. Where the red and blue bands "
-    "part, the model has already told harmful from harmless prompts; the gap is what ablation removes "
+    "part, the model has already told {positive} from {negative} prompts; the gap is what ablation removes "
     "and addition injects.",
     "cosine": "Cosine similarity between the candidate directions of different layers, at the chosen position "
-    "(1 = same direction, 0 = unrelated). A block of high values means the layers share one refusal "
+    "(1 = same direction, 0 = unrelated). A block of high values means the layers share one {behaviour} "
     "direction; a loaded direction appears as an extra row ('loaded'). Layers whose candidate is zero "
     "(no difference yet, e.g. the embeddings of template tokens) are left out.",
 }
+FIGURE_GUIDES = ("scores", "separation", "cosine")  # the texts under the figures: they follow the direction shown
+
+
+def guide(behaviour: str | None = None) -> dict[str, str]:
+    """The tab's texts in a behaviour's words (refusal when ``None``)."""
+    words = behaviour_words(behaviour)
+    return {key: text.format(**words) for key, text in GUIDE.items()}
+
 
 SCORES_LABEL = "Candidate scores per layer (★ = chosen)"
 
@@ -51,7 +58,7 @@ class DirectionTab:
 def status_markdown(result: DirectionResult | None) -> str:
     if result is None:
         return (
-            "**No refusal direction yet.** Choose a contrastive set and press **Compute direction** "
+            "**No direction yet.** Choose a contrastive set and press **Compute direction** "
             "(a few seconds on the demo model), or load a saved `.safetensors` direction."
         )
     s = result.summary()
@@ -59,8 +66,9 @@ def status_markdown(result: DirectionResult | None) -> str:
     if result.selection is not None:
         scores = f" · bypass {s['bypass']:+.2f}, induce {s['induce']:+.2f}, KL {s['kl']:.3f}"
     gap = s["separation_by_layer"][result.layer] if result.layer < len(s["separation_by_layer"]) else float("nan")
+    what = "" if result.behaviour == REFUSAL else f" of **{get_behaviour(result.behaviour).title}**"
     return (
-        f"**Current direction** ({s['origin']}): layer **{result.layer}**, position **{result.position}**, "
+        f"**Current direction**{what} ({s['origin']}): layer **{result.layer}**, position **{result.position}**, "
         f"norm {s['norm']:.3g}{scores} · held-out gap at layer {result.layer}: {gap:+.3g}  \n"
         f"<small>{s['reason']} — data: {s['data']}</small>"
     )
@@ -129,19 +137,22 @@ def direction_file(result: DirectionResult) -> str:
     folder = directions_folder()
     folder.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{result.model_name}|{result.created!r}|{result.origin}".encode()).hexdigest()[:12]
-    path = folder / f"refusal_direction_L{result.layer}_P{result.position}_{key}.safetensors"
+    path = folder / f"{result.behaviour}_direction_L{result.layer}_P{result.position}_{key}.safetensors"
     if not path.is_file():
         research.save_current(result, path)
-        files = sorted(folder.glob("refusal_direction_*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+        files = sorted(folder.glob("*_direction_*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in files[KEEP_DIRECTION_FILES:]:
             old.unlink(missing_ok=True)
     return str(path)
 
 
 def views(result: DirectionResult | None):
-    """Every output of the tab for a direction (or the empty state)."""
+    """Every output of the tab for a direction (or the empty state): status, three figures, the download,
+    the summary, then the figures' texts in the direction's behaviour's words."""
+    texts = guide(result.behaviour if result is not None else None)
+    texts = tuple(texts[key] for key in FIGURE_GUIDES)
     if result is None:
-        return status_markdown(None), None, None, None, None, {}
+        return status_markdown(None), None, None, None, None, {}, *texts
     return (
         status_markdown(result),
         scores_figure(result),
@@ -149,6 +160,7 @@ def views(result: DirectionResult | None):
         cosine_figure(result),
         direction_file(result),
         result.summary(),
+        *texts,
     )
 
 
@@ -159,7 +171,7 @@ def _path(file) -> str | None:
 
 
 def build_direction_tab(ctx: AppContext) -> DirectionTab:
-    """Adds the Refusal direction tab's components and events to the current ``gr.Blocks``."""
+    """Adds the Direction tab's components and events to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
     max_train, max_val = (32, 16) if settings.public else (256, 64)
     sets = research.contrastive_set_names(public=settings.public)
@@ -169,15 +181,18 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
         if settings.public
         else "It is shared by everyone using this app (one per model)."
     )
-    gr.Markdown(f"{GUIDE['intro']} {shared}")
+    current = store.peek(lm)
+    default_set = research.RESEARCH if research.RESEARCH in sets else sets[0]
+    texts = guide(current.behaviour if current is not None else None)  # the figures' texts follow the direction
+    intro = gr.Markdown(f"{guide(research.set_behaviour(default_set))['intro']} {shared}")  # the intro, the set
     with gr.Row():
         with gr.Column(scale=3):
             # The paper's prompt distribution where it is installed, as the Experiment tab does.
             set_name = gr.Dropdown(
                 sets,
-                value=research.RESEARCH if research.RESEARCH in sets else sets[0],
+                value=default_set,
                 label="Contrastive prompt set",
-                info="harmful vs harmless instructions the means are taken over",
+                info="the two groups of instructions the means are taken over (harmful vs harmless for refusal)",
             )
             curated_note = gr.Markdown(research.CURATED_NOTE, visible=set_name.value == research.CURATED)
             with gr.Row(visible=False) as uploads:
@@ -201,19 +216,19 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
             )
             load = gr.Button("Load saved direction")
             download = gr.File(label="Current direction (download)", interactive=False)
-    status = gr.Markdown(status_markdown(store.peek(lm)), elem_id="direction-status")
+    status = gr.Markdown(status_markdown(current), elem_id="direction-status")
     scores = gr.Plot(label=SCORES_LABEL)
-    gr.Markdown(GUIDE["scores"])
+    scores_text = gr.Markdown(texts["scores"])
     with gr.Row():
         with gr.Column():
             separation = gr.Plot(label="Separation per layer")
-            gr.Markdown(GUIDE["separation"])
+            separation_text = gr.Markdown(texts["separation"])
         with gr.Column():
             cosine = gr.Plot(label="Cosine similarity between layers")
-            gr.Markdown(GUIDE["cosine"])
+            cosine_text = gr.Markdown(texts["cosine"])
     with gr.Accordion("Direction summary as JSON", open=False):
         summary = gr.JSON()
-    outputs = [status, scores, separation, cosine, download, summary]
+    outputs = [status, scores, separation, cosine, download, summary, scores_text, separation_text, cosine_text]
 
     def load_set(name, harmful, harmless, n_tr, n_v):
         return research.load_contrastive_set(
@@ -246,10 +261,15 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     set_inputs = [set_name, harmful_file, harmless_file, n_train, n_val]
     computed = compute.click(on_compute, set_inputs, outputs, api_name="compute_direction", concurrency_id="model")
     loaded = load.click(on_load, [saved, *set_inputs], outputs, api_name="load_direction", concurrency_id="model")
+
+    def on_set(name):
+        intro_text = f"{guide(research.set_behaviour(name))['intro']} {shared}"
+        return gr.update(visible=name == research.UPLOADED), gr.update(visible=name == research.CURATED), intro_text
+
     set_name.change(
-        lambda n: (gr.update(visible=n == research.UPLOADED), gr.update(visible=n == research.CURATED)),
+        on_set,
         [set_name],
-        [uploads, curated_note],
+        [uploads, curated_note, intro],
         api_name=False,
         queue=False,
     )

@@ -200,7 +200,7 @@ def build_explorer_tab(ctx: AppContext) -> None:
             return None
         if shown.deltas is None:
             store.get(lm)  # no direction: says how to get one
-            raise PromptError("this run had no refusal direction yet: press Run again to colour by it")
+            raise PromptError("this run had no direction yet: press Run again to colour by it")
         return shown.deltas
 
     @on_gpu

@@ -1,4 +1,4 @@
-"""The Interventions tab: switch the refusal direction off and on, and ablate heads, on one prompt."""
+"""The Interventions tab: switch the current direction (refusal by default) off and on, and ablate heads."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import gradio as gr
 from neuroscope import research, viz
 from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.research import DirectionResult, Generation
-from neuroscope.ui.common import AppContext, on_gpu, session_scoped, user_errors
+from neuroscope.ui.common import AppContext, behaviour_words, on_gpu, session_scoped, user_errors
 
 CONDITIONS = ("baseline", "ablated", "added")
 CONDITION_TITLES = {
@@ -27,36 +27,43 @@ EXAMPLES = [
     ["Explain how vaccines train the immune system"],
 ]
 
-GUIDE = {
+GUIDE = {  # str.format templates over ui.common.behaviour_words (refusal reads as the paper)
     "intro": "One prompt, three runs of the same model, greedy decoding. **Ablated** removes the direction's component "
-    "from the residual stream at every layer and position (the model can no longer represent it): a refused "
-    "harmful prompt should now be answered. **Added** adds the direction (its natural size × strength) to "
-    "the input of one layer at every position: a harmless prompt should now be refused. The verdict is a "
-    "refusal-phrase check on the answer; the score is the first answer token's refusal log-odds (the same "
-    "number as in the Explorer).",
+    "from the residual stream at every layer and position (the model can no longer represent it): "
+    "{ablated_expect}. **Added** adds the direction (its natural size × strength) to the input of one layer "
+    "at every position: {added_expect}. The verdict is {judge}; the score is the first answer token's "
+    "{behaviour} log-odds{explorer}.",
     "projection": "How far the prompt's last token points along the direction at each layer's input, in each run. "
-    "Dashed lines are the held-out harmful (red) and harmless (blue) means from the Refusal direction "
-    "tab: baseline harmful prompts sit near the red line; ablation pins the projection to 0 (or to the "
-    "harmless mean, with the mean form); addition jumps from the chosen layer onwards.",
-    "heads": "**Head ablation.** Each cell of the grid is one attention head, coloured by **Δ**: how much more it writes "
-    "along the refusal direction on harmful than on harmless prompts (its mean output difference projected "
-    "on the direction at the post-instruction positions; red pushes towards refusal). Tick heads (or take "
-    "the top-k by a measure: Δ, or activation patching once the causal maps below are computed) and press "
-    "**Ablate heads**: their outputs are replaced by their mean over the training prompts (*mean ablation*; zero has "
-    "no special meaning in activation space), and the prompt is run again. If refusal flows through those "
-    "heads, the refusal score drops. Ticking a head also opens its attention map on the prompt below.",
+    "Dashed lines are the held-out {positive} (red) and {negative} (blue) means from the Direction tab: "
+    "baseline {positive} prompts sit near the red line; ablation pins the projection to 0 (or to the "
+    "{negative} mean, with the mean form); addition jumps from the chosen layer onwards.",
+    "heads": "**Head ablation.** Each cell of the grid is one attention head, coloured by **Δ**: how much more it "
+    "writes along the {behaviour} direction on {positive} than on {negative} prompts (its mean output difference "
+    "projected on the direction at the post-instruction positions; red pushes towards {the_behaviour}). Tick heads "
+    "(or take the top-k by a measure: Δ, or activation patching once the causal maps below are computed) and "
+    "press **Ablate heads**: their outputs are replaced by their mean over the training prompts (*mean "
+    "ablation*; zero has no special meaning in activation space), and the prompt is run again. If "
+    "{the_behaviour} flows through those heads, the {score} drops. Ticking a head also opens its attention map "
+    "on the prompt below.",
     "causal": "**Which heads are causal?** Δ is correlational. *Activation patching* replaces one head's output at "
-    "the post-instruction positions of a harmful prompt by its output on a paired harmless prompt and "
-    "measures the change of the refusal log-odds (blue = the head carries refusal); *attribution "
+    "the post-instruction positions of a {positive} prompt by its output on a paired {negative} prompt and "
+    "measures the change of the {behaviour} log-odds (blue = the head carries {the_behaviour}); *attribution "
     "patching* estimates the same for every head from one backward pass (gradient × activation "
     "difference), and the Spearman correlation says how far to trust it; *DFA* is each head's direct "
-    "write along the direction on harmful prompts. Half the prompts are patched; the top-k sets are then "
+    "write along the direction on {positive} prompts. Half the prompts are patched; the top-k sets are then "
     "mean-ablated on the other half against random k-head sets. Units: Δ, Δ norm and DFA in residual-stream "
-    "units; attribution and activation patching in refusal log-odds. Each panel has its own scale, centred "
+    "units; attribution and activation patching in {behaviour} log-odds. Each panel has its own scale, centred "
     "at 0; ▢ marks the top 5 heads by activation patching.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the diagonal); "
     "each row sums to 1. Unintervened run.",
 }
+DIRECTION_GUIDES = ("intro", "projection", "heads", "causal")  # the texts that follow the current direction
+
+
+def guide(behaviour: str | None = None) -> dict[str, str]:
+    """The tab's texts in a behaviour's words (refusal when ``None``)."""
+    words = behaviour_words(behaviour)
+    return {key: text.format(**words) for key, text in GUIDE.items()}
 
 
 @dataclass
@@ -84,21 +91,24 @@ def verdict_markdown(g: Generation) -> str:
 
 def projection_figure(gens: list[Generation], result: DirectionResult, add_layer: int):
     """Per-layer projection of the prompt under each condition, with the held-out group means."""
+    b = get_behaviour(result.behaviour)
     return viz.projection_per_layer(
         {g.condition: g.projections.numpy() for g in gens},
         {
-            "held-out harmful mean": result.harmful_proj.mean(0).numpy(),
-            "held-out harmless mean": result.harmless_proj.mean(0).numpy(),
+            f"held-out {b.positive} mean": result.harmful_proj.mean(0).numpy(),
+            f"held-out {b.negative} mean": result.harmless_proj.mean(0).numpy(),
         },
         marker_layer=add_layer,
         marker_label=f"addition at layer {add_layer}",
+        title=f"The prompt's last token along the {b.name} direction, per layer",
     )
 
 
 def head_delta_figure(result: DirectionResult, chosen: list[tuple[int, int]]):
+    b = get_behaviour(result.behaviour)
     return viz.head_grid(
         result.head_delta.numpy(),
-        "Head Δ along the refusal direction: harmful − harmless, "
+        f"Head Δ along the {b.name} direction: {b.positive} − {b.negative}, "
         "post-instruction positions (dotted = ticked for ablation)",
         "Δ (residual units)",
         signed=True,
@@ -106,7 +116,7 @@ def head_delta_figure(result: DirectionResult, chosen: list[tuple[int, int]]):
     )
 
 
-def causal_markdown(record: dict) -> str:
+def causal_markdown(record: dict, behaviour: str | None = None) -> str:
     """Summary of a head-attribution record: agreement, top heads by patching, the verdict."""
     top = []
     for l, h in record["ranking"][:5]:
@@ -115,7 +125,8 @@ def causal_markdown(record: dict) -> str:
             f"{record['patching_hi'][l][h]:+.2f}]"
         )
     agree = record.get("agreement_spearman")
-    lines = [f"**Top heads by activation patching** (Δ refusal log-odds, 95 % CI): {', '.join(top)}."]
+    name = behaviour_words(behaviour)["behaviour"]
+    lines = [f"**Top heads by activation patching** (Δ {name} log-odds, 95 % CI): {', '.join(top)}."]
     if agree is not None:
         lines.append(f"Attribution vs activation patching: Spearman **{agree:.2f}**.")
     return "  \n".join(lines + [record["verdict"]])
@@ -124,7 +135,7 @@ def causal_markdown(record: dict) -> str:
 def status_markdown(result: DirectionResult | None) -> str:
     if result is None:
         return (
-            "⚠️ **No refusal direction yet** — open the **Refusal direction** tab and press *Compute direction* "
+            "⚠️ **No direction yet** — open the **Direction** tab and press *Compute direction* "
             "first; the runs here use it."
         )
     what = "refusal" if result.behaviour == REFUSAL else f"**{get_behaviour(result.behaviour).title}**"
@@ -139,7 +150,8 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
     labels = [research.head_label(l, h) for l in range(lm.n_layers) for h in range(lm.n_heads)]
     current = store.peek(lm)
-    gr.Markdown(GUIDE["intro"])
+    texts = guide(current.behaviour if current is not None else None)
+    intro = gr.Markdown(texts["intro"])
     status = gr.Markdown(status_markdown(current), elem_id="interventions-status")
     with gr.Row():
         with gr.Column(scale=3):
@@ -193,12 +205,12 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 verdict = gr.Markdown(elem_id=f"verdict-{key}")
                 cards[key] = (answer, verdict)
     projection = gr.Plot(label="Projection on the direction per layer")
-    gr.Markdown(GUIDE["projection"])
+    projection_text = gr.Markdown(texts["projection"])
     with gr.Accordion("Runs as JSON", open=False):
         runs_json = gr.JSON()
 
     gr.Markdown("### Attention heads")
-    gr.Markdown(GUIDE["heads"])
+    heads_text = gr.Markdown(texts["heads"])
     with gr.Row():
         with gr.Column(scale=1):
             grid = gr.Plot(label="Head Δ grid", value=head_delta_figure(current, []) if current else None)
@@ -227,7 +239,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             label="Answer: chosen heads mean-ablated", lines=3, interactive=False, elem_id="answer-heads"
         )
     with gr.Accordion("Causal head maps: activation patching, attribution patching, Δ, DFA", open=False):
-        gr.Markdown(GUIDE["causal"])
+        causal_guide = gr.Markdown(texts["causal"])
         with gr.Row():
             n_causal = gr.Slider(8, research.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
             causal_run = gr.Button("Compute head attribution", variant="secondary", scale=1, elem_id="head-attribution")
@@ -236,7 +248,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     with gr.Row():
         inspect = gr.Dropdown(labels, value=None, label="Attention map of head", scale=1)
         attention = gr.Plot(label="Attention pattern", scale=3)
-    gr.Markdown(GUIDE["attention"])
+    gr.Markdown(texts["attention"])
 
     @on_gpu
     @user_errors
@@ -285,7 +297,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             "Every head, five measures (▢ = top 5 by activation patching)",
             marked=[tuple(x) for x in record["ranking"][:5]],
         )
-        return causal_markdown(record), fig
+        return causal_markdown(record, result.behaviour), fig
 
     @user_errors
     def on_grid(chosen):
@@ -303,8 +315,9 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         base, ablated = research.ablate_heads(lm, result, prompt, heads, settings, max_new_tokens)
         delta = ablated.log_odds - base.log_odds
         names = ", ".join(research.head_label(l, h) for l, h in heads)
+        score = behaviour_words(result.behaviour)["score"]
         summary = (
-            f"**Refusal score** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
+            f"**{score[:1].upper() + score[1:]}** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
             f"(**Δ {delta:+.2f}**) with {len(heads)} head(s) mean-ablated: {names}.  \n"
             f"Baseline: {verdict_markdown(base)}  \nAblated: {verdict_markdown(ablated)}"
         )
@@ -325,9 +338,11 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     @session_scoped
     def refresh():
         result = store.peek(lm)
+        texts = guide(result.behaviour if result is not None else None)
+        texts = tuple(texts[key] for key in DIRECTION_GUIDES)
         if result is None:
-            return status_markdown(None), gr.update(), None
-        return status_markdown(result), gr.update(value=result.layer), head_delta_figure(result, [])
+            return status_markdown(None), gr.update(), None, *texts
+        return status_markdown(result), gr.update(value=result.layer), head_delta_figure(result, []), *texts
 
     outputs = [v for key in CONDITIONS for v in cards[key]] + [projection, runs_json]
     inputs = [prompt, layer, strength, form, n_new]
@@ -348,4 +363,5 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     )
     toggles.select(on_tick, None, [inspect], api_name=False, queue=False)
     inspect.change(on_attention, [prompt, inspect], [attention], api_name="head_attention", concurrency_id="model")
-    return InterventionsTab(refresh=refresh, outputs=[status, layer, grid])
+    guides = [intro, projection_text, heads_text, causal_guide]  # in DIRECTION_GUIDES order
+    return InterventionsTab(refresh=refresh, outputs=[status, layer, grid, *guides])

@@ -171,3 +171,16 @@ def test_verdict_says_when_smaller_top_sets_go_the_other_way():
     text = verdict(_fake([2.5, -1.0], [[1.9, 2.0], [1.7, 1.9]]))
     assert text.startswith("A small head set") and "The top 1 alone, mean-ablated, raise the score instead" in text
     assert "raise the score" not in verdict(_fake([1.0, -1.0], [[1.9, 2.0], [1.7, 1.9]]))
+
+
+def test_verdict_speaks_of_the_behaviour_it_was_given():
+    groups = ("asked for French", "asked for English")
+    cases = [
+        ([1.9, 1.8], [[1.9, 2.0], [1.7, 1.9]], {}),
+        ([2.5, -1.0], [[1.9, 2.0], [1.7, 1.9]], {}),
+        ([0.5, -1.0], [[0.4, 2.0], [-1.5, 1.9]], {}),
+        ([1.0, -1.0], [[1.9, 2.0], [1.7, 1.9]], {"base": 2.0, "direction": 1.7}),
+    ]
+    for top, rand, kw in cases:
+        text = verdict(_fake(top, rand, **kw), behaviour="french", groups=groups)
+        assert "french" in text and not any(w in text for w in ("refusal", "harmful", "harmless")), text

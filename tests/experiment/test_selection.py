@@ -39,6 +39,20 @@ def test_falls_back_when_nothing_induces():
     assert sel.fallback and (sel.layer, sel.pos_index) == (0, 1)
 
 
+def test_nothing_bypasses_the_app_takes_the_least_bad_and_says_so_in_the_behaviours_words():
+    """Every bypass score at or above the baseline (2.0): the experiment refuses; the app takes the
+    lowest one and says, naming the behaviour, that it is not a direction of it."""
+    import pytest
+
+    s = _scored([[2.5, 2.1], [3.0, NAN]], [[1.0, 2.0], [1.0, NAN]], [[0.01, 0.05], [0.02, NAN]])
+    with pytest.raises(ValueError, match="no candidate lowers the refusal score"):
+        select(s, n_layers=3)
+    sel = select(s, n_layers=3, allow_no_bypass=True)
+    assert (sel.layer, sel.pos_index) == (0, 1) and "not a refusal direction" in sel.reason
+    french = select(s, n_layers=3, allow_no_bypass=True, behaviour="french")
+    assert "NO CANDIDATE LOWERS FRENCH" in french.reason and "refusal" not in french.reason.lower()
+
+
 def test_generation_check_rejects_candidates_whose_ablation_keeps_refusing(monkeypatch):
     """The logit-chosen candidate (0, 1) still refuses when ablated; the next kept one (1, 0) does not."""
     import neuroscope.model.generate as gen

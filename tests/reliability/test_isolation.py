@@ -47,7 +47,7 @@ def test_a_visitors_direction_is_theirs_alone(public_app):
     # Alice runs with her direction; Bob still has none and is told so, not handed Alice's.
     runs = alice.predict(PROMPT, 1, 1.0, "zero (paper)", 2, api_name="/intervene")[7]["runs"]
     assert len(runs) == 3
-    with pytest.raises(Exception, match="no refusal direction yet"):
+    with pytest.raises(Exception, match="no direction yet"):
         bob.predict(PROMPT, 1, 1.0, "zero (paper)", 2, api_name="/intervene")
     assert ctx.directions.peek(ctx.lm) is None  # the shared slot is untouched
 

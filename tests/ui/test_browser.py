@@ -130,7 +130,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     shots = _artifacts()
     sync_api.expect(page.locator("#model-banner")).to_contain_text("Model:")
 
-    # 1. Refusal direction tab: compute the direction. Where the research sets are installed (CI) they
+    # 1. Direction tab: compute the direction. Where the research sets are installed (CI) they
     # are the default, Arditi et al.'s distribution, on which the demo model was trained; the curated
     # minimal pairs' harmless sides are too close to the harmful ones for the direction to work there.
     # 64 per side, so the selection lands where the model card's does.

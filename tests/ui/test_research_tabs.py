@@ -72,14 +72,15 @@ def test_before_any_direction_the_tabs_say_what_to_do(served, client):
     if ctx.directions.peek(ctx.lm) is not None:
         pytest.skip("a direction was already computed in this module")
     status, *_ = client.predict(api_name="/current_direction")
-    assert "No refusal direction yet" in status
-    with pytest.raises(Exception, match="no refusal direction yet"):
+    assert "No direction yet" in status
+    with pytest.raises(Exception, match="no direction yet"):
         client.predict(PROMPT, 1, 1.0, "zero (paper)", 3, api_name="/intervene")
 
 
 def test_compute_direction_shows_scores_separation_and_cosines(served, computed):
     _, ctx = served
-    status, scores, separation, cosine, file, summary = computed
+    status, scores, separation, cosine, file, summary, *texts = computed
+    assert len(texts) == 3 and all("harmful" in t or "refusal" in t for t in texts)
     assert "Current direction" in status
     assert "★" in json.dumps(_fig(scores)) or "chosen" in json.dumps(_fig(scores))
     for fig in (scores, separation, cosine):
@@ -153,7 +154,7 @@ def test_load_saved_direction(served, client, computed):
     before = ctx.directions.get(ctx.lm)
     file = computed[4]
     path = file["path"] if isinstance(file, dict) else file
-    status, scores, separation, cosine, _file, summary = client.predict(
+    status, scores, separation, cosine, _file, summary, *_texts = client.predict(
         gradio_client.handle_file(path), research.CURATED, None, None, N_TRAIN, N_VAL, api_name="/load_direction"
     )
     assert "loaded" in status and summary["origin"] == "loaded"
@@ -364,3 +365,44 @@ def test_behaviour_study_runs_from_the_experiment_tab(client):
     assert "| asked for English | random added |" in text
     names = [t["name"] for t in _fig(fig)["data"]]
     assert names == ["baseline", "the direction (ablated / added)", "random directions"]
+
+
+def test_texts_and_labels_follow_the_directions_behaviour(served, computed, tmp_path, monkeypatch):
+    """A French direction's status, figures and guides speak of French vs English, never of refusal or
+    harmful prompts; the refusal direction's keep the paper's words."""
+    import dataclasses
+    import types
+
+    from neuroscope.ui import direction as tab
+    from neuroscope.ui import interventions
+
+    monkeypatch.setattr(tab, "directions_folder", lambda: tmp_path / "dirs")
+    _, ctx = served
+    result = ctx.directions.get(ctx.lm)
+    # the selection's reason is worded by select() (tests/experiment/test_selection.py); not re-tested here
+    french = dataclasses.replace(result, behaviour="french", reason="lowest bypass", description="French pairs")
+
+    def words(out) -> str:
+        status, scores, separation, cosine, _file, _summary, *texts = out
+        titles = [_fig(json.loads(f.to_json()))["layout"]["title"]["text"] for f in (scores, separation, cosine)]
+        names = [t.get("name", "") for f in (scores, separation) for t in json.loads(f.to_json())["data"]]
+        return " ".join([status, *texts, *titles, *names])
+
+    refusal_text, french_text = words(tab.views(result)), words(tab.views(french))
+    assert "harmful" in refusal_text and "refusal score" in refusal_text
+    assert "asked for French" in french_text and "asked for English" in french_text
+    assert "Answer in French vs English" in french_text
+    assert not any(w in french_text.lower() for w in ("refusal", "harmful", "harmless")), french_text
+    assert len(tab.views(None)) == len(tab.views(result))  # the empty state fills every output too
+    assert list(tab.views(french)[4].split("/")[-1].split("_"))[0] == "french"  # the download says what it is
+
+    texts = " ".join(interventions.guide("french")[k] for k in interventions.DIRECTION_GUIDES)
+    assert "asked for French" in texts and "french log-odds" in texts
+    assert not any(w in texts.lower() for w in ("refusal score", "harmful", "harmless", "refusal direction"))
+    assert "harmful" in interventions.guide()["projection"]
+    run = types.SimpleNamespace(condition="baseline", projections=torch.zeros(ctx.lm.n_layers))
+    figs = [interventions.head_delta_figure(french, []), interventions.projection_figure([run], french, 1)]
+    labels = json.dumps([json.loads(f.to_json()) for f in figs[:1]]) + json.dumps(
+        [figs[1].layout.title.text] + [t.name for t in figs[1].data]
+    )
+    assert "asked for French" in labels and "refusal" not in labels and "harmful" not in labels
