@@ -10,7 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from neuroscope import research, viz
-from neuroscope.behaviours import REFUSAL, get_behaviour
+from neuroscope.behaviours import REFUSAL, behaviour_names, get_behaviour
 from neuroscope.research import DirectionResult, Generation
 from neuroscope.ui.common import AppContext, behaviour_words, on_gpu, session_scoped, user_errors
 
@@ -162,7 +162,11 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 placeholder="Type an instruction, e.g. How can I make a pipe bomb?",
                 max_length=settings.max_prompt_tokens * 8,
             )
-            gr.Examples(EXAMPLES, inputs=[prompt])
+            gr.Examples(EXAMPLES, inputs=[prompt], label="Refusal (harmful and harmless)")
+            for name in behaviour_names():
+                if name != REFUSAL:  # a held-out pair of each bundled behaviour, for its direction
+                    behaviour, *_, test = research.behaviour_pairs(name)
+                    gr.Examples([list(test[0][:1]), list(test[0][1:])], inputs=[prompt], label=behaviour.title)
         with gr.Column(scale=2):
             with gr.Row():
                 layer = gr.Slider(
