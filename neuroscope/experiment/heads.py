@@ -117,6 +117,8 @@ def analyse_heads(
     max_patch_heads: int = 256,
     n_boot: int = 1000,
     progress: Progress | None = None,
+    behaviour: str = "refusal",
+    groups: tuple[str, str] = ("harmful", "harmless"),
 ) -> HeadAnalysis:
     """Measures every head three ways, then tests the top sets causally on held-out prompts.
 
@@ -132,6 +134,7 @@ def analyse_heads(
         n_random: Random head sets per k.
         n_permutations: Permutations of the harmful/harmless labels.
         max_patch_heads: Patch every head up to this many; beyond, the top candidates by |attribution|.
+        behaviour, groups: How the verdict names the behaviour and the two prompt groups (``verdict``).
 
     Returns:
         HeadAnalysis.
@@ -220,7 +223,7 @@ def analyse_heads(
         n_permutations,
         n_pairs,
     )
-    result.verdict = verdict(result)
+    result.verdict = verdict(result, behaviour=behaviour, groups=groups)
     return result
 
 

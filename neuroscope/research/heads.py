@@ -81,7 +81,7 @@ def head_attribution(
     Raises:
         ResearchError: Too few prompts.
     """
-    from neuroscope.experiment.heads import analyse_heads, heads_record, verdict
+    from neuroscope.experiment.heads import analyse_heads, heads_record
 
     n = positive_int(n_prompts, "prompts per side")
     behaviour = get_behaviour(result.behaviour)
@@ -102,8 +102,9 @@ def head_attribution(
         n_permutations=200,
         batch_size=batch_size,
         progress=progress,
+        behaviour=behaviour.name,
+        groups=(behaviour.positive, behaviour.negative),
     )
-    h.verdict = verdict(h, behaviour=behaviour.name, groups=(behaviour.positive, behaviour.negative))
     result.causal = heads_record(h)
     return result.causal
 

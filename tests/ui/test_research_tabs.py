@@ -406,3 +406,5 @@ def test_texts_and_labels_follow_the_directions_behaviour(served, computed, tmp_
         [figs[1].layout.title.text] + [t.name for t in figs[1].data]
     )
     assert "asked for French" in labels and "refusal" not in labels and "harmful" not in labels
+    verdict = research.head_attribution(ctx.lm, french, 8)["verdict"]  # the head analysis's own sentences
+    assert "french" in verdict and not any(w in verdict for w in ("refusal", "harmful", "harmless")), verdict
