@@ -145,6 +145,20 @@ def status_markdown(result: DirectionResult | None) -> str:
     )
 
 
+def _groups(result: DirectionResult | None) -> tuple[str, str]:
+    b = get_behaviour(result.behaviour if result is not None else REFUSAL)
+    return b.positive, b.negative
+
+
+def strength_info(result: DirectionResult | None) -> str:
+    positive, negative = _groups(result)
+    return f"× the direction's natural size (1 = {positive} − {negative} mean gap)"
+
+
+def form_info(result: DirectionResult | None) -> str:
+    return f"projection set to 0, or to the {_groups(result)[1]} prompts' mean"
+
+
 def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     """Adds the Interventions tab's components and events to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
@@ -183,14 +197,14 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     value=1.0,
                     step=0.1,
                     label="Addition strength",
-                    info="× the direction's natural size (1 = harmful − harmless mean gap)",
+                    info=strength_info(current),
                 )
             with gr.Row():
                 form = gr.Radio(
                     ["mean (harmless mean)", "zero (paper)"],
                     value="mean (harmless mean)",
                     label="Ablation form",
-                    info="projection set to 0, or to the harmless prompts' mean",
+                    info=form_info(current),
                 )
                 n_new = gr.Slider(
                     1,
@@ -344,9 +358,10 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         result = store.peek(lm)
         texts = guide(result.behaviour if result is not None else None)
         texts = tuple(texts[key] for key in DIRECTION_GUIDES)
+        infos = gr.update(info=strength_info(result)), gr.update(info=form_info(result))
         if result is None:
-            return status_markdown(None), gr.update(), None, *texts
-        return status_markdown(result), gr.update(value=result.layer), head_delta_figure(result, []), *texts
+            return status_markdown(None), gr.update(), None, *infos, *texts
+        return status_markdown(result), gr.update(value=result.layer), head_delta_figure(result, []), *infos, *texts
 
     outputs = [v for key in CONDITIONS for v in cards[key]] + [projection, runs_json]
     inputs = [prompt, layer, strength, form, n_new]
@@ -368,4 +383,4 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     toggles.select(on_tick, None, [inspect], api_name=False, queue=False)
     inspect.change(on_attention, [prompt, inspect], [attention], api_name="head_attention", concurrency_id="model")
     guides = [intro, projection_text, heads_text, causal_guide]  # in DIRECTION_GUIDES order
-    return InterventionsTab(refresh=refresh, outputs=[status, layer, grid, *guides])
+    return InterventionsTab(refresh=refresh, outputs=[status, layer, grid, strength, form, *guides])

@@ -140,7 +140,8 @@ def candidate_scores(
             annotation_position="top left",
         )
     fig.update_xaxes(title_text="Layer (index)", row=3, col=1)
-    for r, unit in enumerate(("Refusal score (log-odds)", "Refusal score (log-odds)", "KL (nats)"), start=1):
+    score = f"{groups[0][:1].upper() + groups[0][1:]} score (log-odds)"
+    for r, unit in enumerate((score, score, "KL (nats)"), start=1):
         fig.update_yaxes(title_text=unit, row=r, col=1)
     fig.update_layout(legend_title_text="Token position", hovermode="closest")
     return theme.styled(fig, title, height=820)

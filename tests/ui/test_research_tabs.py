@@ -400,6 +400,9 @@ def test_texts_and_labels_follow_the_directions_behaviour(served, computed, tmp_
     assert "asked for French" in texts and "french log-odds" in texts
     assert not any(w in texts.lower() for w in ("refusal score", "harmful", "harmless", "refusal direction"))
     assert "harmful" in interventions.guide()["projection"]
+    infos = interventions.strength_info(french) + interventions.form_info(french)
+    assert "asked for French − asked for English" in infos and "harmless" not in infos
+    assert "harmful − harmless" in interventions.strength_info(result)
     run = types.SimpleNamespace(condition="baseline", projections=torch.zeros(ctx.lm.n_layers))
     figs = [interventions.head_delta_figure(french, []), interventions.projection_figure([run], french, 1)]
     labels = json.dumps([json.loads(f.to_json()) for f in figs[:1]]) + json.dumps(

@@ -117,6 +117,10 @@ def test_another_behaviours_figures_name_its_own_groups():
     titles = [a.text for a in fig.layout.annotations][:3]
     assert "french score, asked for French + ablation" in titles[0] and "asked for English + addition" in titles[1]
     assert not any("harmful" in t or "refusal" in t for t in titles)
+    axes = [fig.layout[f"yaxis{i}"].title.text for i in ("", "2", "3")]
+    assert axes == ["French score (log-odds)", "French score (log-odds)", "KL (nats)"]
+    refusal = candidate_scores(LAYERS, POSITIONS, bypass, induce, kl)
+    assert refusal.layout.yaxis.title.text == "Refusal score (log-odds)"
     rng = np.random.default_rng(0)
     sep = separation_plot(
         rng.normal(size=(3, 5)), rng.normal(size=(4, 5)), groups=("asked for French", "asked for English")
