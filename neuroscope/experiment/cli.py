@@ -218,7 +218,7 @@ def _experiment_parser() -> _Parser:
         prog="python -m neuroscope experiment",
         description="Run the full refusal-direction experiment and write report.md, report.html, metrics.json.",
     )
-    p.add_argument("--model", required=True, help="Hub id, local model folder, 'demo' or 'smollm2'.")
+    p.add_argument("--model", required=True, help="Hub id, local model folder, 'demo', 'smollm2' or 'smollm2-refusal'.")
     p.add_argument("--out", required=True, help="Output folder (a re-run with the same settings resumes).")
     for flag, (name, kind) in CONFIG_FLAGS.items():
         f = fields[name]

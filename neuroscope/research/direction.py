@@ -441,21 +441,29 @@ def select_from_record(sel: dict[str, Any], scores: CandidateScores) -> Selectio
     )
 
 
+def shipped_direction_file(lm: Any) -> Path | None:
+    """The direction file shipped with ``lm``'s bundled model (demo model, refusal-tuned SmolLM2), or None."""
+    from neuroscope.config import DEMO_DIRECTION, SMOLLM2_REFUSAL_DIR
+
+    path = {"demo": DEMO_DIRECTION, "smollm2-refusal": SMOLLM2_REFUSAL_DIR / "direction.safetensors"}.get(lm.source)
+    return path if path is not None and path.is_file() else None
+
+
 def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
-    """The direction shipped with the bundled demo model, described on the default prompt set.
+    """The direction shipped with a bundled model, described on the default prompt set.
 
     So that a first visit's Interventions tab works on the first click, offline, without a data
     folder: the direction was selected by the experiment on the research sets (see its file's
     metadata); the views are described on whatever set this installation offers (research sets, or
     the curated pairs). None for any other model.
     """
-    from neuroscope.config import DEMO_DIRECTION
-
-    if lm.source != "demo" or not DEMO_DIRECTION.is_file():
+    path = shipped_direction_file(lm)
+    if path is None:
         return None
     name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
     data = load_contrastive_set(name, 64, 16)
-    return direction_from_file(lm, DEMO_DIRECTION, data, batch_size=batch_size, origin="shipped with the demo model")
+    origin = "shipped with the demo model" if lm.source == "demo" else f"shipped with {lm.name}"
+    return direction_from_file(lm, path, data, batch_size=batch_size, origin=origin)
 
 
 def save_current(result: DirectionResult, path: str | Path) -> Path:

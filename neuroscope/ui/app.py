@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     serving = serving_defaults(args)
     settings = Settings.from_env(model=args.model, device=args.device or serving["device"], public=serving["public"])
     ctx = create_context(settings)
+    logging.getLogger("neuroscope").info("model: %s%s", ctx.lm.name, f" ({ctx.notice})" if ctx.notice else "")
     demo = build_app(ctx)
     demo.launch(
         share=args.share,

@@ -84,6 +84,8 @@ def banner_markdown(ctx: AppContext) -> str:
         kind = "⚠️ untrained tiny random model: wiring demo only, its behaviour means nothing"
     elif lm.source == "demo":
         kind = "bundled demo model organism: a 6-layer Llama-3.2-shaped model trained by NeuroScope to refuse"
+    elif lm.source == "smollm2-refusal":
+        kind = "a real pretrained chat model that NeuroScope safety-tuned (LoRA) to refuse harmful requests"
     else:
         kind = "real model"
     name = lm.name if not ctx.settings.public or lm.source == "hub" else lm.name.split("/")[-1]

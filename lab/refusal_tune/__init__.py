@@ -1,0 +1,1 @@
+"""How the refusal-tuned SmolLM2-135M-Instruct in ``assets/smollm2-refusal/`` was made (not packaged)."""
