@@ -112,3 +112,13 @@ def test_the_cards_command_rebuilds_the_shipped_config():
     assert {k: shipped[k] for k in ours} == ours
     card = (SMOLLM2_REFUSAL_DIR / "README.md").read_text()
     assert command(TrainConfig(**shipped)) in card
+
+
+@pytest.mark.skipif(not (SMOLLM2_REFUSAL_DIR / "evaluation.json").is_file(), reason="no shipped adapter")
+def test_the_card_is_rendered_from_its_json_files():
+    """Every number in the card comes from training / evaluation / experiment / induction JSON."""
+    from lab.refusal_tune.card import render
+
+    assert (SMOLLM2_REFUSAL_DIR / "README.md").read_text() == render(SMOLLM2_REFUSAL_DIR), (
+        "regenerate: python -m lab.refusal_tune.card assets/smollm2-refusal"
+    )
