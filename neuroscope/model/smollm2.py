@@ -80,8 +80,14 @@ def ensure_converted(root: Path | None = None) -> Path:
     if hasattr(hf.config, "quantization_config"):
         del hf.config.quantization_config
     hf.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    return _save_atomically(hf, tokenizer, target, stamp, ".smollm2-")
+
+
+def _save_atomically(hf, tokenizer, target: Path, stamp: dict, prefix: str) -> Path:
+    """Writes model + tokenizer + the stamp marker into a staging folder beside ``target``, then renames
+    it into place: an interrupted write never leaves a folder that a later load would trust."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         hf.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -239,16 +245,4 @@ def ensure_refusal_merged(root: Path | None = None, adapter: Path | None = None)
     hf = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     merge_adapter(hf, adapter)
     hf.config.name_or_path = f"{BASE_HUB_ID} + NeuroScope refusal LoRA"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2-refusal-", dir=target.parent))
-    try:
-        hf.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        (staging / MARKER).write_text(json.dumps(stamp))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return _save_atomically(hf, tokenizer, target, stamp, ".smollm2-refusal-")
