@@ -37,6 +37,7 @@ from neuroscope.research.direction import (
     from_experiment,
     save_current,
     select_from_record,
+    shipped_ablation_form,
     shipped_direction,
 )
 from neuroscope.research.generation import (
@@ -121,6 +122,7 @@ __all__ = [
     "run_condition",
     "save_current",
     "select_from_record",
+    "shipped_ablation_form",
     "shipped_direction",
     "stream_condition",
     "stream_interventions",

@@ -449,6 +449,22 @@ def shipped_direction_file(lm: Any) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
+def shipped_ablation_form(lm: Any) -> str:
+    """The ablation form that frees ``lm``'s bundled model, as its own experiment measured it: ``"mean"``
+    (projection -> harmless mean, the default) unless the recorded ``experiment.json`` beside the shipped
+    direction shows the paper's zero form leaving fewer harmful prompts refused (the refusal-tuned
+    SmolLM2: zero 0.01, mean 0.99), then ``"zero"``."""
+    import json
+
+    path = shipped_direction_file(lm)
+    record = path.parent / "experiment.json" if path is not None else None
+    if record is None or not record.is_file():
+        return "mean"
+    harmful = json.loads(record.read_text()).get("refusal_harmful", {})
+    zero, mean = harmful.get("ablation", {}).get("mean"), harmful.get("mean_ablation", {}).get("mean")
+    return "zero" if zero is not None and mean is not None and zero < mean else "mean"
+
+
 def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
     """The direction shipped with a bundled model, described on the default prompt set.
 

@@ -202,7 +202,8 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             with gr.Row():
                 form = gr.Radio(
                     ["mean (harmless mean)", "zero (paper)"],
-                    value="mean (harmless mean)",
+                    # the form the bundled model's own experiment found to free it (zero on the tuned SmolLM2)
+                    value="zero (paper)" if research.shipped_ablation_form(lm) == "zero" else "mean (harmless mean)",
                     label="Ablation form",
                     info=form_info(current),
                 )

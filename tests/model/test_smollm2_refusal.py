@@ -93,3 +93,17 @@ def test_without_the_package_or_hub_the_app_falls_back_to_the_demo_model(monkeyp
     assert lm.source == "demo"
     assert "no-such-org/no-such-model" in notice and "smollm2-refusal" in notice and "instead" in notice
     assert os.path.basename(str(lm.hf.config.name_or_path)) == "demo-model"
+
+
+def test_the_app_offers_the_ablation_form_that_frees_the_bundled_model(smollm2_refusal):
+    """The tuned SmolLM2's experiment found the mean form not freeing it (0.99 refused) and the zero form
+    freeing it (0.01): the Interventions tab starts on the zero form there, and on the mean form elsewhere."""
+    from neuroscope import research
+    from neuroscope.model.tiny import build_tiny_model
+
+    assert research.shipped_ablation_form(smollm2_refusal) == "zero"
+    assert research.shipped_ablation_form(build_tiny_model()) == "mean"
+    shipped = research.shipped_direction(smollm2_refusal)
+    mean_form = DirectionAblation(shipped.direction, target=shipped.mean_target)
+    # what the record says holds on the shipped example: the mean form leaves it refused
+    assert is_refusal(generate(smollm2_refusal, [HARMFUL], max_new_tokens=24, interventions=[mean_form])[0])
