@@ -213,7 +213,7 @@ def load_with_fallback(
         chain = [m.strip() for m in fallback.split(",") if m.strip() and m.strip() != spec]
         if not chain:
             raise
-        reason = str(err)
+        reason = str(err).rstrip(". ")  # the sentence below adds its own full stop
     skipped: list[str] = []
     for i, candidate in enumerate(chain):
         if candidate == DEMO_MODEL_ALIAS and not (DEMO_MODEL_DIR / "config.json").is_file():
