@@ -82,25 +82,50 @@ class PromptPlan:
     dropped: dict[str, int]
 
 
-def plan_prompts(data_dir: str, n_harmless: int, seed: int) -> PromptPlan:
-    """Loads the training splits, drops overlaps with every evaluation set, subsamples harmless."""
+HARMFUL_TRAINING_SOURCES = ("arditi_harmful_train", "advbench", "malicious_instruct", "tdc2023")
+BORDERLINE_SETS = {"v1": texts.BORDERLINE, "v2": texts.BORDERLINE_MORE}
+
+
+def plan_prompts(
+    data_dir: str,
+    n_harmless: int,
+    seed: int,
+    harmful_sources: Sequence[str] = ("arditi_harmful_train",),
+    borderline_sets: Sequence[str] = ("v1",),
+) -> PromptPlan:
+    """Loads the training splits, drops overlaps with every evaluation set, subsamples harmless.
+
+    ``harmful_sources`` may name the origins of Arditi's harmful train split (AdvBench,
+    MaliciousInstruct, TDC2023), none of which any evaluation here reads; prompts that
+    near-duplicate an evaluation prompt or an already kept harmful prompt are dropped (AdvBench
+    repeats itself a lot).
+    """
+    unknown = [s for s in harmful_sources if s not in HARMFUL_TRAINING_SOURCES]
+    if unknown:
+        raise ValueError(f"not a harmful training source: {unknown}; known: {HARMFUL_TRAINING_SOURCES}")
     reference = evaluation_prompts(data_dir)
-    harmful_all = load_source("arditi_harmful_train", data_dir)
+    harmful: list[Prompt] = []
+    harmful_loaded = 0
+    for name in harmful_sources:
+        loaded = load_source(name, data_dir)
+        harmful_loaded += len(loaded)
+        harmful += drop_overlaps(drop_overlaps(loaded, reference), [p.instruction for p in harmful])
     harmless_all = load_source("arditi_harmless_train", data_dir)
     rng = random.Random(seed)
     pool = list(harmless_all)
     rng.shuffle(pool)
     pool = pool[: n_harmless * 2]  # overlap filtering costs time: filter a generous draw, then cut
-    harmful = drop_overlaps(harmful_all, reference)
     harmless = drop_overlaps(pool, reference)[:n_harmless]
-    borderline_prompts = [Prompt(instruction=t, harmful=False, source="borderline") for t in texts.BORDERLINE]
+    borderline_prompts = [
+        Prompt(instruction=t, harmful=False, source="borderline") for name in borderline_sets for t in BORDERLINE_SETS[name]
+    ]
     borderline = drop_overlaps(borderline_prompts, reference)
     return PromptPlan(
         harmful=[p.instruction for p in harmful],
         harmless=[p.instruction for p in harmless],
         borderline=[p.instruction for p in borderline],
         dropped={
-            "harmful": len(harmful_all) - len(harmful),
+            "harmful": harmful_loaded - len(harmful),
             "borderline": len(borderline_prompts) - len(borderline),
         },
     )

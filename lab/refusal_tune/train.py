@@ -49,6 +49,8 @@ class TrainConfig:
     rank: int = 8
     alpha: int = 16
     threads: int = 2
+    harmful_sources: str = "arditi_harmful_train"  # comma-separated, see data.HARMFUL_TRAINING_SOURCES
+    borderline_sets: str = "v1"  # comma-separated keys of data.BORDERLINE_SETS
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:
@@ -108,7 +110,13 @@ def answer_loss(peft_model, ids, mask, target) -> torch.Tensor:
 def build_examples(cfg: TrainConfig, log) -> tuple[list[Example], dict]:
     from neuroscope.model.loader import load_model
 
-    plan = plan_prompts(cfg.data_dir, cfg.n_harmless, cfg.seed)
+    plan = plan_prompts(
+        cfg.data_dir,
+        cfg.n_harmless,
+        cfg.seed,
+        harmful_sources=cfg.harmful_sources.split(","),
+        borderline_sets=cfg.borderline_sets.split(","),
+    )
     log(
         f"prompts: {len(plan.harmful)} harmful, {len(plan.harmless)} harmless, {len(plan.borderline)} borderline; dropped {plan.dropped}"
     )
