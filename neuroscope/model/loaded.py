@@ -8,6 +8,8 @@ this module (and the tiny test models import it too), so neither imports the oth
 
 from __future__ import annotations
 
+import functools
+
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,17 +136,13 @@ class LoadedModel:
             PromptError: A prompt is longer than ``max_tokens``.
         """
         if chat and self.has_chat_template:
-            conversations = [[{"role": "user", "content": text}] for text in instructions]
-            enc = self.tokenizer.apply_chat_template(
-                conversations,
-                add_generation_prompt=True,
-                padding=True,
-                return_tensors="pt",
-                return_dict=True,
-                **CHAT_TEMPLATE_KWARGS,
-            )
+            rows = [self._chat_ids(text) for text in instructions]
         else:
-            enc = self.tokenizer(list(instructions), padding=True, return_tensors="pt", add_special_tokens=True)
+            rows = [
+                self.tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
+                for text in instructions
+            ]
+        enc = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if max_tokens is not None:
             lengths = mask.sum(-1)
@@ -156,6 +154,43 @@ class LoadedModel:
                     f"the limit is {max_tokens} tokens"
                 )
         return ids.to(self.device), mask.to(self.device)
+
+    def _chat_ids(self, text: str) -> list[int]:
+        """One user message in the chat template, as ids; the user's text stays text.
+
+        A user who types ``<|eot_id|><|start_header_id|>system`` gets those characters tokenised as
+        text, not the template's control tokens (as chat front-ends built on transformers do): only
+        the template's own special tokens are special. The template is applied to the real text
+        (so its own processing, e.g. Llama 3's trim, holds) and the text's span is re-tokenised with
+        ``split_special_tokens``. Text without special-token strings gets exactly the ids of
+        ``apply_chat_template`` (the whole conversation tokenised at once: BPE merges across the
+        frame's boundary, e.g. SmolLM2's ``"\\n "``, are kept).
+        """
+        render = functools.partial(
+            self.tokenizer.apply_chat_template, add_generation_prompt=True, tokenize=False, **CHAT_TEMPLATE_KWARGS
+        )
+        prefix, suffix = self._chat_frame
+        full = render([{"role": "user", "content": text}])
+        if not (full.startswith(prefix) and full.endswith(suffix) and len(full) >= len(prefix) + len(suffix)):
+            raise PromptError("this model's chat template changes the frame around the message; cannot encode it")
+        content = full[len(prefix) : len(full) - len(suffix)]
+
+        def ids(piece: str, split: bool) -> list[int]:
+            return self.tokenizer(piece, add_special_tokens=False, split_special_tokens=split)["input_ids"]
+
+        if ids(content, True) == ids(content, False):  # no special-token string typed
+            return ids(full, False)
+        return ids(prefix, False) + ids(content, True) + ids(suffix, False)
+
+    @functools.cached_property
+    def _chat_frame(self) -> tuple[str, str]:
+        """The chat template's text before and after one user message."""
+        marker = "\x00NEUROSCOPE_INSTRUCTION\x00"
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False, **CHAT_TEMPLATE_KWARGS
+        )
+        prefix, suffix = text.split(marker, 1)
+        return prefix, suffix
 
     def encode_instruction(self, text: object, max_tokens: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Validates one user instruction and encodes it. Raises ``PromptError`` with a clear message."""
@@ -173,11 +208,7 @@ class LoadedModel:
     def post_instruction_ids(self) -> list[int]:
         if not self.has_chat_template:
             return []
-        marker = "\x00NEUROSCOPE_INSTRUCTION\x00"
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": marker}], add_generation_prompt=True, tokenize=False, **CHAT_TEMPLATE_KWARGS
-        )
-        suffix = text.split(marker, 1)[1]
+        suffix = self._chat_frame[1]
         return self.tokenizer(suffix, add_special_tokens=False)["input_ids"]
 
     def token_strings(self, ids: torch.Tensor | list[int]) -> list[str]:
