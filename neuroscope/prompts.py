@@ -226,21 +226,29 @@ SOURCES: dict[str, str] = {
 # --------------------------------------------------------------------------- loading sources
 
 
+# The research sets beside the checkout, where the tests, CI and the lab recipes find them.
+SIBLING_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+NO_DATA_DIR = "none"  # NEUROSCOPE_DATA_DIR=none (or --data-dir none): no local folder, not even the sibling one
+
+
 def resolve_data_dir(explicit: str | Path | None = None) -> Path | None:
-    """Choose the local data folder: explicit argument, else ``$NEUROSCOPE_DATA_DIR``, else None.
+    """Choose the local data folder: the explicit argument, else ``$NEUROSCOPE_DATA_DIR``, else
+    ``../shared/datasets`` beside the checkout when it exists, else None.
 
     Args:
-        explicit: A folder given on the command line or in config.
+        explicit: A folder given on the command line or in config; ``"none"`` means no folder.
 
     Returns:
-        The folder, or None when neither is set (sources then come from the Hub).
+        The folder, or None (sources then come from the Hub when it is reachable).
 
     Raises:
         PromptSourceError: The chosen folder does not exist.
     """
     chosen = explicit if explicit not in (None, "") else environment(ENV_DATA_DIR) or None
-    if chosen is None:
+    if isinstance(chosen, str) and chosen.strip().lower() == NO_DATA_DIR:
         return None
+    if chosen is None:
+        return SIBLING_DATA_DIR if SIBLING_DATA_DIR.is_dir() else None
     path = Path(chosen).expanduser()
     if not path.is_dir():
         origin = "data_dir" if explicit not in (None, "") else f"${ENV_DATA_DIR}"
@@ -265,7 +273,7 @@ def research_source(data_dir: str | Path | None = None) -> str | None:
 
 
 NO_RESEARCH_SETS = (
-    "the research prompt sets need a data folder (NEUROSCOPE_DATA_DIR or --data-dir) or the Hugging "
+    "the research prompt sets need a data folder (NEUROSCOPE_DATA_DIR, --data-dir or ../shared/datasets) or the Hugging "
     "Face Hub, and neither is available here; the curated pairs are bundled"
 )
 

@@ -131,7 +131,13 @@ def test_loading_restores_progress_bar_setting(data_dir):
 def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
     other = tmp_path / "other"
     other.mkdir()
-    monkeypatch.delenv(P.ENV_DATA_DIR, raising=False)
+    monkeypatch.setenv(P.ENV_DATA_DIR, "none")
+    assert resolve_data_dir() is None
+    assert resolve_data_dir("None") is None
+    monkeypatch.delenv(P.ENV_DATA_DIR)
+    monkeypatch.setattr(P, "SIBLING_DATA_DIR", other)
+    assert resolve_data_dir() == other  # ../shared/datasets beside the checkout, as tests and CI use
+    monkeypatch.setattr(P, "SIBLING_DATA_DIR", tmp_path / "absent")
     assert resolve_data_dir() is None
     monkeypatch.setenv(P.ENV_DATA_DIR, str(other))
     assert resolve_data_dir() == other
@@ -157,7 +163,7 @@ def test_hub_failure_tells_user_to_set_data_dir(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("no network")
 
-    monkeypatch.delenv(P.ENV_DATA_DIR, raising=False)
+    monkeypatch.setenv(P.ENV_DATA_DIR, "none")
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(PromptSourceError) as err:
         load_source("advbench")
@@ -166,7 +172,7 @@ def test_hub_failure_tells_user_to_set_data_dir(monkeypatch):
 
 
 def test_source_without_hub_copy_fails_fast_without_data_dir(monkeypatch):
-    monkeypatch.delenv(P.ENV_DATA_DIR, raising=False)
+    monkeypatch.setenv(P.ENV_DATA_DIR, "none")
     with pytest.raises(PromptSourceError, match=P.ENV_DATA_DIR):
         load_source("arditi_harmful_train")
 
@@ -436,7 +442,7 @@ def test_research_sets_come_from_a_folder_or_the_hub_when_online(tmp_path, monke
 
     monkeypatch.setenv("NEUROSCOPE_DATA_DIR", str(tmp_path))
     assert prompts.research_source() == "local"
-    monkeypatch.delenv("NEUROSCOPE_DATA_DIR")
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert prompts.research_source() is None  # offline and no folder: the curated pairs only
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -451,7 +457,7 @@ def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatc
     from neuroscope.experiment import data as data_mod
     from neuroscope.prompts import NO_RESEARCH_SETS, Prompt
 
-    monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
     monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: "hub")
     assert research.RESEARCH in research.contrastive_set_names()
     fetched = []

@@ -35,10 +35,12 @@ from neuroscope.research.direction import (
     direction_from_file,
     find_direction,
     from_experiment,
+    keep_current_reason,
     save_current,
     select_from_record,
     shipped_ablation_form,
     shipped_direction,
+    works,
 )
 from neuroscope.research.generation import (
     MAX_STRENGTH,
@@ -124,6 +126,8 @@ __all__ = [
     "select_from_record",
     "shipped_ablation_form",
     "shipped_direction",
+    "keep_current_reason",
+    "works",
     "stream_condition",
     "stream_interventions",
     "top_heads",

@@ -441,6 +441,35 @@ def select_from_record(sel: dict[str, Any], scores: CandidateScores) -> Selectio
     )
 
 
+def works(result: DirectionResult | None) -> bool:
+    """Whether a direction is known to remove its behaviour: its selection's bypass score (held-out
+    prompts, direction ablated) is below 0, or it is a shipped direction (its model's experiment
+    measured it)."""
+    if result is None:
+        return False
+    if result.selection is not None:
+        return result.selection.bypass < 0
+    return result.origin.startswith("shipped")
+
+
+def keep_current_reason(current: DirectionResult | None, new: DirectionResult) -> str | None:
+    """Why ``new`` should not silently replace ``current`` (None: replace it).
+
+    A computed direction whose own selection shows no bypass (held-out prompts still show the behaviour
+    when it is ablated) does not replace one that works; the caller keeps the current direction, says
+    so, and offers to use the new one anyway.
+    """
+    if new.selection is None or works(new) or not works(current):
+        return None
+    words = get_behaviour(new.behaviour)
+    return (
+        f"the new direction (layer {new.layer}, position {new.position}) does not remove {words.name.replace('_', ' ')} "
+        f"on the held-out {words.positive} prompts when ablated (bypass score {new.selection.bypass:+.2f}; below 0 "
+        f"would mean most are freed), so the current direction ({current.origin}, layer {current.layer}, position "
+        f"{current.position}) is kept"
+    )
+
+
 def shipped_direction_file(lm: Any) -> Path | None:
     """The direction file shipped with ``lm``'s bundled model (demo model, refusal-tuned SmolLM2), or None."""
     from neuroscope.config import DEMO_DIRECTION, SMOLLM2_REFUSAL_DIR

@@ -64,9 +64,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     """Builds the Blocks app for a loaded model (the demo model starts with its shipped direction)."""
     hide_local_paths(ctx.settings.public)
     if ctx.directions.peek(ctx.lm) is None:
-        shipped = research.shipped_direction(ctx.lm)
-        if shipped is not None:
-            ctx.directions.set_shared(shipped)
+        ctx.shipped = research.shipped_direction(ctx.lm)
+        if ctx.shipped is not None:
+            ctx.directions.set_shared(ctx.shipped)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")

@@ -33,6 +33,7 @@ class AppContext:
     settings: Settings
     notice: str | None = None  # why the requested model was not loaded, if it was not
     directions: DirectionStore = field(default_factory=DirectionStore)  # current refusal direction(s)
+    shipped: Any = None  # the bundled model's shipped DirectionResult (read-only), for "Restore"
 
     def __post_init__(self) -> None:
         # Public mode: a visitor's direction is theirs alone; the start-up direction is shared and read-only.

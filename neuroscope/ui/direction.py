@@ -215,8 +215,14 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                 label="…or load a saved direction (.safetensors)", file_types=[".safetensors"], type="filepath"
             )
             load = gr.Button("Load saved direction")
+            restore = gr.Button(
+                "Restore shipped direction", visible=ctx.shipped is not None, elem_id="restore-direction"
+            )
             download = gr.File(label="Current direction (download)", interactive=False)
     status = gr.Markdown(status_markdown(current), elem_id="direction-status")
+    kept = gr.Markdown(visible=False, elem_id="direction-kept")
+    use_anyway = gr.Button("Use the new direction anyway", visible=False, elem_id="use-anyway")
+    pending = gr.State(None)  # a computed direction that was not made current (this visitor's)
     scores = gr.Plot(label=SCORES_LABEL)
     scores_text = gr.Markdown(texts["scores"])
     with gr.Row():
@@ -240,8 +246,26 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     def on_compute(prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
         data = load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
         result = research.find_direction(lm, data, progress=lambda f, m: progress(f, desc=m))
+        reason = research.keep_current_reason(store.peek(lm), result)
+        if reason is None:
+            store.set(result)
+            return *views(result), gr.update(value="", visible=False), None, gr.update(visible=False)
+        note = f"⚠️ **Not made current:** {reason}. Press **Use the new direction anyway** to switch to it."
+        return *views(store.peek(lm)), gr.update(value=note, visible=True), result, gr.update(visible=True)
+
+    @user_errors
+    def on_use_anyway(result):
+        if result is None:
+            raise research.ResearchError("there is no new direction waiting: compute one first")
         store.set(result)
-        return views(result)
+        return *views(result), gr.update(value="", visible=False), None, gr.update(visible=False)
+
+    @user_errors
+    def on_restore():
+        if ctx.shipped is None:
+            raise research.ResearchError("this model has no shipped direction")
+        store.set(ctx.shipped)
+        return *views(ctx.shipped), gr.update(value="", visible=False), None, gr.update(visible=False)
 
     @on_gpu
     @user_errors
@@ -259,7 +283,10 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
         return views(store.peek(lm))
 
     set_inputs = [set_name, harmful_file, harmless_file, n_train, n_val]
-    computed = compute.click(on_compute, set_inputs, outputs, api_name="compute_direction", concurrency_id="model")
+    decided = [*outputs, kept, pending, use_anyway]
+    computed = compute.click(on_compute, set_inputs, decided, api_name="compute_direction", concurrency_id="model")
+    adopted = use_anyway.click(on_use_anyway, [pending], decided, api_name="use_new_direction", concurrency_id="model")
+    restored = restore.click(on_restore, None, decided, api_name="restore_direction", concurrency_id="model")
     loaded = load.click(on_load, [saved, *set_inputs], outputs, api_name="load_direction", concurrency_id="model")
 
     def on_set(name):
@@ -273,4 +300,4 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
         api_name=False,
         queue=False,
     )
-    return DirectionTab(changed=[computed, loaded], show=on_show, outputs=outputs)
+    return DirectionTab(changed=[computed, loaded, adopted, restored], show=on_show, outputs=outputs)

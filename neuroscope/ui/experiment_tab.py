@@ -31,6 +31,13 @@ DOWNLOADS = (
     "frontier.json",
     "heads.json",
 )
+CURATED_ONLY_WARNING = (
+    "⚠️ **The research prompt sets are not available here**, so the default sets are the 132 curated pairs: "
+    "few prompts, harmful and harmless twins sharing most of their words. Expect a weak contrast (many harmless "
+    "test prompts refused at baseline too) and a direction that may not remove refusal; such a direction does "
+    "not replace one that works. For the paper's sets, set `NEUROSCOPE_DATA_DIR` (or put them in "
+    "`../shared/datasets`), or run where the Hugging Face Hub is reachable."
+)
 DEFAULT_SOURCE = "Default sets (the research sets where a data folder or the Hub has them, else the curated pairs)"
 UPLOAD_SOURCE = "Uploaded files (harmful + harmless)"
 
@@ -179,6 +186,8 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             )
             run = gr.Button("Run the experiment", variant="primary", elem_id="run-experiment")
             files = gr.File(label="Artifacts (direction, metrics, report…)", file_count="multiple", interactive=False)
+    if research.RESEARCH not in research.contrastive_set_names(public=public):
+        gr.Markdown(CURATED_ONLY_WARNING, elem_id="experiment-weak-sets")
     status = gr.Markdown(elem_id="experiment-status")
     with gr.Accordion("Report", open=True):
         report = gr.Markdown(elem_id="experiment-report")
@@ -278,7 +287,16 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         out = runs_root() / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
         result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, desc=m))
         progress(0.96, desc="making it the current direction")
-        store.set(research.from_experiment(lm, result))
+        found = research.from_experiment(lm, result)
+        kept = research.keep_current_reason(store.peek(lm), found)
+        if kept is None:
+            store.set(found)
+            current = "now the current direction in every tab"
+        else:
+            current = (
+                f"⚠️ not made current: {kept}; to use it anyway, load its `direction.safetensors` (below) in "
+                "the Direction tab"
+            )
         figs = report_mod.figures(result)[:MAX_FIGURES]
         plot_updates = [
             gr.update(value=figs[i], visible=True) if i < len(figs) else gr.update(value=None, visible=False)
@@ -289,7 +307,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         held = result.orthogonalization["held_out"]
         text = (
             f"✅ **Done** — direction at layer **{result.selection['layer']}**, position "
-            f"**{result.selection['position']}** (now the current direction in every tab); chosen weight edit: "
+            f"**{result.selection['position']}** ({current}); chosen weight edit: "
             f"**{result.orthogonalization['edit']['label']}** (held-out refusal "
             f"{report_mod.fmt_rate(held['rates']['refusal'])} in the edited weights, first-token KL "
             f"{held['kl']['mean']:.4f}); steps took {took:.0f} s in total (0 s for resumed steps).{where}"

@@ -15,7 +15,7 @@ def _instructions(data, name):
 
 
 def test_curated_default_is_deterministic_and_disjoint(monkeypatch, tiny):
-    monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
     a = load_experiment_data(ExperimentConfig())
     b = load_experiment_data(ExperimentConfig())
     assert a.to_dict() == b.to_dict()
@@ -30,7 +30,7 @@ def test_curated_default_is_deterministic_and_disjoint(monkeypatch, tiny):
 
 
 def test_seed_changes_the_split(monkeypatch):
-    monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
     a, b = load_experiment_data(ExperimentConfig(seed=0)), load_experiment_data(ExperimentConfig(seed=1))
     assert _instructions(a, "test_harmful") != _instructions(b, "test_harmful")
 

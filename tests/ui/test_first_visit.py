@@ -25,7 +25,7 @@ def test_the_demo_model_starts_with_a_direction_that_removes_refusal(monkeypatch
     from neuroscope.ui.app import build_app
     from neuroscope.ui.common import AppContext
 
-    monkeypatch.delenv("NEUROSCOPE_DATA_DIR", raising=False)  # no research sets: the curated pairs only
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")  # no research sets: the curated pairs only
     monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: None)  # and offline
     ctx = AppContext(lm=load_model("demo"), settings=Settings(max_new_tokens=24))
     build_app(ctx)
@@ -48,3 +48,63 @@ def test_other_models_start_without_one():
     from neuroscope.model.tiny import build_tiny_model
 
     assert research.shipped_direction(build_tiny_model()) is None
+
+
+def _frees(ctx, result) -> bool:
+    """The pipe-bomb prompt is answered once the direction is ablated (the form the shipped direction needs)."""
+    from neuroscope import research
+
+    _, ablated, _ = research.compare_interventions(
+        ctx.lm, result, README_PROMPT, ctx.settings, 3, 1.0, 24, mean_ablation=True
+    )
+    return not ablated.refused
+
+
+def test_start_here_cannot_replace_the_working_direction_with_one_that_does_not_ablate(monkeypatch):
+    """Step ① with its defaults (the curated pairs, no data folder) keeps the shipped direction, says so,
+    and offers "use anyway"; "Restore shipped direction" brings it back."""
+    import gradio_client
+
+    from neuroscope import research
+    from neuroscope.model import load_model
+    from neuroscope.ui.app import build_app
+    from neuroscope.ui.common import AppContext
+
+    monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
+    monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: None)
+    ctx = AppContext(lm=load_model("demo"), settings=Settings(max_new_tokens=24))
+    demo = build_app(ctx)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        client = gradio_client.Client(demo.local_url, verbose=False, download_files=False)
+        shipped = ctx.directions.get(ctx.lm)
+        assert _frees(ctx, shipped)
+        out = client.predict(research.CURATED, None, None, 64, 16, api_name="/compute_direction")
+        kept_note = " ".join(str(x) for x in out if "Not made current" in str(x))
+        assert "does not remove refusal" in kept_note
+        assert ctx.directions.get(ctx.lm) is shipped and _frees(ctx, ctx.directions.get(ctx.lm))
+        client.predict(api_name="/use_new_direction")  # the visitor insists
+        computed = ctx.directions.get(ctx.lm)
+        assert computed.origin == "computed" and not _frees(ctx, computed)  # why it was not made current
+        client.predict(api_name="/restore_direction")
+        assert ctx.directions.get(ctx.lm) is shipped and _frees(ctx, ctx.directions.get(ctx.lm))
+    finally:
+        demo.close()
+
+
+def test_a_direction_that_frees_replaces_the_current_one_and_a_failing_one_only_a_failing_one():
+    from types import SimpleNamespace as NS
+
+    from neuroscope import research
+
+    def result(bypass, origin="computed"):
+        selection = None if bypass is None else NS(bypass=bypass)
+        return NS(selection=selection, origin=origin, behaviour="refusal", layer=3, position=-1)
+
+    shipped, good, bad, loaded = result(None, "shipped with the demo model"), result(-1.0), result(0.5), result(None)
+    assert research.keep_current_reason(shipped, bad) is not None
+    assert research.keep_current_reason(good, bad) is not None
+    assert research.keep_current_reason(shipped, good) is None
+    assert research.keep_current_reason(None, bad) is None  # nothing that works to keep
+    assert research.keep_current_reason(result(0.2), bad) is None
+    assert research.keep_current_reason(good, loaded) is None  # a file the visitor chose is theirs to use
