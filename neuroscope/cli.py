@@ -130,9 +130,11 @@ def analyze_main(argv: list[str]) -> int:
     for h in payload["top_heads"]:
         print(f"  L{h['layer']}H{h['head']}: {h['norm']:.4f}")
     if payload["head_callout"]:
-        print("head callout (vs the harmless baseline, post-instruction positions):")
+        print("heads pushing hardest toward refusal (vs the harmless baseline, post-instruction positions):")
         for d in payload["head_callout"]:
             print(f"  {d['text']}")
+    if payload.get("head_suppressor"):
+        print(f"strongest suppressor: {payload['head_suppressor']['text']}")
     print("logit lens at the last position:")
     for row in payload["logit_lens_last_position"]:
         pairs = ", ".join(f"{t!r} {p:.2f}" for t, p in zip(row["tokens"], row["probs"]))

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.heads import contribution_norms
+from neuroscope.analysis.heads import contribution_norms, head_label
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
 from neuroscope.analysis.pca import pca_trajectory
 from neuroscope.config import Settings
@@ -34,7 +34,8 @@ class Analysis:
     refusal_log_odds: float
     cache: RunCache
     head_norms: Tensor  # [L, H] contribution norm of each head at the last position
-    callout: list[Any] | None = None  # HeadDepartures vs the harmless baseline (None: no direction)
+    callout: list[Any] | None = None  # HeadDepartures pushing toward the behaviour (None: no direction)
+    suppressor: Any = None  # the HeadDeparture pushing hardest against it, if any
 
     def top_heads(self, k: int = 10) -> list[dict[str, float | int]]:
         """Heads with the largest contribution norm at the last position, largest first."""
@@ -80,6 +81,15 @@ class Analysis:
                 }
                 for d in self.callout
             ],
+            "head_suppressor": None
+            if self.suppressor is None
+            else {
+                "layer": self.suppressor.layer,
+                "head": self.suppressor.head,
+                "delta_along_direction": round(self.suppressor.delta, 6),
+                "z": round(self.suppressor.z, 4),
+                "text": self.suppressor.text(),
+            },
             "logit_lens_last_position": self.lens_at_last_position(),
         }
 
@@ -90,9 +100,20 @@ class Analysis:
                 "*Head callout: no direction yet (compute one in the Direction tab); it compares "
                 "each head's output on this prompt with the harmless prompts' distribution.*"
             )
-        verdict = "Refusal detected" if self.refused else "No refusal"
-        lines = [f"**{verdict}** · heads departing most from the harmless baseline (post-instruction positions):"]
+        verdict = "🔴 **Refusal detected**" if self.refused else "🟢 **No refusal**"
+        if self.callout:
+            top = self.callout[0]
+            lead = f"{verdict} · Head **{head_label(top.layer, top.head)}** (Δ = {top.delta:+.2f}, z = {top.z:+.1f})"
+        else:
+            lead = f"{verdict} · no head pushes toward refusal beyond its harmless baseline"
+        lines = [
+            lead,
+            "",
+            "Heads pushing hardest toward refusal vs the harmless baseline (post-instruction positions):",
+        ]
         lines += [f"- {d.text()}" for d in self.callout]
+        if self.suppressor is not None:
+            lines += ["", f"Strongest suppressor: {self.suppressor.text()}"]
         return "\n".join(lines)
 
 
@@ -111,7 +132,7 @@ def analyze(
 
     With a ``direction`` [d_model] and its ``head_stats`` (``analysis.heads.HeadStats``, computed once
     per model and direction) it also names the ``callout_k`` heads whose output on this prompt
-    departs most from the harmless baseline (z-score along the direction). ``chat=False`` runs the text
+    push it hardest toward the behaviour compared with the harmless baseline (z-score along the direction), and the strongest suppressor. ``chat=False`` runs the text
     as it is, without the chat template (plain continuation: "The capital of France is").
 
     Raises:
@@ -143,11 +164,11 @@ def analyze(
         if local
         else torch.zeros(cache.n_layers, lm.n_heads)
     )
-    callout = None
+    callout, suppressor = None, None
     if direction is not None and head_stats is not None and local:
         from neuroscope.research import head_callout
 
-        callout = head_callout(lm, direction, head_stats, cache.z, callout_k)
+        callout, suppressor = head_callout(lm, direction, head_stats, cache.z, callout_k)
     return Analysis(
         prompt=text,
         answer=answer,
@@ -158,6 +179,7 @@ def analyze(
         cache=cache,
         head_norms=norms.float(),
         callout=callout,
+        suppressor=suppressor,
     )
 
 

@@ -21,6 +21,7 @@ from neuroscope.analysis.metrics import Interval, bootstrap_ci
 from neuroscope.errors import UserError
 from neuroscope.model.forward import token_run
 from neuroscope.model.interventions import HeadAblation
+from neuroscope.analysis.heads import head_label
 
 MAX_SEQS, MAX_HALF = 64, 256
 
@@ -83,7 +84,7 @@ class InductionResult:
             "loss_second_copy": iv(self.second_half),
             "loss_drop": iv(self.loss_drop),
             "ablation": {
-                "heads": [f"L{l}H{h}" for l, h in self.top],
+                "heads": [head_label(l, h) for l, h in self.top],
                 "top_heads_loss_increase": iv(self.ablated_increase),
                 "random_heads_loss_increase": iv(self.random_increase),
                 "random_sets": [round(x, 4) for x in self.random_increases],

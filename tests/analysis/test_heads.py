@@ -105,7 +105,7 @@ def test_head_values_and_stats_match_contributions_prompt_by_prompt():
         head_stats(vh, (vb[0][:1], vb[1][:1]))  # one harmless prompt: no spread
 
 
-def test_departures_pick_the_largest_z_with_its_sign():
+def test_departures_pick_the_largest_z_toward_and_against_the_direction():
     L = 2
     base = (torch.zeros(4, L, H), torch.ones(4, L, H))
     base[0][:, 1, 2] = torch.tensor([0.0, 1.0, 2.0, 3.0])  # mean 1.5, std 1.29
@@ -113,13 +113,25 @@ def test_departures_pick_the_largest_z_with_its_sign():
     stats = head_stats((torch.zeros(3, L, H), torch.ones(3, L, H)), base)
     proj = torch.zeros(L, H)
     proj[1, 2], proj[0, 0] = 4.5, -0.35
-    out = head_departures(proj, torch.ones(L, H), stats, k=2)
-    assert [(d.layer, d.head) for d in out] == [(0, 0), (1, 2)]
-    assert out[0].z == pytest.approx(-0.5 / float(torch.tensor([0.0, 0.1, 0.2, 0.3]).std()), rel=1e-5) and out[
-        1
-    ].delta == pytest.approx(3.0)
-    assert out[1].z == pytest.approx(3.0 / float(torch.tensor([0.0, 1.0, 2.0, 3.0]).std()))
-    assert "Head 1.2" in out[1].text() and "+3.00" in out[1].text()
+    toward = head_departures(proj, torch.ones(L, H), stats, k=2)
+    against = head_departures(proj, torch.ones(L, H), stats, k=2, sign=-1)
+    # only heads that push the prompt along the direction are in the callout; the suppressor apart
+    assert [(d.layer, d.head) for d in toward] == [(1, 2)]
+    assert [(d.layer, d.head) for d in against][0] == (0, 0)
+    assert against[0].z == pytest.approx(-0.5 / float(torch.tensor([0.0, 0.1, 0.2, 0.3]).std()), rel=1e-5)
+    assert toward[0].delta == pytest.approx(3.0)
+    assert toward[0].z == pytest.approx(3.0 / float(torch.tensor([0.0, 1.0, 2.0, 3.0]).std()))
+    assert "L1H2" in toward[0].text() and "+3.00" in toward[0].text()
+    assert all(d.z < 0 for d in against) and all(d.z > 0 for d in toward)
+
+
+def test_head_labels_round_trip():
+    from neuroscope.analysis.heads import head_label, parse_head_label
+
+    assert head_label(3, 6) == "L3H6" and parse_head_label("L3H6 (callout: Δ +1.00)") == (3, 6)
+    assert parse_head_label(head_label(27, 23)) == (27, 23)
+    with pytest.raises(ValueError):
+        parse_head_label("Head 3.6")
 
 
 def test_attribution_patching_is_gradient_times_difference():

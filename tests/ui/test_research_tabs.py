@@ -177,13 +177,16 @@ def test_explorer_callout_names_the_heads_that_depart_from_the_harmless_baseline
     out = client.predict(PROMPT, 2, COLOUR_DIRECTION, api_name="/analyze")
     verdict, summary, grid = out[1], out[7], _fig(out[2])
     callout = summary["head_callout"]
-    assert len(callout) == 3 and "Head " in verdict and "vs harmless" in verdict
+    assert 1 <= len(callout) <= 3 and "Head **L" in verdict and "vs harmless" in verdict
     # Independent: this prompt's head outputs and the harmless baseline, both from plain hooks.
     proj, _ = ref.head_outputs_along(lm, PROMPT, result.direction)
     base = torch.stack([ref.head_outputs_along(lm, p, result.direction)[0] for p in result.head_prompts[1]])
     delta, z = proj - base.mean(0), (proj - base.mean(0)) / base.std(0)
-    top = z.abs().flatten().argsort(descending=True)[:3].tolist()
+    top = [i for i in z.flatten().argsort(descending=True)[:3].tolist() if z.flatten()[i] > 0]
     assert [(c["layer"], c["head"]) for c in callout] == [divmod(i, lm.n_heads) for i in top]
+    lowest = int(z.flatten().argmin())
+    assert (summary["head_suppressor"]["layer"], summary["head_suppressor"]["head"]) == divmod(lowest, lm.n_heads)
+    assert "Strongest suppressor" in verdict
     first = callout[0]
     assert first["delta_along_direction"] == pytest.approx(float(delta[first["layer"], first["head"]]), abs=1e-4)
     assert first["z"] == pytest.approx(float(z[first["layer"], first["head"]]), rel=1e-3)
