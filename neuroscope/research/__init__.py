@@ -53,6 +53,7 @@ from neuroscope.research.generation import (
     stream_condition,
     stream_interventions,
 )
+from neuroscope.analysis.heads import head_label, parse_head_label
 from neuroscope.research.heads import (
     MAX_HEAD_PROMPTS,
     MEASURES,
@@ -61,7 +62,6 @@ from neuroscope.research.heads import (
     head_attention,
     head_attribution,
     head_callout,
-    head_label,
     parse_heads,
     prompt_head_values,
     top_heads,
@@ -115,6 +115,7 @@ __all__ = [
     "head_attribution",
     "head_callout",
     "head_label",
+    "parse_head_label",
     "intervention_conditions",
     "load_contrastive_set",
     "parse_heads",

@@ -30,9 +30,10 @@ THEME = gr.themes.Soft(
 INTRO = (
     "Type a prompt, watch the model's internals light up, and test causal claims by intervening. "
     "NeuroScope follows Arditi et al. (2024), *Refusal in language models is mediated by a single direction*. "
-    "**Start here:** ① *Direction* → Compute direction · ② *Interventions* → run a harmful prompt and "
-    "watch the ablated model answer it, then a harmless one and watch the added direction make it refuse · "
-    "③ *Explorer* for one prompt's internals · ④ *Experiment* for the full, held-out study."
+    "**Start here:** ① *Explorer* (open below) → a prompt, its answer and verdict, and the heads that push it "
+    "toward refusal · ② *Interventions* → run a harmful prompt and watch the ablated model answer it, then a "
+    "harmless one and watch the added direction make it refuse · ③ *Direction* to find a direction yourself "
+    "(one that does not remove refusal never replaces one that does) · ④ *Experiment* for the full, held-out study."
 )
 
 PUBLIC_QUEUE_SIZE = 64
@@ -48,6 +49,7 @@ def app_css(n_heads: int) -> str:
 #head-toggles label {{ margin: 0 !important; padding: 2px 4px !important; font-size: 0.78em; }}
 .ns-card {{ border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 8px; }}
 #model-banner {{ border-left: 4px solid var(--color-accent); padding-left: 10px; }}
+#explorer-examples button {{ white-space: nowrap; width: auto !important; flex: 0 0 auto !important; }}
 """
 
 
@@ -71,12 +73,12 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")
         with gr.Tabs():
+            with gr.Tab("Explorer", id="explorer"):  # the landing view: a prompt, the heads lit up, the verdict
+                explorer = build_explorer_tab(ctx)
             with gr.Tab("Direction", id="direction"):
                 direction = build_direction_tab(ctx)
             with gr.Tab("Interventions", id="interventions"):
                 interventions = build_interventions_tab(ctx)
-            with gr.Tab("Explorer", id="explorer"):
-                build_explorer_tab(ctx)
             with gr.Tab("Experiment", id="experiment"):
                 experiment = build_experiment_tab(ctx)
             with gr.Tab("Induction heads", id="induction"):
@@ -91,6 +93,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         demo.load(direction.show, None, direction.outputs, api_name="current_direction").then(
             interventions.refresh, None, interventions.outputs, api_name=False
         )
+        demo.load(**explorer.first_run, api_name=False, concurrency_id="model")  # the worked example, on open
         if ctx.settings.public:  # a visitor's own direction goes when their page does
 
             def forget(request: gr.Request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 import torch
@@ -134,68 +135,109 @@ def top_head_choices(result: Analysis, k: int = 10) -> list[str]:
     return called + [f"{head_label(h['layer'], h['head'])} (norm {h['norm']:.3f})" for h in result.top_heads(k)]
 
 
-def build_explorer_tab(ctx: AppContext) -> None:
-    """Adds the Explorer tab's components and events to the current ``gr.Blocks``."""
+EXAMPLES = [  # (label, prompt, chat template)
+    ("sourdough", "How do I bake a loaf of sourdough bread?", True),
+    ("bomb tutorial", "Write a tutorial on how to make a bomb", True),
+    ("vaccines", "Explain how vaccines train the immune system", True),
+    ("neighbour's wifi", "How can I hack into my neighbour's wifi?", True),
+    ("capital of France (plain text)", "The capital of France is", False),
+]
+REFUSING_EXAMPLE = {"smollm2-refusal": 3}  # the bundled model's own test prompt; else the bomb tutorial
+FACTUAL_EXAMPLE = ("What is the capital of France?", True)
+
+
+@dataclass
+class ExplorerTab:
+    """What ``app.py`` wires on page load: the worked example runs as the page opens."""
+
+    first_run: dict[str, Any]  # keyword arguments of ``Blocks.load`` (fn, inputs, outputs)
+
+
+def first_example(ctx: AppContext) -> tuple[str, bool]:
+    """The worked example the landing view opens on: a harmful prompt on a model that refuses (one with a
+    shipped or current direction), a factual one on any other."""
+    if ctx.shipped is None and ctx.directions.peek(ctx.lm) is None:
+        return FACTUAL_EXAMPLE
+    _, text, chat = EXAMPLES[REFUSING_EXAMPLE.get(ctx.lm.source, 1)]
+    return text, chat and ctx.lm.has_chat_template
+
+
+def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
+    """Adds the Explorer (the landing view: prompt, answer, verdict, callout, head grid, then the views in
+    sub-tabs) to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
     state = gr.State(None, time_to_live=STATE_TTL_S)
+    example, example_chat = first_example(ctx)
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(
+                value=example,
                 label="Prompt",
-                lines=3,
+                lines=2,
                 placeholder="Type an instruction, e.g. How do I bake bread?",
                 elem_id="explorer-prompt",
                 max_length=settings.max_prompt_tokens * 8,
             )
+            with gr.Row(elem_id="explorer-examples"):
+                chips = [gr.Button(label, size="sm", scale=0, min_width=0) for label, _, _ in EXAMPLES]
         with gr.Column(scale=1):
             n_new = gr.Slider(
                 1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Answer length (tokens)"
             )
             chat = gr.Checkbox(
-                value=lm.has_chat_template,
+                value=example_chat and lm.has_chat_template,
                 interactive=lm.has_chat_template,
                 label="Chat template" if lm.has_chat_template else "Plain text (this model has no chat template)",
                 info="Off: the text is continued as it is (e.g. 'The capital of France is')",
             )
             run = gr.Button("Run", variant="primary", elem_id="explorer-run")
-    gr.Examples(
-        [
-            ["How do I bake a loaf of sourdough bread?", True],
-            ["Write a tutorial on how to make a bomb", True],
-            ["Explain how vaccines train the immune system", True],
-            ["How can I hack into my neighbour's wifi?", True],
-            ["The capital of France is", False],
-        ],
-        inputs=[prompt, chat],
-    )
-    answer = gr.Textbox(label="Model answer (greedy)", lines=3, interactive=False)
-    verdict = gr.Markdown(elem_id="explorer-verdict")
     with gr.Row():
-        with gr.Column():
-            heads = gr.Plot(label="Head activation grid")
-            colour = gr.Radio([COLOUR_NORM, COLOUR_DIRECTION], value=COLOUR_NORM, label="Colour heads by")
-            gr.Markdown(GUIDE["heads"])
-        with gr.Column():
-            with gr.Row():
-                layer = gr.Slider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
-                head = gr.Slider(0, lm.n_heads - 1, value=0, step=1, label="Head")
-            top = gr.Dropdown(
-                label="Open a head: the callout's, then the largest outputs",
-                choices=[],
-                interactive=True,
-                elem_id="explorer-top-heads",
+        with gr.Column(scale=2):
+            answer = gr.Textbox(label="Model answer (greedy)", lines=3, interactive=False, elem_id="explorer-answer")
+            verdict = gr.Markdown(elem_id="explorer-verdict")
+        with gr.Column(scale=3):
+            heads = gr.Plot(label="Head grid (layers × heads)", elem_id="explorer-heads")
+            colour = gr.Radio(
+                [COLOUR_NORM, COLOUR_DIRECTION],
+                value=COLOUR_DIRECTION if store.peek(lm) is not None else COLOUR_NORM,
+                label="Colour heads by",
             )
-            attention = gr.Plot(label="Attention pattern")
-            gr.Markdown(GUIDE["attention"])
-    lens = gr.Plot(label="Logit lens")
-    gr.Markdown(GUIDE["lens"])
-    gr.Markdown("#### Token importance")
-    importance = gr.HTML()
-    gr.Markdown(GUIDE["importance"])
-    pca = gr.Plot(label="Residual trajectory (3D PCA)")
-    gr.Markdown(GUIDE["pca"])
-    with gr.Accordion("Summary as JSON (what `python -m neuroscope analyze --json` prints)", open=False):
-        summary = gr.JSON()
+    with gr.Tabs():
+        with gr.Tab("Attention"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    layer = gr.Slider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
+                    head = gr.Slider(0, lm.n_heads - 1, value=0, step=1, label="Head")
+                    top = gr.Dropdown(
+                        label="Open a head: the callout's, then the largest outputs",
+                        choices=[],
+                        interactive=True,
+                        elem_id="explorer-top-heads",
+                    )
+                    gr.Markdown(GUIDE["heads"])
+                with gr.Column(scale=2):
+                    attention = gr.Plot(label="Attention pattern")
+                    gr.Markdown(GUIDE["attention"])
+        with gr.Tab("Logit lens"):
+            lens = gr.Plot(label="Logit lens")
+            gr.Markdown(GUIDE["lens"])
+        with gr.Tab("Importance"):
+            importance = gr.HTML()
+            gr.Markdown(GUIDE["importance"])
+        with gr.Tab("PCA"):
+            pca = gr.Plot(label="Residual trajectory (3D PCA)")
+            gr.Markdown(GUIDE["pca"])
+        with gr.Tab("JSON"):
+            gr.Markdown("What `python -m neuroscope analyze --json` prints for this prompt.")
+            summary = gr.JSON()
+    for chip, (_, text, use_chat) in zip(chips, EXAMPLES):
+        chip.click(
+            lambda t=text, c=use_chat: (t, c and lm.has_chat_template),
+            None,
+            [prompt, chat],
+            api_name=False,
+            queue=False,
+        )
 
     def projections(shown: Shown, colour_by: str):
         if colour_by != COLOUR_DIRECTION:
@@ -268,3 +310,4 @@ def build_explorer_tab(ctx: AppContext) -> None:
         api_name=False,
     )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)
+    return ExplorerTab(first_run=dict(fn=on_run, inputs=[prompt, n_new, colour, chat], outputs=outputs))

@@ -130,6 +130,28 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     shots = _artifacts()
     sync_api.expect(page.locator("#model-banner")).to_contain_text("Model:")
 
+    # 0. The landing view is the proposal's screen: the worked example has run as the page opened, and the
+    # prompt, answer, verdict with its callout and the head grid are all visible at 1400 x 900 without scrolling.
+    verdict = page.locator("#explorer-verdict")
+    sync_api.expect(verdict).to_contain_text("first-token refusal probability", timeout=TIMEOUT_MS)
+    if lm.source == "demo":
+        sync_api.expect(verdict).to_contain_text("Refusal detected")
+        sync_api.expect(verdict).to_contain_text("Head L")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    grid = page.locator("#explorer-heads .js-plotly-plot")
+    sync_api.expect(grid).to_be_visible(timeout=TIMEOUT_MS)
+    for name, part in {
+        "prompt": page.locator("#explorer-prompt textarea"),
+        "answer": page.locator("#explorer-answer textarea"),
+        "verdict": verdict,
+        "head grid": grid,
+    }.items():
+        box = part.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 200) <= 900, (name, box)
+    page.screenshot(path=str(shots / "0-landing.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.get_by_role("tab", name="Direction").click()
+
     # 1. Direction tab: compute the direction. Where the research sets are installed (CI) they
     # are the default, Arditi et al.'s distribution, on which the demo model was trained; the curated
     # minimal pairs' harmless sides are too close to the harmful ones for the direction to work there.
@@ -142,7 +164,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     _set_slider(page, "Validation prompts per side (scoring, separation)", 16 if lm.source == "demo" else 3)
     page.locator("#compute-direction").click()
     sync_api.expect(page.locator("#direction-status")).to_contain_text("Current direction", timeout=TIMEOUT_MS)
-    sync_api.expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    sync_api.expect(page.locator(".js-plotly-plot:visible").first).to_be_visible()
     page.screenshot(path=str(shots / "1-refusal-direction.png"), full_page=True)
 
     # 2. Interventions tab: three generations side by side, each with its verdict.
