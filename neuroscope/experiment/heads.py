@@ -37,6 +37,7 @@ from neuroscope.analysis.heads import (
     head_stats,
     head_values,
     permutation_test,
+    permutations_for,
     random_head_sets,
     rank_heads,
     spearman,
@@ -245,8 +246,14 @@ def verdict(
     """
     b, (pos, neg) = behaviour, groups
     drop_dir = h.baseline_score - h.direction_score
-    n_sig = int((h.p_values < 0.05 / h.p_values.numel()).sum())
+    threshold = 0.05 / h.p_values.numel()
+    n_sig = int((h.p_values < threshold).sum())
     sig = f"{n_sig} head(s) differ between {pos} and {neg} beyond chance (permutation test, Bonferroni 0.05)."
+    if 1.0 / (1 + h.n_permutations) >= threshold:
+        sig += (
+            f" With {h.n_permutations} permutations no p-value can fall below the corrected threshold "
+            f"{threshold:.1e}: run with at least {permutations_for(h.p_values.numel())} for this test to mean anything."
+        )
     patched = ~torch.isnan(h.patching)
     n_patched = int(patched.sum())
     single = ""

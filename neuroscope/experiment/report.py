@@ -273,9 +273,14 @@ def figures(result) -> list[go.Figure]:
 # --------------------------------------------------------------------------- markdown
 
 
+def table_cell(value: object) -> str:
+    """A Markdown table cell: ``|`` escaped (tokens such as ``<|eot_id|>`` would split the row), one line."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    out = ["| " + " | ".join(table_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(table_cell(c) for c in row) + " |" for row in rows]
     return out + [""]
 
 
@@ -599,37 +604,11 @@ def _contrast_warning(ev: dict[str, Any]) -> list[str]:
 
 
 def _md_to_html(md: str) -> str:
-    """Minimal markdown rendering (headings, tables, lists, bold) for the HTML report."""
-    import re
+    """The report's Markdown as HTML (markdown-it-py, which gradio brings: CommonMark plus tables; raw HTML
+    in the text is escaped, not rendered)."""
+    from markdown_it import MarkdownIt
 
-    out, in_table = [], False
-    for line in md.splitlines():
-        esc = html.escape(line)
-        esc = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc)
-        esc = re.sub(r"`(.+?)`", r"<code>\1</code>", esc)
-        if line.startswith("|"):
-            cells = [c.strip() for c in esc.strip("|").split("|")]
-            if set(line) <= set("|-"):
-                continue
-            tag = "th" if not in_table else "td"
-            out.append(
-                ("<table>" if not in_table else "") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
-            )
-            in_table = True
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{esc.lstrip('#').strip()}</h{level}>")
-        elif line.lstrip().startswith("- "):
-            out.append(f"<div style='margin-left:{1 + len(line) - len(line.lstrip())}em'>• {esc.lstrip()[2:]}</div>")
-        elif line.strip():
-            out.append(f"<p>{esc}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out)
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
 
 
 _STYLE = (

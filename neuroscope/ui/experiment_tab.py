@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from neuroscope import research, viz
+from neuroscope.analysis.heads import permutations_for
 from neuroscope.behaviours import REFUSAL, behaviour_names
 from neuroscope.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
@@ -257,7 +258,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             seed=ints["seed"],
             max_new_tokens=ints["max_new_tokens"],
             n_boot=ints["n_boot"],
-            n_permutations=200,
+            n_permutations=permutations_for(lm.n_layers * lm.n_heads),  # enough for the Bonferroni correction
             n_random_head_sets=4,
             n_equivalence=4,
             head_ks=(1, 2, 4, 8),

@@ -211,3 +211,19 @@ def test_permutation_test_callable_statistic():
     assert res.p_values.shape == (6,) and ((res.p_values > 0) & (res.p_values <= 1)).all()
     with pytest.raises(ValueError):
         permutation_test(a, torch.randn(5, 7))
+
+
+def test_enough_permutations_for_the_bonferroni_correction_let_a_clear_difference_pass():
+    from neuroscope.analysis.heads import permutation_test, permutations_for
+
+    L, heads = 6, 8  # the demo model's 48 heads
+    gen = torch.Generator().manual_seed(0)
+    harmful, harmless = torch.randn(24, L, heads, generator=gen), torch.randn(24, L, heads, generator=gen)
+    harmful[:, 2, 3] += 3.0  # one head that plainly differs
+    threshold = 0.05 / (L * heads)
+    few = permutation_test(harmful, harmless, "abs_mean_diff", n_perm=200, seed=0)
+    assert float(few.p_values.min()) > threshold  # 200 permutations can never pass the correction
+    n = permutations_for(L * heads)
+    enough = permutation_test(harmful, harmless, "abs_mean_diff", n_perm=n, seed=0)
+    assert (enough.p_values < threshold).nonzero().tolist() == [[2, 3]]
+    assert 1 / (n + 1) <= threshold / 2 and permutations_for(672) >= 26_880
