@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from neuroscope.config import DEFAULT_MODEL, Settings, SettingsError
+from neuroscope.config import DEFAULT_MODEL, SEED_MAX, Settings, SettingsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,8 +168,8 @@ def induction_main(argv: list[str]) -> int:
     try:
         settings = Settings.from_env(model=args.model, device=args.device)
         check_settings(args.sequences, args.length, args.k, args.random_sets, 10**9)
-        if not 0 <= args.seed < 2**31:
-            raise InductionError(f"--seed must be in 0..{2**31 - 1}, got {args.seed}")
+        if not 0 <= args.seed <= SEED_MAX:
+            raise InductionError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
         result = find_induction_heads(
             lm, n_seqs=args.sequences, half=args.length, k=args.k, n_random=args.random_sets, seed=args.seed
@@ -224,7 +224,7 @@ def behaviour_main(argv: list[str]) -> int:
         ("--n-test", args.n_test, 1, 256),
         ("--random", args.random, 0, 64),
         ("--max-new-tokens", args.max_new_tokens, 1, 256),
-        ("--seed", args.seed, 0, 2**31 - 1),
+        ("--seed", args.seed, 0, SEED_MAX),
     ):
         if not lo <= value <= hi:
             return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from neuroscope.errors import UserError
 
+SEED_MAX = 2**31 - 1  # one seed range everywhere: app, CLI, experiment config
 DEFAULT_MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 DEMO_MODEL_ALIAS = "demo"
 REPO_ROOT = Path(__file__).resolve().parent.parent

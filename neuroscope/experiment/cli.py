@@ -38,7 +38,7 @@ def _finite(text: str) -> float:
 
 
 MAX_STRENGTH = 50.0  # the same typo guard as the app's (research.MAX_STRENGTH)
-MAX_SEED = 2**31 - 1
+from neuroscope.config import SEED_MAX as MAX_SEED  # noqa: E402  (one seed range everywhere)
 
 
 def _strength(text: str) -> float:

@@ -6,6 +6,7 @@ import math
 import re
 from typing import Callable
 
+from neuroscope.config import SEED_MAX
 from neuroscope.errors import UserError
 
 Progress = Callable[[float, str], None]
@@ -21,11 +22,24 @@ def plain_text(value: object, limit: int = 80) -> str:
     return text or "unnamed"
 
 
+def _shown(value: object, limit: int = 40) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def as_float(value: object, name: str) -> float:
+    if isinstance(value, bool):
+        raise ResearchError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, int) and value.bit_length() > 64:  # bounded before any conversion
+        raise ResearchError(f"{name} is far out of range, got {_shown(value)}")
+    if isinstance(value, str) and len(value) > 64:
+        raise ResearchError(f"{name} must be a number, got {_shown(value)}")
     try:
         x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ResearchError(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ResearchError(f"{name} must be a number, got {_shown(value)}") from None
     if not math.isfinite(x):
         raise ResearchError(f"{name} must be a finite number, got {value!r}")
     return x
@@ -42,4 +56,12 @@ def positive_int(value: object, name: str) -> int:
     n = as_int(value, name)
     if n < 1:
         raise ResearchError(f"{name} must be at least 1, got {n}")
+    return n
+
+
+def as_seed(value: object, name: str = "seed") -> int:
+    """A seed: a whole number in 0..SEED_MAX, refused (never clamped) outside it."""
+    n = as_int(value, name)
+    if not 0 <= n <= SEED_MAX:
+        raise ResearchError(f"{name} must be a whole number in 0..{SEED_MAX}, got {n}")
     return n

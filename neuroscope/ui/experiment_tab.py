@@ -12,7 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from neuroscope import research, viz
+from neuroscope import research
+from neuroscope import viz
+from neuroscope.config import SEED_MAX
 from neuroscope.analysis.heads import permutations_for
 from neuroscope.behaviours import REFUSAL, behaviour_names
 from neuroscope.steering import behaviour_study
@@ -176,7 +178,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                     label="Generated tokens per answer",
                 )
                 n_boot = gr.Slider(100, 2000, value=500, step=100, label="Bootstrap resamples")
-                seed = gr.Number(value=0, precision=0, label="Seed")
+                seed = gr.Number(value=0, label="Seed", info=f"a whole number in 0..{SEED_MAX}")
         with gr.Column(scale=1):
             export = gr.Checkbox(
                 False,
@@ -236,13 +238,13 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                 ("n_test", n_t),
                 ("max_new_tokens", mx),
                 ("n_boot", boot),
-                ("seed", sd),
             )
         }
+        ints["seed"] = research.as_seed(sd)  # refused outside 0..SEED_MAX, never clamped
         if ints["max_new_tokens"] > settings.max_new_tokens_limit:
             raise ExperimentError(f"max_new_tokens must be at most {settings.max_new_tokens_limit}")
         if public:
-            ints = {k: min(v, 64) if k != "n_boot" else min(v, 1000) for k, v in ints.items()}
+            ints = {k: v if k == "seed" else min(v, 1000) if k == "n_boot" else min(v, 64) for k, v in ints.items()}
             exp = False
         upload = src == UPLOAD_SOURCE
         if upload and not (harmful and harmless):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
+from neuroscope import research
+from neuroscope.config import SEED_MAX
+
 from neuroscope import viz
 from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
-from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 from neuroscope.analysis.heads import head_label
 
@@ -67,7 +69,7 @@ def build_induction_tab(ctx: AppContext) -> None:
             step=1,
             label="Heads to ablate",
         )
-        seed = gr.Number(value=0, precision=0, label="Seed")
+        seed = gr.Number(value=0, label="Seed", info=f"a whole number in 0..{SEED_MAX}")
         run = gr.Button("Find induction heads", variant="primary", elem_id="induction-run")
     summary = gr.Markdown(elem_id="induction-summary")
     with gr.Row():
@@ -89,9 +91,8 @@ def build_induction_tab(ctx: AppContext) -> None:
     @on_gpu
     @user_errors
     def on_run(n, t, kk, s, progress=gr.Progress()):
-        if s is None or not float(s).is_integer() or not 0 <= s < 2**31:
-            raise PromptError(f"the seed must be a whole number in 0..{2**31 - 1}, got {s!r}")
-        result = find_induction_heads(lm, n_seqs=int(n), half=int(t), k=int(kk), seed=int(s), progress=progress)
+        n, t, kk = (research.positive_int(v, name) for v, name in ((n, "sequences"), (t, "length"), (kk, "top heads")))
+        result = find_induction_heads(lm, n_seqs=n, half=t, k=kk, seed=research.as_seed(s), progress=progress)
         l, h = result.top[0]
         choices = [head_label(a, b) for a, b in result.top]
         grid_fig = viz.head_grid(

@@ -251,6 +251,9 @@ APP = [
     ("/top_k_heads", (10**6, "Δ along the direction"), "greater than maximum value"),
     ("/induction", (0, 48, 5, 0), "less than minimum value 1"),
     ("/induction", (2, 8, 2, -5), "seed must be"),
+    ("/induction", (2, 8, 2, -(10**15)), "seed must be"),
+    ("/induction", (2, 8, 2, 2**31), "seed must be"),  # refused, not clamped
+    ("/induction", (2, 8, 2, 2.5), "whole number"),
 ]
 
 
@@ -263,3 +266,35 @@ def test_app_rejects_and_keeps_serving(app, api, args, message):
 
 def test_catalogue_is_large_enough():
     assert len(ANALYZE) + len(EXPERIMENT) + len(APP) + 3 + 2 + 3 + 3 + 4 >= 30
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (10**5000, "far out of range"),  # a 5,000-digit integer: bounded before any conversion
+        ("9" * 5000, "must be a number"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        (True, "must be a number"),
+        ("12", None),
+    ],
+    ids=["5000-digit int", "5000-digit str", "nan", "inf", "bool", "numeric str"],
+)
+def test_numbers_are_checked_before_any_conversion(value, message):
+    from neuroscope import research
+
+    if message is None:
+        assert research.as_seed(value) == 12
+        return
+    with pytest.raises(research.ResearchError, match=message):
+        research.as_seed(value)
+
+
+def test_one_seed_range_in_the_app_and_the_cli():
+    from neuroscope import research
+    from neuroscope.config import SEED_MAX
+    from neuroscope.experiment.cli import _seed
+
+    assert research.as_seed(SEED_MAX) == SEED_MAX == _seed(str(SEED_MAX))
+    with pytest.raises(research.ResearchError, match=str(SEED_MAX)):
+        research.as_seed(SEED_MAX + 1)
