@@ -194,7 +194,14 @@ def head_direction_deltas(lm: Any, cache: RunCache, direction: Any) -> Tensor:
     return (proj - direction.heads.harmless_projection_mean).float()
 
 
-def trajectory_pca(cache: RunCache) -> tuple[Tensor, Tensor]:
-    """3-component PCA of the residual trajectory: ``(coords [L+1, S, 3], explained ratio [3])``."""
-    coords, ratio = pca_trajectory(cache.trajectory(), k=3)
-    return coords.float(), ratio.float()
+def trajectory_pca(cache: RunCache, k: int = 3, skip_first: bool = True) -> tuple[Tensor, Tensor, int]:
+    """PCA of the residual trajectory: ``(coords [L+1, S - first, k], explained ratio [k], first)``.
+
+    Fitted on, and returned for, the positions from ``first`` on: with ``skip_first`` the first token
+    (BOS, or the first word where there is none) is left out, because its massive activation in real
+    models (SmolLM2's "The", Llama's BOS) takes PC1 and squeezes every other token into one point.
+    """
+    resid = cache.trajectory()
+    first = 1 if skip_first and resid.shape[1] > 1 else 0
+    coords, ratio = pca_trajectory(resid[:, first:], k=k)
+    return coords.float(), ratio.float(), first

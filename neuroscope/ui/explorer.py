@@ -33,8 +33,9 @@ GUIDE = {
     "unembedding. Colour is the top token's probability; read upwards to see when the answer forms.",
     "importance": "Gradient × input: how much each prompt token's embedding pushes the logit of the predicted "
     "next token (red raises it, blue lowers it). A first-order estimate, not an ablation.",
-    "pca": "The residual stream of every token through the layers, projected on its 3 main directions of "
-    "variation. The template tokens after the instruction (highlighted) are where refusal is read out.",
+    "pca": "The residual stream of every token through the layers (L0 = the input of block 0, 'final' = the last "
+    "block's output), projected on its main directions of variation, fitted without the first token (whose "
+    "massive activation in real models would take the first component). The template tokens after the instruction (highlighted) are where refusal is read out.",
 }
 
 
@@ -87,11 +88,21 @@ def lens_figure(result: Analysis):
     )
 
 
-def pca_figure(result: Analysis):
-    coords, ratio = trajectory_pca(result.cache)
+PCA_2D, PCA_3D = "2-D", "3-D"
+
+
+def pca_view(result: Analysis) -> dict[str, Any]:
+    """What the PCA figure is drawn from (kept in the session so 2-D / 3-D switch without a re-run)."""
+    coords, ratio, first = trajectory_pca(result.cache)
     S = result.cache.n_tokens
-    post = list(range(S - result.cache.n_post_instruction, S))
-    return viz.pca_trajectory_3d(coords.numpy(), result.cache.tokens, ratio.numpy(), highlight_positions=post)
+    post = [p - first for p in range(S - result.cache.n_post_instruction, S) if p >= first]
+    return {"coords": coords.numpy(), "ratio": ratio.numpy(), "tokens": result.cache.tokens[first:], "post": post}
+
+
+def pca_figure(view: dict[str, Any], dims: str = PCA_2D):
+    draw = viz.pca_trajectory_2d if dims == PCA_2D else viz.pca_trajectory_3d
+    k = 2 if dims == PCA_2D else 3
+    return draw(view["coords"][..., :k], view["tokens"], view["ratio"][:k], highlight_positions=view["post"])
 
 
 def importance_html(result: Analysis) -> str:
@@ -118,11 +129,16 @@ class Shown:
     deltas: torch.Tensor | None  # [L, H] along the direction the run saw, or None
     attention: dict[int, torch.Tensor]  # layer -> [H, S, S] float16
     tokens: list[str]
+    pca: dict[str, Any]  # pca_view: [L+1, S, 3] coordinates and their variance ratios (small)
 
     @classmethod
     def of(cls, result: Analysis, deltas: torch.Tensor | None) -> "Shown":
         return cls(
-            result.head_norms, deltas, {l: a.half() for l, a in result.cache.attention.items()}, result.cache.tokens
+            result.head_norms,
+            deltas,
+            {l: a.half() for l, a in result.cache.attention.items()},
+            result.cache.tokens,
+            pca_view(result),
         )
 
 
@@ -225,7 +241,8 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             importance = gr.HTML()
             gr.Markdown(GUIDE["importance"])
         with gr.Tab("PCA"):
-            pca = gr.Plot(label="Residual trajectory (3D PCA)")
+            pca_dims = gr.Radio([PCA_2D, PCA_3D], value=PCA_2D, label="Projection", elem_id="explorer-pca-dims")
+            pca = gr.Plot(label="Residual trajectory (PCA)")
             gr.Markdown(GUIDE["pca"])
         with gr.Tab("JSON"):
             gr.Markdown("What `python -m neuroscope analyze --json` prints for this prompt.")
@@ -276,12 +293,13 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             attention_figure(shown, l, h),
             lens_figure(result),
             importance_html(result),
-            pca_figure(result),
+            pca_figure(shown.pca),
             result.to_json(),
             gr.update(value=l),
             gr.update(value=h),
             gr.update(choices=top_head_choices(result), value=None),
             shown,
+            gr.update(value=PCA_2D),  # the figure above is the 2-D one
         )
 
     @user_errors
@@ -297,7 +315,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         l, h = parse_head_label(choice)
         return gr.update(value=l), gr.update(value=h)
 
-    outputs = [answer, verdict, heads, attention, lens, importance, pca, summary, layer, head, top, state]
+    outputs = [answer, verdict, heads, attention, lens, importance, pca, summary, layer, head, top, state, pca_dims]
     run.click(on_run, [prompt, n_new, colour, chat], outputs, api_name="analyze", concurrency_id="model")
     prompt.submit(on_run, [prompt, n_new, colour, chat], outputs, api_name=False, concurrency_id="model")
     select_event = dict(fn=on_select, inputs=[layer, head, colour, state], outputs=[heads, attention])
@@ -310,4 +328,10 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         api_name=False,
     )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)
+    pca_dims.change(
+        lambda d, shown: gr.update() if shown is None else pca_figure(shown.pca, d),
+        [pca_dims, state],
+        [pca],
+        api_name=False,
+    )
     return ExplorerTab(first_run=dict(fn=on_run, inputs=[prompt, n_new, colour, chat], outputs=outputs))

@@ -9,7 +9,7 @@ from neuroscope.viz.importance import token_importance_bar, token_importance_htm
 from neuroscope.viz.lens import logit_lens_heatmap
 from neuroscope.viz.report import figure_to_html, figures_to_html
 from neuroscope.viz.tokens import format_token, token_labels
-from neuroscope.viz.trajectory import pca_trajectory_3d
+from neuroscope.viz.trajectory import pca_trajectory_2d, pca_trajectory_3d
 
 __all__ = [
     "attention_heatmap",
@@ -23,6 +23,7 @@ __all__ = [
     "head_maps",
     "logit_lens_heatmap",
     "loss_by_position",
+    "pca_trajectory_2d",
     "pca_trajectory_3d",
     "projection_per_layer",
     "rates_with_intervals",

@@ -44,7 +44,7 @@ def pca_trajectory_3d(
         if highlight_positions is None
         else {check_index(p, "highlight_positions", len(labels)) for p in highlight_positions}
     )
-    layer_text = [f"L{i}" for i in range(xyz.shape[0])]
+    layer_text = boundary_labels(xyz.shape[0])
     fig = go.Figure()
     for pos, label in enumerate(labels):
         bold = highlight is None or pos in highlight
@@ -56,20 +56,98 @@ def pca_trajectory_3d(
                 z=xyz[:, pos, 2],
                 mode="lines+markers+text" if show_text else "lines+markers",
                 name=label,
-                text=layer_text,
+                text=[""] * (len(layer_text) - 1) + [label] if show_text else None,  # one label, at the end
+                customdata=layer_text,
                 textposition="top center",
                 opacity=1.0 if bold else 0.25,
                 line=dict(color=theme.palette(pos), width=6 if show_text else 3),
                 marker=dict(size=4 if bold else 2, color=theme.palette(pos)),
                 hovertemplate=(
-                    f"{label}<br>layer boundary %{{text}}<br>"
+                    f"{label}<br>layer boundary %{{customdata}}<br>"
                     "PC1 %{x:.3f}, PC2 %{y:.3f}, PC3 %{z:.3f}<extra></extra>"
                 ),
             )
         )
-    axis = [f"PC{i + 1} ({100 * v:.1f}% of variance, resid units)" for i, v in enumerate(ev)]
+    axis = [f"PC{i + 1} ({100 * v:.0f}%)" for i, v in enumerate(ev)]
     fig.update_layout(
         scene=dict(xaxis_title=axis[0], yaxis_title=axis[1], zaxis_title=axis[2]),
         legend_title_text="Token position",
     )
-    return theme.styled(fig, title, height=620)
+    return theme.styled(fig, title + dominance_note(ev), height=620)
+
+
+DOMINANT = 0.8  # PC1 share above which the figure says one direction carries the variance
+
+
+def boundary_labels(n_boundaries: int) -> list[str]:
+    """Layer boundaries as every view numbers them: L0 = the input of block 0 ... and the last block's output."""
+    return [f"L{i}" for i in range(n_boundaries - 1)] + ["final"]
+
+
+def dominance_note(explained_variance: Any) -> str:
+    """A title suffix when PC1 carries most of the variance (the other axes then show little)."""
+    share = float(as_array(explained_variance, "explained_variance", (None,))[0])
+    if share < DOMINANT:
+        return ""
+    return (
+        f"<br><sup>PC1 carries {100 * share:.0f}% of the variance: the tokens differ mostly along one direction</sup>"
+    )
+
+
+def pca_trajectory_2d(
+    coords: Any,
+    tokens: Sequence[str],
+    explained_variance: Any,
+    highlight_positions: Iterable[int] | None = None,
+    title: str = "Residual stream trajectory (PCA)",
+) -> go.Figure:
+    """The 2-D version of :func:`pca_trajectory_3d`: one line per token position through the layer
+    boundaries on PC1 x PC2; highlighted positions are bold and their boundaries labelled.
+
+    Raises:
+        ValueError: on mismatched shapes, variance fractions outside [0, 1], or bad positions.
+    """
+    labels = token_labels(tokens)
+    xy = as_array(coords, "coords", (None, len(labels), 2))
+    ev = as_array(explained_variance, "explained_variance", (2,))
+    check_range(ev, "explained_variance", 0.0, 1.0)
+    if ev.sum() > 1.0 + 1e-6:
+        raise ValueError(f"explained_variance: fractions sum to {ev.sum():.3f} > 1")
+    highlight = (
+        None
+        if highlight_positions is None
+        else {check_index(p, "highlight_positions", len(labels)) for p in highlight_positions}
+    )
+    layer_text = boundary_labels(xy.shape[0])
+    fig = go.Figure()
+    for pos, label in enumerate(labels):
+        bold = highlight is None or pos in highlight
+        show_text = highlight is not None and pos in highlight
+        fig.add_trace(
+            go.Scatter(
+                x=xy[:, pos, 0],
+                y=xy[:, pos, 1],
+                mode="lines+markers",
+                name=label,
+                text=layer_text,
+                opacity=1.0 if bold else 0.3,
+                line=dict(color=theme.palette(pos), width=3 if show_text else 1.5),
+                marker=dict(size=6 if bold else 4, color=theme.palette(pos)),
+                hovertemplate=f"{label}<br>%{{text}}<br>PC1 %{{x:.3f}}, PC2 %{{y:.3f}}<extra></extra>",
+            )
+        )
+        if show_text:  # label only where the line ends (the final residual), not every boundary: no pile-up
+            fig.add_annotation(
+                x=float(xy[-1, pos, 0]),
+                y=float(xy[-1, pos, 1]),
+                text=f"{label} (final)",
+                showarrow=True,
+                arrowhead=0,
+                ax=20,
+                ay=-20,
+                font=dict(size=11),
+            )
+    fig.update_xaxes(title_text=f"PC1 ({100 * ev[0]:.0f}% of variance)")
+    fig.update_yaxes(title_text=f"PC2 ({100 * ev[1]:.0f}% of variance)")
+    fig.update_layout(legend_title_text="Token position")
+    return theme.styled(fig, title + dominance_note(ev), height=560)

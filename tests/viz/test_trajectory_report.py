@@ -13,13 +13,42 @@ def test_pca_trajectory_lines_and_axis_titles():
     for pos, trace in enumerate(fig.data):
         np.testing.assert_array_equal(trace.x, coords[:, pos, 0])
         np.testing.assert_array_equal(trace.z, coords[:, pos, 2])
-        assert list(trace.text) == ["L0", "L1", "L2", "L3", "L4"]
+        assert list(trace.customdata) == ["L0", "L1", "L2", "L3", "final"]  # L0 = input of block 0
     assert fig.data[2].name == "2: ▁to" and "text" in fig.data[2].mode
+    assert list(fig.data[2].text) == ["", "", "", "", "2: ▁to"]  # one label per line: no pile-up
     assert "text" not in fig.data[0].mode and fig.data[0].opacity < 1
     scene = fig.layout.scene
-    assert "42.1%" in scene.xaxis.title.text and "20.0%" in scene.yaxis.title.text
-    assert "5.0%" in scene.zaxis.title.text
+    assert "42%" in scene.xaxis.title.text and "20%" in scene.yaxis.title.text
+    assert "5%" in scene.zaxis.title.text
+    assert "carries" not in fig.layout.title.text
     fig.to_json()
+
+
+def test_pca_2d_draws_pc1_and_pc2_and_says_when_one_component_dominates():
+    from neuroscope.viz import pca_trajectory_2d
+
+    coords = np.random.default_rng(1).normal(size=(5, 3, 2))
+    fig = pca_trajectory_2d(coords, TOKENS, [0.93, 0.04], highlight_positions=[2])
+    for pos, trace in enumerate(fig.data):
+        np.testing.assert_array_equal(trace.x, coords[:, pos, 0])
+        np.testing.assert_array_equal(trace.y, coords[:, pos, 1])
+    assert "93%" in fig.layout.xaxis.title.text and "4%" in fig.layout.yaxis.title.text
+    assert "PC1 carries 93%" in fig.layout.title.text
+    assert [a.text for a in fig.layout.annotations if "final" in a.text] == ["2: ▁to (final)"]
+
+
+def test_the_pca_is_fitted_without_the_first_token(tiny_lm):
+    """Independent: numpy's SVD of the centred trajectory without position 0 gives the same variance shares."""
+    from neuroscope.config import Settings
+    from neuroscope.explorer import analyze, trajectory_pca
+
+    result = analyze(tiny_lm, "Hello there friend", Settings(max_new_tokens=2))
+    coords, ratio, first = trajectory_pca(result.cache)
+    resid = result.cache.trajectory()
+    assert first == 1 and coords.shape[:2] == (resid.shape[0], resid.shape[1] - 1)
+    points = resid[:, 1:].reshape(-1, resid.shape[-1]).double().numpy()
+    s = np.linalg.svd(points - points.mean(0), compute_uv=False) ** 2
+    np.testing.assert_allclose(ratio.numpy(), (s / s.sum())[:3], rtol=1e-4)
 
 
 @pytest.mark.parametrize(
