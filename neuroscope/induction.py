@@ -24,6 +24,7 @@ from neuroscope.model.interventions import HeadAblation
 from neuroscope.analysis.heads import head_label
 
 MAX_SEQS, MAX_HALF = 64, 256
+INDUCTION_FOUND = 0.3  # a head scoring below this on every sequence is not called an induction head
 
 
 class InductionError(UserError):
@@ -98,9 +99,21 @@ class InductionResult:
             f"On {self.n_seqs} random sequences of {self.half} tokens repeated once, the loss falls from "
             f"{self.first_half.mean:.2f} nats on the first copy to {self.second_half.mean:.2f} on the repeat "
             f"(drop {self.loss_drop.mean:.2f} [{self.loss_drop.lo:.2f}, {self.loss_drop.hi:.2f}]). "
-            f"Top induction head: L{self.top[0][0]}H{self.top[0][1]} "
-            f"(score {float(self.induction[self.top[0]]):.2f}; 1 = all attention on the token after the earlier "
-            f"occurrence). Mean-ablating the top {len(self.top)} raises the repeat's loss by {a.mean:+.2f} "
+        )
+        best = float(self.induction[self.top[0]])
+        if best < INDUCTION_FOUND:
+            text += (
+                f"**No induction heads found**: the best head, {head_label(*self.top[0])}, scores {best:.2f} "
+                f"(below {INDUCTION_FOUND}; 1 = all attention on the token after the earlier occurrence). "
+            )
+        else:
+            text += (
+                f"Top induction head: {head_label(*self.top[0])} (score {best:.2f}; 1 = all attention on the token "
+                "after the earlier occurrence). "
+            )
+        verb = "raises" if a.lo > 0 else "lowers" if a.hi < 0 else "changes"
+        text += (
+            f"Mean-ablating the top {len(self.top)} {verb} the repeat's loss by {a.mean:+.2f} "
             f"[{a.lo:+.2f}, {a.hi:+.2f}] nats"
         )
         if r is not None:

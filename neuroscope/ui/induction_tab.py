@@ -10,7 +10,7 @@ from neuroscope.config import SEED_MAX
 from neuroscope import viz
 from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
-from neuroscope.analysis.heads import head_label
+from neuroscope.analysis.heads import head_label, parse_head_label
 
 GUIDE = (
     "A batch of random token sequences, each repeated once. An **induction head** (Olsson et al. 2022) attends "
@@ -101,6 +101,7 @@ def build_induction_tab(ctx: AppContext) -> None:
             "induction score",
             selected=(l, h),
             outlined=result.top,
+            zrange=(0.0, 1.0),  # a score in 0..1: a model without induction heads looks dark, not bright
         )
         return (
             result.summary(),
@@ -117,7 +118,7 @@ def build_induction_tab(ctx: AppContext) -> None:
     def on_pick(choice, result):
         if result is None or not choice:
             return gr.update()
-        l, h = choice[1:].split("H")
+        l, h = parse_head_label(choice)
         return stripe_figure(result, lm.check_layer(int(l)), lm.check_head(int(h)))
 
     run.click(

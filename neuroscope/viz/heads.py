@@ -18,6 +18,7 @@ def head_grid(
     selected: tuple[int, int] | None = None,
     signed: bool = False,
     outlined: Sequence[tuple[int, int]] = (),
+    zrange: tuple[float, float] | None = None,
 ) -> go.Figure:
     """Heatmap of one number per attention head, layer on y and head on x.
 
@@ -30,6 +31,8 @@ def head_grid(
         signed: diverging scale centred at 0 (e.g. projection on the refusal direction);
             otherwise a sequential scale for magnitudes.
         outlined: further (layer, head) cells to outline (e.g. heads ticked for ablation).
+        zrange: a fixed colour range (e.g. (0, 1) for a score that lives there), so that a grid of
+            small values does not auto-range into looking bright; None auto-ranges.
 
     Raises:
         ValueError: if `values` is not 2-D or `selected` lies outside the grid.
@@ -41,7 +44,9 @@ def head_grid(
         x=np.arange(n_heads),
         y=np.arange(n_layers),
         colorscale=theme.DIVERGING if signed else theme.SEQUENTIAL,
-        zmid=0.0 if signed else None,
+        zmid=0.0 if signed and zrange is None else None,
+        zmin=None if zrange is None else zrange[0],
+        zmax=None if zrange is None else zrange[1],
         colorbar=dict(title=dict(text=value_label, side="right")),
         hovertemplate=f"layer %{{y}}, head %{{x}}<br>{value_label}: %{{z:.4g}}<extra></extra>",
     )

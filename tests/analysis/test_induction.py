@@ -64,6 +64,13 @@ def test_random_model_has_no_induction(tiny_lm):
     assert float(result.induction.max()) < 0.3
     assert abs(result.loss_drop.mean) < 0.5
     assert result.table()[0]["induction"] == pytest.approx(float(result.induction.max()), abs=1e-4)
+    # and it says so instead of naming a "top induction head"; its grid keeps the 0..1 scale
+    assert "No induction heads found" in result.summary() and "Top induction head" not in result.summary()
+    from neuroscope.viz import head_grid
+
+    fig = head_grid(result.induction.numpy(), "induction", "score", zrange=(0.0, 1.0))
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 1.0)
+    assert head_grid(result.induction.numpy(), "induction", "score").data[0].zmax is None
 
 
 def test_probe_avoids_special_tokens_and_starts_with_bos(tiny_lm):

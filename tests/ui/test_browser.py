@@ -226,6 +226,6 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     _set_slider(page, "Sequences", 4)
     _set_slider(page, "Repeated length (tokens)", 24)
     page.locator("#induction-run").click()
-    sync_api.expect(page.locator("#induction-summary")).to_contain_text("Top induction head", timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#induction-summary")).to_contain_text("induction head", timeout=TIMEOUT_MS)
     sync_api.expect(page.get_by_text("Repeated half's loss increase").first).to_be_visible()
     page.screenshot(path=str(shots / "7-induction-heads.png"), full_page=True)
