@@ -84,7 +84,12 @@ def lens_figure(result: Analysis):
     topk_tokens = [cache.lens_tokens[l][-n:] for l in range(cache.n_layers)]
     probs = cache.lens_probs[:, -n:]
     return viz.logit_lens_heatmap(
-        top_tokens, probs[..., 0].numpy(), tokens, topk_tokens=topk_tokens, topk_probs=probs.numpy()
+        top_tokens,
+        probs[..., 0].numpy(),
+        tokens,
+        topk_tokens=topk_tokens,
+        topk_probs=probs.numpy(),
+        first_position=cache.n_tokens - n,  # numbered as in the token strip and the attention map
     )
 
 
@@ -96,13 +101,25 @@ def pca_view(result: Analysis) -> dict[str, Any]:
     coords, ratio, first = trajectory_pca(result.cache)
     S = result.cache.n_tokens
     post = [p - first for p in range(S - result.cache.n_post_instruction, S) if p >= first]
-    return {"coords": coords.numpy(), "ratio": ratio.numpy(), "tokens": result.cache.tokens[first:], "post": post}
+    return {
+        "coords": coords.numpy(),
+        "ratio": ratio.numpy(),
+        "tokens": result.cache.tokens[first:],
+        "first": first,
+        "post": post,
+    }
 
 
 def pca_figure(view: dict[str, Any], dims: str = PCA_2D):
     draw = viz.pca_trajectory_2d if dims == PCA_2D else viz.pca_trajectory_3d
     k = 2 if dims == PCA_2D else 3
-    return draw(view["coords"][..., :k], view["tokens"], view["ratio"][:k], highlight_positions=view["post"])
+    return draw(
+        view["coords"][..., :k],
+        view["tokens"],
+        view["ratio"][:k],
+        highlight_positions=view["post"],
+        first_position=view["first"],
+    )
 
 
 def importance_html(result: Analysis) -> str:

@@ -38,6 +38,7 @@ def logit_lens_heatmap(
     topk_probs: Any | None = None,
     layer_labels: Sequence[str] | None = None,
     title: str = "Logit lens — top-1 next-token prediction per layer",
+    first_position: int = 0,
 ) -> go.Figure:
     """Layers × positions grid coloured by top-1 probability, the top token written in each cell.
 
@@ -49,11 +50,12 @@ def logit_lens_heatmap(
         topk_probs: optional [n_layers, seq, k] their probabilities; needed with `topk_tokens`.
         layer_labels: optional [n_layers] y labels (e.g. "emb", "0", ...); default 0..n-1.
         title: figure title.
+        first_position: the prompt position of ``tokens[0]`` (the lens shows the last positions).
 
     Raises:
         ValueError: on mismatched shapes or probabilities outside [0, 1].
     """
-    xlabels = token_labels(tokens)
+    xlabels = token_labels(tokens, first_position=first_position)
     probs = as_array(top_probs, "top_probs", (None, len(xlabels)))
     check_range(probs, "top_probs", 0.0, 1.0)
     n_layers, seq = probs.shape
@@ -96,7 +98,7 @@ def logit_lens_heatmap(
             hovertemplate=("layer %{y}, position %{x}<br>top-1: %{text}  p = %{z:.4f}%{customdata}<extra></extra>"),
         )
     )
-    fig.update_xaxes(title_text="Input position (position: token)", type="category", tickangle=-45)
-    fig.update_yaxes(title_text="Layer (residual stream read through the unembedding)", type="category")
+    fig.update_xaxes(title_text="Input position (position: token)", type="category", tickangle=-45, automargin=True)
+    fig.update_yaxes(title_text="Layer (input of block)", type="category", automargin=True)
     height = max(380, 24 * n_layers + 200)
     return theme.styled(fig, title, height=height)

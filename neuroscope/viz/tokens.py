@@ -29,11 +29,12 @@ def plotly_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def token_labels(tokens: Sequence[str], max_len: int = 16) -> list[str]:
+def token_labels(tokens: Sequence[str], max_len: int = 16, first_position: int = 0) -> list[str]:
     """Unique axis labels `"i: token"` in order, escaped for plotly.
 
     The position prefix keeps repeated tokens apart; a plotly category axis would otherwise
-    merge them into one row.
+    merge them into one row. ``first_position``: the prompt position of ``tokens[0]`` when they are
+    a window of the prompt (positions are numbered as in the token strip, in every view).
     """
     toks = check_labels(tokens, "tokens")
-    return [plotly_text(f"{i}: {format_token(t, max_len)}") for i, t in enumerate(toks)]
+    return [plotly_text(f"{first_position + i}: {format_token(t, max_len)}") for i, t in enumerate(toks)]

@@ -18,6 +18,7 @@ def pca_trajectory_3d(
     explained_variance: Any,
     highlight_positions: Iterable[int] | None = None,
     title: str = "Residual stream trajectory (PCA)",
+    first_position: int = 0,
 ) -> go.Figure:
     """One 3-D line per token position, one marker per layer boundary.
 
@@ -33,7 +34,7 @@ def pca_trajectory_3d(
     Raises:
         ValueError: on mismatched shapes, variance fractions outside [0, 1], or bad positions.
     """
-    labels = token_labels(tokens)
+    labels = token_labels(tokens, first_position=first_position)  # numbered as in the token strip
     xyz = as_array(coords, "coords", (None, len(labels), 3))
     ev = as_array(explained_variance, "explained_variance", (3,))
     check_range(ev, "explained_variance", 0.0, 1.0)
@@ -100,6 +101,7 @@ def pca_trajectory_2d(
     explained_variance: Any,
     highlight_positions: Iterable[int] | None = None,
     title: str = "Residual stream trajectory (PCA)",
+    first_position: int = 0,
 ) -> go.Figure:
     """The 2-D version of :func:`pca_trajectory_3d`: one line per token position through the layer
     boundaries on PC1 x PC2; highlighted positions are bold and their boundaries labelled.
@@ -107,7 +109,7 @@ def pca_trajectory_2d(
     Raises:
         ValueError: on mismatched shapes, variance fractions outside [0, 1], or bad positions.
     """
-    labels = token_labels(tokens)
+    labels = token_labels(tokens, first_position=first_position)  # numbered as in the token strip
     xy = as_array(coords, "coords", (None, len(labels), 2))
     ev = as_array(explained_variance, "explained_variance", (2,))
     check_range(ev, "explained_variance", 0.0, 1.0)
