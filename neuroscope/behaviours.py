@@ -9,7 +9,6 @@ ablate, add, evaluate) takes any of them.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,6 +16,7 @@ from typing import Callable
 
 from neuroscope.config import REPO_ROOT
 from neuroscope.errors import UserError
+from neuroscope import jsonio
 
 BEHAVIOURS_DIR = REPO_ROOT / "data" / "behaviours"
 REFUSAL = "refusal"
@@ -133,7 +133,7 @@ FIRST_TOKENS: dict[str, tuple[str, ...]] = {"french": FRENCH_FIRST}
 def _from_file(name: str) -> Behaviour:
     path = BEHAVIOURS_DIR / f"{name}.json"
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = jsonio.loads(path.read_text(encoding="utf-8"))
         questions = record["questions"]
         pairs = tuple((q + record["positive_suffix"], q + record["negative_suffix"]) for q in questions)
         return Behaviour(

@@ -29,6 +29,7 @@ from typing import Any
 
 from neuroscope.config import environment
 from neuroscope.errors import UserError
+from neuroscope import jsonio
 
 ENV_DATA_DIR = "NEUROSCOPE_DATA_DIR"
 CURATED_PAIRS_PATH = Path(__file__).resolve().parent.parent / "data" / "contrastive_pairs.jsonl"
@@ -494,7 +495,7 @@ def _record_from_item(path: Path, where: str, item: Any) -> _Record:
 
 def _json_records(path: Path, text: str) -> list[_Record]:
     try:
-        data = json.loads(text)
+        data = jsonio.loads(text)
     except json.JSONDecodeError as exc:
         raise PromptFileError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
     if not isinstance(data, list):
@@ -508,7 +509,7 @@ def _jsonl_records(path: Path, text: str) -> list[_Record]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
+            item = jsonio.loads(line)
         except json.JSONDecodeError as exc:
             raise PromptFileError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
         records.append(_record_from_item(path, f"line {lineno}", item))
@@ -703,7 +704,7 @@ def load_curated_pairs(path: str | Path | None = None) -> list[tuple[Prompt, Pro
 
 def _pair_from_line(path: Path, lineno: int, line: str) -> tuple[Prompt, Prompt]:
     try:
-        item = json.loads(line)
+        item = jsonio.loads(line)
     except json.JSONDecodeError as exc:
         raise PromptFileError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
     if not isinstance(item, dict) or not {"harmful", "harmless"} <= item.keys():

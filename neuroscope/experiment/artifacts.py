@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from neuroscope.errors import UserError
+from neuroscope import jsonio
 
 TMP_PREFIX = ".tmp-"
 DIRECTION_FORMAT = "neuroscope-direction/1"
@@ -31,10 +32,19 @@ class ArtifactError(UserError):
     """An artifact is missing, malformed or from another format; the message is for the user."""
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: os.umask is process-wide, and reading it means setting it for a moment, which
+# would race with the app's other threads creating files.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 @contextmanager
@@ -45,9 +55,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are ordinary files
     try:
         yield tmp_path
+        # mkstemp makes 0600, and a writer may re-create the file: set ordinary permissions on what was written
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -114,12 +125,12 @@ def write_text(path: str | Path, text: str) -> None:
 
 def read_json_text(text: str) -> Any:
     """Parses JSON text (used to give freshly computed records the same plain form as loaded ones)."""
-    return json.loads(text)
+    return jsonio.loads(text)
 
 
 def read_json(path: str | Path) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return jsonio.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{path}: cannot read JSON artifact ({err})") from None
 
@@ -145,7 +156,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if meta.get("format") != DIRECTION_FORMAT:
         raise ArtifactError(f"{path}: not a NeuroScope artifact (missing format tag)")
     try:
-        record = json.loads(meta.get("json", "{}"))
+        record = jsonio.loads(meta.get("json", "{}"))
     except json.JSONDecodeError:
         raise ArtifactError(f"{path}: its metadata is not valid JSON") from None
     if not isinstance(record, dict):

@@ -104,3 +104,17 @@ def test_random_direction_matches_norm_and_is_seeded():
     a, b = random_direction(like, 0), random_direction(like, 0)
     assert torch.equal(a, b) and float(a.norm()) == pytest.approx(float(like.norm()), rel=1e-5)
     assert abs(float(torch.nn.functional.cosine_similarity(a, like, dim=0))) < 0.9
+
+
+def test_safetensors_and_json_artifacts_get_the_same_ordinary_permissions(tmp_path):
+    import os
+
+    import torch
+
+    from neuroscope.experiment import artifacts
+
+    artifacts.save_direction(tmp_path / "d.safetensors", torch.ones(4), {"layer": 1})
+    artifacts.write_json(tmp_path / "m.json", {"a": 1})
+    modes = {p.name: os.stat(p).st_mode & 0o777 for p in tmp_path.iterdir()}
+    expected = 0o666 & ~artifacts._umask()
+    assert modes == {"d.safetensors": expected, "m.json": expected}  # mkstemp's 0600 never survives
