@@ -7,10 +7,11 @@ import json
 import sys
 
 from neuroscope.config import DEFAULT_MODEL, SEED_MAX, Settings, SettingsError
+from neuroscope.errors import OneLineParser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m neuroscope analyze",
         description="Run one prompt through a model and report its answer, refusal verdict, top heads and logit lens.",
     )
@@ -144,7 +145,7 @@ def analyze_main(argv: list[str]) -> int:
 
 def induction_main(argv: list[str]) -> int:
     """``python -m neuroscope induction``: the induction-head table and its ablation test."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m neuroscope induction",
         description="Find induction heads on repeated "
         "random tokens and test the top ones by mean ablation against random heads.",
@@ -193,7 +194,7 @@ def behaviour_main(argv: list[str]) -> int:
     """``python -m neuroscope behaviour``: a behaviour's direction, necessity and sufficiency vs random directions."""
     from neuroscope.behaviours import behaviour_names
 
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m neuroscope behaviour",
         description="Find a behaviour's direction on "
         "its training pairs, then ablate it (necessity) and add it (sufficiency) on held-out "

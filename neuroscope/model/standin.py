@@ -29,6 +29,7 @@ import torch
 
 from neuroscope.config import environment
 from neuroscope.errors import UserError
+from neuroscope.errors import OneLineParser
 
 # Llama-3.2-3B-Instruct's config.json (public values).
 LLAMA_3_2_3B_INSTRUCT: dict[str, Any] = {
@@ -205,10 +206,9 @@ def build_standin(
 
 def main(argv: list[str]) -> int:
     """``python -m neuroscope standin --out DIR [--layers N]``; returns the exit code."""
-    import argparse
     import sys
 
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m neuroscope standin",
         description="Write a random-weight stand-in "
         "for meta-llama/Llama-3.2-3B-Instruct (real config, tokenizer and chat template).",

@@ -17,6 +17,7 @@ from neuroscope.ui.experiment_tab import build_experiment_tab
 from neuroscope.ui.explorer import build_explorer_tab
 from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
+from neuroscope.errors import OneLineParser
 
 TITLE = "NeuroScope — refusal, under the microscope"
 THEME = gr.themes.Soft(
@@ -117,7 +118,7 @@ def launch_options(ctx: AppContext) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Start the NeuroScope app.")
+    p = OneLineParser(description="Start the NeuroScope app.")
     p.add_argument("--model", default=None, help="hub id, local directory or 'demo' (env NEUROSCOPE_MODEL)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--share", action="store_true", help="create a public share link (gradio.live)")

@@ -298,3 +298,33 @@ def test_one_seed_range_in_the_app_and_the_cli():
     assert research.as_seed(SEED_MAX) == SEED_MAX == _seed(str(SEED_MAX))
     with pytest.raises(research.ResearchError, match=str(SEED_MAX)):
         research.as_seed(SEED_MAX + 1)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "--max-new-tokens", "x"],
+        ["analyze", "--no-such-flag"],
+        ["induction", "--k", "many"],
+        ["behaviour", "--random", "1.5"],
+    ],
+    ids=["bad int", "unknown flag", "induction", "behaviour"],
+)
+def test_argument_errors_are_one_line_and_exit_2(argv):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "neuroscope", *argv], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "usage:" not in out.stderr, out.stderr
+
+
+def test_the_app_launcher_reports_argument_errors_in_one_line(capsys):
+    from neuroscope.ui.app import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--no-such-flag"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unrecognized arguments" in err[0]
