@@ -30,6 +30,7 @@ from typing import Any
 from neuroscope.config import environment
 from neuroscope.errors import UserError
 from neuroscope import jsonio
+from neuroscope.text import text_problem
 
 ENV_DATA_DIR = "NEUROSCOPE_DATA_DIR"
 CURATED_PAIRS_PATH = Path(__file__).resolve().parent.parent / "data" / "contrastive_pairs.jsonl"
@@ -474,6 +475,9 @@ def _check_instruction(path: Path, where: str, value: Any) -> str:
             f"{path}: {where}: the instruction is {len(value):,} characters long; the limit is "
             f"{MAX_FILE_PROMPT_CHARS:,}"
         )
+    problem = text_problem(value.strip())  # the same rule as for a typed prompt
+    if problem is not None:
+        raise PromptFileError(f"{path}: {where}: the instruction {problem}")
     return value.strip()
 
 

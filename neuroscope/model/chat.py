@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from neuroscope.errors import UserError
+from neuroscope.text import text_problem
 
 # Llama-3-style template (the bundled demo model and the tiny test models use it; hub models bring
 # their own). The BOS comes from the template text, so tokenising must not add a second one.
@@ -29,7 +28,6 @@ LLAMA3_SPECIAL_TOKENS = (
 # computed from them, the same from one day to the next. Templates that do not use it ignore it.
 CHAT_TEMPLATE_KWARGS: dict[str, str] = {"date_string": "26 Jul 2024"}
 
-_ALLOWED_CONTROL = {"\n", "\t", "\r"}
 # No token of a real vocabulary is longer than this many characters on average over a prompt, so a
 # prompt longer than ``max_tokens * CHARS_PER_TOKEN`` is refused before it is tokenised at all.
 CHARS_PER_TOKEN = 16
@@ -62,10 +60,10 @@ def clean_instruction(text: object, max_tokens: int | None = None) -> str:
     stripped = text.strip()
     if not stripped:
         raise PromptError("the prompt is empty: type an instruction first")
-    bad = sorted({c for c in stripped if unicodedata.category(c) in ("Cc", "Cs") and c not in _ALLOWED_CONTROL})
-    if bad:
-        shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
-        raise PromptError(f"the prompt contains control characters ({shown}); remove them and try again")
+    problem = text_problem(stripped)
+    if problem is not None:
+        advice = "; remove them and try again" if problem.startswith("contains") else ": type an instruction"
+        raise PromptError(f"the prompt {problem}{advice}")
     return stripped
 
 

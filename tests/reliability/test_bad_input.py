@@ -328,3 +328,26 @@ def test_the_app_launcher_reports_argument_errors_in_one_line(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unrecognized arguments" in err[0]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("bake\x00bread", "control characters"),
+        ("bake\x07bread", "control characters"),
+        ("bake \u202eread\u202c bread", "bidirectional override"),
+        ("\u200b\u200c\u200d\u2060", "no visible characters"),
+    ],
+    ids=["NUL", "BEL", "RTL override", "zero-width only"],
+)
+def test_typed_and_file_prompts_follow_one_rule(tmp_path, text, message):
+    from neuroscope.model.chat import PromptError, clean_instruction
+    from neuroscope.prompts import PromptFileError, load_prompt_file
+
+    with pytest.raises(PromptError, match=message):
+        clean_instruction(text)
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps([text]))
+    with pytest.raises(PromptFileError, match=message):
+        load_prompt_file(path, harmful=True)
+    assert clean_instruction("How do I bake bread?\n\tThanks") == "How do I bake bread?\n\tThanks"
