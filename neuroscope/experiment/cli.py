@@ -342,7 +342,7 @@ def evaluate_main(argv: list[str]) -> int:
                 f"{args.direction} holds a [{direction.shape[0]}] direction; {lm.name} needs [{lm.d_model}]"
             )
         layer = args.layer if args.layer is not None else meta.get("layer")
-        if not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
+        if type(layer) is not int or not 0 <= layer < lm.n_layers:  # not a bool: `layer: true` is no layer
             raise ExperimentError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer!r}")
         target = meta.get("mean_target")
         valid = (

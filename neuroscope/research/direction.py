@@ -278,9 +278,9 @@ def direction_from_file(
         raise ResearchError(f"the file holds a direction of size {direction.shape[0]}, this model needs {lm.d_model}")
     layer = meta.get("layer", lm.n_layers // 2)
     position = meta.get("position", -1)
-    if not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
+    if type(layer) is not int or not 0 <= layer < lm.n_layers:  # a bool is no layer
         layer = lm.n_layers // 2
-    if not isinstance(position, int) or not -lm.n_post_instruction <= position < 0:
+    if type(position) is not int or not -lm.n_post_instruction <= position < 0:
         position = -1
     P = lm.n_post_instruction
     tick = _tick(progress, 0.0, 0.4)
