@@ -12,6 +12,70 @@ from neuroscope.viz._checks import as_array, check_index, check_range
 from neuroscope.viz.tokens import token_labels
 
 
+def _checked(coords, tokens, explained_variance, highlight_positions, first_position: int, k: int):
+    """Validated inputs of the trajectory figures: (labels, coords [n, seq, k], variance [k], highlighted set)."""
+    labels = token_labels(tokens, first_position=first_position)  # numbered as in the token strip
+    xyz = as_array(coords, "coords", (None, len(labels), k))
+    ev = as_array(explained_variance, "explained_variance", (k,))
+    check_range(ev, "explained_variance", 0.0, 1.0)
+    if ev.sum() > 1.0 + 1e-6:
+        raise ValueError(f"explained_variance: fractions sum to {ev.sum():.3f} > 1")
+    highlight = (
+        None
+        if highlight_positions is None
+        else {check_index(p, "highlight_positions", len(labels)) for p in highlight_positions}
+    )
+    return labels, xyz, ev, highlight
+
+
+def _lines(coords, tokens, explained_variance, highlight_positions, first_position: int, k: int):
+    """One line per token position through the layer boundaries, in 2-D or 3-D: ``(figure, variance [k])``.
+
+    Highlighted positions are bold and named once, where their line ends; the rest are faded.
+    """
+    labels, pts, ev, highlight = _checked(coords, tokens, explained_variance, highlight_positions, first_position, k)
+    layer_text = boundary_labels(pts.shape[0])
+    fig = go.Figure()
+    for pos, label in enumerate(labels):
+        bold = highlight is None or pos in highlight
+        named = highlight is not None and pos in highlight
+        style = dict(
+            name=label,
+            customdata=layer_text,
+            opacity=1.0 if bold else (0.25 if k == 3 else 0.3),
+            line=dict(color=theme.palette(pos), width=(6 if named else 3) if k == 3 else (3 if named else 1.5)),
+            marker=dict(size=(4 if bold else 2) if k == 3 else (6 if bold else 4), color=theme.palette(pos)),
+        )
+        if k == 3:
+            fig.add_trace(
+                go.Scatter3d(
+                    x=pts[:, pos, 0],
+                    y=pts[:, pos, 1],
+                    z=pts[:, pos, 2],
+                    mode="lines+markers+text" if named else "lines+markers",
+                    text=[""] * (len(layer_text) - 1) + [label] if named else None,  # one label, at the end
+                    textposition="top center",
+                    hovertemplate=f"{label}<br>layer boundary %{{customdata}}<br>"
+                    "PC1 %{x:.3f}, PC2 %{y:.3f}, PC3 %{z:.3f}<extra></extra>",
+                    **style,
+                )
+            )
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=pts[:, pos, 0],
+                y=pts[:, pos, 1],
+                mode="lines+markers",
+                hovertemplate=f"{label}<br>%{{customdata}}<br>PC1 %{{x:.3f}}, PC2 %{{y:.3f}}<extra></extra>",
+                **style,
+            )
+        )
+        if named:  # the name where the line ends (the final residual), not at every boundary: no pile-up
+            end = dict(x=float(pts[-1, pos, 0]), y=float(pts[-1, pos, 1]))
+            fig.add_annotation(**end, text=f"{label} (final)", showarrow=True, arrowhead=0, ax=20, ay=-20)
+    return fig, ev
+
+
 def pca_trajectory_3d(
     coords: Any,
     tokens: Sequence[str],
@@ -34,41 +98,7 @@ def pca_trajectory_3d(
     Raises:
         ValueError: on mismatched shapes, variance fractions outside [0, 1], or bad positions.
     """
-    labels = token_labels(tokens, first_position=first_position)  # numbered as in the token strip
-    xyz = as_array(coords, "coords", (None, len(labels), 3))
-    ev = as_array(explained_variance, "explained_variance", (3,))
-    check_range(ev, "explained_variance", 0.0, 1.0)
-    if ev.sum() > 1.0 + 1e-6:
-        raise ValueError(f"explained_variance: fractions sum to {ev.sum():.3f} > 1")
-    highlight = (
-        None
-        if highlight_positions is None
-        else {check_index(p, "highlight_positions", len(labels)) for p in highlight_positions}
-    )
-    layer_text = boundary_labels(xyz.shape[0])
-    fig = go.Figure()
-    for pos, label in enumerate(labels):
-        bold = highlight is None or pos in highlight
-        show_text = highlight is not None and pos in highlight
-        fig.add_trace(
-            go.Scatter3d(
-                x=xyz[:, pos, 0],
-                y=xyz[:, pos, 1],
-                z=xyz[:, pos, 2],
-                mode="lines+markers+text" if show_text else "lines+markers",
-                name=label,
-                text=[""] * (len(layer_text) - 1) + [label] if show_text else None,  # one label, at the end
-                customdata=layer_text,
-                textposition="top center",
-                opacity=1.0 if bold else 0.25,
-                line=dict(color=theme.palette(pos), width=6 if show_text else 3),
-                marker=dict(size=4 if bold else 2, color=theme.palette(pos)),
-                hovertemplate=(
-                    f"{label}<br>layer boundary %{{customdata}}<br>"
-                    "PC1 %{x:.3f}, PC2 %{y:.3f}, PC3 %{z:.3f}<extra></extra>"
-                ),
-            )
-        )
+    fig, ev = _lines(coords, tokens, explained_variance, highlight_positions, first_position, 3)
     axis = [f"PC{i + 1} ({100 * v:.0f}%)" for i, v in enumerate(ev)]
     fig.update_layout(
         scene=dict(xaxis_title=axis[0], yaxis_title=axis[1], zaxis_title=axis[2]),
@@ -109,46 +139,7 @@ def pca_trajectory_2d(
     Raises:
         ValueError: on mismatched shapes, variance fractions outside [0, 1], or bad positions.
     """
-    labels = token_labels(tokens, first_position=first_position)  # numbered as in the token strip
-    xy = as_array(coords, "coords", (None, len(labels), 2))
-    ev = as_array(explained_variance, "explained_variance", (2,))
-    check_range(ev, "explained_variance", 0.0, 1.0)
-    if ev.sum() > 1.0 + 1e-6:
-        raise ValueError(f"explained_variance: fractions sum to {ev.sum():.3f} > 1")
-    highlight = (
-        None
-        if highlight_positions is None
-        else {check_index(p, "highlight_positions", len(labels)) for p in highlight_positions}
-    )
-    layer_text = boundary_labels(xy.shape[0])
-    fig = go.Figure()
-    for pos, label in enumerate(labels):
-        bold = highlight is None or pos in highlight
-        show_text = highlight is not None and pos in highlight
-        fig.add_trace(
-            go.Scatter(
-                x=xy[:, pos, 0],
-                y=xy[:, pos, 1],
-                mode="lines+markers",
-                name=label,
-                text=layer_text,
-                opacity=1.0 if bold else 0.3,
-                line=dict(color=theme.palette(pos), width=3 if show_text else 1.5),
-                marker=dict(size=6 if bold else 4, color=theme.palette(pos)),
-                hovertemplate=f"{label}<br>%{{text}}<br>PC1 %{{x:.3f}}, PC2 %{{y:.3f}}<extra></extra>",
-            )
-        )
-        if show_text:  # label only where the line ends (the final residual), not every boundary: no pile-up
-            fig.add_annotation(
-                x=float(xy[-1, pos, 0]),
-                y=float(xy[-1, pos, 1]),
-                text=f"{label} (final)",
-                showarrow=True,
-                arrowhead=0,
-                ax=20,
-                ay=-20,
-                font=dict(size=11),
-            )
+    fig, ev = _lines(coords, tokens, explained_variance, highlight_positions, first_position, 2)
     fig.update_xaxes(title_text=f"PC1 ({100 * ev[0]:.0f}% of variance)")
     fig.update_yaxes(title_text=f"PC2 ({100 * ev[1]:.0f}% of variance)")
     fig.update_layout(legend_title_text="Token position")
