@@ -24,7 +24,17 @@ Everything is re-exported here: ``from neuroscope import research; research.find
 
 from __future__ import annotations
 
-from neuroscope.research.checks import Progress, ResearchError, as_float, as_int, as_seed, plain_text, positive_int
+from neuroscope.research.checks import (
+    Progress,
+    ResearchError,
+    as_bool,
+    as_choice,
+    as_float,
+    as_int,
+    as_seed,
+    plain_text,
+    positive_int,
+)
 from neuroscope.research.direction import (
     DIRECTION_SCALE_LIMIT,
     DirectionResult,
@@ -97,6 +107,8 @@ __all__ = [
     "ablate_heads",
     "as_float",
     "as_int",
+    "as_bool",
+    "as_choice",
     "as_seed",
     "behaviour_pairs",
     "behaviour_set_name",

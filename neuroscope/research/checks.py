@@ -33,7 +33,7 @@ def as_float(value: object, name: str) -> float:
     if isinstance(value, bool):
         raise ResearchError(f"{name} must be a number, got {value!r}")
     if isinstance(value, int) and value.bit_length() > 64:  # bounded before any conversion
-        raise ResearchError(f"{name} is far out of range, got {_shown(value)}")
+        raise ResearchError(f"{name} must be a number of sensible size, got {_shown(value)}")
     if isinstance(value, str) and len(value) > 64:
         raise ResearchError(f"{name} must be a number, got {_shown(value)}")
     try:
@@ -65,3 +65,17 @@ def as_seed(value: object, name: str = "seed") -> int:
     if not 0 <= n <= SEED_MAX:
         raise ResearchError(f"{name} must be a whole number in 0..{SEED_MAX}, got {n}")
     return n
+
+
+def as_bool(value: object, name: str) -> bool:
+    """A checkbox's value: a real boolean only ("false", "no", 0 or None are refused, not guessed)."""
+    if not isinstance(value, bool):
+        raise ResearchError(f"{name} must be true or false, got {_shown(value)}")
+    return value
+
+
+def as_choice(value: object, name: str, choices: "tuple[str, ...] | list[str]") -> str:
+    """One of ``choices`` exactly (None or anything else is refused, never mapped to a default)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ResearchError(f"{name} must be one of {', '.join(map(repr, choices))}, got {_shown(value)}")
+    return value

@@ -230,3 +230,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise translate(err) from None
 
     return session_scoped(wrapper)
+
+
+class TextInput(gr.Textbox):
+    """A textbox whose API refuses what is not text (gradio's own turns a list into the text "['a', 'b']")."""
+
+    def preprocess(self, payload: Any) -> str | None:
+        if payload is not None and not isinstance(payload, str):
+            raise gr.Error(f"the prompt must be text, got {type(payload).__name__}")
+        return super().preprocess(payload)

@@ -264,7 +264,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             n_random_head_sets=4,
             n_equivalence=4,
             head_ks=(1, 2, 4, 8),
-            export_model=bool(exp),
+            export_model=research.as_bool(exp, "export the edited model"),
             harmful_file=str(harmful) if upload else "",
             harmless_file=str(harmless) if upload else "",
         )

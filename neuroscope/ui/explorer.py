@@ -8,11 +8,11 @@ from typing import Any
 import gradio as gr
 import torch
 
-from neuroscope import viz
+from neuroscope import research, viz
 from neuroscope.analysis.heads import head_label, parse_head_label
 from neuroscope.explorer import Analysis, analyze, head_direction_deltas, trajectory_pca
 from neuroscope.model.chat import PromptError
-from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, TextInput, on_gpu, user_errors
 
 LENS_POSITIONS = 16  # the logit lens shows the last positions, where the answer is decided
 COLOUR_NORM = "output norm"
@@ -203,7 +203,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     example, example_chat = first_example(ctx)
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(
+            prompt = TextInput(
                 value=example,
                 label="Prompt",
                 lines=2,
@@ -293,7 +293,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             max_new_tokens=int(max_new_tokens),
             direction=None if current is None else current.direction,
             head_stats=None if current is None else current.heads,
-            chat=bool(use_chat),
+            chat=research.as_bool(use_chat, "chat template"),
         )
         progress(0.8, desc="Drawing")
         if result.callout:  # open the head that departs most from the harmless baseline

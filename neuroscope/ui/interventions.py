@@ -12,7 +12,9 @@ import gradio as gr
 from neuroscope import research, viz
 from neuroscope.behaviours import REFUSAL, behaviour_names, get_behaviour
 from neuroscope.research import DirectionResult, Generation
-from neuroscope.ui.common import AppContext, behaviour_words, on_gpu, session_scoped, user_errors
+from neuroscope.ui.common import AppContext, TextInput, behaviour_words, on_gpu, session_scoped, user_errors
+
+ABLATION_FORMS = ("mean (harmless mean)", "zero (paper)")
 
 CONDITIONS = ("baseline", "ablated", "added")
 CONDITION_TITLES = {
@@ -169,7 +171,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     status = gr.Markdown(status_markdown(current), elem_id="interventions-status")
     with gr.Row():
         with gr.Column(scale=3):
-            prompt = gr.Textbox(
+            prompt = TextInput(
                 label="Prompt",
                 lines=3,
                 elem_id="intervention-prompt",
@@ -201,9 +203,9 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 )
             with gr.Row():
                 form = gr.Radio(
-                    ["mean (harmless mean)", "zero (paper)"],
+                    list(ABLATION_FORMS),
                     # the form the bundled model's own experiment found to free it (zero on the tuned SmolLM2)
-                    value="zero (paper)" if research.shipped_ablation_form(lm) == "zero" else "mean (harmless mean)",
+                    value=ABLATION_FORMS[1] if research.shipped_ablation_form(lm) == "zero" else ABLATION_FORMS[0],
                     label="Ablation form",
                     info=form_info(current),
                 )
@@ -284,7 +286,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             layer,
             strength,
             max_new_tokens,
-            mean_ablation=str(ablation_form).startswith("mean"),
+            mean_ablation=research.as_choice(ablation_form, "ablation form", ABLATION_FORMS).startswith("mean"),
         )
         for i, item in stream:
             if isinstance(item, research.Generation):
