@@ -24,7 +24,6 @@ log = logging.getLogger("neuroscope.ui")
 # other exception is a bug: logged with its traceback, reported as a short generic message.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError,)
 
-
 @dataclass
 class AppContext:
     """The one loaded model and the settings, shared by every session (the model's lock guards it)."""
@@ -38,7 +37,6 @@ class AppContext:
     def __post_init__(self) -> None:
         # Public mode: a visitor's direction is theirs alone; the start-up direction is shared and read-only.
         self.directions.per_session = bool(self.settings.public)
-
 
 def behaviour_words(name: str | None = None) -> dict[str, str]:
     """The words the tabs' texts use for a behaviour (``str.format`` fields of their guides).
@@ -77,7 +75,6 @@ def behaviour_words(name: str | None = None) -> dict[str, str]:
         "explorer": "",
     }
 
-
 def banner_markdown(ctx: AppContext) -> str:
     """The banner naming the model in use (and why, when it is a fallback)."""
     lm = ctx.lm
@@ -101,21 +98,17 @@ def banner_markdown(ctx: AppContext) -> str:
         text = f"> ⚠️ {notice}\n\n" + text
     return text
 
-
 _PATH = re.compile(r"(?<![\w.])(?:/[^\s/'\"`:,;()]+)+/([^\s/'\"`:,;()]+)")
 _hide_paths = False
-
 
 def hide_local_paths(enabled: bool) -> None:
     """Public mode: error messages show file names, never the server's folders."""
     global _hide_paths
     _hide_paths = bool(enabled)
 
-
 def scrub_paths(text: str) -> str:
     """``/srv/data/x.csv: bad row`` -> ``x.csv: bad row``."""
     return _PATH.sub(r"\1", text)
-
 
 def zero_gpu() -> Any:
     """The Hugging Face ``spaces`` package when installed (a ZeroGPU Space), else None."""
@@ -124,7 +117,6 @@ def zero_gpu() -> Any:
     except ImportError:
         return None
     return spaces
-
 
 def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
     """Wraps a model-running handler with ``spaces.GPU`` so ZeroGPU attaches a GPU for the call.
@@ -138,7 +130,6 @@ def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
     wrapped = spaces.GPU(duration=duration)(fn)
     wrapped.__neuroscope_gpu__ = duration  # for the tests and for anyone inspecting the app
     return wrapped
-
 
 def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Runs ``fn`` for the visitor who triggered it: gradio passes the request (as an extra last
@@ -156,7 +147,6 @@ def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
         return args, getattr(request, "session_hash", None)
 
     if inspect.isgeneratorfunction(fn):
-
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
             # gradio may resume a generator in another thread (another context): set the session at every step
@@ -170,7 +160,6 @@ def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
                     return
                 yield item
     else:
-
         @functools.wraps(fn)
         def scoped(*args: Any, **kwargs: Any) -> Any:
             args, session = split(args, kwargs)
@@ -185,7 +174,6 @@ def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
     scoped.__annotations__ = {"request": gr.Request}  # what gradio reads to pass the request in
     del scoped.__wrapped__  # gradio must see this signature, not fn's
     return scoped
-
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turns a user error into a ``gr.Error`` message; anything else is logged and reported briefly.
@@ -208,7 +196,6 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         return gr.Error(f"internal error ({type(err).__name__}); the app is still running")
 
     if inspect.isgeneratorfunction(fn):
-
         @functools.wraps(fn)
         def streaming(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -230,8 +217,6 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise translate(err) from None
 
     return session_scoped(wrapper)
-
-from gradio.events import Dependency
 
 class TextInput(gr.Textbox):
     """A textbox whose API refuses what is not text (gradio's own turns a list into the text "['a', 'b']")."""
