@@ -31,6 +31,9 @@ class ModelLoadError(UserError, RuntimeError):
     """A model could not be loaded; the message says why in words a user can act on."""
 
 
+_TOKENIZER_LOCK = threading.RLock()  # see LoadedModel.encode_chat
+
+
 @dataclass
 class LoadedModel:
     """A loaded model: the nnsight wrapper, the plain HF module, its tokenizer and a lock.
@@ -135,14 +138,17 @@ class LoadedModel:
         Raises:
             PromptError: A prompt is longer than ``max_tokens``.
         """
-        if chat and self.has_chat_template:
-            rows = [self._chat_ids(text) for text in instructions]
-        else:
-            rows = [
-                self.tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
-                for text in instructions
-            ]
-        enc = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
+        # transformers' split_special_tokens flips a flag on the shared tokenizer backend for the call:
+        # concurrent encodings would see each other's setting, so they take turns.
+        with _TOKENIZER_LOCK:
+            if chat and self.has_chat_template:
+                rows = [self._chat_ids(text) for text in instructions]
+            else:
+                rows = [
+                    self.tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"]
+                    for text in instructions
+                ]
+            enc = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if max_tokens is not None:
             lengths = mask.sum(-1)
@@ -178,9 +184,14 @@ class LoadedModel:
         def ids(piece: str, split: bool) -> list[int]:
             return self.tokenizer(piece, add_special_tokens=False, split_special_tokens=split)["input_ids"]
 
-        if ids(content, True) == ids(content, False):  # no special-token string typed
+        if not any(token in content for token in self._special_strings):  # no special-token string typed
             return ids(full, False)
         return ids(prefix, False) + ids(content, True) + ids(suffix, False)
+
+    @functools.cached_property
+    def _special_strings(self) -> tuple[str, ...]:
+        """The text of every added token the tokenizer would read as one (special) token."""
+        return tuple(t.content for t in self.tokenizer.added_tokens_decoder.values() if t.content)
 
     @functools.cached_property
     def _chat_frame(self) -> tuple[str, str]:
