@@ -233,7 +233,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class TextInput(gr.Textbox):
-    """A textbox whose API refuses what is not text (gradio's own turns a list into the text "['a', 'b']")."""
+    """A textbox whose API refuses what is not text (gradio's own turns a list into the text "['a', 'b']").
+
+    ``is_template`` makes gradio draw it with the Textbox's own front end (it has none of its own).
+    """
+
+    is_template = True
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is not None and not isinstance(payload, str):
