@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -81,7 +83,8 @@ def head_attribution(
     lm: Any, result: DirectionResult, n_prompts: object = 32, batch_size: int = 16, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Activation patching, attribution patching and the Δ measures of every head (the experiment's
-    step 6 on this direction's prompts); kept in ``result.causal``.
+    step 6 on this direction's prompts). ``result`` is left as it is (it may be the direction every
+    visitor shares): keep the record with ``with_causal``.
 
     Raises:
         ResearchError: Too few prompts.
@@ -110,8 +113,12 @@ def head_attribution(
         behaviour=behaviour.name,
         groups=(behaviour.positive, behaviour.negative),
     )
-    result.causal = heads_record(h)
-    return result.causal
+    return heads_record(h)
+
+
+def with_causal(result: DirectionResult, record: dict[str, Any]) -> DirectionResult:
+    """A copy of ``result`` that carries a head attribution record (tensors shared, never written)."""
+    return dataclasses.replace(result, causal=record)
 
 
 def parse_heads(labels: object, n_layers: int, n_heads: int) -> list[tuple[int, int]]:

@@ -313,6 +313,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
 
         result = store.get(lm)
         record = research.head_attribution(lm, result, n, progress=lambda f, m: progress(f, desc=m))
+        store.set(research.with_causal(result, record))  # this visitor's own (public mode), never the shared one
         fig = viz.head_maps(
             measure_maps(record),
             "Every head, five measures (▢ = top 5 by activation patching)",

@@ -82,3 +82,20 @@ def test_sessions_are_bounded():
     assert len(store._sessions) == 3 and ("m", "s0") not in store._sessions
     store.forget("s4")
     assert ("m", "s4") not in store._sessions and store.peek(LM()) is None
+
+
+def test_head_attribution_stays_with_the_visitor_who_ran_it(public_app):
+    """A visitor's causal head maps are theirs: the shared start-up direction never carries them."""
+    demo, ctx = public_app
+    shared = research.find_direction(ctx.lm, research.load_contrastive_set(research.CURATED, 16, 8))
+    ctx.directions.set_shared(shared)
+    try:
+        alice, bob = _client(demo), _client(demo)
+        alice.predict(8, api_name="/head_attribution")
+        ranked = alice.predict(2, "activation patching", api_name="/top_k_heads")
+        assert len(ranked) == 2
+        assert shared.causal is None and ctx.directions.peek(ctx.lm) is shared
+        with pytest.raises(Exception, match="compute the causal head maps first"):
+            bob.predict(2, "activation patching", api_name="/top_k_heads")
+    finally:
+        ctx.directions._shared.pop(ctx.lm.name, None)
