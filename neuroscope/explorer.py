@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.heads import contribution_norms, head_label
+from neuroscope.analysis.heads import contribution_norms, head_contributions, head_label
+from neuroscope.analysis.lens import top_and_bottom
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
 from neuroscope.analysis.pca import pca_trajectory
 from neuroscope.config import Settings
@@ -205,3 +206,43 @@ def trajectory_pca(cache: RunCache, k: int = 3, skip_first: bool = True) -> tupl
     first = 1 if skip_first and resid.shape[1] > 1 else 0
     coords, ratio = pca_trajectory(resid[:, first:], k=k)
     return coords.float(), ratio.float(), first
+
+
+@dataclass
+class HeadLens:
+    """One head's direct write at the last position, read through the unembedding (the per-head logit lens)."""
+
+    layer: int
+    head: int
+    norm: float  # ‖what the head writes‖ at the last position
+    promoted: list[tuple[str, float]]  # tokens whose logit the write raises most, with the logit change
+    suppressed: list[tuple[str, float]]  # ... lowers most
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "head": head_label(self.layer, self.head),
+            "norm": round(self.norm, 6),
+            "promoted": [[t, round(v, 6)] for t, v in self.promoted],
+            "suppressed": [[t, round(v, 6)] for t, v in self.suppressed],
+        }
+
+
+def head_logit_lens(lm: Any, z_last: Tensor, resid_last: Tensor, layer: int, head: int, k: int = 8) -> HeadLens:
+    """The per-head logit lens at the last position (direct logit attribution, final-norm scale frozen).
+
+    Args:
+        z_last: [L, H, D] every head's ``z`` at the last position (``RunCache.z[:, :, -1]``).
+        resid_last: [d] the last layer's output there (``RunCache.resid_post[-1, -1]``).
+    """
+    layer, head = lm.check_layer(layer), lm.check_head(head)
+    write = head_contributions(z_last[layer], lm.o_proj_weight(layer).float().cpu())[head]  # [d]
+    logits = lm.unembed_write(write, resid_last)
+    up, down = top_and_bottom(logits, k)
+    names = lm.token_strings([i for i, _ in up + down])
+    return HeadLens(
+        layer=layer,
+        head=head,
+        norm=float(write.norm()),
+        promoted=[(names[i], v) for i, (_, v) in enumerate(up)],
+        suppressed=[(names[len(up) + i], v) for i, (_, v) in enumerate(down)],
+    )

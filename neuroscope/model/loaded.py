@@ -273,6 +273,27 @@ class LoadedModel:
         gamma = getattr(self.access.final_norm(self.hf), "weight", None)
         return (W * gamma.float() if gamma is not None else W).detach().cpu()
 
+    @torch.no_grad()
+    def unembed_write(self, write: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        """Direct logit attribution: the logits that a residual write ``[..., d]`` adds at positions
+        whose last-layer output is ``resid`` ``[..., d]``, through the final norm with its scale frozen
+        there (``analysis.lens``) and the unembedding, biases left out. ``[..., V]`` float32 on the CPU.
+
+        The writes of every component at a position sum to that position's logits (less any bias).
+        """
+        from neuroscope.analysis.lens import frozen_norm_write, norm_scale
+
+        self.require_weights("the per-head logit lens (final norm and unembedding)")
+        norm, head = self.access.final_norm(self.hf), self.access.lm_head(self.hf)
+        centred = isinstance(norm, torch.nn.LayerNorm)
+        eps = float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", 0.0))
+        x = frozen_norm_write(write.cpu(), norm_scale(resid.cpu(), eps, centred), centred)
+        gamma = getattr(norm, "weight", None)
+        if gamma is not None:
+            x = x * gamma.detach().double().cpu()
+        W = head.weight  # [V, d]
+        return (x.to(W.device, W.dtype) @ W.T).float().cpu()
+
     def check_layer(self, layer: object) -> int:
         if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
             raise PromptError(f"layer must be an integer in 0..{self.n_layers - 1}, got {layer!r}")

@@ -14,7 +14,7 @@ from neuroscope.model.loader import load_with_fallback
 from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
 from neuroscope.ui.experiment_tab import build_experiment_tab
-from neuroscope.ui.explorer import build_explorer_tab
+from neuroscope.ui.explorer import CLICK_JS, build_explorer_tab
 from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
 from neuroscope.errors import OneLineParser
@@ -50,6 +50,7 @@ def app_css(n_heads: int) -> str:
 #head-toggles label {{ margin: 0 !important; padding: 2px 4px !important; font-size: 0.78em; }}
 .ns-card {{ border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 8px; }}
 #model-banner {{ border-left: 4px solid var(--color-accent); padding-left: 10px; }}
+.ns-hidden {{ display: none !important; }}
 #explorer-examples button {{ white-space: nowrap; width: auto !important; flex: 0 0 auto !important; }}
 """
 
@@ -110,8 +111,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
 
 def launch_options(ctx: AppContext) -> dict[str, Any]:
-    """Look-and-feel arguments of ``launch`` (gradio 6 takes theme and CSS there), and the public upload cap."""
-    options: dict[str, Any] = {"theme": THEME, "css": app_css(ctx.lm.n_heads)}
+    """Look-and-feel arguments of ``launch`` (gradio 6 takes theme, CSS and page scripts there: the head grid's
+    click hook), and the public upload cap."""
+    options: dict[str, Any] = {"theme": THEME, "css": app_css(ctx.lm.n_heads), "js": CLICK_JS}
     if ctx.settings.public:  # prompt files and direction files are small; refuse anything larger at upload
         options["max_file_size"] = PUBLIC_MAX_UPLOAD
     return options

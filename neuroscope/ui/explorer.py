@@ -10,10 +10,39 @@ import torch
 
 from neuroscope import research, viz
 from neuroscope.analysis.heads import head_label, parse_head_label
-from neuroscope.explorer import Analysis, analyze, head_direction_deltas, trajectory_pca
+from neuroscope.explorer import Analysis, analyze, head_direction_deltas, head_logit_lens, trajectory_pca
+from neuroscope.model.interventions import HeadAblation
 from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, TextInput, on_gpu, user_errors
 
+# Runs once as the page opens (``launch(js=...)``): hooks plotly's click event on the Explorer's head grid
+# (gradio redraws the figure on each run, so every new plot gets the hook) and hands the clicked cell to
+# the hidden textbox + button pair: "L3H6", or "L3H6 ablate" when shift is held.
+CLICK_JS = """
+() => {
+  const send = (text) => {
+    const box = document.querySelector('#explorer-head-click textarea, #explorer-head-click input');
+    const go = document.querySelector('#explorer-head-click-go');
+    if (!box || !go) return;
+    box.value = text;
+    box.dispatchEvent(new Event('input', { bubbles: true }));
+    setTimeout(() => go.click(), 60);
+  };
+  const hook = () => {
+    const gd = document.querySelector('#explorer-heads .js-plotly-plot');
+    if (!gd || !gd._ev || gd._ev.listeners('plotly_click').some((f) => f.neuroscope)) return;
+    const onClick = (data) => {
+      const p = data && data.points && data.points[0];
+      if (!p || typeof p.x !== 'number' || typeof p.y !== 'number') return;
+      const shift = Boolean(data.event && data.event.shiftKey);
+      send(`L${p.y}H${p.x}` + (shift ? ' ablate' : ''));
+    };
+    onClick.neuroscope = true;
+    gd.on('plotly_click', onClick);
+  };
+  setInterval(hook, 500);
+}
+"""
 LENS_POSITIONS = 16  # the logit lens shows the last positions, where the answer is decided
 COLOUR_NORM = "output norm"
 COLOUR_DIRECTION = "Δ along the refusal direction vs harmless"
@@ -26,7 +55,12 @@ GUIDE = {
     "minus its mean on harmless prompts, at the post-instruction positions — red heads push this prompt "
     "towards refusal more than usual, blue ones away from it. The callout under the verdict names the heads "
     "pushing hardest toward refusal and, apart, the strongest suppressor (z-score against the harmless prompts); "
-    "the dropdown opens their attention maps, or choose a layer and head with the sliders.",
+    "**click a cell** to open that head here (its attention map, its write along the direction and its own logit "
+    "lens), or use the dropdown or the sliders. **Shift-click a cell** to mean-ablate that head (its output "
+    "replaced by its mean on harmless prompts) and re-run; shift-click it again to restore it.",
+    "head": "**Per-head logit lens**: what this head writes at the last position, read through the final norm "
+    "(its scale frozen at this position) and the unembedding — the tokens whose logits its write alone raises "
+    "and lowers most (direct logit attribution; later layers may still change what it does).",
     "attention": "Rows are query positions, columns the positions they read from (causal: nothing above the "
     "diagonal). Each row sums to 1.",
     "lens": "The logit lens decodes the residual stream after each layer with the model's own final norm and "
@@ -61,12 +95,14 @@ def head_figure(shown: "Shown", layer: int, head: int, projections=None):
             "Δ (residual units)",
             selected=(layer, head),
             signed=True,
+            outlined=shown.ablated,
         )
     return viz.head_grid(
         shown.head_norms.numpy(),
         "Head activation (contribution norm, last position)",
         "‖head output‖ (residual units)",
         selected=(layer, head),
+        outlined=shown.ablated,
     )
 
 
@@ -74,6 +110,29 @@ def attention_figure(shown: "Shown", layer: int, head: int):
     if layer not in shown.attention:
         raise PromptError(f"attention for layer {layer} was not captured (prompt too long for the attention budget)")
     return viz.attention_heatmap(shown.attention[layer][head].float().numpy(), shown.tokens, layer, head)
+
+
+def ablated_note(ablated) -> str:
+    """The verdict's line for heads this visitor has mean-ablated (shift-click on the grid)."""
+    if not ablated:
+        return ""
+    names = ", ".join(head_label(l, h) for l, h in ablated)
+    return f"\n\n✂️ **Mean-ablated in this run:** {names} (shift-click a cell again to restore it)"
+
+
+def head_panel_markdown(lm, shown: "Shown", layer: int, head: int, k: int = 8) -> str:
+    """The opened head: its write along the direction (when one exists) and its per-head logit lens."""
+    if not lm.has_weights:
+        return f"**{head_label(layer, head)}** · the per-head logit lens needs the model's weights on this machine"
+    lens = head_logit_lens(lm, shown.z_last, shown.resid_last, layer, head, k)
+    lines = [f"**{head_label(layer, head)}** · ‖write‖ at the last position = {lens.norm:.3f}"]
+    if shown.deltas is not None:
+        lines[0] += f" · Δ along the direction vs harmless = {float(shown.deltas[layer, head]):+.3f}"
+    if (layer, head) in shown.ablated:
+        lines[0] += " · **mean-ablated in this run** (its write shown is the mean's)"
+    row = lambda pairs: " · ".join(f"`{repr(t).replace('`', chr(39))}` {v:+.2f}" for t, v in pairs)  # noqa: E731
+    lines += ["", f"Raises: {row(lens.promoted)}", "", f"Lowers: {row(lens.suppressed)}", "", GUIDE["head"]]
+    return "\n".join(lines)
 
 
 def lens_figure(result: Analysis):
@@ -147,15 +206,22 @@ class Shown:
     attention: dict[int, torch.Tensor]  # layer -> [H, S, S] float16
     tokens: list[str]
     pca: dict[str, Any]  # pca_view: [L+1, S, 3] coordinates and their variance ratios (small)
+    z_last: torch.Tensor  # [L, H, D] every head's z at the last position (the per-head logit lens)
+    resid_last: torch.Tensor  # [d] the last layer's output there (the final norm's scale)
+    ablated: tuple[tuple[int, int], ...] = ()  # heads mean-ablated in this run
 
     @classmethod
-    def of(cls, result: Analysis, deltas: torch.Tensor | None) -> "Shown":
+    def of(cls, result: Analysis, deltas: torch.Tensor | None, ablated=()) -> "Shown":
+        cache = result.cache
         return cls(
             result.head_norms,
             deltas,
-            {l: a.half() for l, a in result.cache.attention.items()},
-            result.cache.tokens,
+            {l: a.half() for l, a in cache.attention.items()},
+            cache.tokens,
             pca_view(result),
+            cache.z[:, :, -1].clone(),
+            cache.resid_post[-1, -1].clone(),
+            tuple(ablated),
         )
 
 
@@ -200,6 +266,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     sub-tabs) to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
     state = gr.State(None, time_to_live=STATE_TTL_S)
+    ablated = gr.State((), time_to_live=STATE_TTL_S)  # heads this visitor mean-ablates (shift-click toggles)
     example, example_chat = first_example(ctx)
     with gr.Row():
         with gr.Column(scale=3):
@@ -229,7 +296,15 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             answer = gr.Textbox(label="Model answer (greedy)", lines=3, interactive=False, elem_id="explorer-answer")
             verdict = gr.Markdown(elem_id="explorer-verdict")
         with gr.Column(scale=3):
-            heads = gr.Plot(label="Head grid (layers × heads)", elem_id="explorer-heads")
+            heads = gr.Plot(
+                label="Head grid (layers × heads) · click a head to open it, shift-click to ablate it",
+                elem_id="explorer-heads",
+            )
+            # The grid's clicks arrive here from the page script (``CLICK_JS``): "L3H6", or "L3H6 ablate" on shift-click.
+            clicked = gr.Textbox(
+                elem_id="explorer-head-click", elem_classes="ns-hidden", show_label=False, container=False
+            )
+            clicked_go = gr.Button(elem_id="explorer-head-click-go", elem_classes="ns-hidden")
             colour = gr.Radio(
                 [COLOUR_NORM, COLOUR_DIRECTION],
                 value=COLOUR_DIRECTION if store.peek(lm) is not None else COLOUR_NORM,
@@ -249,6 +324,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
                     )
                     gr.Markdown(GUIDE["heads"])
                 with gr.Column(scale=2):
+                    head_panel = gr.Markdown(elem_id="explorer-head-panel")
                     attention = gr.Plot(label="Attention pattern")
                     gr.Markdown(GUIDE["attention"])
         with gr.Tab("Logit lens"):
@@ -283,9 +359,14 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
 
     @on_gpu
     @user_errors
-    def on_run(text, max_new_tokens, colour_by=COLOUR_NORM, use_chat=True, progress=gr.Progress()):
+    def on_run(text, max_new_tokens, colour_by=COLOUR_NORM, use_chat=True, ablate=(), progress=gr.Progress()):
         progress(0.1, desc="Running the model")
         current = store.peek(lm)
+        ablate = tuple(ablate or ())
+        if ablate and current is None:
+            raise PromptError(
+                "head ablation uses the heads' mean output on harmless prompts: compute a direction first"
+            )
         result = analyze(
             lm,
             text,
@@ -294,6 +375,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             direction=None if current is None else current.direction,
             head_stats=None if current is None else current.heads,
             chat=research.as_bool(use_chat, "chat template"),
+            interventions=[HeadAblation(heads=ablate, means=current.head_means)] if ablate else (),
         )
         progress(0.8, desc="Drawing")
         if result.callout:  # open the head that departs most from the harmless baseline
@@ -301,11 +383,11 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         else:
             best = result.top_heads(1)[0]
             l, h = best["layer"], best["head"]
-        shown = Shown.of(result, None if current is None else head_direction_deltas(lm, result.cache, current))
+        shown = Shown.of(result, None if current is None else head_direction_deltas(lm, result.cache, current), ablate)
         grid = head_figure(shown, l, h, projections(shown, colour_by))
         return (
             result.answer,
-            verdict_markdown(result),
+            verdict_markdown(result) + ablated_note(ablate),
             grid,
             attention_figure(shown, l, h),
             lens_figure(result),
@@ -317,6 +399,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             gr.update(choices=top_head_choices(result), value=None),
             shown,
             gr.update(value=PCA_2D),  # the figure above is the 2-D one
+            head_panel_markdown(lm, shown, l, h),
         )
 
     @user_errors
@@ -324,7 +407,34 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         if shown is None:
             raise PromptError("run a prompt first")
         l, h = lm.check_layer(int(l)), lm.check_head(int(h))
-        return head_figure(shown, l, h, projections(shown, colour_by)), attention_figure(shown, l, h)
+        return (
+            head_figure(shown, l, h, projections(shown, colour_by)),
+            attention_figure(shown, l, h),
+            head_panel_markdown(lm, shown, l, h),
+        )
+
+    @on_gpu
+    @user_errors
+    def on_click(value, text, max_new_tokens, colour_by, use_chat, shown, ablate, progress=gr.Progress()):
+        """A click on the grid opens the head; a shift-click toggles its ablation and re-runs the prompt."""
+        label, _, action = str(value or "").strip().partition(" ")
+        try:
+            l, h = parse_head_label(label)
+        except ValueError as err:
+            raise PromptError(str(err)) from None
+        l, h = lm.check_layer(l), lm.check_head(h)
+        if action == "ablate":
+            ablate = tuple(sorted(set(ablate or ()) ^ {(l, h)}))
+            out = dict(zip(outputs, on_run(text, max_new_tokens, colour_by, use_chat, ablate, progress)))
+            shown = out[state]
+        elif shown is None:
+            raise PromptError("run a prompt first")
+        else:
+            out = {}
+        out[heads], out[attention], out[head_panel] = on_select(l, h, colour_by, shown)
+        out[layer], out[head] = gr.update(value=l), gr.update(value=h)  # the clicked head stays open
+        out[ablated] = ablate
+        return out
 
     def on_top(choice):
         if not choice:
@@ -332,16 +442,39 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         l, h = parse_head_label(choice)
         return gr.update(value=l), gr.update(value=h)
 
-    outputs = [answer, verdict, heads, attention, lens, importance, pca, summary, layer, head, top, state, pca_dims]
-    run.click(on_run, [prompt, n_new, colour, chat], outputs, api_name="analyze", concurrency_id="model")
-    prompt.submit(on_run, [prompt, n_new, colour, chat], outputs, api_name=False, concurrency_id="model")
-    select_event = dict(fn=on_select, inputs=[layer, head, colour, state], outputs=[heads, attention])
+    outputs = [
+        answer,
+        verdict,
+        heads,
+        attention,
+        lens,
+        importance,
+        pca,
+        summary,
+        layer,
+        head,
+        top,
+        state,
+        pca_dims,
+        head_panel,
+    ]
+    run_inputs = [prompt, n_new, colour, chat, ablated]
+    run.click(on_run, run_inputs, outputs, api_name="analyze", concurrency_id="model")
+    prompt.submit(on_run, run_inputs, outputs, api_name=False, concurrency_id="model")
+    clicked_go.click(
+        on_click,
+        [clicked, prompt, n_new, colour, chat, state, ablated],
+        [*outputs, ablated],
+        api_name="click_head",
+        concurrency_id="model",
+    )
+    select_event = dict(fn=on_select, inputs=[layer, head, colour, state], outputs=[heads, attention, head_panel])
     layer.release(**select_event, api_name="select_head")
     head.release(**select_event, api_name=False)
     colour.change(
-        lambda l, h, c, r: (gr.update(), gr.update()) if r is None else on_select(l, h, c, r),
+        lambda l, h, c, r: (gr.update(),) * 3 if r is None else on_select(l, h, c, r),
         [layer, head, colour, state],
-        [heads, attention],
+        [heads, attention, head_panel],
         api_name=False,
     )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)
@@ -351,4 +484,4 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         [pca],
         api_name=False,
     )
-    return ExplorerTab(first_run=dict(fn=on_run, inputs=[prompt, n_new, colour, chat], outputs=outputs))
+    return ExplorerTab(first_run=dict(fn=on_run, inputs=run_inputs, outputs=outputs))

@@ -48,7 +48,8 @@ def test_select_head_uses_the_session_cache(served):
     demo, ctx = served
     client = _client(demo)
     client.predict("Hi there", 4, api_name="/analyze")
-    heads, attention = client.predict(1, 2, api_name="/select_head")
+    heads, attention, panel = client.predict(1, 2, api_name="/select_head")
+    assert "**L1H2**" in panel and "Raises:" in panel  # the per-head logit lens of the opened head
     assert "L1" in json.dumps(attention) or "ayer 1" in json.dumps(attention)
 
 

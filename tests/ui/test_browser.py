@@ -149,6 +149,33 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
         box = part.bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 200) <= 900, (name, box)
     page.screenshot(path=str(shots / "0-landing.png"))
+
+    # 0b. The grid is the way in: a click opens a head (its per-head logit lens), a shift-click mean-ablates
+    # it and re-runs the prompt, and a second shift-click restores it.
+    def click_cell(layer: int, head: int, shift: bool = False) -> None:
+        xy = page.evaluate(
+            """([l, h]) => {
+                const gd = document.querySelector('#explorer-heads .js-plotly-plot');
+                const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+                return [box.left + fl._size.l + fl.xaxis.l2p(h), box.top + fl._size.t + fl.yaxis.l2p(l)];
+            }""",
+            [layer, head],
+        )
+        if shift:
+            page.keyboard.down("Shift")
+        page.mouse.click(*xy)
+        if shift:
+            page.keyboard.up("Shift")
+
+    panel = page.locator("#explorer-head-panel")
+    click_cell(1, 1)
+    sync_api.expect(panel).to_contain_text("L1H1", timeout=TIMEOUT_MS)
+    sync_api.expect(panel).to_contain_text("Raises:")
+    click_cell(1, 1, shift=True)
+    sync_api.expect(verdict).to_contain_text("Mean-ablated in this run: L1H1", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "0b-head-ablated.png"))
+    click_cell(1, 1, shift=True)
+    sync_api.expect(verdict).not_to_contain_text("Mean-ablated", timeout=TIMEOUT_MS)
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.get_by_role("tab", name="Direction").click()
 

@@ -167,7 +167,7 @@ def test_load_saved_direction(served, client, computed):
 def test_explorer_colours_heads_by_the_direction(client, computed):
     result = client.predict("How do I bake bread?", 2, COLOUR_DIRECTION, api_name="/analyze")
     assert "refusal direction" in json.dumps(_fig(result[2])["layout"]["title"])
-    heads, attention = client.predict(1, 0, COLOUR_DIRECTION, api_name="/select_head")
+    heads, attention, _panel = client.predict(1, 0, COLOUR_DIRECTION, api_name="/select_head")
     assert "refusal direction" in json.dumps(_fig(heads)["layout"]["title"])
 
 
@@ -192,6 +192,38 @@ def test_explorer_callout_names_the_heads_that_depart_from_the_harmless_baseline
     assert first["z"] == pytest.approx(float(z[first["layer"], first["head"]]), rel=1e-3)
     # the grid coloured by the direction shows the same Δ for every head
     assert np.allclose(_array(grid["data"][0]["z"]), delta.numpy(), atol=1e-4)
+
+
+def test_clicking_a_grid_cell_opens_the_head_and_shift_click_mean_ablates_it(served, client, computed):
+    """The grid's click hook sends "L1H2" (open) or "L1H2 ablate" (shift-click) to /click_head; the
+    ablation is checked downstream against a plain o_proj pre-hook that sets the head to its harmless mean."""
+    from neuroscope.analysis.metrics import refusal_score
+    from neuroscope.model.chat import refusal_token_ids
+
+    _, ctx = served
+    lm, result = ctx.lm, ctx.directions.get(ctx.lm)
+    ids = refusal_token_ids(lm.tokenizer)
+    base = client.predict(PROMPT, 2, COLOUR_DIRECTION, api_name="/analyze")[7]["refusal_log_odds"]
+    plain = float(refusal_score(ref.last_logits(lm, PROMPT)[None], ids)[0])
+    assert base == pytest.approx(plain, abs=1e-4)
+
+    opened = client.predict("L1H2", PROMPT, 2, COLOUR_DIRECTION, True, api_name="/click_head")
+    assert "**L1H2**" in opened[12] and "Raises:" in opened[12] and "Lowers:" in opened[12]
+    assert _fig(opened[2])["layout"]["shapes"][0]["x0"] == pytest.approx(1.5)  # the grid outlines head 2
+
+    ablated = client.predict("L1H2 ablate", PROMPT, 2, COLOUR_DIRECTION, True, api_name="/click_head")
+    mean = ref.set_head(1, 2, lm.d_head, result.head_means[1, 2])
+    expected = float(refusal_score(ref.last_logits(lm, PROMPT, mean)[None], ids)[0])
+    assert abs(expected - plain) > 1e-4  # the ablation changes the model's output
+    assert ablated[7]["refusal_log_odds"] == pytest.approx(expected, abs=1e-4)
+    assert "Mean-ablated in this run:** L1H2" in ablated[1] and "mean-ablated in this run" in ablated[12]
+    # a plain run keeps the visitor's ablation; a second shift-click restores the head
+    again = client.predict(PROMPT, 2, COLOUR_DIRECTION, api_name="/analyze")[7]["refusal_log_odds"]
+    assert again == pytest.approx(expected, abs=1e-4)
+    restored = client.predict("L1H2 ablate", PROMPT, 2, COLOUR_DIRECTION, True, api_name="/click_head")
+    assert restored[7]["refusal_log_odds"] == pytest.approx(plain, abs=1e-4) and "Mean-ablated" not in restored[1]
+    with pytest.raises(Exception, match="layer"):
+        client.predict("L99H0", PROMPT, 2, COLOUR_DIRECTION, True, api_name="/click_head")
 
 
 def test_head_attribution_maps_and_top_k_by_patching(served, client, computed):
