@@ -19,8 +19,9 @@ REFUSAL_GROUPS = ("refusal", "harmful", "harmless")  # (behaviour, prompts that 
 def _score_rows(groups: Sequence[str]) -> tuple[tuple[str, str], ...]:
     behaviour, positive, negative = groups
     return (
-        ("bypass", f"Bypass: {behaviour} score, {positive} + ablation (log-odds; lower is better)"),
-        ("induce", f"Induce: {behaviour} score, {negative} + addition (log-odds; higher is better)"),
+        # short: a subplot title sits over a plot area that is ~360 px wide in a half-width figure
+        ("bypass", f"Bypass: {positive} + ablation (lower = better)"),
+        ("induce", f"Induce: {negative} + addition (higher = better)"),
         ("kl", f"KL on {negative} under ablation (nats)"),
     )
 
@@ -68,6 +69,7 @@ def candidate_scores(
         vertical_spacing=0.07,
         subplot_titles=[t for _, t in _score_rows(check_labels(groups, "groups", 3))],
     )
+    fig.update_annotations(font_size=12)  # the subplot titles
     for r, key in enumerate(("bypass", "induce", "kl"), start=1):
         for p, label in enumerate(pos):
             fig.add_trace(
@@ -119,15 +121,16 @@ def candidate_scores(
             row="all",
             col=1,
         )
-        fig.add_annotation(
-            x=max_layer - 0.5,
-            y=1.0,
+        fig.add_annotation(  # inside the shaded band, clear of the subplot title above it
+            x=float(xs.max()) + 0.5,
+            y=0.98,
             xref="x",
-            yref="paper",
-            xanchor="left",
-            yanchor="bottom",
+            yref="y domain",
+            xanchor="right",
+            yanchor="top",
             text=f"discarded (layer ≥ {max_layer})",
             showarrow=False,
+            bgcolor="rgba(255,255,255,0.75)",
             font=dict(size=11, color="#555"),
         )
     if kl_threshold is not None:

@@ -98,7 +98,8 @@ def logit_lens_heatmap(
             hovertemplate=("layer %{y}, position %{x}<br>top-1: %{text}  p = %{z:.4f}%{customdata}<extra></extra>"),
         )
     )
-    fig.update_xaxes(title_text="Input position (position: token)", type="category", tickangle=-45, automargin=True)
+    # vertical labels: slanted ones reach left past the first column into the y axis title
+    fig.update_xaxes(title_text="Input position (position: token)", type="category", tickangle=-90, automargin=True)
     fig.update_yaxes(title_text="Layer (input of block)", type="category", automargin=True)
     height = max(380, 24 * n_layers + 200)
     return theme.styled(fig, title, height=height)

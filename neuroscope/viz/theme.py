@@ -69,9 +69,58 @@ def palette_rgba(i: int, alpha: float) -> str:
     return rgba((int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)), alpha)
 
 
+TITLE_CHARS = 62  # a title wraps past this: a half-width figure in the app is about 600 px wide
+AXIS_PX_PER_CHAR = 7.5  # an axis title's width per character at FONT_SIZE (measured in Chromium)
+DEFAULT_HEIGHT = 450  # plotly's
+
+
+def wrap(text: str, width: int) -> str:
+    """Word-wraps plain text with ``<br>`` (plotly's line break) at ``width`` characters; existing
+    ``<br>`` breaks are kept. A single word longer than ``width`` stays whole."""
+    lines: list[str] = []
+    for part in str(text).split("<br>"):
+        line = ""
+        for word in part.split(" "):
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines.append(line)
+    return "<br>".join(lines)
+
+
+def _fit_axis_titles(fig: go.Figure, height: int) -> None:
+    """Wraps each y axis title that is longer than its axis (it would run into the figure title)."""
+    margin = fig.layout.margin
+    plot = (
+        height
+        - (margin.t if margin.t is not None else MARGIN["t"])
+        - (margin.b if margin.b is not None else MARGIN["b"])
+    )
+    for name in [k for k in fig.layout if k.startswith("yaxis")]:
+        axis = fig.layout[name]
+        text = axis.title.text if axis.title is not None else None
+        if not text or "<br>" in text:
+            continue
+        domain = axis.domain or (0, 1)
+        room = max(8, int(plot * (domain[1] - domain[0]) / AXIS_PX_PER_CHAR))
+        if len(text) > room:
+            axis.title.text = wrap(text, room)
+
+
 def styled(fig: go.Figure, title: str, height: int | None = None) -> go.Figure:
-    """Apply the NeuroScope template and a title; returns `fig` for chaining."""
+    """Apply the NeuroScope template and a title; returns `fig` for chaining.
+
+    Long titles wrap (``TITLE_CHARS``) and the top margin grows with them; y axis titles longer than
+    their axis wrap too, so that neither runs into the other or off the figure.
+    """
+    title = wrap(title, TITLE_CHARS)
+    lines = title.count("<br>") + 1
     fig.update_layout(template=TEMPLATE, title_text=title)
+    if lines > 1 and (fig.layout.margin.t is None or fig.layout.margin.t < MARGIN["t"] + 22 * (lines - 1)):
+        fig.update_layout(margin_t=MARGIN["t"] + 22 * (lines - 1))
     if height is not None:
         fig.update_layout(height=height)
+    _fit_axis_titles(fig, height or fig.layout.height or DEFAULT_HEIGHT)
     return fig

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 
 from neuroscope.viz import theme
@@ -36,6 +37,7 @@ def _lines(coords, tokens, explained_variance, highlight_positions, first_positi
     labels, pts, ev, highlight = _checked(coords, tokens, explained_variance, highlight_positions, first_position, k)
     layer_text = boundary_labels(pts.shape[0])
     fig = go.Figure()
+    ends: list[tuple[float, float, str]] = []  # 2-D: the named lines' final points, labelled in a column
     for pos, label in enumerate(labels):
         bold = highlight is None or pos in highlight
         named = highlight is not None and pos in highlight
@@ -70,10 +72,39 @@ def _lines(coords, tokens, explained_variance, highlight_positions, first_positi
                 **style,
             )
         )
-        if named:  # the name where the line ends (the final residual), not at every boundary: no pile-up
-            end = dict(x=float(pts[-1, pos, 0]), y=float(pts[-1, pos, 1]))
-            fig.add_annotation(**end, text=f"{label} (final)", showarrow=True, arrowhead=0, ax=20, ay=-20)
+        if named:  # named where the line ends (the final residual), not at every boundary
+            ends.append((float(pts[-1, pos, 0]), float(pts[-1, pos, 1]), label))
+    if ends:
+        _label_column(fig, pts, ends)
     return fig, ev
+
+
+def _label_column(fig: go.Figure, pts: np.ndarray, ends: list[tuple[float, float, str]]) -> None:
+    """Names the final points in a column right of the data, in their vertical order, each with a line to
+    its point: final points of neighbouring tokens often sit on top of each other, their labels must not."""
+    x0, x1 = float(pts[..., 0].min()), float(pts[..., 0].max())
+    y0, y1 = float(pts[..., 1].min()), float(pts[..., 1].max())
+    xr, yr = (x1 - x0) or 1.0, (y1 - y0) or 1.0
+    ends = sorted(ends, key=lambda e: -e[1])
+    slots = np.linspace(y1, y0, len(ends)) if len(ends) > 1 else [ends[0][1]]
+    column = x1 + 0.08 * xr
+    for (x, y, text), slot in zip(ends, slots):
+        fig.add_annotation(
+            x=x,
+            y=y,
+            ax=column,
+            ay=float(slot),
+            axref="x",
+            ayref="y",
+            text=text,
+            xanchor="left",
+            showarrow=True,
+            arrowhead=0,
+            arrowcolor="#888",
+            standoff=2,
+        )
+    fig.update_xaxes(range=[x0 - 0.05 * xr, x1 + 0.8 * xr])
+    fig.update_yaxes(range=[y0 - 0.08 * yr, y1 + 0.08 * yr])
 
 
 def pca_trajectory_3d(

@@ -31,6 +31,7 @@ if not Path(CHROMIUM).is_file():
     pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 from neuroscope.config import DEMO_MODEL_DIR, Settings  # noqa: E402
+from tests.layout import LAYOUT_CHECK  # noqa: E402
 from neuroscope.ui.app import build_app, launch_options  # noqa: E402
 from neuroscope.ui.common import AppContext  # noqa: E402
 
@@ -105,6 +106,11 @@ def _verdict(page, key: str) -> str:
     return locator.inner_text()
 
 
+def _layout_problems(page, where: str) -> list[str]:
+    page.wait_for_timeout(300)  # plotly lays out titles after the figure is drawn
+    return [f"{where}: {p}" for p in page.evaluate(LAYOUT_CHECK)]
+
+
 def _run_interventions(page, prompt: str) -> dict[str, str]:
     """Types the prompt, runs the three conditions and returns the verdicts once they have changed."""
     before = [page.locator(f"#verdict-{key}").inner_text() for key in ("baseline", "ablated", "added")]
@@ -149,6 +155,10 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
         box = part.bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 200) <= 900, (name, box)
     page.screenshot(path=str(shots / "0-landing.png"))
+    problems = _layout_problems(page, "landing")
+    for view in ("Logit lens", "PCA", "Attention"):
+        page.get_by_role("tab", name=view, exact=True).click()
+        problems += _layout_problems(page, f"Explorer / {view}")
 
     # 0b. The grid is the way in: a click opens a head (its per-head logit lens), a shift-click mean-ablates
     # it and re-runs the prompt, and a second shift-click restores it.
@@ -193,6 +203,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     sync_api.expect(page.locator("#direction-status")).to_contain_text("Current direction", timeout=TIMEOUT_MS)
     sync_api.expect(page.locator(".js-plotly-plot:visible").first).to_be_visible()
     page.screenshot(path=str(shots / "1-refusal-direction.png"), full_page=True)
+    problems += _layout_problems(page, "Direction")
 
     # 2. Interventions tab: three generations side by side, each with its verdict.
     page.get_by_role("tab", name="Interventions").click()
@@ -201,6 +212,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     for key in ("baseline", "ablated", "added"):
         sync_api.expect(page.locator(f"#answer-{key} textarea")).to_be_visible()
     page.screenshot(path=str(shots / "2-interventions-harmful.png"), full_page=True)
+    problems += _layout_problems(page, "Interventions")
     if lm.source == "demo":  # the science, on the model organism trained to refuse
         assert "Refused" in verdicts["baseline"], verdicts
         # Ablated, the demo model complies; its answer can hold a garbled "...fepeSorry..." that the
@@ -220,6 +232,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     sync_api.expect(page.locator("#head-result")).to_contain_text("Δ", timeout=TIMEOUT_MS)
     page.locator("#head-toggles").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "4-head-ablation.png"), full_page=True)
+    problems += _layout_problems(page, "Interventions / heads")
     # Causal head maps: activation and attribution patching side by side with Δ and DFA.
     page.get_by_text("Causal head maps").click()
     page.locator("#head-attribution").click()
@@ -227,6 +240,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     sync_api.expect(page.locator("#head-attribution-plot")).to_contain_text("activation patching")
     page.locator("#head-attribution").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "4b-causal-head-maps.png"), full_page=True)
+    problems += _layout_problems(page, "Interventions / causal head maps")
 
     # 4. The other tabs render (screenshots for a human to read).
     page.get_by_role("tab", name="Explorer").click()
@@ -247,6 +261,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     sync_api.expect(page.get_by_text("Weight edit: held-out refusal vs damage").first).to_be_visible()
     sync_api.expect(page.locator("#experiment-report")).to_contain_text("Weight edit: refusal vs damage")
     page.screenshot(path=str(shots / "6-experiment.png"), full_page=True)
+    problems += _layout_problems(page, "Experiment")
 
     # 5. Induction heads: scores, the top heads' table, a stripe, the loss curve and the causal check.
     page.get_by_role("tab", name="Induction heads").click()
@@ -256,3 +271,6 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     sync_api.expect(page.locator("#induction-summary")).to_contain_text("induction head", timeout=TIMEOUT_MS)
     sync_api.expect(page.get_by_text("Repeated half's loss increase").first).to_be_visible()
     page.screenshot(path=str(shots / "7-induction-heads.png"), full_page=True)
+    problems += _layout_problems(page, "Induction heads")
+    (shots / "layout-problems.txt").write_text("\n".join(problems) + "\n")
+    assert not problems, "\n".join(problems)

@@ -115,7 +115,7 @@ def test_another_behaviours_figures_name_its_own_groups():
         LAYERS, POSITIONS, bypass, induce, kl, groups=("french", "asked for French", "asked for English")
     )
     titles = [a.text for a in fig.layout.annotations][:3]
-    assert "french score, asked for French + ablation" in titles[0] and "asked for English + addition" in titles[1]
+    assert "Bypass: asked for French + ablation" in titles[0] and "asked for English + addition" in titles[1]
     assert not any("harmful" in t or "refusal" in t for t in titles)
     axes = [fig.layout[f"yaxis{i}"].title.text for i in ("", "2", "3")]
     assert axes == ["French score (log-odds)", "French score (log-odds)", "KL (nats)"]
