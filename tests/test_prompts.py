@@ -477,3 +477,12 @@ def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatc
     with pytest.raises(research.ResearchError, match="neither is available"):
         research.load_contrastive_set(research.RESEARCH, 8, 4)
     assert "data folder" in NO_RESEARCH_SETS
+
+
+def test_the_curated_note_speaks_of_the_model_in_use():
+    from neuroscope import research
+
+    assert research.curated_note("demo", True) == research.CURATED_NOTE  # the demo model's measured failure
+    other = research.curated_note("smollm2-refusal", True)
+    assert "On the demo model the direction" not in other and "this model ships with" in other
+    assert "ships with" not in research.curated_note("hub", False)

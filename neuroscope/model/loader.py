@@ -214,6 +214,8 @@ def load_with_fallback(
         if not chain:
             raise
         reason = str(err).rstrip(". ")  # the sentence below adds its own full stop
+        if reason.startswith("cannot load ") and ": " in reason:  # "Could not load X: <why>", not twice
+            reason = reason.split(": ", 1)[1]
     skipped: list[str] = []
     for i, candidate in enumerate(chain):
         if candidate == DEMO_MODEL_ALIAS and not (DEMO_MODEL_DIR / "config.json").is_file():
@@ -266,6 +268,10 @@ GATED_HELP = (
 )
 
 
+UNREACHABLE_HELP = "the Hugging Face Hub cannot be reached from here and the model is not in the local cache"
+UNREACHABLE_SIGNS = ("couldn't connect", "offline mode", "LocalEntryNotFoundError", "Cannot find an appropriate cached")
+
+
 def _load_error(spec: str, err: BaseException, what: str = "") -> str:
     """The user's sentence for a failed load: a gated or unauthorised repository names HF_TOKEN."""
     from huggingface_hub.errors import GatedRepoError
@@ -278,6 +284,8 @@ def _load_error(spec: str, err: BaseException, what: str = "") -> str:
         or any(s in text for s in ("401 Client Error", "403 Client Error", "gated repo", "Unauthorized"))
     ):
         return f"cannot load {what}{spec!r}: {GATED_HELP}"
+    if any(s in text for s in UNREACHABLE_SIGNS):  # transformers' "couldn't connect ... cached files."
+        return f"cannot load {what}{spec!r}: {UNREACHABLE_HELP}"
     return f"cannot load {what}{spec!r}: {_first_line(err)}"
 
 

@@ -80,6 +80,7 @@ from neuroscope.research.heads import (
 from neuroscope.research.sets import (
     CURATED,
     CURATED_NOTE,
+    curated_note,
     RESEARCH,
     UPLOADED,
     ContrastiveSet,
@@ -93,6 +94,7 @@ from neuroscope.research.sets import (
 __all__ = [
     "CURATED",
     "CURATED_NOTE",
+    "curated_note",
     "DIRECTION_SCALE_LIMIT",
     "MAX_HEAD_PROMPTS",
     "MAX_STRENGTH",

@@ -29,6 +29,22 @@ CURATED_NOTE = (
     "For causal claims use the research sets (offered when a data folder or the Hugging Face Hub is "
     "available) or the direction the demo model ships with (loaded at start-up)."
 )
+
+
+def curated_note(source: str, has_shipped: bool) -> str:
+    """What the curated pairs can show, worded for the model in use (the measured failure is the demo model's)."""
+    if source == "demo":
+        return CURATED_NOTE
+    return (
+        "**What the curated pairs can show.** 132 hand-written minimal pairs (a harmful request and a harmless "
+        "twin sharing most of its words), bundled so that the method runs anywhere: the candidate scores, the "
+        "separation and the cosine map. Whether the direction they give removes refusal on this model is for "
+        "the Interventions tab to show; on the bundled demo model it does not (too few pairs, too alike). "
+        "For causal claims use the research sets (offered when a data folder or the Hugging Face Hub is "
+        "available)" + (" or the direction this model ships with (loaded at start-up)." if has_shipped else ".")
+    )
+
+
 UPLOADED = "Uploaded files (harmful + harmless)"
 
 

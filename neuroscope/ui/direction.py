@@ -59,7 +59,7 @@ def status_markdown(result: DirectionResult | None) -> str:
     if result is None:
         return (
             "**No direction yet.** Choose a contrastive set and press **Compute direction** "
-            "(a few seconds on the demo model), or load a saved `.safetensors` direction."
+            "(seconds on a small model), or load a saved `.safetensors` direction."
         )
     s = result.summary()
     scores = ""
@@ -194,7 +194,9 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                 label="Contrastive prompt set",
                 info="the two groups of instructions the means are taken over (harmful vs harmless for refusal)",
             )
-            curated_note = gr.Markdown(research.CURATED_NOTE, visible=set_name.value == research.CURATED)
+            curated_note = gr.Markdown(
+                research.curated_note(lm.source, ctx.shipped is not None), visible=set_name.value == research.CURATED
+            )
             with gr.Row(visible=False) as uploads:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
                 harmless_file = gr.File(label="Harmless prompts (txt/csv/json/jsonl)", type="filepath")

@@ -77,6 +77,15 @@ def test_fallback_names_the_reason(saved_tiny, monkeypatch):
     assert notice2 is None and lm2.source == "local"
 
 
+def test_an_unreachable_hub_is_one_plain_sentence(saved_tiny, monkeypatch):
+    """Offline, the default model's failure reads as a reason, not transformers' raw "...cached files." text."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, notice = load_with_fallback("meta-llama/Llama-3.2-3B-Instruct", fallback=str(saved_tiny[0]))
+    assert notice.startswith("Could not load meta-llama/Llama-3.2-3B-Instruct: the Hugging Face Hub cannot be reached")
+    assert "\n" not in notice and "cached files" not in notice and ".." not in notice and "instead." in notice
+    assert notice.count("cannot load") == 0
+
+
 def test_estimated_parameters_match_a_real_count():
     lm = build_tiny_model("llama", d_model=64, n_layers=2)
     real = sum(p.numel() for p in lm.hf.parameters()) - sum(
