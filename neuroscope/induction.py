@@ -198,7 +198,7 @@ def find_induction_heads(
         duplicate=ind.duplicate_token_scores(att, p, half),
         previous=ind.previous_token_scores(att, p),
         copying=copying,
-        attention=att[:, 0],
+        attention=att[:, 0].clone(),  # a copy: a view would keep the whole batch [L, B, H, S, S] alive in the session
         loss_by_position=run["loss"].mean(0),
         first_half=bootstrap_ci(first),
         second_half=bootstrap_ci(second),

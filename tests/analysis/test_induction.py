@@ -71,6 +71,9 @@ def test_random_model_has_no_induction(tiny_lm):
     fig = head_grid(result.induction.numpy(), "induction", "score", zrange=(0.0, 1.0))
     assert (fig.data[0].zmin, fig.data[0].zmax) == (0.0, 1.0)
     assert head_grid(result.induction.numpy(), "induction", "score").data[0].zmax is None
+    # the stripe kept for the app holds one sequence's maps, not a view into the whole batch's [L, B, H, S, S]
+    held = result.attention.untyped_storage().nbytes()
+    assert held == result.attention.numel() * result.attention.element_size()
 
 
 def test_probe_avoids_special_tokens_and_starts_with_bos(tiny_lm):
