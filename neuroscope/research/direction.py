@@ -117,6 +117,7 @@ class DirectionStore:
         self._lock = threading.Lock()
         self._shared: dict[str, DirectionResult] = {}
         self._sessions: OrderedDict[tuple[str, str], DirectionResult] = OrderedDict()
+        self._evicted: OrderedDict[tuple[str, str], None] = OrderedDict()  # dropped for room, not yet told
         self.per_session = per_session
         self.max_sessions = max_sessions
 
@@ -133,8 +134,12 @@ class DirectionStore:
             key = (result.model_name, session)
             self._sessions[key] = result
             self._sessions.move_to_end(key)
+            self._evicted.pop(key, None)
             while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)
+                dropped, _ = self._sessions.popitem(last=False)
+                self._evicted[dropped] = None
+            while len(self._evicted) > 16 * self.max_sessions:  # the marks are bounded too
+                self._evicted.popitem(last=False)
 
     def set_shared(self, result: DirectionResult) -> None:
         """The direction every visitor starts with (the app's start-up direction)."""
@@ -146,6 +151,8 @@ class DirectionStore:
         with self._lock:
             for key in [k for k in self._sessions if k[1] == session]:
                 del self._sessions[key]
+            for key in [k for k in self._evicted if k[1] == session]:
+                del self._evicted[key]
 
     def peek(self, lm: Any) -> DirectionResult | None:
         session = self._session()
@@ -155,7 +162,20 @@ class DirectionStore:
             return self._shared.get(lm.name)
 
     def get(self, lm: Any) -> DirectionResult:
-        """The current direction, or a ``ResearchError`` telling the user how to get one."""
+        """The current direction, or a ``ResearchError`` telling the user how to get one, or (once) that
+        their own direction was dropped to make room for other visitors'."""
+        key = (lm.name, self._session())
+        with self._lock:
+            dropped = key in self._evicted
+            self._evicted.pop(key, None)
+            shared = self._shared.get(lm.name) is not None
+        if dropped:
+            raise ResearchError(
+                f"your direction was dropped to make room: the app keeps the directions of the {self.max_sessions} "
+                "most recent visitors who set one, and more have set one since. "
+                + ("The start-up direction is current again" if shared else "You have none now")
+                + ": compute or load yours again in the 'Direction' tab"
+            )
         found = self.peek(lm)
         if found is None:
             raise ResearchError("no direction yet: compute one (or load a saved one) in the 'Direction' tab first")

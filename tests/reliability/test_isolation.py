@@ -80,6 +80,15 @@ def test_sessions_are_bounded():
         store.set(fake)
         research.current_session.reset(token)
     assert len(store._sessions) == 3 and ("m", "s0") not in store._sessions
+    # the visitor whose direction was dropped is told once, then gets the shared one (here: none)
+    token = research.current_session.set("s0")
+    try:
+        with pytest.raises(research.ResearchError, match="dropped to make room"):
+            store.get(LM())
+        with pytest.raises(research.ResearchError, match="no direction yet"):
+            store.get(LM())
+    finally:
+        research.current_session.reset(token)
     store.forget("s4")
     assert ("m", "s4") not in store._sessions and store.peek(LM()) is None
 
