@@ -7,6 +7,7 @@ run) prints one line on stderr and exits 2, before anything is written to ``--ou
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import math
 from pathlib import Path
@@ -72,6 +73,8 @@ def writable_folder(path: str) -> None:
         raise ExperimentError(f"--out {path} is a file, not a folder")
     existing = folder
     while not existing.exists():
+        if os.path.lexists(existing):  # a link that leads nowhere: mkdir would fail after the model loaded
+            raise ExperimentError(f"--out {path}: {existing} is a broken symbolic link (dangling, or a loop)")
         existing = existing.parent
     if not existing.is_dir():
         raise ExperimentError(f"--out {path}: {existing} is a file, not a folder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -143,9 +144,20 @@ def test_experiment_rejects(capsys, files, tmp_path, args, message):
     assert not out.exists() or not any(out.iterdir())  # nothing half-written
 
 
-@pytest.mark.parametrize("out, message", [("{d}/a-file", "is a file"), ("/proc/neuroscope-run", "not writable")])
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("{d}/a-file", "is a file"),
+        ("/proc/neuroscope-run", "not writable"),
+        ("{d}/dangling", "broken symbolic link"),
+        ("{d}/loop/run", "broken symbolic link"),
+    ],
+)
 def test_experiment_refuses_an_unusable_out_before_loading(capsys, files, out, message):
     d, _ = files
+    for name, target in (("dangling", d / "nowhere"), ("loop", d / "loop")):
+        if not os.path.lexists(d / name):
+            (d / name).symlink_to(target)
     code, err = cli(
         capsys,
         "experiment",
