@@ -71,7 +71,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         ctx.shipped = research.shipped_direction(ctx.lm)
         if ctx.shipped is not None:
             ctx.directions.set_shared(ctx.shipped)
-    with gr.Blocks(title=TITLE) as demo:
+    # gradio's own cache (copies of the files a visitor downloads or uploads): files older than a day are
+    # deleted every hour, so it does not grow with the number of visitors
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")
         with gr.Tabs():

@@ -115,6 +115,36 @@ def runs_root() -> Path:
     return Path(tempfile.gettempdir()) / "neuroscope-runs"
 
 
+RUNS_KEPT = 8  # the app's experiment folders kept (about 11 MB each); older ones go before a new run
+RUNS_MIN_AGE_S = 900  # ... unless touched in the last 15 minutes (another app instance may be writing it)
+
+
+def prune_runs(root: Path, keep: int = RUNS_KEPT, min_age_s: float = RUNS_MIN_AGE_S, spare: Path | None = None) -> int:
+    """Deletes all but the ``keep`` most recently modified run folders under ``root`` (never ``spare``, nor
+    one modified in the last ``min_age_s`` seconds); returns how many it deleted. The disk the app's
+    experiments use is bounded by the number of folders, not by how many visitors run one."""
+    import shutil
+    import time
+
+    if not root.is_dir():
+        return 0
+    folders = sorted(
+        (f for f in root.iterdir() if f.is_dir() and not f.is_symlink()), key=lambda f: f.stat().st_mtime, reverse=True
+    )
+    now, deleted = time.time(), 0
+    for folder in folders[keep:]:
+        if spare is not None and folder.resolve() == spare.resolve():
+            continue
+        try:
+            if now - folder.stat().st_mtime < min_age_s:
+                continue
+            shutil.rmtree(folder)
+            deleted += 1
+        except OSError:  # gone already, or not ours to delete
+            continue
+    return deleted
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
 
@@ -288,6 +318,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             n_train, n_val, n_test, max_new_tokens, n_boot, seed, export_model, harmful_file, harmless_file, prompt_sets
         )
         out = runs_root() / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
+        prune_runs(runs_root(), spare=out)
         result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, desc=m))
         progress(0.96, desc="making it the current direction")
         found = research.from_experiment(lm, result)

@@ -79,3 +79,26 @@ def test_model_handlers_run_on_zero_gpu_when_spaces_is_installed(monkeypatch, in
         assert calls == (["on_run"] if installed else [])
     finally:
         demo.close()
+
+
+def test_the_apps_experiment_folders_are_bounded(tmp_path):
+    """Before each experiment the app keeps only the most recent run folders (disk bounded by count)."""
+    import os
+    import time
+
+    from neuroscope.ui.experiment_tab import prune_runs
+
+    now = time.time()
+    folders = []
+    for i in range(12):
+        f = tmp_path / f"run-{i}"
+        f.mkdir()
+        (f / "metrics.json").write_text("{}")
+        age = 3600 * (i + 1) if i != 10 else 60  # run-10 was touched a minute ago (another instance's?)
+        os.utime(f, (now - age, now - age))
+        folders.append(f)
+    deleted = prune_runs(tmp_path, keep=4, min_age_s=900, spare=folders[11])
+    left = sorted(f.name for f in tmp_path.iterdir())
+    # kept: the 4 newest (run-0..2 and the recent run-10), the spared run-11; the other 7 are gone
+    assert left == ["run-0", "run-1", "run-10", "run-11", "run-2"] and deleted == 7
+    assert prune_runs(tmp_path / "missing") == 0
