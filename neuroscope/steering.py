@@ -14,10 +14,10 @@ from typing import Any, Callable
 import torch
 
 from neuroscope.analysis.metrics import rate_with_ci
-from neuroscope.behaviours import get_behaviour
+from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition
-from neuroscope.research import behaviour_pairs, find_direction, load_contrastive_set
+from neuroscope.research import CURATED, behaviour_pairs, find_direction, load_contrastive_set
 
 Progress = Callable[[float, str], None]
 
@@ -45,7 +45,7 @@ def behaviour_study(
         ResearchError: The model does not show the behaviour at baseline, or no usable candidate.
     """
     behaviour = get_behaviour(name)
-    data = load_contrastive_set(name, n_train, n_val, seed=seed)
+    data = load_contrastive_set(CURATED if behaviour.name == REFUSAL else name, n_train, n_val, seed=seed)
     result = find_direction(lm, data, batch_size=batch_size)
     _, _, _, test = behaviour_pairs(name, seed)
     test = test[:n_test]

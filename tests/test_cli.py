@@ -127,3 +127,18 @@ def test_remote_mode_fails_cleanly_where_it_cannot_run(env, args, message, monke
         monkeypatch.setenv(k, v)
     out = run_cli("analyze", *args, "--prompt", "hi", "--remote")
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_behaviour_refusal_runs_on_the_curated_pairs():
+    """``behaviour --behaviour refusal`` was offered but always failed (no refusal pairs): it now takes the
+    curated pairs, held-out pairs never used for the direction."""
+    from neuroscope.research import behaviour_pairs, load_contrastive_set, CURATED
+
+    _, train, val, test = behaviour_pairs("refusal")
+    data = load_contrastive_set(CURATED, len(train), len(val))
+    assert set(data.train_harmful) == {h for h, _ in train} and not {h for h, _ in test} & set(data.train_harmful)
+    out = run_cli("behaviour", "--model", "demo", "--behaviour", "refusal", "--n-test", "4", "--random", "1",
+                  "--max-new-tokens", "6", "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["behaviour"] == "refusal" and record["direction"]["layer"] >= 0

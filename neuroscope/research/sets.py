@@ -90,7 +90,11 @@ def behaviour_set_name(behaviour: Behaviour) -> str:
 def behaviour_pairs(name: str, seed: int = 0) -> tuple[Behaviour, list, list, list]:
     """A bundled behaviour's (positive, negative) pairs split 60/20/20: ``(behaviour, train, val, test)``."""
     behaviour = get_behaviour(name)
-    train, val, test = deterministic_split(list(behaviour.pairs), (0.6, 0.2, 0.2), seed=seed)
+    if behaviour.name == REFUSAL:  # refusal's bundled pairs are the curated ones (split as CURATED splits them)
+        pairs = [(h.instruction, b.instruction) for h, b in load_curated_pairs()]
+    else:
+        pairs = list(behaviour.pairs)
+    train, val, test = deterministic_split(pairs, (0.6, 0.2, 0.2), seed=seed)
     return behaviour, train, val, test
 
 
