@@ -347,6 +347,13 @@ def evaluate_main(argv: list[str]) -> int:
         layer = args.layer if args.layer is not None else meta.get("layer")
         if type(layer) is not int or not 0 <= layer < lm.n_layers:  # not a bool: `layer: true` is no layer
             raise ExperimentError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer!r}")
+        from neuroscope.model.activations import mean_resid_pre
+        from neuroscope.research.direction import direction_scale_problem
+
+        means = mean_resid_pre(lm, (harmful[:8] + harmless[:8]) or ["Hello"], batch_size=args.batch_size)[layer]
+        problem = direction_scale_problem(direction, means, layer)  # the app's rule: never a 9e4-norm "direction"
+        if problem:
+            raise ExperimentError(problem)
         target = meta.get("mean_target")
         valid = (
             isinstance(target, list)

@@ -182,6 +182,19 @@ class DirectionStore:
         return found
 
 
+def direction_scale_problem(direction: Tensor, means: Tensor, layer: int) -> str | None:
+    """Why a loaded direction cannot be this model's (norm over ``DIRECTION_SCALE_LIMIT`` x the largest mean
+    residual norm at its layer, ``means`` [..., d] there), or None. The app and ``evaluate`` share it."""
+    scale = float(means.norm(dim=-1).max())
+    norm = float(direction.norm())
+    if not math.isfinite(norm) or norm > DIRECTION_SCALE_LIMIT * scale:
+        return (
+            f"the file's direction has norm {norm:.3g}, more than {DIRECTION_SCALE_LIMIT:g}x this model's mean "
+            f"residual norm at layer {layer} ({scale:.3g}): it was not computed on this model's activations"
+        )
+    return None
+
+
 def _tick(progress: Progress | None, start: float, span: float) -> Progress | None:
     if progress is None:
         return None
@@ -317,13 +330,9 @@ def direction_from_file(
         progress=None if tick is None else lambda d, t: tick(0.5 + 0.5 * d / t, "mean activations: harmless"),
     )
     candidates = Candidates(mu_h, mu_b, mu_h - mu_b, position_labels(lm))
-    scale = float(torch.maximum(mu_h[layer].norm(dim=-1), mu_b[layer].norm(dim=-1)).max())
-    if float(direction.norm()) > DIRECTION_SCALE_LIMIT * scale:
-        raise ResearchError(
-            f"the file's direction has norm {float(direction.norm()):.3g}, more than "
-            f"{DIRECTION_SCALE_LIMIT:g}x this model's mean residual norm at layer {layer} ({scale:.3g}): "
-            "it was not computed on this model's activations"
-        )
+    problem = direction_scale_problem(direction, torch.stack([mu_h[layer], mu_b[layer]]), layer)
+    if problem:
+        raise ResearchError(problem)
     source = plain_text(meta.get("model", "unknown model"))
     target = meta.get("mean_target")
     target = (

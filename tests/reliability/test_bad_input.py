@@ -41,6 +41,9 @@ def files(tmp_path_factory, saved_tiny):
     (d / "a-file").write_text("not a folder")
     save_direction(d / "wrong-shape.safetensors", torch.ones(7), {})
     save_direction(d / "huge.safetensors", torch.full((64,), 1e30), {})
+    save_direction(
+        d / "big-norm.safetensors", torch.full((64,), 1e4), {"layer": 1}
+    )  # norm 8e4: finite, not this model's
     from safetensors.torch import save_file
 
     save_file(
@@ -58,7 +61,7 @@ def files(tmp_path_factory, saved_tiny):
         str(d / "listmeta.safetensors"),
         metadata={"format": DIRECTION_FORMAT, "json": "[1, 2]"},
     )
-    save_direction(d / "odd-target.safetensors", torch.ones(64), {"layer": 1, "mean_target": 5})
+    save_direction(d / "odd-target.safetensors", torch.ones(64) * 0.01, {"layer": 1, "mean_target": 5})
     return d, saved_tiny[0]
 
 
@@ -176,17 +179,24 @@ def test_experiment_refuses_an_unusable_out_before_loading(capsys, files, out, m
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--layer", "-2"], "layer must be"), (["--layer", "99"], "layer must be"), (["--strength", "1e30"], "-50..50")],
+    [
+        (["--layer", "-2"], "layer must be"),
+        (["--layer", "99"], "layer must be"),
+        (["--strength", "1e30"], "-50..50"),
+        (["--direction-file", "big-norm.safetensors"], "not computed on this model's activations"),
+    ],
 )
 def test_evaluate_rejects(capsys, files, args, message):
     d, _ = files
+    name = args[1] if args[0] == "--direction-file" else "odd-target.safetensors"
+    args = [] if args[0] == "--direction-file" else args
     code, err = cli(
         capsys,
         "evaluate",
         "--model",
         "tiny",
         "--direction",
-        str(d / "odd-target.safetensors"),
+        str(d / name),
         "--harmful",
         str(d / "good.json"),
         "--harmless",
