@@ -118,7 +118,8 @@ class InductionResult:
         )
         if r is not None:
             text += (
-                f"; {len(self.random_increases)} random sets of {len(self.top)} heads raise it by "
+                f"; {len(self.random_increases)} random sets of {len(self.top)} heads "
+                f"{'raise' if r.lo > 0 else 'lower' if r.hi < 0 else 'change'} it by "
                 f"{r.mean:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]"
             )
         return text + "."
@@ -159,10 +160,12 @@ def find_induction_heads(
     L, H = lm.n_layers, lm.n_heads
     check_settings(n_seqs, half, k, n_random, L * H)
     lm.require_weights("copying scores (W_O and the unembedding)")
-    step = _stepper(progress, 3 + n_random)
+    step = _stepper(progress, 3 + n_random)  # each step names the work that follows it
+    if progress is not None:
+        progress(0.0, desc=f"running {n_seqs} repeated sequences (attention and head outputs)")
     ids, p = probe_tokens(lm, n_seqs, half, seed)
     run = token_run(lm, ids, attention=True, z=True)
-    step("scores")
+    step("scored; mean head outputs on a second batch (the ablation values)")
     att, z = run["attention"], run["z"]  # [L, B, H, S, S], [L, B, S, H, D]
     induction = ind.induction_scores(att, p, half)
     queries = ind.second_half_queries(p, half)
@@ -171,7 +174,7 @@ def find_induction_heads(
     first, second = ind.split_halves(run["loss"], p, half)
     reference, _ = probe_tokens(lm, n_seqs, half, seed + 1)
     means = token_run(lm, reference, z=True)["z"].mean((1, 2))  # [L, H, D]
-    step("means")
+    step(f"mean-ablating the top {k} heads")
     top = ind.top_heads(induction, k)
 
     def increase(heads: list[tuple[int, int]]) -> Tensor:
@@ -179,14 +182,14 @@ def find_induction_heads(
         return ind.split_halves(loss, p, half)[1] - second
 
     ablated = increase(top)
-    step("ablation")
+    step(f"mean-ablating {n_random} random sets of {k} heads")
     gen = torch.Generator().manual_seed(seed + 2)
     others = [(l, h) for l in range(L) for h in range(H) if (l, h) not in top]
     random_sets = []
     for _ in range(n_random if len(others) >= k else 0):
         pick = torch.randperm(len(others), generator=gen)[:k]
         random_sets.append(float(increase([others[i] for i in pick]).mean()))
-        step("random heads")
+        step(f"random set {len(random_sets)} of {n_random} done")
     return InductionResult(
         model_name=lm.name,
         n_seqs=n_seqs,

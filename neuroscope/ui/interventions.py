@@ -36,9 +36,11 @@ GUIDE = {  # str.format templates over ui.common.behaviour_words (refusal reads 
     "at every position: {added_expect}. The verdict is {judge}; the score is the first answer token's "
     "{behaviour} log-odds{explorer}.",
     "projection": "How far the prompt's last token points along the direction at each layer's input, in each run. "
-    "Dashed lines are the held-out {positive} (red) and {negative} (blue) means from the Direction tab: "
-    "baseline {positive} prompts sit near the red line; ablation pins the projection to 0 (or to the "
-    "{negative} mean, with the mean form); addition jumps from the chosen layer onwards.",
+    "The dashed lines are the held-out {positive} (dashed red) and {negative} (dashed blue) means from the "
+    "Direction tab; the solid lines are this prompt's runs (baseline black, ablated green, added purple). "
+    "Baseline {positive} prompts sit near the dashed red line; ablation pins the projection to 0 with the "
+    "zero form, or to the {negative} training prompts' mean with the mean form (close to the dashed blue "
+    "line); addition jumps from the chosen layer onwards.",
     "heads": "**Head ablation.** Each cell of the grid is one attention head, coloured by **Δ**: how much more it "
     "writes along the {behaviour} direction on {positive} than on {negative} prompts (its mean output difference "
     "projected on the direction at the post-instruction positions; red pushes towards {the_behaviour}). Tick heads "

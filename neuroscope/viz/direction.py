@@ -317,7 +317,9 @@ def projection_per_layer(
                 y=arr,
                 mode="lines+markers",
                 name=name,
-                line=dict(width=2.5, color=theme.palette([7, 2, 1, 3, 4][i % 5])),
+                line=dict(
+                    width=2.5, color=theme.palette([7, 2, 3, 4, 5][i % 5])
+                ),  # no red or blue: the dashed means are
                 hovertemplate=f"{name}<br>layer %{{x}}<br>projection %{{y:.4g}}<extra></extra>",
             )
         )
