@@ -7,6 +7,33 @@ from pathlib import Path
 
 import pytest
 
+# Test modules that load a real model (demo, SmolLM2), serve the app, drive a browser or train: about
+# two thirds of the suite's time. `pytest -m "not slow"` leaves them out for a quick loop; CI runs all.
+SLOW = (
+    "tests/ui/",
+    "tests/reliability/test_bad_input.py",
+    "tests/reliability/test_isolation.py",
+    "tests/reliability/test_soak.py",
+    "tests/reliability/test_faults.py",
+    "tests/model/test_smollm2.py",
+    "tests/model/test_smollm2_refusal.py",
+    "tests/model/test_user_text.py",
+    "tests/experiment/test_demo.py",
+    "tests/test_demo_model.py",
+    "tests/test_demo_training.py",
+    "tests/test_benchmarks.py",
+    "tests/test_cli.py",
+    "tests/viz/test_layout.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parents[1]
+    for item in items:
+        where = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
+        if where.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

@@ -32,3 +32,12 @@ def test_only_config_reads_the_environment():
         if p.name != "config.py" and any(s in p.read_text() for s in ("os.environ", "os.getenv", "getenv("))
     ]
     assert readers == [], f"read settings through neuroscope.config: {readers}"
+
+
+def test_one_version_number():
+    import tomllib
+
+    import neuroscope
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert neuroscope.__version__ == project["version"]

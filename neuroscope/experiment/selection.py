@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
 
 from neuroscope.analysis.directions import CandidateScores, Selection, layer_cut, select_direction
 from neuroscope.analysis.metrics import kl_divergence, refusal_score
@@ -200,10 +199,6 @@ def candidate_table(scored: ScoredCandidates, selection: Selection, labels: Sequ
                 }
             )
     return rows
-
-
-def scores_to_tensors(scored: ScoredCandidates) -> dict[str, Tensor]:
-    return {"bypass": scored.scores.bypass, "induce": scored.scores.induce, "kl": scored.scores.kl}
 
 
 def verify_by_generation(

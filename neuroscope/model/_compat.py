@@ -2,7 +2,7 @@
 
 nnsight patches a ``save`` attribute onto objects; anyio modules imported after that patch fail
 with ``TypeError: Attribute 'save' is missing its type annotation`` (measured with nnsight 0.8.1,
-gradio 6.31 — see ENGINE-NOTES.md). Importing the anyio modules gradio's worker threads use
+gradio 6.31; ``tests/ui`` fails without this import). Importing the anyio modules gradio's worker threads use
 *before* nnsight avoids it. This module must be imported before any nnsight import.
 """
 

@@ -111,10 +111,6 @@ class LoadedModel:
     def dtype(self) -> torch.dtype:
         return next(self.hf.parameters()).dtype
 
-    @property
-    def is_demo(self) -> bool:
-        return self.source in ("demo", "tiny")
-
     # ---- chat formatting ---------------------------------------------------------------------
     @property
     def has_chat_template(self) -> bool:
