@@ -9,7 +9,7 @@ norm added at the same layer). Rates are judged on greedy answers, with bootstra
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -18,8 +18,7 @@ from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition
 from neuroscope.research import CURATED, behaviour_pairs, find_direction, load_contrastive_set
-
-Progress = Callable[[float, str], None]
+from neuroscope.types import Progress
 
 
 def behaviour_study(

@@ -38,11 +38,12 @@ def _finite(text: str) -> float:
     return value
 
 
-MAX_STRENGTH = 50.0  # the same typo guard as the app's (research.MAX_STRENGTH)
 from neuroscope.config import SEED_MAX as MAX_SEED  # noqa: E402  (one seed range everywhere)
 
 
 def _strength(text: str) -> float:
+    from neuroscope.research.generation import MAX_STRENGTH  # the app's typo guard, one definition
+
     value = _finite(text)
     if abs(value) > MAX_STRENGTH:
         raise argparse.ArgumentTypeError(f"must lie in -{MAX_STRENGTH:g}..{MAX_STRENGTH:g}, got {text!r}")

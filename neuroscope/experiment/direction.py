@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from torch import Tensor
 
 from neuroscope.analysis.directions import difference_of_means
 from neuroscope.model.activations import mean_resid_pre
-
-Progress = Callable[[float, str], None]
+from neuroscope.types import Progress
 
 
 @dataclass

@@ -10,7 +10,7 @@ bootstrap interval; every counted refusal is also checked for being a clean one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -29,8 +29,8 @@ from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, Intervention
 from neuroscope.model.orthogonalize import WeightEdit, completion_loss, orthogonalized_copy
+from neuroscope.types import Progress
 
-Progress = Callable[[float, str], None]
 
 ZERO_FORM = WeightEdit()  # the paper's orthogonalisation: zero form, lambda = 1
 HARMFUL_CONDITIONS = ("baseline", "ablation", "mean_ablation", "random_ablation")

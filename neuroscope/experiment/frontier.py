@@ -19,7 +19,7 @@ held-out numbers instead of generating again.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -30,8 +30,8 @@ from neuroscope.experiment.evaluation import rates
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.orthogonalize import WeightEdit, WeightEditError, check_exportable, completion_loss
+from neuroscope.types import Progress
 
-Progress = Callable[[float, str], None]
 
 RULE = (
     "among the exportable points whose validation refusal (substring judge) is within {tol:.0%} (absolute) of "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -22,8 +22,7 @@ from neuroscope.model.activations import mean_resid_pre
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation
 from neuroscope.prompts import Prompt
-
-Progress = Callable[[float, str], None]
+from neuroscope.types import Progress
 
 
 @dataclass

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -47,8 +47,8 @@ from neuroscope.model.activations import mean_head_z, post_instruction_z
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.interventions import DirectionAblation, HeadAblation
 from neuroscope.model.patching import metric_gradients, patch_heads
+from neuroscope.types import Progress
 
-Progress = Callable[[float, str], None]
 
 CAUSAL_RULE = (
     "activation patching: the change of the refusal log-odds when the head's output at the "

@@ -42,8 +42,8 @@ from neuroscope.analysis.metrics import is_refusal
 from neuroscope.experiment.selection import candidate_table, score_candidates, select, verify_by_generation
 from neuroscope.model.activations import last_token_projections, projection_means
 from neuroscope.model.orthogonalize import save_model
+from neuroscope.types import Progress
 
-Progress = Callable[[float, str], None]
 
 ARTIFACTS = (
     "config.json",

@@ -21,8 +21,7 @@ from neuroscope.analysis.metrics import kl_divergence, refusal_score
 from neuroscope.experiment.direction import Candidates
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition
-
-Progress = Callable[[float, str], None]
+from neuroscope.types import Progress
 
 
 @dataclass

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from neuroscope.model.interventions import HeadPatch
+from neuroscope.types import Progress
 
 Metric = Callable[[Tensor], Tensor]  # [B, vocab] last-position logits -> [B]
-Progress = Callable[[float, str], None]
 
 
 def _rows(n: int, batch_size: int):

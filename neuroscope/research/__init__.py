@@ -24,8 +24,8 @@ Everything is re-exported here: ``from neuroscope import research; research.find
 
 from __future__ import annotations
 
+from neuroscope.types import Progress
 from neuroscope.research.checks import (
-    Progress,
     ResearchError,
     as_bool,
     as_choice,

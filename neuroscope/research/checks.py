@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
 
 from neuroscope.config import SEED_MAX
 from neuroscope.errors import UserError
-
-Progress = Callable[[float, str], None]
 
 
 class ResearchError(UserError):

@@ -30,7 +30,8 @@ from neuroscope.model.activations import (
 )
 from neuroscope.model.generate import generate
 
-from neuroscope.research.checks import Progress, ResearchError, plain_text
+from neuroscope.types import Progress
+from neuroscope.research.checks import ResearchError, plain_text
 from neuroscope.research.heads import MAX_HEAD_PROMPTS, describe_heads
 from neuroscope.research.sets import CURATED, RESEARCH, ContrastiveSet, contrastive_set_names, load_contrastive_set
 

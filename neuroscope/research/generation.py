@@ -19,7 +19,8 @@ from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import decode_completion, generate, stream_ids
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, Intervention
 
-from neuroscope.research.checks import Progress, ResearchError, as_float, as_int
+from neuroscope.types import Progress
+from neuroscope.research.checks import ResearchError, as_float, as_int
 
 if TYPE_CHECKING:
     from neuroscope.research.direction import DirectionResult

@@ -27,7 +27,8 @@ from neuroscope.model.activations import (
 from neuroscope.model.capture import capture
 from neuroscope.model.interventions import HeadAblation
 
-from neuroscope.research.checks import Progress, ResearchError, as_int, positive_int
+from neuroscope.types import Progress
+from neuroscope.research.checks import ResearchError, as_int, positive_int
 from neuroscope.research.generation import Generation, check_new_tokens, check_prompt, run_condition
 
 if TYPE_CHECKING:
