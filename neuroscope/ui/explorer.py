@@ -43,7 +43,6 @@ CLICK_JS = """
   setInterval(hook, 500);
 }
 """
-LENS_POSITIONS = 16  # the logit lens shows the last positions, where the answer is decided
 COLOUR_NORM = "output norm"
 COLOUR_DIRECTION = "Δ along the refusal direction vs harmless"
 
@@ -137,7 +136,7 @@ def head_panel_markdown(lm, shown: "Shown", layer: int, head: int, k: int = 8) -
 
 def lens_figure(result: Analysis):
     cache = result.cache
-    n = min(LENS_POSITIONS, cache.n_tokens - cache.lens_start)
+    n = cache.n_tokens - cache.lens_start  # every position the capture decoded (Settings.lens_positions)
     tokens = cache.tokens[-n:]
     top_tokens = [[row[0] for row in cache.lens_tokens[l][-n:]] for l in range(cache.n_layers)]
     topk_tokens = [cache.lens_tokens[l][-n:] for l in range(cache.n_layers)]
