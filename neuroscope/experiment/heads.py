@@ -146,7 +146,7 @@ def analyse_heads(
             progress(f, msg)
 
     r = unit(direction.double())
-    W_O = torch.stack([lm.o_proj_weight(layer).detach().double().cpu() for layer in range(lm.n_layers)])
+    W_O = lm.o_proj_weights()
     tick(0.0, "heads: per-prompt head outputs (harmful)")
     values_h = head_values(post_instruction_z(lm, harmful, batch_size), W_O, r)
     tick(0.1, "heads: per-prompt head outputs (harmless)")

@@ -257,6 +257,11 @@ class LoadedModel:
         self.check_layer(layer)
         return self.access.writer_weight(self.access.o_proj(self.hf, layer))
 
+    def o_proj_weights(self) -> torch.Tensor:
+        """Every layer's ``W_O`` stacked, ``[L, d_model, n_heads * d_head]`` float64 on the CPU (a copy:
+        what the head analyses compute with)."""
+        return torch.stack([self.o_proj_weight(l).detach().double().cpu() for l in range(self.n_layers)])
+
     def o_proj_bias(self, layer: int) -> torch.Tensor | None:
         """The attention output's bias ``[d_model]`` (GPT-2, Qwen-style models with one), else ``None``."""
         self.check_layer(layer)

@@ -6,7 +6,6 @@ import dataclasses
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
 from torch import Tensor
 
 from neuroscope.behaviours import get_behaviour
@@ -38,16 +37,12 @@ if TYPE_CHECKING:
 MAX_HEAD_PROMPTS = 64  # prompts per side behind the head Δ, its baseline and the patching pairs
 
 
-def _o_proj_weights(lm: Any) -> Tensor:
-    return torch.stack([lm.o_proj_weight(l).detach().double().cpu() for l in range(lm.n_layers)])
-
-
 def describe_heads(
     lm: Any, harmful: Sequence[str], harmless: Sequence[str], direction: Tensor, batch_size: int = 16
 ) -> HeadStats:
     """Head Δ and the harmless baseline on (at most ``MAX_HEAD_PROMPTS`` of) each set: computed once
     per model and direction and kept in its ``DirectionResult``."""
-    r, W_O = unit(direction.double()), _o_proj_weights(lm)
+    r, W_O = unit(direction.double()), lm.o_proj_weights()
     harmful, harmless = list(harmful[:MAX_HEAD_PROMPTS]), list(harmless[:MAX_HEAD_PROMPTS])
     return head_stats(
         head_values(post_instruction_z(lm, harmful, batch_size), W_O, r),
@@ -59,7 +54,7 @@ def prompt_head_values(lm: Any, z: Tensor, direction: Tensor) -> tuple[Tensor, T
     """One prompt's head values from a capture's ``z`` ([L, H, S, D]): ``(projection, norm)``, [L, H] each."""
     P = lm.n_post_instruction
     z_post = z[:, :, -P:].double().mean(dim=2)[None]  # [1, L, H, D]
-    proj, norm = head_values(z_post, _o_proj_weights(lm), unit(direction.double()))
+    proj, norm = head_values(z_post, lm.o_proj_weights(), unit(direction.double()))
     return proj[0], norm[0]
 
 
