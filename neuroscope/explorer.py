@@ -18,7 +18,7 @@ from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_sc
 from neuroscope.analysis.pca import pca_trajectory
 from neuroscope.config import Settings
 from neuroscope.model.capture import RunCache, capture
-from neuroscope.model.chat import PromptError, clean_instruction, refusal_token_ids
+from neuroscope.model.chat import clean_instruction, refusal_token_ids
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import Intervention
 
@@ -140,9 +140,9 @@ def analyze(
         PromptError: Empty prompt, control characters, too long, or a bad generation length.
     """
     text = clean_instruction(prompt, settings.max_prompt_tokens)
-    n_new = settings.max_new_tokens if max_new_tokens is None else max_new_tokens
-    if not isinstance(n_new, int) or not 1 <= n_new <= settings.max_new_tokens_limit:
-        raise PromptError(f"answer length must be between 1 and {settings.max_new_tokens_limit} tokens, got {n_new!r}")
+    from neuroscope.research.generation import check_new_tokens  # one rule for the answer length
+
+    n_new = settings.max_new_tokens if max_new_tokens is None else check_new_tokens(max_new_tokens, settings)
     local = lm.has_weights  # remote (NDIF): no lens, no head contributions (they need the weights here)
     cache = capture(
         lm,

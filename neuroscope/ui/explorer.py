@@ -370,7 +370,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             lm,
             text,
             settings,
-            max_new_tokens=int(max_new_tokens),
+            max_new_tokens=max_new_tokens,  # checked there: 2.5 is refused, not truncated
             direction=None if current is None else current.direction,
             head_stats=None if current is None else current.heads,
             chat=research.as_bool(use_chat, "chat template"),

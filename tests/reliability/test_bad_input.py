@@ -279,6 +279,7 @@ APP = [
     ("/intervene", (P, 1, 1.0, None, 2), "ablation form must be one of"),  # not silently the zero form
     ("/analyze", (P, 2, "output norm", "false"), "chat template must be true or false"),
     ("/analyze", (["a", "b"], 2, "output norm", True), "prompt must be text"),
+    ("/analyze", (P, 2.5, "output norm", True), "whole number"),  # refused, not truncated to 2
     ("/click_head", ("garbage", P, 2, "output norm", True), "not a head label"),
     ("/click_head", ("L99H0 ablate", P, 2, "output norm", True), "layer must be"),
     ("/click_head", ("L0H99", P, 2, "output norm", True), "head must be"),
