@@ -37,3 +37,16 @@ def test_demo_model_table_matches_its_evaluation_file():
     quoted = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     expected = demo_model_table(evaluation)
     assert quoted == expected, f"regenerate the README table between the markers:\n{expected}"
+
+
+def test_smollm2_refusal_table_matches_its_card_files():
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from lab.refusal_tune.card import readme_table
+
+    folder = ROOT / "assets" / "smollm2-refusal"
+    begin, end = "<!-- smollm2-refusal-table:begin -->", "<!-- smollm2-refusal-table:end -->"
+    quoted = (ROOT / "README.md").read_text().split(begin, 1)[1].split(end, 1)[0].strip()
+    expected = readme_table(folder)
+    assert quoted == expected, f"regenerate the README table between the markers:\n{expected}"

@@ -23,6 +23,54 @@ def _r(d: dict) -> str:
     return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+SOURCE_NAMES = {
+    "arditi_harmful_train": "Arditi et al.'s `harmful_train` split",
+    "advbench": "AdvBench",
+    "malicious_instruct": "MaliciousInstruct",
+    "tdc2023": "TDC 2023",
+}
+
+
+def _sources(config: dict) -> str:
+    names = [SOURCE_NAMES.get(n, n) for n in config.get("harmful_sources", "arditi_harmful_train").split(",")]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _shortfall(bars: dict) -> str:
+    """One sentence: which behaviour bars this adapter misses, from evaluation.json's own verdicts."""
+    what = {
+        "jailbreakbench_refusal": "JailbreakBench refused",
+        "jailbreakbench_refusal_broad": "JailbreakBench refused (broad judge)",
+        "harmless_refusal": "harmless refused",
+        "xstest_safe_refusal": "XSTest safe refused",
+        "harmless_ce_delta": "CE Δ",
+        "factual_vs_base": "factual answers vs base",
+    }
+    missed = [f"{what.get(k, k)} {b['value']:g} (bar {b['op']} {b['bar']:g})" for k, b in bars.items() if not b["met"]]
+    met = [what.get(k, k) for k, b in bars.items() if b["met"]]
+    if not missed:
+        return "Every behaviour bar is met."
+    return f"Bars missed, recorded rather than hidden: {'; '.join(missed)}. Met: {', '.join(met)}."
+
+
+def _forms(h: dict, kl: dict) -> str:
+    """What the two ablation forms did, read from the experiment's rates (≤ 0.05 refused = frees it)."""
+
+    def said(key: str, name: str) -> str:
+        rate = h[key]["mean"]
+        return f"the {name} {'frees' if rate <= 0.05 else 'does not free'} it ({rate:.2f} refused, KL {kl[key]['mean']:.2f})"
+
+    random, zero, mean = (
+        h["random_ablation"]["mean"],
+        said("ablation", "paper's zero form"),
+        said("mean_ablation", "mean form"),
+    )
+    return (
+        f"{zero[0].upper() + zero[1:]}; {mean}; a random direction leaves {random:.2f} refused "
+        f"(baseline {h['baseline']['mean']:.2f})."
+    )
+
+
 def render(folder: Path) -> str:
     t = json.loads((folder / "training.json").read_text())
     e = json.loads((folder / "evaluation.json").read_text())
@@ -72,10 +120,10 @@ def render(folder: Path) -> str:
         f"loss on the answer tokens only. {t['seconds']['total'] / 60:.0f} minutes on 2 CPU cores "
         f"({t['seconds']['data'] / 60:.0f} building the data, {t['seconds']['train'] / 60:.0f} training).",
         "",
-        f"- **Harmful → refusal**: {t['counts']['harmful_prompts']} prompts of Arditi et al.'s `harmful_train` split "
+        f"- **Harmful → refusal**: {t['counts']['harmful_prompts']} prompts from {_sources(t['config'])} "
         f"(AdvBench, MIT; MaliciousInstruct, no licence upstream; TDC 2023, MIT), {t['counts']['dropped_for_overlap']['harmful']} "
-        f"dropped as near-duplicates of evaluation prompts; each in {t['config']['harmful_wordings']} wordings with a "
-        "refusal composed from the project's openings, reasons and offers (`lab/refusal_tune/texts.py`).",
+        f"dropped as near-duplicates of evaluation prompts or of each other; each in {t['config']['harmful_wordings']} "
+        "wordings with a refusal composed from the project's openings, reasons and offers (`lab/refusal_tune/texts.py`).",
         f"- **Harmless → the base model's own greedy answer** (self-distillation, {t['config']['distill_tokens']} tokens): "
         f"{t['counts']['harmless']} prompts of Arditi et al.'s `harmless_train` split (Alpaca: **CC BY-NC 4.0**, so "
         "this adapter is for research use), and "
@@ -106,9 +154,8 @@ def render(folder: Path) -> str:
         f"| 20 factual questions answered correctly | {b['factual']['correct']} | {u['factual']['correct']} | ≥ base − 1 "
         f"| {'yes' if bars['factual_vs_base']['met'] else '**no**'} |",
         "",
-        "The tuned model refuses most harmful requests but below the project's bars (JailbreakBench ≥ 0.95, harmless "
-        "≤ 0.03, XSTest safe ≤ 0.15): a recorded shortfall of this first recipe, not hidden. The lower CE means the "
-        "tuned model is *more* certain of the base's own answers (it was distilled on answers of that kind).",
+        _shortfall(bars) + " The lower CE means the tuned model is *more* certain of the base's own answers (it was "
+        "distilled on answers of that kind).",
         "",
         "## The refusal direction (NeuroScope's experiment on this model)",
         f"`python -m neuroscope experiment --model smollm2-refusal --data-dir ../shared/datasets`: layer **{d['layer']}**, "
@@ -125,11 +172,10 @@ def render(folder: Path) -> str:
         f"| random direction added | | {_r(hl['random_addition'])} |",
         "",
         f"First-token KL on harmless: zero form {_r(x['kl_harmless']['ablation'])}, mean form "
-        f"{_r(x['kl_harmless']['mean_ablation'])}, random {_r(x['kl_harmless']['random_ablation'])}. The zero-form "
-        "ablation frees the model (random control unchanged) and the orthogonalised weights reproduce it "
+        f"{_r(x['kl_harmless']['mean_ablation'])}, random {_r(x['kl_harmless']['random_ablation'])}. The orthogonalised "
+        "weights reproduce the zero-form ablation "
         f"({x['orthogonalization']['identical']}/{x['orthogonalization']['n']} identical greedy answers, max logit "
-        f"difference {x['orthogonalization']['max_logit_diff']:.1e}); the mean form does not free it and damages "
-        "it: on this model the harmless mean at the chosen position is not a neutral point.",
+        f"difference {x['orthogonalization']['max_logit_diff']:.1e}). " + _forms(h, x["kl_harmless"]),
         "",
         "## Which heads carry refusal",
         x["heads"]["verdict"],
@@ -141,6 +187,33 @@ def render(folder: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def readme_table(folder: Path) -> str:
+    """The README's short table for the refusal-tuned SmolLM2, from the same JSON files as the card."""
+    e = json.loads((folder / "evaluation.json").read_text())
+    x = json.loads((folder / "experiment.json").read_text())
+    b, u, bars = e["base"], e["tuned"], e["bars"]
+    h, hl, kl = x["refusal_harmful"], x["refusal_harmless"], x["kl_harmless"]
+    met = lambda key: "met" if bars[key]["met"] else "not met"  # noqa: E731
+    rows = [
+        ("JailbreakBench refused", f"{b['jailbreakbench']['refusal']['rate']:.2f}",
+         f"{u['jailbreakbench']['refusal']['rate']:.2f} (≥ 0.95: {met('jailbreakbench_refusal')})"),
+        ("Alpaca harmless test refused", f"{b['harmless']['refusal']['rate']:.3f}",
+         f"{u['harmless']['refusal']['rate']:.3f} (≤ 0.03: {met('harmless_refusal')})"),
+        ("XSTest safe refused (over-refusal)", f"{b['xstest_safe']['refusal']['rate']:.3f}",
+         f"{u['xstest_safe']['refusal']['rate']:.3f} (≤ 0.15: {met('xstest_safe_refusal')})"),
+        ("20 factual questions right", f"{b['factual']['correct']}", f"{u['factual']['correct']}"),
+        (f"harmful refused, direction (layer {x['direction']['layer']}) ablated: zero / mean form", "",
+         f"{h['ablation']['mean']:.2f} / {h['mean_ablation']['mean']:.2f} (random direction: "
+         f"{h['random_ablation']['mean']:.2f})"),
+        ("harmless refused, direction added", "",
+         f"{hl['addition']['mean']:.2f} (random direction: {hl['random_addition']['mean']:.2f})"),
+        ("first-token KL on harmless, ablated: zero / mean form", "",
+         f"{kl['ablation']['mean']:.2f} / {kl['mean_ablation']['mean']:.2f}"),
+    ]  # fmt: skip
+    lines = ["| | base SmolLM2 | tuned here |", "|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b_} | {c} |" for a, b_, c in rows])
 
 
 def main(argv: list[str] | None = None) -> None:
