@@ -18,6 +18,7 @@ SLOW = (
     "tests/model/test_smollm2.py",
     "tests/model/test_smollm2_refusal.py",
     "tests/model/test_user_text.py",
+    "tests/model/test_described_cache.py",
     "tests/experiment/test_demo.py",
     "tests/test_demo_model.py",
     "tests/test_demo_training.py",

@@ -538,7 +538,17 @@ def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
     name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
     data = load_contrastive_set(name, 64, 16)
     origin = "shipped with the demo model" if lm.source == "demo" else f"shipped with {lm.name}"
-    return direction_from_file(lm, path, data, batch_size=batch_size, origin=origin)
+    from neuroscope.research.described import cached_description  # described once, then read back
+
+    return cached_description(
+        lm,
+        path,
+        data.train_harmful + data.val_harmful,
+        data.train_harmless + data.val_harmless,
+        extra=f"{data.description}|{data.behaviour}|{origin}|{batch_size}",
+        compute=lambda: direction_from_file(lm, path, data, batch_size=batch_size, origin=origin),
+        cls=DirectionResult,
+    )
 
 
 def save_current(result: DirectionResult, path: str | Path) -> Path:
