@@ -274,3 +274,58 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     problems += _layout_problems(page, "Induction heads")
     (shots / "layout-problems.txt").write_text("\n".join(problems) + "\n")
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def fresh_page():
+    """A fresh start as the page's "Start here" assumes it: the demo model, no data folder, no Hub."""
+    if not (DEMO_MODEL_DIR / "config.json").is_file():
+        pytest.skip("the bundled demo model is absent")
+    from neuroscope import research
+    from neuroscope.model import load_model
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NEUROSCOPE_DATA_DIR", "none")
+    patch.setattr(research.sets, "research_source", lambda *a, **k: None)
+    try:
+        ctx = AppContext(lm=load_model("demo", device="cpu"), settings=Settings(max_new_tokens=24))
+        demo = build_app(ctx)
+        demo.launch(
+            server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_options(ctx)
+        )
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(demo.local_url)
+            yield page
+            browser.close()
+        demo.close()
+    finally:
+        patch.undo()
+
+
+def test_start_here_steps_work_from_a_fresh_start(fresh_page):
+    """② then ③ then ② again, as the page says: the shipped direction frees the harmful prompt and makes the
+    harmless one refused; computing with the only set on offer (the curated pairs) does not replace it."""
+    page = fresh_page
+    from neuroscope import research
+
+    sync_api.expect(page.locator("#explorer-verdict")).to_contain_text("Refusal detected", timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Interventions").click()
+    sync_api.expect(page.locator("#interventions-status")).to_contain_text("Using the current refusal direction")
+    verdicts = _run_interventions(page, HARMFUL)
+    assert "Refused" in verdicts["baseline"], verdicts
+    assert "Answered" in verdicts["ablated"] or "not a clean refusal" in verdicts["ablated"], verdicts
+    verdicts = _run_interventions(page, HARMLESS)
+    assert "Answered" in verdicts["baseline"] and "Refused" in verdicts["added"], verdicts
+
+    page.get_by_role("tab", name="Direction").click()
+    sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(research.CURATED)
+    page.locator("#compute-direction").click()
+    sync_api.expect(page.locator("#direction-kept")).to_contain_text("Not made current", timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#use-anyway")).to_be_visible()
+
+    page.get_by_role("tab", name="Interventions").click()
+    verdicts = _run_interventions(page, HARMFUL)
+    assert "Answered" in verdicts["ablated"] or "not a clean refusal" in verdicts["ablated"], verdicts
