@@ -1,4 +1,34 @@
-"""The figure layout check shared by the browser tests: plotly's own bounding boxes, read in Chromium."""
+"""What the browser tests share: Playwright and Chromium (or a skip), and the figure layout check that reads
+plotly's own bounding boxes in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# CI sets NEUROSCOPE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
+REQUIRED = os.environ.get("NEUROSCOPE_REQUIRE_BROWSER") == "1"
+
+
+def browser_or_skip():
+    """``(playwright.sync_api, chromium path)``; skips the calling test module where either is missing
+    (a failure under ``NEUROSCOPE_REQUIRE_BROWSER=1``). Call at module level."""
+    if REQUIRED:
+        import playwright.sync_api as sync_api
+    else:
+        sync_api = pytest.importorskip(
+            "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
+        )
+    chromium = os.environ.get("NEUROSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).is_file():
+        if REQUIRED:
+            raise RuntimeError(f"NEUROSCOPE_REQUIRE_BROWSER=1 but Chromium was not found at {chromium}")
+        pytest.skip(f"Chromium not found at {chromium} (apt-get install chromium)", allow_module_level=True)
+    return sync_api, chromium
+
 
 # Every visible 2-D plotly figure: its title, axis and colour-bar titles, annotations and legend must not overlap
 # each other or the tick labels, and must lie inside the figure (a cut title). 3-D scenes draw their

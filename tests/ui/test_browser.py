@@ -10,28 +10,17 @@ it is added. Skipped, with the reason, where Playwright or Chromium is missing.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from neuroscope.model import _compat  # noqa: F401
 
-# CI sets NEUROSCOPE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
-REQUIRED = os.environ.get("NEUROSCOPE_REQUIRE_BROWSER") == "1"
-if REQUIRED:
-    import playwright.sync_api as sync_api
-else:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+from tests.layout import LAYOUT_CHECK, browser_or_skip  # noqa: E402
 
-CHROMIUM = os.environ.get("NEUROSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).is_file():
-    if REQUIRED:
-        raise RuntimeError(f"NEUROSCOPE_REQUIRE_BROWSER=1 but Chromium was not found at {CHROMIUM}")
-    pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api, CHROMIUM = browser_or_skip()
 
 from neuroscope.config import DEMO_MODEL_DIR, Settings  # noqa: E402
-from tests.layout import LAYOUT_CHECK  # noqa: E402
 from neuroscope.ui.app import build_app, launch_options  # noqa: E402
 from neuroscope.ui.common import AppContext  # noqa: E402
 

@@ -9,26 +9,14 @@ test runs the same check on the running app. Skipped where Playwright or Chromiu
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuroscope import viz
-from tests.layout import LAYOUT_CHECK
+from tests.layout import LAYOUT_CHECK, browser_or_skip
 
-REQUIRED = os.environ.get("NEUROSCOPE_REQUIRE_BROWSER") == "1"
-if REQUIRED:
-    import playwright.sync_api as sync_api
-else:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
-CHROMIUM = os.environ.get("NEUROSCOPE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).is_file():
-    if REQUIRED:
-        raise RuntimeError(f"NEUROSCOPE_REQUIRE_BROWSER=1 but Chromium was not found at {CHROMIUM}")
-    pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
+sync_api, CHROMIUM = browser_or_skip()
 
 TOKENS = [
     "<|begin_of_text|>", "<|start_header_id|>", "user", "<|end_header_id|>", "\n\n", "How", " can", " I", " make",
