@@ -98,18 +98,31 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             interventions.refresh, None, interventions.outputs, api_name=False
         )
         demo.load(**explorer.first_run, api_name=False, concurrency_id="model")  # the worked example, on open
-        if ctx.settings.public:  # a visitor's own direction goes when their page does
 
-            def forget(request: gr.Request):
-                if request is not None:
-                    ctx.directions.forget(request.session_hash)
+        def on_close(request: gr.Request):  # a visitor's state and own direction go when their page does
+            if request is not None:
+                release_session(demo, ctx, request.session_hash)
 
-            demo.unload(forget)
+        demo.unload(on_close)
     # One model, one slot: events that run the model share concurrency_id "model" (limit 1), so they
     # run one at a time while UI-only events (queue=False) answer at once and the page stays live.
     # The queue is bounded everywhere: past it a visitor is told the app is busy instead of waiting forever.
     demo.queue(default_concurrency_limit=1, max_size=PUBLIC_QUEUE_SIZE if ctx.settings.public else LOCAL_QUEUE_SIZE)
     return demo
+
+
+CLOSED_STATE_TTL_S = 5  # a closed page's session state (its last run, its induction result) lives this long
+
+
+def release_session(demo: gr.Blocks, ctx: AppContext, session_hash: str) -> None:
+    """Frees what a visitor's session holds once their page is closed: their own direction, and their gradio
+    state within ``CLOSED_STATE_TTL_S`` instead of gradio's one-hour hold for closed sessions (kept in case
+    the page is reopened; a reopened page here starts afresh). Gradio's own loop deletes expired state
+    every second; only its hold is shortened here."""
+    ctx.directions.forget(session_hash)
+    session = getattr(getattr(demo, "state_holder", None), "session_data", {}).get(session_hash)
+    if session is not None and hasattr(session, "STATE_TTL_WHEN_CLOSED"):
+        session.STATE_TTL_WHEN_CLOSED = CLOSED_STATE_TTL_S
 
 
 def launch_options(ctx: AppContext) -> dict[str, Any]:

@@ -224,7 +224,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     status = gr.Markdown(status_markdown(current), elem_id="direction-status")
     kept = gr.Markdown(visible=False, elem_id="direction-kept")
     use_anyway = gr.Button("Use the new direction anyway", visible=False, elem_id="use-anyway")
-    pending = gr.State(None)  # a computed direction that was not made current (this visitor's)
+    pending = gr.State(None, time_to_live=1800)  # a computed direction that was not made current (this visitor's)
     scores = gr.Plot(label=SCORES_LABEL)
     scores_text = gr.Markdown(texts["scores"])
     with gr.Row():

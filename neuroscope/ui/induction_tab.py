@@ -57,7 +57,7 @@ def stripe_figure(result: InductionResult, layer: int, head: int):
 def build_induction_tab(ctx: AppContext) -> None:
     """Adds the Induction heads tab's components and events to the current ``gr.Blocks``."""
     lm = ctx.lm
-    state = gr.State(None)
+    state = gr.State(None, time_to_live=1800)  # the last run (its attention maps): dropped after 30 min
     gr.Markdown(GUIDE)
     with gr.Row():
         n_seqs = gr.Slider(1, MAX_SEQS, value=8, step=1, label="Sequences")

@@ -113,3 +113,25 @@ def test_internal_errors_are_logged_and_not_shown_as_input_advice(caplog):
     assert any("some_internal_table" in (r.exc_text or "") or r.exc_info for r in caplog.records)
     with pytest.raises(gr.Error, match="k must be between 0 and 48"):
         bad_input()
+
+
+def test_a_closed_pages_state_is_released_within_seconds(served):
+    """Gradio holds a closed page's state for an hour; the app's unload handler shortens that hold, and
+    gradio's own once-a-second loop then frees the visitor's last run."""
+    import time
+
+    from neuroscope.ui.app import CLOSED_STATE_TTL_S, release_session
+    from neuroscope.ui.explorer import Shown
+
+    demo, ctx = served
+    client = _client(demo)
+    client.predict("Hi there", 2, api_name="/analyze")
+    session = demo.state_holder.session_data[client.session_hash]
+    held = lambda: any(isinstance(v, Shown) for v in session.state_data.values())  # noqa: E731
+    assert held()
+    release_session(demo, ctx, client.session_hash)
+    session.is_closed = True  # what gradio sets when the page's heartbeat stops
+    deadline = time.time() + CLOSED_STATE_TTL_S + 10
+    while held() and time.time() < deadline:
+        time.sleep(0.5)
+    assert not held()
