@@ -40,7 +40,10 @@ CLICK_JS = """
     onClick.neuroscope = true;
     gd.on('plotly_click', onClick);
   };
-  setInterval(hook, 500);
+  // Each run redraws the grid (a new plot, without the listener): hook it again as soon as the page changes,
+  // so that a click right after a redraw is not lost; the timer is a fallback.
+  new MutationObserver(hook).observe(document.body, { childList: true, subtree: true });
+  setInterval(hook, 1000);
 }
 """
 COLOUR_NORM = "output norm"

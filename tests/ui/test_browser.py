@@ -70,16 +70,22 @@ def app_url():
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
+    """One Playwright for the module: its sync API cannot be opened a second time while one is open."""
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_url[0])
-        yield page
-        context.close()
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url[0])
+    yield page
+    context.close()
 
 
 def _set_slider(page, label: str, value: int, within: str | None = None) -> None:
@@ -159,6 +165,12 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
                 return [box.left + fl._size.l + fl.xaxis.l2p(h), box.top + fl._size.t + fl.yaxis.l2p(l)];
             }""",
             [layer, head],
+        )
+        page.wait_for_function(  # the page script has hooked the grid as drawn now (each run redraws it)
+            """() => {
+                const gd = document.querySelector('#explorer-heads .js-plotly-plot');
+                return Boolean(gd && gd._ev && gd._ev.listeners('plotly_click').some((f) => f.neuroscope));
+            }"""
         )
         if shift:
             page.keyboard.down("Shift")
@@ -266,7 +278,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
 
 
 @pytest.fixture(scope="module")
-def fresh_page():
+def fresh_page(browser):
     """A fresh start as the page's "Start here" assumes it: the demo model, no data folder, no Hub."""
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         pytest.skip("the bundled demo model is absent")
@@ -282,13 +294,12 @@ def fresh_page():
         demo.launch(
             server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_options(ctx)
         )
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(demo.local_url)
-            yield page
-            browser.close()
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(demo.local_url)
+        yield page
+        context.close()
         demo.close()
     finally:
         patch.undo()
