@@ -39,7 +39,7 @@ class TrainConfig:
     data_dir: str = "../shared/datasets"
     out: str = "runs/smollm2-refusal"
     seed: int = 0
-    n_harmless: int = 560
+    n_harmless: int = 1000
     harmful_wordings: int = 2
     distill_tokens: int = 48
     epochs: int = 2
@@ -49,8 +49,10 @@ class TrainConfig:
     rank: int = 8
     alpha: int = 16
     threads: int = 2
-    harmful_sources: str = "arditi_harmful_train"  # comma-separated, see data.HARMFUL_TRAINING_SOURCES
-    borderline_sets: str = "v1"  # comma-separated keys of data.BORDERLINE_SETS
+    harmful_sources: str = (
+        "arditi_harmful_train,advbench,malicious_instruct,tdc2023"  # comma-separated, see data.HARMFUL_TRAINING_SOURCES
+    )
+    borderline_sets: str = "v1,v2"  # comma-separated keys of data.BORDERLINE_SETS
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:

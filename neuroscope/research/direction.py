@@ -512,7 +512,7 @@ def shipped_ablation_form(lm: Any) -> str:
     """The ablation form that frees ``lm``'s bundled model, as its own experiment measured it: ``"mean"``
     (projection -> harmless mean, the default) unless the recorded ``experiment.json`` beside the shipped
     direction shows the paper's zero form leaving fewer harmful prompts refused (the refusal-tuned
-    SmolLM2: zero 0.01, mean 0.99), then ``"zero"``."""
+    SmolLM2: zero 0.04, mean 0.58), then ``"zero"``."""
     import json
 
     path = shipped_direction_file(lm)
