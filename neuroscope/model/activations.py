@@ -133,3 +133,25 @@ def last_token_projections(
     for sink, _mask in _collect(lm, instructions, frozenset({"resid_pre"}), batch_size, interventions):
         rows.append(torch.stack([project(x[:, -1].cpu().double(), r) for x in sink["resid_pre"]], dim=1))
     return torch.cat(rows).float()
+
+
+def resid_pre_at(
+    lm: Any, instructions: Sequence[str], positions: Sequence[int], batch_size: int = 32, progress=None
+) -> Tensor:
+    """Every prompt's residual at every layer input, at a few positions counted from the end.
+
+    Left padding keeps positions counted from the end (``-1`` the last template token) on the same
+    tokens in every row.
+
+    Returns:
+        [N, n_layers, len(positions), d_model] float32 on the CPU.
+    """
+    if not positions or any(p >= 0 for p in positions):
+        raise ValueError(f"positions are counted from the end (-1 = the last token), got {list(positions)}")
+    index = list(positions)
+    rows = []
+    for sink, _mask in _collect(lm, instructions, frozenset({"resid_pre"}), batch_size, progress=progress):
+        rows.append(torch.stack([x[:, index].float().cpu() for x in sink["resid_pre"]], dim=1))
+    if not rows:
+        return torch.empty(0, lm.n_layers, len(index), lm.d_model)
+    return torch.cat(rows)

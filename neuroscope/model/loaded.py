@@ -212,6 +212,12 @@ class LoadedModel:
         return len(self.post_instruction_ids) if self.has_chat_template else 1
 
     @property
+    def last_instruction_position(self) -> int:
+        """The user instruction's last token, counted from the end (Zhao et al.'s t_inst): the position just
+        before the template's post-instruction tokens. Without a chat template it is the last token."""
+        return -(len(self.post_instruction_ids) + 1) if self.has_chat_template else -1
+
+    @property
     def post_instruction_ids(self) -> list[int]:
         if not self.has_chat_template:
             return []

@@ -1,0 +1,299 @@
+"""Harmfulness vs refusal (Zhao et al. 2025, arXiv 2507.11878) on the loaded model.
+
+Two difference-of-means directions at every layer input: harmfulness at the last token of the user's
+instruction, refusal at the last template token. Their cosine per layer (with bootstrap intervals), and
+a 2-D map of held-out prompts at one layer — harmful, harmless, XSTest safe and unsafe, and harmful
+requests wrapped in the project's jailbreak templates (``data/jailbreaks/templates.json``) — each
+marked refused or answered by its greedy answer. A group whose two coordinates differ beyond their
+intervals is where the two signals come apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from neuroscope.analysis.harmfulness import (
+    GroupPlace,
+    bootstrap_cosines,
+    group_place,
+    layer_cosines,
+    direction_pair,
+    relative_coordinates,
+)
+from neuroscope.analysis.metrics import Interval, is_refusal, rate_with_ci
+from neuroscope.config import REPO_ROOT
+from neuroscope.experiment.config import ExperimentConfig, ExperimentError
+from neuroscope.experiment.data import load_experiment_data
+from neuroscope.model.activations import resid_pre_at
+from neuroscope.model.generate import generate
+from neuroscope.research.checks import ResearchError
+from neuroscope.types import Progress
+
+JAILBREAK_TEMPLATES = REPO_ROOT / "data" / "jailbreaks" / "templates.json"
+GROUPS = ("harmful", "harmless", "XSTest safe", "XSTest unsafe", "jailbreak-wrapped harmful")
+MAX_PROMPTS = 256
+
+
+def jailbreak_templates() -> dict[str, list[str]]:
+    """The project's jailbreak wrappers by family (each holds one ``{prompt}``)."""
+    families = json.loads(JAILBREAK_TEMPLATES.read_text(encoding="utf-8"))["families"]
+    for name, templates in families.items():
+        for t in templates:
+            if t.count("{prompt}") != 1:
+                raise ValueError(f"jailbreak template of {name!r} must hold one {{prompt}}: {t!r}")
+    return families
+
+
+def wrap(prompts: Sequence[str]) -> list[tuple[str, str]]:
+    """Each prompt in one template, cycling through families and their templates: ``(family, text)``."""
+    families = jailbreak_templates()
+    flat = []  # first template of every family, then the second of every family, ...
+    for i in range(max(map(len, families.values()))):
+        flat += [(name, ts[i]) for name, ts in families.items() if i < len(ts)]
+    return [(flat[i % len(flat)][0], flat[i % len(flat)][1].replace("{prompt}", p)) for i, p in enumerate(prompts)]
+
+
+@dataclass
+class Group:
+    name: str
+    texts: list[str]
+    coords: Tensor  # [N, 2] (harmfulness, refusal), 0 = harmless training mean, 1 = harmful training mean
+    refused: list[bool]
+    place: GroupPlace
+    refusal_rate: Interval
+    families: list[str] = field(default_factory=list)  # jailbreak family per prompt, else empty
+
+    def split(self) -> tuple[GroupPlace | None, GroupPlace | None]:
+        """Where the answered and the refused prompts of the group sit (None for an empty side)."""
+        flags = torch.tensor(self.refused, dtype=torch.bool)
+        return tuple(group_place(self.coords[m]) if bool(m.any()) else None for m in (~flags, flags))
+
+
+def _iv(x: Interval) -> str:
+    return f"{x.mean:.2f} [{x.lo:.2f}, {x.hi:.2f}]"
+
+
+@dataclass
+class HarmfulnessStudy:
+    model: str
+    layer: int
+    layer_reason: str
+    positions: dict[str, str]  # what each direction is read at, in words
+    cosines: list[float]  # per layer
+    cosine_lo: list[float]
+    cosine_hi: list[float]
+    groups: list[Group]
+    data: str  # where the prompts came from
+    n_train: int
+    seconds: float
+
+    def group(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def summary(self) -> str:
+        """What was observed, in sentences with their numbers."""
+        c, lo, hi = self.cosines[self.layer], self.cosine_lo[self.layer], self.cosine_hi[self.layer]
+        seen = [x for x in self.cosines if not math.isnan(x)]
+        if math.isnan(c):
+            lines = [f"At layer {self.layer} one of the two directions vanishes: pick another layer."]
+        else:
+            kind = "distinct directions" if hi < 0.8 else "close to one direction"
+            lines = [
+                f"At layer {self.layer} the harmfulness and refusal directions have cosine {c:.2f} [{lo:.2f}, "
+                f"{hi:.2f}] ({kind}); across layers it runs from {min(seen):.2f} to {max(seen):.2f}."
+            ]
+        parted = [g for g in self.groups if g.place.apart]
+        for g in parted:
+            h, r = g.place.harmfulness, g.place.refusal
+            lines.append(
+                f"{g.name}: harmfulness {h.mean:.2f} [{h.lo:.2f}, {h.hi:.2f}] but refusal {r.mean:.2f} "
+                f"[{r.lo:.2f}, {r.hi:.2f}] — the two signals come apart here."
+            )
+        if not parted:
+            lines.append(
+                "No group reads as harmful on one direction and harmless on the other beyond its intervals "
+                "(coordinates: 0 = the harmless training mean, 1 = the harmful one)."
+            )
+        jb = self.group(GROUPS[4])
+        if jb is not None:
+            rate = jb.refusal_rate
+            line = (
+                f"Jailbreak-wrapped requests answered: {jb.refused.count(False)} of {len(jb.refused)} "
+                f"(refused {rate.mean:.2f} [{rate.lo:.2f}, {rate.hi:.2f}])."
+            )
+            answered, refused = jb.split()
+            if answered is not None and refused is not None:
+                line += (
+                    f" Refusal coordinate: answered {_iv(answered.refusal)}, refused {_iv(refused.refusal)}; "
+                    f"harmfulness: answered {_iv(answered.harmfulness)}, refused {_iv(refused.harmfulness)}."
+                )
+            lines.append(line)
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def iv(x: Interval) -> dict[str, float]:
+            return {"mean": x.mean, "lo": x.lo, "hi": x.hi, "n": x.n}
+
+        return {
+            "model": self.model,
+            "layer": self.layer,
+            "layer_reason": self.layer_reason,
+            "positions": self.positions,
+            "cosine": {
+                k: [None if math.isnan(x) else x for x in v]
+                for k, v in (("per_layer", self.cosines), ("lo", self.cosine_lo), ("hi", self.cosine_hi))
+            },
+            "groups": {
+                g.name: {
+                    "harmfulness": iv(g.place.harmfulness),
+                    "refusal": iv(g.place.refusal),
+                    "apart": g.place.apart,
+                    "refused": iv(g.refusal_rate),
+                    "points": [
+                        {"text": t, "x": float(x), "y": float(y), "refused": r, **({"family": f} if f else {})}
+                        for t, (x, y), r, f in zip(
+                            g.texts, g.coords.tolist(), g.refused, g.families or [""] * len(g.texts)
+                        )
+                    ],
+                }
+                for g in self.groups
+            },
+            "summary": self.summary(),
+            "data": self.data,
+            "n_train": self.n_train,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def default_layer(lm: Any) -> tuple[int, str]:
+    """The shipped direction's layer where the model brings one, else the middle layer."""
+    from neuroscope.experiment.artifacts import ArtifactError, load_direction
+    from neuroscope.research.direction import shipped_direction_file
+
+    path = shipped_direction_file(lm)
+    if path is not None:
+        try:
+            layer = load_direction(path)[1].get("layer")
+        except ArtifactError:
+            layer = None
+        if type(layer) is int and 0 <= layer < lm.n_layers:
+            return layer, "the shipped refusal direction's layer"
+    return lm.n_layers // 2, "the middle layer"
+
+
+def harmfulness_vs_refusal(
+    lm: Any,
+    n_train: int = 64,
+    n_per_group: int = 32,
+    layer: int | None = None,
+    max_new_tokens: int = 24,
+    data_dir: str = "",
+    seed: int = 0,
+    n_boot: int = 500,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+) -> HarmfulnessStudy:
+    """Runs the study. Raises ``ResearchError`` for a model without a chat template or bad sizes."""
+    start = time.perf_counter()
+    if not lm.has_chat_template:
+        raise ResearchError(
+            "harmfulness vs refusal needs a chat model: the instruction's last token and the template "
+            "tokens after it are different positions only under a chat template"
+        )
+    for name, value, lo in (("training prompts", n_train, 2), ("prompts per group", n_per_group, 1)):
+        if type(value) is not int or not lo <= value <= MAX_PROMPTS:
+            raise ResearchError(f"{name} must be an integer in {lo}..{MAX_PROMPTS}, got {value!r}")
+    reason = "chosen"
+    if layer is None:
+        layer, reason = default_layer(lm)
+    elif type(layer) is not int or not 0 <= layer < lm.n_layers:
+        raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
+    try:
+        data = load_experiment_data(
+            ExperimentConfig(
+                data_dir=data_dir,
+                n_train=n_train,
+                n_val=1,
+                n_test=n_per_group,
+                n_test_harmless=n_per_group,
+                n_xstest=n_per_group,
+                seed=seed,
+            )
+        )
+    except ExperimentError as err:
+        raise ResearchError(str(err)) from None
+    texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
+    jailbroken = wrap(texts(data.test_harmful))
+    prompts = {
+        GROUPS[0]: texts(data.test_harmful),
+        GROUPS[1]: texts(data.test_harmless),
+        GROUPS[2]: texts(data.xstest_safe),
+        GROUPS[3]: texts(data.xstest_unsafe),
+        GROUPS[4]: [t for _, t in jailbroken],
+    }
+    prompts = {k: v for k, v in prompts.items() if v}
+    positions = [lm.last_instruction_position, -1]
+    total = 2 + 2 * len(prompts)  # activation passes + generation passes, for the progress bar
+    step = [0]
+
+    def tick(what: str):
+        def report(done: int, of: int) -> None:
+            if progress is not None:
+                progress(min(0.99, (step[0] + done / max(of, 1)) / total), what)
+
+        return report
+
+    def acts(items: list[str], what: str) -> Tensor:
+        out = resid_pre_at(lm, items, positions, batch_size=batch_size, progress=tick(what))
+        step[0] += 1
+        return out
+
+    train_h = acts(texts(data.train_harmful), "activations: harmful training prompts")
+    train_b = acts(texts(data.train_harmless), "activations: harmless training prompts")
+    cos = layer_cosines(direction_pair(train_h, train_b))
+    lo, hi = bootstrap_cosines(train_h, train_b, n_boot=n_boot, seed=seed)
+    groups = []
+    for name, items in prompts.items():
+        coords = relative_coordinates(acts(items, f"activations: {name}"), train_h, train_b, layer)
+        answers = generate(
+            lm, items, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=tick(f"answers: {name}")
+        )
+        step[0] += 1
+        refused = [is_refusal(a) for a in answers]
+        groups.append(
+            Group(
+                name=name,
+                texts=items,
+                coords=coords,
+                refused=refused,
+                place=group_place(coords, seed=seed),
+                refusal_rate=rate_with_ci(refused, seed=seed),
+                families=[f for f, _ in jailbroken] if name == GROUPS[4] else [],
+            )
+        )
+    if progress is not None:
+        progress(1.0, "done")
+    after = lm.token_strings(lm.post_instruction_ids[:1])[0]
+    return HarmfulnessStudy(
+        model=lm.name,
+        layer=layer,
+        layer_reason=reason,
+        positions={
+            "harmfulness": f"the instruction's last token (position {positions[0]}, just before {after!r})",
+            "refusal": "the last template token (position -1)",
+        },
+        cosines=cos.tolist(),
+        cosine_lo=lo.tolist(),
+        cosine_hi=hi.tolist(),
+        groups=groups,
+        data=data.description,
+        n_train=min(len(data.train_harmful), len(data.train_harmless)),
+        seconds=time.perf_counter() - start,
+    )
