@@ -21,6 +21,11 @@ COMMANDS = {
         "behaviour_main",
         "A behaviour's direction (e.g. French vs English): necessity and sufficiency against random directions.",
     ),
+    "harmfulness": (
+        "neuroscope.cli",
+        "harmfulness_main",
+        "Harmfulness vs refusal: two directions, their cosine per layer, and where prompts and jailbreaks sit.",
+    ),
     "experiment": (
         "neuroscope.experiment.cli",
         "experiment_main",

@@ -257,3 +257,66 @@ def behaviour_main(argv: list[str]) -> int:
             f"{row['n']:>6}"
         )
     return 0
+
+
+def harmfulness_main(argv: list[str]) -> int:
+    """``python -m neuroscope harmfulness``: harmfulness vs refusal directions (Zhao et al. 2025)."""
+    p = OneLineParser(
+        prog="python -m neuroscope harmfulness",
+        description="Two difference-of-means directions, harmfulness at the instruction's last token and refusal "
+        "at the last template token: their cosine per layer, and where held-out harmful, harmless, XSTest and "
+        "jailbreak-wrapped prompts sit on both, each judged refused or answered.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal' (env NEUROSCOPE_MODEL)",
+    )
+    p.add_argument("--data-dir", default="", help="folder with the research sets (default: $NEUROSCOPE_DATA_DIR)")
+    p.add_argument("--n-train", type=int, default=64, help="training prompts per side for the directions (default 64)")
+    p.add_argument("--n-per-group", type=int, default=32, help="held-out prompts per group (default 32)")
+    p.add_argument(
+        "--layer", type=int, default=None, help="the map's layer (default: the shipped direction's, else the middle)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=24, help="answer length for the refused/answered judge")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    from neuroscope.model import ModelLoadError, load_model
+    from neuroscope.research import ResearchError
+    from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+
+    for name, value, lo, hi in (
+        ("--n-train", args.n_train, 2, MAX_PROMPTS),
+        ("--n-per-group", args.n_per_group, 1, MAX_PROMPTS),
+        ("--max-new-tokens", args.max_new_tokens, 1, 256),
+        ("--seed", args.seed, 0, SEED_MAX),
+    ):
+        if not lo <= value <= hi:
+            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    try:
+        settings = Settings.from_env(model=args.model, device=args.device)
+        lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        study = harmfulness_vs_refusal(
+            lm,
+            n_train=args.n_train,
+            n_per_group=args.n_per_group,
+            layer=args.layer,
+            max_new_tokens=args.max_new_tokens,
+            data_dir=args.data_dir,
+            seed=args.seed,
+        )
+    except (SettingsError, ModelLoadError, ResearchError) as err:
+        return fail(str(err))
+    if args.json:
+        print(json.dumps(study.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    print(f"model: {study.model}\ndata: {study.data}\nlayer {study.layer} ({study.layer_reason})")
+    print(f"harmfulness read at {study.positions['harmfulness']}; refusal at {study.positions['refusal']}\n")
+    print(f"{'group':<28}{'harmfulness':>22}{'refusal':>22}{'refused':>22}")
+    fmt = lambda iv: f"{iv.mean:.2f} [{iv.lo:.2f}, {iv.hi:.2f}]"  # noqa: E731
+    for g in study.groups:
+        print(f"{g.name:<28}{fmt(g.place.harmfulness):>22}{fmt(g.place.refusal):>22}{fmt(g.refusal_rate):>22}")
+    print("\n" + study.summary())
+    return 0

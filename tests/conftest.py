@@ -24,6 +24,7 @@ SLOW = (
     "tests/test_demo_training.py",
     "tests/test_benchmarks.py",
     "tests/test_cli.py",
+    "tests/test_harmfulness.py",
     "tests/viz/test_layout.py",
 )
 

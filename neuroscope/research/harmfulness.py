@@ -172,6 +172,13 @@ class HarmfulnessStudy:
         }
 
 
+def check_sizes(n_train: object, n_per_group: object) -> None:
+    """Raises ``ResearchError`` unless both sizes are integers in range."""
+    for name, value, lo in (("training prompts per side", n_train, 2), ("prompts per group", n_per_group, 1)):
+        if type(value) is not int or not lo <= value <= MAX_PROMPTS:
+            raise ResearchError(f"{name} must be an integer in {lo}..{MAX_PROMPTS}, got {value!r}")
+
+
 def default_layer(lm: Any) -> tuple[int, str]:
     """The shipped direction's layer where the model brings one, else the middle layer."""
     from neuroscope.experiment.artifacts import ArtifactError, load_direction
@@ -207,9 +214,7 @@ def harmfulness_vs_refusal(
             "harmfulness vs refusal needs a chat model: the instruction's last token and the template "
             "tokens after it are different positions only under a chat template"
         )
-    for name, value, lo in (("training prompts", n_train, 2), ("prompts per group", n_per_group, 1)):
-        if type(value) is not int or not lo <= value <= MAX_PROMPTS:
-            raise ResearchError(f"{name} must be an integer in {lo}..{MAX_PROMPTS}, got {value!r}")
+    check_sizes(n_train, n_per_group)
     reason = "chosen"
     if layer is None:
         layer, reason = default_layer(lm)

@@ -1,0 +1,100 @@
+"""Harmfulness vs refusal figures: the two directions' cosine per layer, and the 2-D map of prompts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from neuroscope.viz import theme
+from neuroscope.viz._checks import as_array, check_index
+from neuroscope.viz.tokens import plotly_text
+
+
+def cosine_by_layer(cosine: Any, lo: Any, hi: Any, layer: int | None = None) -> go.Figure:
+    """The cosine between the harmfulness and the refusal direction at every layer, with its interval band.
+
+    Args:
+        cosine, lo, hi: [n_layers] (NaN where a direction vanishes, e.g. layer 0).
+        layer: the map's layer, marked.
+    """
+    c, a, b = (as_array(v, name) for v, name in ((cosine, "cosine"), (lo, "lo"), (hi, "hi")))
+    if not c.shape == a.shape == b.shape or c.ndim != 1:
+        raise ValueError(f"cosine, lo and hi must be [n_layers] of one length, got {c.shape}, {a.shape}, {b.shape}")
+    x = np.arange(len(c))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=np.concatenate([x, x[::-1]]),
+            y=np.concatenate([b, a[::-1]]),
+            fill="toself",
+            fillcolor=theme.palette_rgba(0, 0.18),
+            line=dict(width=0),
+            hoverinfo="skip",
+            name="95 % interval",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=c,
+            mode="lines+markers",
+            line=dict(color=theme.palette(0)),
+            name="cosine",
+            hovertemplate="layer %{x}: cosine %{y:.2f}<extra></extra>",
+        )
+    )
+    if layer is not None:
+        check_index(layer, "layer", len(c))
+        fig.add_vline(x=layer, line=dict(color=theme.HIGHLIGHT, dash="dash"), annotation_text=f"map: layer {layer}")
+    fig.update_xaxes(title="layer (input of the block)", dtick=max(1, len(c) // 14))
+    fig.update_yaxes(title="cosine(harmfulness, refusal)", range=[-0.2, 1.05])
+    return theme.styled(fig, "Harmfulness vs refusal direction: cosine per layer")
+
+
+GROUP_COLOURS = {
+    "harmful": theme.POSITIVE_RGB,
+    "harmless": theme.NEGATIVE_RGB,
+}
+
+
+def prompt_map(groups: Sequence[dict[str, Any]], layer: int) -> go.Figure:
+    """Each prompt at (harmfulness, refusal) coordinates; the marker says refused (x) or answered (circle).
+
+    Args:
+        groups: dicts with ``name``, ``x``, ``y`` ([N] each), ``refused`` (N bools) and ``texts`` (N strings).
+        layer: where the coordinates were read (for the title).
+    """
+    fig = go.Figure()
+    for i, g in enumerate(groups):
+        x, y = as_array(g["x"], "x"), as_array(g["y"], "y")
+        refused = [bool(r) for r in g["refused"]]
+        if not len(x) == len(y) == len(refused) == len(g["texts"]):
+            raise ValueError(f"group {g['name']!r}: x, y, refused and texts must have one length")
+        rgb = GROUP_COLOURS.get(g["name"])
+        colour = theme.rgba(rgb, 0.85) if rgb else theme.palette(i + 2)
+        for flag, symbol, word in ((True, "x", "refused"), (False, "circle", "answered")):
+            keep = [j for j, r in enumerate(refused) if r is flag]
+            if not keep:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=x[keep],
+                    y=y[keep],
+                    mode="markers",
+                    marker=dict(symbol=symbol, size=9, color=colour, line=dict(width=1, color="white")),
+                    name=f"{g['name']} · {word} ({len(keep)})",
+                    legendgroup=g["name"],
+                    text=[plotly_text(g["texts"][j][:160]) for j in keep],
+                    hovertemplate="%{text}<br>harmfulness %{x:.2f} · refusal %{y:.2f}<extra></extra>",
+                )
+            )
+    for v in (0.0, 1.0):
+        fig.add_vline(x=v, line=dict(color=theme.MUTED, width=1))
+        fig.add_hline(y=v, line=dict(color=theme.MUTED, width=1))
+    fig.update_xaxes(title="harmfulness (instruction's last token; 0 = harmless mean, 1 = harmful)", zeroline=False)
+    fig.update_yaxes(title="refusal (last template token; 0 = harmless, 1 = harmful)", zeroline=False)
+    fig.update_layout(legend=dict(font=dict(size=11)))
+    return theme.styled(fig, f"Where prompts sit on the two directions (layer {layer})", height=520)
