@@ -15,6 +15,7 @@ from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
 from neuroscope.ui.experiment_tab import build_experiment_tab
 from neuroscope.ui.explorer import CLICK_JS, build_explorer_tab
+from neuroscope.ui.harmfulness_tab import build_harmfulness_tab
 from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
 from neuroscope.errors import OneLineParser
@@ -85,6 +86,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 interventions = build_interventions_tab(ctx)
             with gr.Tab("Experiment", id="experiment"):
                 experiment = build_experiment_tab(ctx)
+            with gr.Tab("Harmfulness vs refusal", id="harmfulness"):
+                build_harmfulness_tab(ctx)
             with gr.Tab("Induction heads", id="induction"):
                 build_induction_tab(ctx)
         # The direction is shared data: whichever tab sets it, the Interventions tab follows.

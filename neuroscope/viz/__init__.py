@@ -3,6 +3,7 @@
 from neuroscope.viz.attention import attention_heatmap
 from neuroscope.viz.direction import candidate_scores, cosine_matrix, projection_per_layer, separation_plot
 from neuroscope.viz.evaluation import edit_frontier, rates_with_intervals, topk_ablation_curve
+from neuroscope.viz.harmfulness import cosine_by_layer, prompt_map
 from neuroscope.viz.heads import head_grid, head_maps
 from neuroscope.viz.induction import loss_by_position
 from neuroscope.viz.importance import token_importance_bar, token_importance_html
@@ -14,6 +15,7 @@ from neuroscope.viz.trajectory import pca_trajectory_2d, pca_trajectory_3d
 __all__ = [
     "attention_heatmap",
     "candidate_scores",
+    "cosine_by_layer",
     "cosine_matrix",
     "edit_frontier",
     "figure_to_html",
@@ -26,6 +28,7 @@ __all__ = [
     "pca_trajectory_2d",
     "pca_trajectory_3d",
     "projection_per_layer",
+    "prompt_map",
     "rates_with_intervals",
     "separation_plot",
     "token_importance_bar",

@@ -446,3 +446,26 @@ def test_texts_and_labels_follow_the_directions_behaviour(served, computed, tmp_
     assert "asked for French" in labels and "refusal" not in labels and "harmful" not in labels
     verdict = research.head_attribution(ctx.lm, french, 8)["verdict"]  # the head analysis's own sentences
     assert "french" in verdict and not any(w in verdict for w in ("refusal", "harmful", "harmless")), verdict
+
+
+def test_harmfulness_tab_draws_the_study_the_research_layer_computes(served, client):
+    """The tab's numbers are the research function's (run again here, independently of the app's call), its
+    map has one marker per held-out prompt, × for refused and ○ for answered; bad input is a message."""
+    from neuroscope.research.harmfulness import harmfulness_vs_refusal
+
+    summary, cosine, points, record = client.predict(6, 3, 1, api_name="/harmfulness")
+    lm = served[1].lm
+    study = harmfulness_vs_refusal(lm, n_train=6, n_per_group=3, layer=1, max_new_tokens=3)
+    assert record["cosine"]["per_layer"] == pytest.approx(
+        [None if math.isnan(c) else c for c in study.cosines], nan_ok=True
+    )
+    assert "At layer 1" in summary
+    traces = _fig(points)["data"]
+    n_points = sum(len(_array(t["x"])) for t in traces)
+    assert n_points == sum(len(g.texts) for g in study.groups)
+    for t in traces:
+        assert t["marker"]["symbol"] == ("x" if "· refused" in t["name"] else "circle")
+    band, line = _fig(cosine)["data"][:2]
+    assert len(_array(line["y"])) == lm.n_layers
+    with pytest.raises(Exception, match="less than minimum value 2"):
+        client.predict(0, 3, 1, api_name="/harmfulness")

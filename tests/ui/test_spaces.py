@@ -22,6 +22,7 @@ MODEL_HANDLERS = {
     "on_ablate",
     "on_attention",
     "on_study",
+    "on_harmfulness",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
 }
 
