@@ -26,6 +26,11 @@ COMMANDS = {
         "harmfulness_main",
         "Harmfulness vs refusal: two directions, their cosine per layer, and where prompts and jailbreaks sit.",
     ),
+    "cone": (
+        "neuroscope.cli",
+        "cone_main",
+        "The refusal cone: ablate k = 1..4 dimensions against random subspaces; is one direction enough?",
+    ),
     "experiment": (
         "neuroscope.experiment.cli",
         "experiment_main",

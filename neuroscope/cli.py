@@ -320,3 +320,75 @@ def harmfulness_main(argv: list[str]) -> int:
         print(f"{g.name:<28}{fmt(g.place.harmfulness):>22}{fmt(g.place.refusal):>22}{fmt(g.refusal_rate):>22}")
     print("\n" + study.summary())
     return 0
+
+
+def cone_main(argv: list[str]) -> int:
+    """``python -m neuroscope cone``: the refusal cone — ablate k = 1..K dimensions against random subspaces."""
+    p = OneLineParser(
+        prog="python -m neuroscope cone",
+        description="Ablate k-dimensional subspaces (the difference-of-means direction plus principal components, "
+        "or plus neighbouring layers' directions) on held-out harmful prompts, against random subspaces: is one "
+        "refusal direction enough?",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal' (env NEUROSCOPE_MODEL)",
+    )
+    p.add_argument("--data-dir", default="", help="folder with the research sets (default: $NEUROSCOPE_DATA_DIR)")
+    p.add_argument("--k", type=int, default=4, help="largest number of dimensions (default 4)")
+    p.add_argument("--n-train", type=int, default=64, help="training prompts per side (default 64)")
+    p.add_argument("--n-test", type=int, default=32, help="held-out prompts per side (default 32)")
+    p.add_argument("--random", type=int, default=2, help="random subspaces per k (default 2)")
+    p.add_argument("--layer", type=int, default=None, help="default: the shipped direction's, else the middle")
+    p.add_argument("--position", type=int, default=None, help="a post-instruction position, -1 = the last token")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    from neuroscope.model import ModelLoadError, load_model
+    from neuroscope.research import ResearchError
+    from neuroscope.research.cone import MAX_K, MAX_PROMPTS, refusal_cone
+
+    for name, value, lo, hi in (
+        ("--k", args.k, 1, MAX_K),
+        ("--n-train", args.n_train, 2, MAX_PROMPTS),
+        ("--n-test", args.n_test, 1, MAX_PROMPTS),
+        ("--random", args.random, 1, 16),
+        ("--max-new-tokens", args.max_new_tokens, 1, 256),
+        ("--seed", args.seed, 0, SEED_MAX),
+    ):
+        if not lo <= value <= hi:
+            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    try:
+        settings = Settings.from_env(model=args.model, device=args.device)
+        lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        study = refusal_cone(
+            lm,
+            k_max=args.k,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            n_random=args.random,
+            layer=args.layer,
+            position=args.position,
+            max_new_tokens=args.max_new_tokens,
+            data_dir=args.data_dir,
+            seed=args.seed,
+        )
+    except (SettingsError, ModelLoadError, ResearchError) as err:
+        return fail(str(err))
+    if args.json:
+        print(json.dumps(study.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    print(
+        f"model: {study.model}\ndata: {study.data}\nlayer {study.layer}, position {study.position} ({study.layer_reason})\n"
+    )
+    print(f"{'subspaces':<52}" + "".join(f"{'k = %d' % p.k:>20}" for p in study.curves["pca"]))
+    from neuroscope.research.cone import FAMILIES
+
+    for name, points in study.curves.items():
+        cells = "".join(f"{f'{q.refused.mean:.2f} [{q.refused.lo:.2f}, {q.refused.hi:.2f}]':>20}" for q in points)
+        print(f"{FAMILIES[name]:<52}{cells}")
+    print("\n" + study.summary())
+    return 0

@@ -73,3 +73,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys):
     assert err == ["neuroscope: error: --n-train must be an integer in 2..256, got 1"]
     assert main(["harmfulness", "--model", "demo", "--layer", "99", "--n-per-group", "2", "--n-train", "2"]) == 2
     assert "layer must be in 0..5" in capsys.readouterr().err
+
+
+def test_cone_on_the_demo_model(data_dir):
+    """On the demo model, the shipped direction's own site: one direction frees most harmful prompts, random
+    subspaces of the same size free almost none, and the verdict follows the paired interval it reports."""
+    if not (DEMO_MODEL_DIR / "config.json").is_file():
+        pytest.skip("the bundled demo model is absent")
+    from neuroscope.model import load_model
+    from neuroscope.research.cone import refusal_cone
+
+    lm = load_model("demo", device="cpu")
+    study = refusal_cone(lm, k_max=2, n_train=48, n_test=24, n_random=1, data_dir=str(data_dir))
+    assert study.layer_reason.startswith("the shipped")
+    one, rand = study.curves["pca"][0], study.curves["random"][0]
+    assert study.baseline.mean >= 0.75
+    assert one.refused.mean <= study.baseline.mean - 0.4 and rand.refused.mean >= study.baseline.mean - 0.15
+    assert study.curves["layers"][0].flags == one.flags  # both families start from the same direction
+    record = json.loads(json.dumps(study.to_json(), allow_nan=False))
+    assert record["one_is_enough"] == (not record["gain"]["lo"] > 0)
+    assert ("is enough" in record["summary"]) == record["one_is_enough"]

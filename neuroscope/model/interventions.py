@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from neuroscope.errors import UserError
+from neuroscope.analysis.cone import ablate_subspace, orthonormal_basis
 from neuroscope.analysis.directions import ablate, unit
 
 SITES = ("resid_pre", "head_z", "attn_out", "mlp_out")
@@ -120,6 +121,39 @@ class DirectionAblation(Intervention):
 
     def mlp_out(self, layer: int, x: Tensor) -> Tensor:
         return ablate(x, self.direction, strength=self.strength)
+
+
+@dataclass(frozen=True, eq=False)
+class SubspaceAblation(Intervention):
+    """Remove a k-dimensional subspace everywhere (the zero form of ``DirectionAblation`` for k directions):
+    every layer's input and every attention and MLP write lose their part in the span of ``basis``.
+
+    Args:
+        basis: [k, d_model], any vectors spanning the subspace (orthonormalised here, in their order).
+    """
+
+    basis: Tensor
+    sites: frozenset[str] = field(default=frozenset({"resid_pre", "attn_out", "mlp_out"}), init=False)
+
+    def __post_init__(self) -> None:
+        try:
+            q = orthonormal_basis(self.basis.detach().double().cpu())
+        except ValueError as err:
+            raise InterventionError(f"cannot ablate this subspace: {err}") from None
+        object.__setattr__(self, "basis", q.float())
+
+    def validate(self, n_layers: int, n_heads: int, d_head: int, d_model: int) -> None:
+        if self.basis.shape[-1] != d_model:
+            raise InterventionError(f"subspace vectors have size {self.basis.shape[-1]}, the model needs {d_model}")
+
+    def resid_pre(self, layer: int, x: Tensor) -> Tensor:
+        return ablate_subspace(x, self.basis)
+
+    def attn_out(self, layer: int, x: Tensor) -> Tensor:
+        return ablate_subspace(x, self.basis)
+
+    def mlp_out(self, layer: int, x: Tensor) -> Tensor:
+        return ablate_subspace(x, self.basis)
 
 
 @dataclass(frozen=True, eq=False)

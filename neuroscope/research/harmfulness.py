@@ -179,20 +179,30 @@ def check_sizes(n_train: object, n_per_group: object) -> None:
             raise ResearchError(f"{name} must be an integer in {lo}..{MAX_PROMPTS}, got {value!r}")
 
 
-def default_layer(lm: Any) -> tuple[int, str]:
-    """The shipped direction's layer where the model brings one, else the middle layer."""
+def default_site(lm: Any) -> tuple[int, int, str]:
+    """(layer, position, why): the shipped direction's where the model brings one, else the middle layer and
+    the last template token."""
     from neuroscope.experiment.artifacts import ArtifactError, load_direction
     from neuroscope.research.direction import shipped_direction_file
 
     path = shipped_direction_file(lm)
     if path is not None:
         try:
-            layer = load_direction(path)[1].get("layer")
+            meta = load_direction(path)[1]
         except ArtifactError:
-            layer = None
+            meta = {}
+        layer, position = meta.get("layer"), meta.get("position", -1)
+        if type(position) is not int or not -lm.n_post_instruction <= position <= -1:
+            position = -1
         if type(layer) is int and 0 <= layer < lm.n_layers:
-            return layer, "the shipped refusal direction's layer"
-    return lm.n_layers // 2, "the middle layer"
+            return layer, position, "the shipped refusal direction's"
+    return lm.n_layers // 2, -1, "the middle layer, the last template token"
+
+
+def default_layer(lm: Any) -> tuple[int, str]:
+    """The shipped direction's layer where the model brings one, else the middle layer."""
+    layer, _, why = default_site(lm)
+    return layer, why.replace("direction's", "direction's layer").replace(", the last template token", "")
 
 
 def harmfulness_vs_refusal(

@@ -86,7 +86,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 interventions = build_interventions_tab(ctx)
             with gr.Tab("Experiment", id="experiment"):
                 experiment = build_experiment_tab(ctx)
-            with gr.Tab("Harmfulness vs refusal", id="harmfulness"):
+            with gr.Tab("Beyond one direction", id="beyond"):
                 build_harmfulness_tab(ctx)
             with gr.Tab("Induction heads", id="induction"):
                 build_induction_tab(ctx)

@@ -1,13 +1,24 @@
-"""The Harmfulness vs refusal tab (Zhao et al. 2025): are "this is harmful" and "I refuse" one signal or two?"""
+"""The Beyond one direction tab: harmfulness vs refusal (Zhao et al. 2025) and the refusal cone (Wollschläger
+et al. 2025) — is refusal one signal along one direction, or more?"""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from neuroscope import research, viz
+from neuroscope.research.cone import FAMILIES, MAX_K, refusal_cone
 from neuroscope.research.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
+CONE_GUIDE = (
+    "**The refusal cone.** Wollschläger et al. (ICML 2025) find refusal spanning a few dimensions on some "
+    "models. Here k = 1..K dimensions are ablated together (every layer and write, the paper's zero form) on "
+    "held-out harmful prompts: k = 1 is the difference-of-means direction; more dimensions come from the main "
+    "axes of how harmful prompts spread around the harmless mean (principal components), or from the "
+    "neighbouring layers' directions; random subspaces of the same size are the control (dotted). A curve that "
+    "keeps falling after k = 1 means one direction leaves refusal behind. Hover for each point's harmless "
+    "first-token KL: removing more dimensions also removes more of what the model does."
+)
 GUIDE = (
     "Zhao et al. (2025) find that chat models encode **harmfulness** and **refusal** separately: harmfulness at "
     "the last token of the user's instruction, refusal at the template tokens after it. Here both are "
@@ -29,7 +40,9 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
     with gr.Row():
         n_train = gr.Slider(2, MAX_PROMPTS, value=64, step=1, label="Training prompts per side")
         n_group = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per group")
-        layer = gr.Slider(0, lm.n_layers - 1, value=layer0, step=1, label="Map's layer", info=f"default: {why}")
+        layer = gr.Slider(
+            0, lm.n_layers - 1, value=layer0, step=1, label="Layer", info=f"the map's and the cone's; default: {why}"
+        )
         run = gr.Button("Compare the two directions", variant="primary", elem_id="harmfulness-run")
     summary = gr.Markdown(elem_id="harmfulness-summary")
     with gr.Row():
@@ -37,6 +50,63 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         points = gr.Plot(label="Prompts on both directions")
     with gr.Accordion("The study as JSON", open=False):
         record = gr.JSON()
+
+    gr.Markdown(CONE_GUIDE)
+    with gr.Row():
+        k_max = gr.Slider(1, MAX_K, value=4, step=1, label="Largest k (dimensions)")
+        n_test = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per side")
+        n_random = gr.Slider(1, 8, value=2, step=1, label="Random subspaces per k")
+        cone_run = gr.Button("Ablate 1..k dimensions", variant="primary", elem_id="cone-run")
+    cone_summary = gr.Markdown(elem_id="cone-summary")
+    cone_plot = gr.Plot(label="Refused against dimensions ablated")
+    with gr.Accordion("The cone study as JSON", open=False):
+        cone_record = gr.JSON()
+
+    @on_gpu
+    @user_errors
+    def on_cone(k, n, t, r, l, progress=gr.Progress()):
+        k, n, t, r = (
+            research.positive_int(v, name)
+            for v, name in (
+                (k, "dimensions"),
+                (n, "training prompts per side"),
+                (t, "held-out prompts"),
+                (r, "random subspaces"),
+            )
+        )
+        study = refusal_cone(
+            lm,
+            k_max=k,
+            n_train=n,
+            n_test=t,
+            n_random=r,
+            layer=lm.check_layer(int(l)) if int(l) != layer0 else None,
+            max_new_tokens=min(24, ctx.settings.max_new_tokens),
+            progress=progress,
+        )
+        ks = [p.k for p in study.curves["pca"]]
+        curves = {
+            FAMILIES[name]: (
+                [p.refused.mean for p in pts],
+                [p.refused.lo for p in pts],
+                [p.refused.hi for p in pts],
+            )
+            for name, pts in study.curves.items()
+        }
+        kl = {FAMILIES[name]: [p.kl.mean for p in pts] for name, pts in study.curves.items()}
+        text = (
+            f"**{study.model}** · layer {study.layer}, position {study.position} ({study.layer_reason}) · "
+            f"{study.data}\n\n" + "\n\n".join(study.summary().splitlines())
+        )
+        return text, viz.cone_curve(ks, curves, study.baseline.mean, kl), study.to_json()
+
+    cone_run.click(
+        on_cone,
+        [k_max, n_train, n_test, n_random, layer],
+        [cone_summary, cone_plot, cone_record],
+        api_name="cone",
+        concurrency_id="model",
+    )
 
     @on_gpu
     @user_errors

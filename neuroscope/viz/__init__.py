@@ -1,6 +1,7 @@
 """Figure builders: arrays and labels in, plotly figures out. No torch, no model."""
 
 from neuroscope.viz.attention import attention_heatmap
+from neuroscope.viz.cone import cone_curve
 from neuroscope.viz.direction import candidate_scores, cosine_matrix, projection_per_layer, separation_plot
 from neuroscope.viz.evaluation import edit_frontier, rates_with_intervals, topk_ablation_curve
 from neuroscope.viz.harmfulness import cosine_by_layer, prompt_map
@@ -15,6 +16,7 @@ from neuroscope.viz.trajectory import pca_trajectory_2d, pca_trajectory_3d
 __all__ = [
     "attention_heatmap",
     "candidate_scores",
+    "cone_curve",
     "cosine_by_layer",
     "cosine_matrix",
     "edit_frontier",

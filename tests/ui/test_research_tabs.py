@@ -469,3 +469,16 @@ def test_harmfulness_tab_draws_the_study_the_research_layer_computes(served, cli
     assert len(_array(line["y"])) == lm.n_layers
     with pytest.raises(Exception, match="less than minimum value 2"):
         client.predict(0, 3, 1, api_name="/harmfulness")
+
+
+def test_cone_tab_draws_the_research_layers_curves(served, client):
+    from neuroscope.research.cone import refusal_cone
+
+    summary, plot, record = client.predict(2, 6, 3, 1, 1, api_name="/cone")
+    study = refusal_cone(served[1].lm, k_max=2, n_train=6, n_test=3, n_random=1, layer=1, max_new_tokens=3)
+    assert record["curves"] == study.to_json()["curves"]
+    assert "Ablating one direction" in summary
+    traces = _fig(plot)["data"]
+    assert len(traces) == 3 and all(len(_array(t["y"])) == 2 for t in traces)
+    for t, pts in zip(traces, study.curves.values()):
+        np.testing.assert_allclose(_array(t["y"]), [p.refused.mean for p in pts])

@@ -23,6 +23,7 @@ MODEL_HANDLERS = {
     "on_attention",
     "on_study",
     "on_harmfulness",
+    "on_cone",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
 }
 
