@@ -31,6 +31,11 @@ COMMANDS = {
         "cone_main",
         "The refusal cone: ablate k = 1..4 dimensions against random subspaces; is one direction enough?",
     ),
+    "jailbreak": (
+        "neuroscope.cli",
+        "jailbreak_main",
+        "Jailbreak template families: success under both judges, and the refusal signal of successful vs failed.",
+    ),
     "experiment": (
         "neuroscope.experiment.cli",
         "experiment_main",

@@ -392,3 +392,68 @@ def cone_main(argv: list[str]) -> int:
         print(f"{FAMILIES[name]:<52}{cells}")
     print("\n" + study.summary())
     return 0
+
+
+def jailbreak_main(argv: list[str]) -> int:
+    """``python -m neuroscope jailbreak``: the project's jailbreak template families, and what they do inside."""
+    p = OneLineParser(
+        prog="python -m neuroscope jailbreak",
+        description="Wrap held-out harmful requests in every jailbreak template family (data/jailbreaks/), judge the "
+        "answers with both judges, and compare where successful and failed attacks sit on the harmfulness and "
+        "refusal directions.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory, 'demo', 'smollm2' or 'smollm2-refusal' (env NEUROSCOPE_MODEL)",
+    )
+    p.add_argument("--data-dir", default="", help="folder with the research sets (default: $NEUROSCOPE_DATA_DIR)")
+    p.add_argument("--n-train", type=int, default=64, help="training prompts per side for the directions (default 64)")
+    p.add_argument("--n-test", type=int, default=16, help="held-out harmful requests (default 16)")
+    p.add_argument("--layer", type=int, default=None, help="default: the shipped direction's, else the middle")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    from neuroscope.model import ModelLoadError, load_model
+    from neuroscope.research import ResearchError
+    from neuroscope.research.harmfulness import MAX_PROMPTS
+    from neuroscope.research.jailbreaks import jailbreak_families
+
+    for name, value, lo, hi in (
+        ("--n-train", args.n_train, 2, MAX_PROMPTS),
+        ("--n-test", args.n_test, 1, MAX_PROMPTS),
+        ("--max-new-tokens", args.max_new_tokens, 1, 256),
+        ("--seed", args.seed, 0, SEED_MAX),
+    ):
+        if not lo <= value <= hi:
+            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    try:
+        settings = Settings.from_env(model=args.model, device=args.device)
+        lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        study = jailbreak_families(
+            lm,
+            n_train=args.n_train,
+            n_test=args.n_test,
+            layer=args.layer,
+            max_new_tokens=args.max_new_tokens,
+            data_dir=args.data_dir,
+            seed=args.seed,
+        )
+    except (SettingsError, ModelLoadError, ResearchError) as err:
+        return fail(str(err))
+    record = study.to_json()
+    if args.json:
+        print(json.dumps(record, ensure_ascii=False, indent=2))
+        return 0
+    print(f"model: {study.model}\ndata: {study.data}\nlayer {study.layer} ({study.layer_reason})\n")
+    fmt = lambda d: f"{d['mean']:.2f} [{d['lo']:.2f}, {d['hi']:.2f}]"  # noqa: E731
+    print(f"{'family':<22}{'success':>22}{'success (broad)':>22}{'refusal coord.':>22}{'harmfulness':>22}")
+    for name, row in record["families"].items():
+        print(
+            f"{name:<22}{fmt(row['success']):>22}{fmt(row['success_broad']):>22}"
+            f"{fmt(row['refusal']):>22}{fmt(row['harmfulness']):>22}"
+        )
+    print("\n" + study.summary())
+    return 0

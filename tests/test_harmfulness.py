@@ -93,3 +93,30 @@ def test_cone_on_the_demo_model(data_dir):
     record = json.loads(json.dumps(study.to_json(), allow_nan=False))
     assert record["one_is_enough"] == (not record["gain"]["lo"] > 0)
     assert ("is enough" in record["summary"]) == record["one_is_enough"]
+
+
+def test_jailbreak_families_on_the_demo_model(data_dir):
+    """Every template of every family wraps every request; success is the judges' verdict on the answer the
+    model gives to that wrapped text (regenerated here); the unwrapped requests are refused."""
+    if not (DEMO_MODEL_DIR / "config.json").is_file():
+        pytest.skip("the bundled demo model is absent")
+    from neuroscope.analysis.metrics import is_refusal, is_refusal_broad
+    from neuroscope.model import load_model
+    from neuroscope.model.generate import generate
+    from neuroscope.research.jailbreaks import jailbreak_families
+
+    lm = load_model("demo", device="cpu")
+    study = jailbreak_families(lm, n_train=32, n_test=4, max_new_tokens=16, data_dir=str(data_dir))
+    families = jailbreak_templates()
+    assert len(study.attacks) == 4 * sum(map(len, families.values()))
+    assert study.plain_refused.mean >= 0.75
+    some = study.attacks[:: max(1, len(study.attacks) // 6)]
+    again = generate(lm, [a.text for a in some], 16)
+    for a, answer in zip(some, again):
+        assert study.requests[a.prompt] in a.text and answer == a.answer
+        assert a.success == (not is_refusal(answer)) and a.success_broad == (not is_refusal_broad(answer))
+    record = json.loads(json.dumps(study.to_json(), allow_nan=False))
+    assert set(record["families"]) == set(families)
+    won = [a for a in study.attacks if a.success]
+    if won:
+        assert record["projection"]["successful"]["n"] == len(won)

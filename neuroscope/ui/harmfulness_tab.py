@@ -1,5 +1,5 @@
-"""The Beyond one direction tab: harmfulness vs refusal (Zhao et al. 2025) and the refusal cone (Wollschläger
-et al. 2025) — is refusal one signal along one direction, or more?"""
+"""The Beyond one direction tab: harmfulness vs refusal (Zhao et al. 2025), the refusal cone (Wollschläger
+et al. 2025) and jailbreaks dissected — is refusal one signal along one direction, or more?"""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ import gradio as gr
 from neuroscope import research, viz
 from neuroscope.research.cone import FAMILIES, MAX_K, refusal_cone
 from neuroscope.research.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
+from neuroscope.research.jailbreaks import jailbreak_families
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
+JAILBREAK_GUIDE = (
+    "**Jailbreaks, dissected.** Held-out harmful requests wrapped in the project's jailbreak templates "
+    "(`data/jailbreaks/templates.json`: prefix injection, refusal suppression, role-play, fiction, distractors, "
+    "style; two templates each). **Left**: each family's success (the answer is not a refusal) under the "
+    "substring judge and the broad judge (which also counts an empty answer as a refusal), with 95 % intervals. "
+    "**Right**: every attack on the two directions (○ = succeeded, × = refused). The summary compares how far "
+    "successful and failed attacks moved from their own unwrapped request. What it cannot show: harmfulness is "
+    "read at the instruction's last token, which for a template that ends after the request is the template's "
+    "last word, not the request's."
+)
 CONE_GUIDE = (
     "**The refusal cone.** Wollschläger et al. (ICML 2025) find refusal spanning a few dimensions on some "
     "models. Here k = 1..K dimensions are ablated together (every layer and write, the paper's zero form) on "
@@ -105,6 +116,62 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         [k_max, n_train, n_test, n_random, layer],
         [cone_summary, cone_plot, cone_record],
         api_name="cone",
+        concurrency_id="model",
+    )
+
+    gr.Markdown(JAILBREAK_GUIDE)
+    with gr.Row():
+        n_requests = gr.Slider(1, 64, value=16, step=1, label="Held-out harmful requests")
+        jb_run = gr.Button("Run the jailbreak families", variant="primary", elem_id="jailbreak-run")
+    jb_summary = gr.Markdown(elem_id="jailbreak-summary")
+    with gr.Row():
+        jb_rates = gr.Plot(label="Success per family")
+        jb_map = gr.Plot(label="Attacks on both directions")
+    with gr.Accordion("Every attack and answer, as JSON", open=False):
+        jb_record = gr.JSON()
+
+    @on_gpu
+    @user_errors
+    def on_jailbreak(n, t, l, progress=gr.Progress()):
+        n, t = research.positive_int(n, "training prompts per side"), research.positive_int(t, "requests")
+        study = jailbreak_families(
+            lm,
+            n_train=n,
+            n_test=t,
+            layer=lm.check_layer(int(l)),
+            max_new_tokens=min(32, ctx.settings.max_new_tokens),
+            progress=progress,
+        )
+        record = study.to_json()
+        fams = record["families"]
+        keys = ("success", "success_broad")
+        rates = viz.rates_with_intervals(
+            [f.replace("_", " ") for f in fams],
+            ["substring judge", "broad judge"],
+            [[fams[f][k]["mean"] for k in keys] for f in fams],
+            [[fams[f][k]["lo"] for k in keys] for f in fams],
+            [[fams[f][k]["hi"] for k in keys] for f in fams],
+            "Attack success per jailbreak family (95 % CI)",
+            y_label="Requests answered (% of attacks)",
+        )
+        groups = [
+            {
+                "name": f.replace("_", " "),
+                "x": [a.harmfulness for a in study.attacks if a.family == f],
+                "y": [a.refusal for a in study.attacks if a.family == f],
+                "refused": [not a.success for a in study.attacks if a.family == f],
+                "texts": [a.text for a in study.attacks if a.family == f],
+            }
+            for f in fams
+        ]
+        text = f"**{study.model}** · layer {study.layer}\n\n" + "\n\n".join(study.summary().splitlines())
+        return text, rates, viz.prompt_map(groups, study.layer), record
+
+    jb_run.click(
+        on_jailbreak,
+        [n_train, n_requests, layer],
+        [jb_summary, jb_rates, jb_map, jb_record],
+        api_name="jailbreak",
         concurrency_id="model",
     )
 

@@ -482,3 +482,18 @@ def test_cone_tab_draws_the_research_layers_curves(served, client):
     assert len(traces) == 3 and all(len(_array(t["y"])) == 2 for t in traces)
     for t, pts in zip(traces, study.curves.values()):
         np.testing.assert_allclose(_array(t["y"]), [p.refused.mean for p in pts])
+
+
+def test_jailbreak_tab_shows_each_familys_success_and_every_attack(served, client):
+    from neuroscope.research.harmfulness import jailbreak_templates
+
+    summary, rates, points, record = client.predict(6, 2, 1, api_name="/jailbreak")
+    families = jailbreak_templates()
+    assert list(record["families"]) == list(families)
+    bars = _fig(rates)["data"]
+    assert [t["name"] for t in bars] == ["substring judge", "broad judge"]
+    np.testing.assert_allclose(_array(bars[0]["y"]), [record["families"][f]["success"]["mean"] for f in families])
+    n_attacks = 2 * sum(len(t) for t in families.values())
+    assert len(record["attacks"]) == n_attacks
+    assert sum(len(_array(t["x"])) for t in _fig(points)["data"]) == n_attacks
+    assert "attacks succeed" in summary

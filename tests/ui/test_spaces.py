@@ -24,6 +24,7 @@ MODEL_HANDLERS = {
     "on_study",
     "on_harmfulness",
     "on_cone",
+    "on_jailbreak",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
 }
 
