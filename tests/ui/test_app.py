@@ -135,3 +135,16 @@ def test_a_closed_pages_state_is_released_within_seconds(served):
     while held() and time.time() < deadline:
         time.sleep(0.5)
     assert not held()
+
+
+def test_the_readme_lists_every_api_endpoint(served):
+    """The README's list of api_names is the app's: a new event with an api_name must be documented."""
+    import re
+    from pathlib import Path
+
+    demo = served[0]
+    fns = demo.fns.values() if isinstance(demo.fns, dict) else demo.fns
+    named = {f"/{f.api_name}" for f in fns if getattr(f, "api_visibility", "public") == "public"}
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    listed = set(re.findall(r"`(/[a-z_]+)`", readme.split("Every event has an `api_name`", 1)[1].split("##", 1)[0]))
+    assert listed == named
