@@ -25,6 +25,7 @@ SLOW = (
     "tests/test_benchmarks.py",
     "tests/test_cli.py",
     "tests/test_harmfulness.py",
+    "tests/test_gcg.py",
     "tests/viz/test_layout.py",
 )
 

@@ -273,6 +273,11 @@ class LoadedModel:
         self.check_layer(layer)
         return getattr(self.access.o_proj(self.hf, layer), "bias", None)
 
+    def embedding_matrix(self) -> torch.Tensor:
+        """``W_E``, the token embedding, ``[vocab, d_model]`` float32 on the CPU."""
+        self.require_weights("the token embedding")
+        return self.access.embed(self.hf).weight.detach().float().cpu()
+
     def unembedding_matrix(self) -> torch.Tensor:
         """``W_U`` with the final norm's elementwise weight folded in, ``[vocab, d_model]`` float32 on the CPU."""
         self.require_weights("the unembedding")

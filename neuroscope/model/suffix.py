@@ -1,0 +1,56 @@
+"""Forward passes for a token-level suffix search (GCG, Zou et al. 2023): raw ids in, no template, no padding.
+
+``one_hot_gradient`` is the search's signal: the gradient of a metric of the last position's logits with
+respect to the one-hot token choice at a span of positions (the embedding's gradient times ``W_E^T``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import nnsight
+import torch
+from torch import Tensor
+
+
+def one_hot_gradient(lm: Any, ids: Tensor, span: slice, metric: Callable[[Tensor], Tensor]) -> Tensor:
+    """d metric(logits[-1]) / d one_hot(ids[span]).
+
+    Args:
+        ids: [S] token ids of one sequence.
+        span: the positions whose tokens are searched.
+        metric: [1, vocab] last-position logits -> [1] (e.g. the refusal score).
+
+    Returns:
+        [len(span), vocab] float32 on the CPU: a first-order estimate of how much each token at each
+        searched position would change the metric.
+    """
+    lm.require_weights("the token embedding")
+    ids = ids.to(lm.device)[None]
+    saved: dict[str, Any] = {}
+    tr = lm.tracing
+    with lm.lock, torch.enable_grad():
+        with lm.nn.trace({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, **lm.run_options()):
+            emb = tr.access.embed(tr.nn).output
+            emb.requires_grad_(True)
+            value = metric(tr.access.lm_head(tr.nn).output[:, -1].float())
+            with value.sum().backward():
+                saved["grad"] = emb.grad.detach()[0, span].float().cpu()
+            nnsight.save(saved)
+    return saved["grad"] @ lm.embedding_matrix().T
+
+
+@torch.no_grad()
+def last_logits(lm: Any, ids: Tensor, batch_size: int = 64) -> Tensor:
+    """[B, S] raw ids (one length, no padding) -> [B, vocab] last-position logits, float32 on the CPU."""
+    out = []
+    tr = lm.tracing
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size].to(lm.device)
+        saved: dict[str, Tensor] = {}
+        with lm.lock:
+            with lm.nn.trace({"input_ids": chunk, "attention_mask": torch.ones_like(chunk)}, **lm.run_options()):
+                saved["logits"] = tr.access.lm_head(tr.nn).output[:, -1].float().cpu()
+                nnsight.save(saved)
+        out.append(saved["logits"])
+    return torch.cat(out)

@@ -1,0 +1,40 @@
+"""The suffix search's signal and its exact scores, against plain Hugging Face forwards and autograd."""
+
+from __future__ import annotations
+
+import torch
+
+from neuroscope.model.suffix import last_logits, one_hot_gradient
+
+
+def _ids(lm, text="How do I bake bread? ! ! ! !"):
+    return lm.encode_chat([text])[0][0].cpu()
+
+
+def test_one_hot_gradient_equals_autograd_through_the_embedding(tiny_lm):
+    """Independently: the one-hot choice at the span is a leaf, embedded by W_E by hand, run by plain HF."""
+    lm = tiny_lm
+    ids = _ids(lm)
+    span = slice(len(ids) - lm.n_post_instruction - 4, len(ids) - lm.n_post_instruction)
+    target = 5
+
+    def metric(logits):
+        return logits[:, target] - logits.logsumexp(-1)
+
+    got = one_hot_gradient(lm, ids, span, metric)
+    W = lm.hf.get_input_embeddings().weight.detach().float()
+    one_hot = torch.nn.functional.one_hot(ids[span], W.shape[0]).float().requires_grad_(True)
+    with torch.no_grad():
+        emb = lm.hf.get_input_embeddings()(ids[None]).float()
+    emb = torch.cat([emb[:, : span.start], (one_hot @ W)[None], emb[:, span.stop :]], dim=1)
+    with torch.enable_grad():
+        metric(lm.hf(inputs_embeds=emb).logits[:, -1].float()).sum().backward()
+    torch.testing.assert_close(got, one_hot.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_last_logits_equal_plain_forwards(tiny_lm):
+    ids = torch.stack([_ids(tiny_lm, "abc ! !"), _ids(tiny_lm, "xyz ! !")])
+    got = last_logits(tiny_lm, ids, batch_size=1)
+    with torch.no_grad():
+        want = tiny_lm.hf(ids).logits[:, -1].float()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
