@@ -412,12 +412,18 @@ def jailbreak_main(argv: list[str]) -> int:
     p.add_argument("--n-test", type=int, default=16, help="held-out harmful requests (default 16)")
     p.add_argument("--layer", type=int, default=None, help="default: the shipped direction's, else the middle")
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument(
+        "--gcg", type=int, default=10, help="held-out requests to attack with the suffix search (default 10; 0 = none)"
+    )
+    p.add_argument("--gcg-steps", type=int, default=60, help="suffix search steps per request (default 60)")
+    p.add_argument("--gcg-seconds", type=float, default=60.0, help="suffix search time per request (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
     from neuroscope.model import ModelLoadError, load_model
     from neuroscope.research import ResearchError
+    from neuroscope.research.gcg import MAX_STEPS, gcg_search
     from neuroscope.research.harmfulness import MAX_PROMPTS
     from neuroscope.research.jailbreaks import jailbreak_families
 
@@ -425,10 +431,14 @@ def jailbreak_main(argv: list[str]) -> int:
         ("--n-train", args.n_train, 2, MAX_PROMPTS),
         ("--n-test", args.n_test, 1, MAX_PROMPTS),
         ("--max-new-tokens", args.max_new_tokens, 1, 256),
+        ("--gcg", args.gcg, 0, MAX_PROMPTS),
+        ("--gcg-steps", args.gcg_steps, 1, MAX_STEPS),
         ("--seed", args.seed, 0, SEED_MAX),
     ):
         if not lo <= value <= hi:
             return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    if not 0 < args.gcg_seconds <= 3600:
+        return fail(f"--gcg-seconds must be in (0, 3600], got {args.gcg_seconds}")
     try:
         settings = Settings.from_env(model=args.model, device=args.device)
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
@@ -441,9 +451,14 @@ def jailbreak_main(argv: list[str]) -> int:
             data_dir=args.data_dir,
             seed=args.seed,
         )
+        gcg = None
+        if args.gcg:
+            requests = study.requests[: args.gcg]
+            gcg = gcg_search(lm, requests, steps=args.gcg_steps, time_budget_s=args.gcg_seconds, seed=args.seed)
     except (SettingsError, ModelLoadError, ResearchError) as err:
         return fail(str(err))
     record = study.to_json()
+    record["gcg"] = gcg.to_json() if gcg is not None else None
     if args.json:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
@@ -456,4 +471,10 @@ def jailbreak_main(argv: list[str]) -> int:
             f"{fmt(row['refusal']):>22}{fmt(row['harmfulness']):>22}"
         )
     print("\n" + study.summary())
+    if gcg is not None:
+        print("\n" + gcg.summary())
+        for a in gcg.attacks:
+            print(
+                f"  {'broken ' if a.broken else 'refused'}  {a.score_before:+.2f} -> {a.score_after:+.2f}  {a.suffix!r}"
+            )
     return 0

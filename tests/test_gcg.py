@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuroscope.analysis.metrics import is_refusal, refusal_score
+from neuroscope.analysis.metrics import is_refusal, is_refusal_broad, refusal_score
 from neuroscope.config import DEMO_MODEL_DIR
 from neuroscope.model.chat import refusal_token_ids
 from neuroscope.model.forward import next_token_logits
@@ -64,8 +64,8 @@ def test_demo_model_suffixes_break_at_least_half_of_ten_requests(data_dir):
     record = run.to_json()
     assert record["tried"] == 10 and record["broken"] >= 5
     for a in run.attacks:  # broken means the typed attack's own greedy answer is not a refusal
-        if a.broken:
-            assert not is_refusal(generate(lm, [a.request + a.suffix], 24)[0])
+        answer = generate(lm, [a.request + a.suffix], 24)[0]
+        assert a.broken == (not (is_refusal(answer) or is_refusal_broad(answer)))
     assert (
         torch.tensor([a.score_after for a in run.attacks]).mean()
         < torch.tensor([a.score_before for a in run.attacks]).mean()

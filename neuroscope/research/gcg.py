@@ -6,7 +6,7 @@ Each step takes the one-hot gradient of that score at the suffix positions, keep
 most promising tokens, scores ``batch`` random single-token swaps exactly, and keeps the best. A candidate
 counts only if its text, appended to the request, tokenises back to the same ids (so the attack is a text a
 user could type). It stops at a step budget, a time budget, a stop request or a broken refusal (the greedy
-answer, checked every few steps, is not a refusal).
+answer, checked every few steps, is a refusal by neither judge; an empty answer is no success).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.metrics import Interval, is_refusal, rate_with_ci, refusal_score
+from neuroscope.analysis.metrics import Interval, is_refusal, is_refusal_broad, rate_with_ci, refusal_score
 from neuroscope.model.chat import refusal_token_ids
 from neuroscope.model.generate import generate
 from neuroscope.model.suffix import last_logits, one_hot_gradient
@@ -35,7 +35,7 @@ class Attack:
     score_before: float  # refusal log-odds of the request alone
     score_after: float  # with the suffix
     answer: str
-    broken: bool  # the greedy answer with the suffix is not a refusal
+    broken: bool  # the greedy answer with the suffix is a refusal by neither judge (an empty answer is not broken)
     steps: int
     seconds: float
     history: list[float] = field(default_factory=list)  # best score after each step
@@ -182,7 +182,7 @@ def gcg_attack(
         out_of_time = time.perf_counter() - start > time_budget_s or (stop is not None and stop())
         if step % check_every == 0 or step == steps or out_of_time:
             answer = generate(lm, [request + lm.tokenizer.decode(suffix.tolist())], max_new_tokens)[0]
-            broken = not is_refusal(answer)
+            broken = not (is_refusal(answer) or is_refusal_broad(answer))
             if broken or out_of_time:
                 break
     return Attack(
@@ -244,3 +244,17 @@ def gcg_search(
         "objective": "first-token refusal log-odds",
     }
     return GcgRun(model=lm.name, attacks=attacks, settings=settings)
+
+
+def held_out_requests(n: int, data_dir: str = "", seed: int = 0) -> list[str]:
+    """``n`` held-out harmful requests (JailbreakBench where the research sets load, else the curated test pairs)."""
+    from neuroscope.experiment.config import ExperimentConfig, ExperimentError
+    from neuroscope.experiment.data import load_experiment_data
+
+    try:
+        data = load_experiment_data(
+            ExperimentConfig(data_dir=data_dir, n_train=2, n_val=1, n_test=n, n_test_harmless=1, n_xstest=0, seed=seed)
+        )
+    except ExperimentError as err:
+        raise ResearchError(str(err)) from None
+    return [p.instruction for p in data.test_harmful][:n]

@@ -3,11 +3,15 @@ et al. 2025) and jailbreaks dissected — is refusal one signal along one direct
 
 from __future__ import annotations
 
+import functools
+import threading
+
 import gradio as gr
 
 from neuroscope import research, viz
 from neuroscope.research.cone import FAMILIES, MAX_K, refusal_cone
 from neuroscope.research.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
+from neuroscope.research.gcg import gcg_search, held_out_requests
 from neuroscope.research.jailbreaks import jailbreak_families
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
@@ -30,6 +34,16 @@ CONE_GUIDE = (
     "keeps falling after k = 1 means one direction leaves refusal behind. Hover for each point's harmless "
     "first-token KL: removing more dimensions also removes more of what the model does."
 )
+GCG_GUIDE = (
+    "**Suffix search** (GCG, Zou et al. 2023), bounded: for each held-out request, a suffix of 12 tokens is "
+    "searched that lowers the first-token refusal log-odds — each step follows the gradient with respect to "
+    "the suffix tokens, tries 64 single-token swaps exactly and keeps the best; only suffixes that type back as "
+    "the same tokens count. A request is *broken* when the greedy answer with the suffix is not a refusal (that "
+    "says nothing of whether the answer is harmful or even sensible). It stops at the step budget, after 60 s "
+    "per request, or when you press Stop."
+)
+GCG_SECONDS = 60.0
+_STOPS: dict[str, threading.Event] = {}  # a running search's stop flag, per visitor session
 GUIDE = (
     "Zhao et al. (2025) find that chat models encode **harmfulness** and **refusal** separately: harmfulness at "
     "the last token of the user's instruction, refusal at the template tokens after it. Here both are "
@@ -174,6 +188,60 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         api_name="jailbreak",
         concurrency_id="model",
     )
+
+    gr.Markdown(GCG_GUIDE)
+    with gr.Row():
+        gcg_n = gr.Slider(1, 10, value=3, step=1, label="Requests to attack")
+        gcg_steps = gr.Slider(1, 200, value=60, step=1, label="Steps per request")
+        gcg_go = gr.Button("Search suffixes", variant="primary", elem_id="gcg-run")
+        gcg_stop = gr.Button("Stop", elem_id="gcg-stop")
+    gcg_summary = gr.Markdown(elem_id="gcg-summary")
+    gcg_plot = gr.Plot(label="Refusal score per step")
+    gcg_table = gr.Dataframe(
+        headers=["request", "suffix", "broken", "log-odds before", "after", "steps", "answer"],
+        interactive=False,
+        wrap=True,
+    )
+
+    @functools.partial(on_gpu, duration=600)
+    @user_errors
+    def on_gcg(n, steps, progress=gr.Progress()):
+        n, steps = research.positive_int(n, "requests"), research.positive_int(steps, "steps")
+        key = research.current_session.get() or "local"  # the visitor's session (set by user_errors)
+        flag = _STOPS[key] = threading.Event()
+        try:
+            run = gcg_search(
+                lm, held_out_requests(n), steps=steps, time_budget_s=GCG_SECONDS, stop=flag.is_set, progress=progress
+            )
+        finally:
+            _STOPS.pop(key, None)
+        rows = [
+            [
+                a.request,
+                a.suffix,
+                "yes" if a.broken else "no",
+                round(a.score_before, 2),
+                round(a.score_after, 2),
+                a.steps,
+                a.answer,
+            ]
+            for a in run.attacks
+        ]
+        figure = viz.search_history(
+            [a.history for a in run.attacks], [a.request for a in run.attacks], [a.broken for a in run.attacks]
+        )
+        return run.summary(), figure, rows
+
+    @user_errors
+    def on_gcg_stop():
+        flag = _STOPS.get(research.current_session.get() or "local")
+        if flag is not None:
+            flag.set()
+
+    gcg_go.click(
+        on_gcg, [gcg_n, gcg_steps], [gcg_summary, gcg_plot, gcg_table], api_name="suffix_search", concurrency_id="model"
+    )
+    gcg_stop.click(on_gcg_stop, None, None, api_name="stop_suffix_search", queue=False)
 
     @on_gpu
     @user_errors

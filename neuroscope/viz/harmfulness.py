@@ -98,3 +98,26 @@ def prompt_map(groups: Sequence[dict[str, Any]], layer: int) -> go.Figure:
     fig.update_yaxes(title="refusal (last template token; 0 = harmless, 1 = harmful)", zeroline=False)
     fig.update_layout(legend=dict(font=dict(size=11)))
     return theme.styled(fig, f"Where prompts sit on the two directions (layer {layer})", height=520)
+
+
+def search_history(histories: Sequence[Sequence[float]], labels: Sequence[str], broken: Sequence[bool]) -> go.Figure:
+    """The suffix search's best refusal log-odds after each step, one line per request (solid = broken)."""
+    if not len(histories) == len(labels) == len(broken):
+        raise ValueError("histories, labels and broken must have one length")
+    fig = go.Figure()
+    for i, (h, label, b) in enumerate(zip(histories, labels, broken)):
+        y = as_array(list(h), "history")
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(1, len(y) + 1),
+                y=y,
+                mode="lines+markers",
+                name=plotly_text(label[:40]) + (" · broken" if b else " · still refused"),
+                line=dict(color=theme.palette(i), dash="solid" if b else "dot"),
+                hovertemplate="step %{x}: log-odds %{y:.2f}<extra></extra>",
+            )
+        )
+    fig.add_hline(y=0.0, line=dict(color=theme.MUTED, width=1))
+    fig.update_xaxes(title="search step")
+    fig.update_yaxes(title="first-token refusal log-odds (lower = less refusal)")
+    return theme.styled(fig, "Suffix search: refusal score per step")

@@ -497,3 +497,19 @@ def test_jailbreak_tab_shows_each_familys_success_and_every_attack(served, clien
     assert len(record["attacks"]) == n_attacks
     assert sum(len(_array(t["x"])) for t in _fig(points)["data"]) == n_attacks
     assert "attacks succeed" in summary
+
+
+def test_suffix_search_reports_each_request_and_stops_on_request(served):
+    import time as _time
+
+    client = gradio_client.Client(served[0].local_url, verbose=False, download_files=False)
+    summary, plot, table = client.predict(1, 2, api_name="/suffix_search")
+    rows = table["data"] if isinstance(table, dict) else table
+    assert len(rows) == 1 and int(rows[0][5]) <= 2 and "suffix search" in summary
+    assert len(_fig(plot)["data"]) == 1
+    job = client.submit(2, 200, api_name="/suffix_search")
+    _time.sleep(3)
+    client.predict(api_name="/stop_suffix_search")  # the same client: the same session
+    summary, _, table = job.result(timeout=120)
+    rows = table["data"] if isinstance(table, dict) else table
+    assert len(rows) == 1 and int(rows[0][5]) < 200  # stopped during the first request; the second never ran

@@ -25,6 +25,7 @@ MODEL_HANDLERS = {
     "on_harmfulness",
     "on_cone",
     "on_jailbreak",
+    "on_gcg",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
 }
 
@@ -74,7 +75,7 @@ def test_model_handlers_run_on_zero_gpu_when_spaces_is_installed(monkeypatch, in
     try:
         wrapped = _wrapped(demo)
         if installed:
-            assert set(wrapped) == MODEL_HANDLERS and wrapped["on_causal"] == 600
+            assert set(wrapped) == MODEL_HANDLERS and wrapped["on_causal"] == wrapped["on_gcg"] == 600
         else:
             assert wrapped == {}
         client = gradio_client.Client(demo.local_url, verbose=False, download_files=False)
