@@ -24,3 +24,15 @@ def test_peer_benchmark_says_when_transformerlens_is_missing(capsys, monkeypatch
 
     main()
     assert "TransformerLens 4.x is not installed" in capsys.readouterr().out
+
+
+def test_harmfulness_benchmark_writes_its_ratio(tmp_path, capsys):
+    import json
+
+    from benchmarks.bench_harmfulness import main
+
+    out = tmp_path / "h.json"
+    assert main(["--prompts", "4", "--tokens", "16", "--rounds", "1", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["prompts"] == 8 and record["ratio"] == record["map_s"] / record["bare_s"]
+    assert "ratio" in capsys.readouterr().out
