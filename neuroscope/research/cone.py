@@ -89,7 +89,8 @@ class ConeStudy:
         if self.one_is_enough():
             lines.append(
                 f"One direction is enough on this model: the best extra dimensions (k = {best.k}) change the "
-                f"refused share by {-g.mean:+.2f} [{-g.hi:+.2f}, {-g.lo:+.2f}] (paired), an interval that includes 0."
+                f"refused share by {0.0 - g.mean:+.2f} [{0.0 - g.hi:+.2f}, {0.0 - g.lo:+.2f}] (paired), an interval "
+                "that includes 0."
             )
         else:
             lines.append(

@@ -20,6 +20,7 @@ from neuroscope.analysis.heads import (
     HeadStats,
 )
 from neuroscope.experiment.artifacts import ArtifactError, load_direction, save_direction
+from neuroscope.experiment.config import ExperimentConfig
 from neuroscope.experiment.direction import Candidates, compute_candidates, position_labels
 from neuroscope.experiment.selection import induce_floor_for, score_candidates, select
 from neuroscope.model.activations import (
@@ -536,7 +537,8 @@ def shipped_direction(lm: Any, batch_size: int = 16) -> DirectionResult | None:
     if path is None:
         return None
     name = RESEARCH if RESEARCH in contrastive_set_names() else CURATED
-    data = load_contrastive_set(name, 64, 16)
+    paper = ExperimentConfig()  # the sizes the Direction tab's sliders start at: one provenance either way
+    data = load_contrastive_set(name, paper.n_train, paper.n_val)
     origin = "shipped with the demo model" if lm.source == "demo" else f"shipped with {lm.name}"
     from neuroscope.research.described import cached_description  # described once, then read back
 

@@ -32,6 +32,12 @@ def test_the_demo_model_starts_with_a_direction_that_removes_refusal(monkeypatch
     result = ctx.directions.get(ctx.lm)  # there on the first page load
     assert (result.layer, result.position, result.origin) == (3, -5, "shipped with the demo model")
     assert "curated" in result.description
+    # the provenance is what the Direction tab's sliders would give on the same set (#27: it read 64 / 16
+    # at start-up and 79 / 27 after loading the same file with the sliders' 128 / 32)
+    from neuroscope.experiment import ExperimentConfig
+
+    paper = ExperimentConfig()
+    assert result.description == research.load_contrastive_set(research.CURATED, paper.n_train, paper.n_val).description
     base, ablated, added = research.compare_interventions(
         ctx.lm, result, README_PROMPT, ctx.settings, 3, 1.0, 24, mean_ablation=True
     )
