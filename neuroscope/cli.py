@@ -279,6 +279,12 @@ def harmfulness_main(argv: list[str]) -> int:
         "--layer", type=int, default=None, help="the map's layer (default: the shipped direction's, else the middle)"
     )
     p.add_argument("--max-new-tokens", type=int, default=24, help="answer length for the refused/answered judge")
+    p.add_argument(
+        "--steer",
+        action="store_true",
+        help="also add each direction on its own to harmless prompts: refusal, and a 'is it harmful?' probe",
+    )
+    p.add_argument("--strength", type=float, default=1.0, help="addition strength for --steer (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -286,6 +292,7 @@ def harmfulness_main(argv: list[str]) -> int:
     from neuroscope.model import ModelLoadError, load_model
     from neuroscope.research import ResearchError
     from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+    from neuroscope.research.steer_each import steer_each_direction
 
     for name, value, lo, hi in (
         ("--n-train", args.n_train, 2, MAX_PROMPTS),
@@ -295,6 +302,8 @@ def harmfulness_main(argv: list[str]) -> int:
     ):
         if not lo <= value <= hi:
             return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    if not 0 < args.strength <= 8:
+        return fail(f"--strength must be in (0, 8], got {args.strength}")
     try:
         settings = Settings.from_env(model=args.model, device=args.device)
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
@@ -307,10 +316,24 @@ def harmfulness_main(argv: list[str]) -> int:
             data_dir=args.data_dir,
             seed=args.seed,
         )
+        steering = None
+        if args.steer:
+            steering = steer_each_direction(
+                lm,
+                n_train=args.n_train,
+                n_test=args.n_per_group,
+                layer=study.layer,
+                strength=args.strength,
+                max_new_tokens=args.max_new_tokens,
+                data_dir=args.data_dir,
+                seed=args.seed,
+            )
     except (SettingsError, ModelLoadError, ResearchError) as err:
         return fail(str(err))
     if args.json:
-        print(json.dumps(study.to_json(), ensure_ascii=False, indent=2))
+        record = study.to_json()
+        record["steering"] = steering.to_json() if steering is not None else None
+        print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
     print(f"model: {study.model}\ndata: {study.data}\nlayer {study.layer} ({study.layer_reason})")
     print(f"harmfulness read at {study.positions['harmfulness']}; refusal at {study.positions['refusal']}\n")
@@ -319,6 +342,9 @@ def harmfulness_main(argv: list[str]) -> int:
     for g in study.groups:
         print(f"{g.name:<28}{fmt(g.place.harmfulness):>22}{fmt(g.place.refusal):>22}{fmt(g.refusal_rate):>22}")
     print("\n" + study.summary())
+    if steering is not None:
+        print(f"\nSteering each direction on its own (layer {steering.layer}, strength {steering.strength:g}):")
+        print(steering.summary())
     return 0
 
 
