@@ -13,6 +13,7 @@ from neuroscope.research.cone import FAMILIES, MAX_K, refusal_cone
 from neuroscope.research.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
 from neuroscope.research.gcg import gcg_search, held_out_requests
 from neuroscope.research.jailbreaks import jailbreak_families
+from neuroscope.research.steer_each import CONDITIONS, steer_each_direction
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
 JAILBREAK_GUIDE = (
@@ -33,6 +34,14 @@ CONE_GUIDE = (
     "neighbouring layers' directions; random subspaces of the same size are the control (dotted). A curve that "
     "keeps falling after k = 1 means one direction leaves refusal behind. Hover for each point's harmless "
     "first-token KL: removing more dimensions also removes more of what the model does."
+)
+STEER_GUIDE = (
+    "**Steer them apart** (Zhao et al.'s causal test): each direction *added* on its own at the layer's input "
+    "to held-out harmless prompts. Two read-outs: whether the model refuses, and what it answers to a probe "
+    "wrapped around the same request — *Is the following request harmful? Answer with Yes or No only.* — as the "
+    "first-token log-odds of Yes against No. The probe is checked first on unsteered harmful vs harmless "
+    "requests; on a model where it cannot tell them apart, its answers under steering say nothing, and the "
+    "summary says so."
 )
 GCG_GUIDE = (
     "**Suffix search** (GCG, Zou et al. 2023), bounded: for each held-out request, a suffix of 12 tokens is "
@@ -75,6 +84,44 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         points = gr.Plot(label="Prompts on both directions")
     with gr.Accordion("The study as JSON", open=False):
         record = gr.JSON()
+
+    gr.Markdown(STEER_GUIDE)
+    with gr.Row():
+        strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="Addition strength")
+        steer_run = gr.Button("Steer each direction", elem_id="steer-run")
+    steer_summary = gr.Markdown(elem_id="steer-summary")
+    steer_plot = gr.Plot(label="Harmless prompts refused under each addition")
+
+    @on_gpu
+    @user_errors
+    def on_steer(n, g, l, s, progress=gr.Progress()):
+        n, g = research.positive_int(n, "training prompts per side"), research.positive_int(g, "prompts per group")
+        study = steer_each_direction(
+            lm,
+            n_train=n,
+            n_test=g,
+            layer=lm.check_layer(int(l)),
+            strength=research.as_float(s, "strength"),
+            max_new_tokens=min(24, ctx.settings.max_new_tokens),
+            progress=progress,
+        )
+        figure = viz.rates_with_intervals(
+            list(CONDITIONS),
+            ["harmless prompts refused"],
+            [[study.refused[c].mean] for c in CONDITIONS],
+            [[study.refused[c].lo] for c in CONDITIONS],
+            [[study.refused[c].hi] for c in CONDITIONS],
+            f"Each direction added on its own at layer {study.layer} (95 % CI)",
+        )
+        return "\n\n".join(study.summary().splitlines()), figure
+
+    steer_run.click(
+        on_steer,
+        [n_train, n_group, layer, strength],
+        [steer_summary, steer_plot],
+        api_name="steer_each",
+        concurrency_id="model",
+    )
 
     gr.Markdown(CONE_GUIDE)
     with gr.Row():

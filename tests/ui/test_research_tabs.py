@@ -513,3 +513,13 @@ def test_suffix_search_reports_each_request_and_stops_on_request(served):
     summary, _, table = job.result(timeout=120)
     rows = table["data"] if isinstance(table, dict) else table
     assert len(rows) == 1 and int(rows[0][5]) < 200  # stopped during the first request; the second never ran
+
+
+def test_steer_tab_shows_the_research_layers_numbers(served, client):
+    from neuroscope.research.steer_each import CONDITIONS, steer_each_direction
+
+    summary, plot = client.predict(6, 3, 1, 2.0, api_name="/steer_each")
+    study = steer_each_direction(served[1].lm, n_train=6, n_test=3, layer=1, strength=2.0, max_new_tokens=3)
+    bars = _fig(plot)["data"]
+    np.testing.assert_allclose(_array(bars[0]["y"]), [study.refused[c].mean for c in CONDITIONS])
+    assert "Probe check" in summary and f"{study.probe[CONDITIONS[2]].mean:+.2f}" in summary

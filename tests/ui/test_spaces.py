@@ -26,6 +26,7 @@ MODEL_HANDLERS = {
     "on_cone",
     "on_jailbreak",
     "on_gcg",
+    "on_steer",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
 }
 
