@@ -203,6 +203,7 @@ CONFIG_FLAGS: dict[str, tuple[str, Any]] = {
     "--edit-strengths": ("edit_strengths", _strengths),
     "--edit-tolerance": ("edit_tolerance", _finite),
     "--export-model": ("export_model", bool),
+    "--beyond": ("beyond", bool),
 }
 
 

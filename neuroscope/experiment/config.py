@@ -67,6 +67,11 @@ class ExperimentConfig:
         "within this (absolute) of the sweep's lowest.",
     )
     export_model: bool = _f(False, "Also save the chosen weight edit (save_pretrained) under the output folder.")
+    beyond: bool = _f(
+        False,
+        "Also run harmfulness vs refusal and the refusal cone on this run's prompts and direction "
+        "(docs/beyond-one-direction.md) and add them to the report.",
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -134,7 +139,9 @@ class ExperimentConfig:
 
     def fingerprint(self, model_name: str) -> str:
         """A short hash of the settings and the model: a resumed run must match it."""
-        blob = json.dumps({"model": model_name, **self.to_dict()}, sort_keys=True)
+        # ``beyond`` only adds a step; it changes nothing the other artifacts mean, so a run can be resumed with it
+        settings = {k: v for k, v in self.to_dict().items() if k != "beyond"}
+        blob = json.dumps({"model": model_name, **settings}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @staticmethod

@@ -56,6 +56,7 @@ ARTIFACTS = (
     "orthogonalization.json",
     "heads.json",
     "generalisation.json",
+    "beyond.json",
     "report.md",
     "report.html",
     "metrics.json",
@@ -71,6 +72,7 @@ WEIGHTS = {
     "orthogonalization": 0.07,
     "heads": 0.13,
     "generalisation": 0.09,
+    "beyond": 0.0,  # optional: its own bar share would stretch every run that skips it
     "report": 0.02,
 }
 
@@ -100,6 +102,7 @@ class ExperimentResult:
     orthogonalization: dict[str, Any]
     heads: dict[str, Any]
     generalisation: dict[str, Any]
+    beyond: dict[str, Any] | None = None  # harmfulness vs refusal and the cone, when the run asked for them
     seconds: dict[str, float] = field(default_factory=dict)
     out_dir: str = ""
 
@@ -474,6 +477,42 @@ def run_experiment(
 
     gen = _json_step(out, "generalisation", generalise, seconds, steps, "generalisation done")
 
+    # 8. beyond one direction (optional) ------------------------------------------------------
+    def go_beyond() -> dict:
+        from neuroscope.research.cone import refusal_cone
+        from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+
+        sub = steps.sub("beyond")
+        n_train, n_test = min(config.n_train, MAX_PROMPTS), min(config.n_test, 32)
+        harm = harmfulness_vs_refusal(
+            lm,
+            n_train=n_train,
+            n_per_group=n_test,
+            layer=layer,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            batch_size=bs,
+            progress=lambda f, m: sub(0.4 * f, f"harmfulness vs refusal: {m}"),
+            data=data,
+        )
+        cone = refusal_cone(
+            lm,
+            n_train=n_train,
+            n_test=n_test,
+            layer=layer,
+            position=int(selection["position"]) if "position" in selection else -1,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            batch_size=bs,
+            progress=lambda f, m: sub(0.4 + 0.6 * f, f"refusal cone: {m}"),
+            data=data,
+        )
+        return {"harmfulness": harm.to_json(), "cone": cone.to_json()}
+
+    beyond = None
+    if config.beyond or (out / "beyond.json").is_file():
+        beyond = _json_step(out, "beyond", go_beyond, seconds, steps, "harmfulness vs refusal and the cone measured")
+
     result = ExperimentResult(
         config=config,
         model_name=lm.name,
@@ -492,6 +531,7 @@ def run_experiment(
         orthogonalization=ortho,
         heads=heads,
         generalisation=gen,
+        beyond=beyond,
         seconds=seconds,
         out_dir=str(out),
     )

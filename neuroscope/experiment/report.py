@@ -15,10 +15,13 @@ from neuroscope.experiment import artifacts as art
 from neuroscope.experiment.heads import measure_maps
 from neuroscope.viz import (
     candidate_scores,
+    cone_curve,
+    cosine_by_layer,
     cosine_matrix,
     edit_frontier,
     figures_to_html,
     head_maps,
+    prompt_map,
     rates_with_intervals,
     separation_plot,
     topk_ablation_curve,
@@ -103,8 +106,25 @@ def metrics(result) -> dict[str, Any]:
         },
         "per_category": {c: {k: v["refusal"] for k, v in block.items()} for c, block in gen["per_category"].items()},
         "xstest": {s: {k: v["refusal"] for k, v in block.items()} for s, block in gen["xstest"].items()},
+        "beyond": _beyond_metrics(result.beyond),
         "seconds": result.seconds,
         "refusal_tokens": result.refusal_tokens,
+    }
+
+
+def _beyond_metrics(beyond: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The 'beyond' step's numbers without its per-prompt points."""
+    if not beyond:
+        return None
+    h, c = beyond["harmfulness"], beyond["cone"]
+    return {
+        "harmfulness": {
+            "layer": h["layer"],
+            "cosine": h["cosine"],
+            "groups": {name: {k: v for k, v in g.items() if k != "points"} for name, g in h["groups"].items()},
+            "summary": h["summary"],
+        },
+        "cone": {k: c[k] for k in ("layer", "position", "baseline", "curves", "one_is_enough", "gain", "summary")},
     }
 
 
@@ -267,7 +287,79 @@ def figures(result) -> list[go.Figure]:
                 "XSTest: over-refusal (safe) and refusal (unsafe), before / after ablation",
             )
         )
+    figs += beyond_figures(result.beyond)
     return [f for f in figs if f is not None]
+
+
+def beyond_figures(beyond: dict[str, Any] | None) -> list[go.Figure]:
+    """The cosine per layer, the prompt map and the cone curve of the optional 'beyond' step."""
+    if not beyond:
+        return []
+    h, c = beyond["harmfulness"], beyond["cone"]
+    nan = lambda xs: [math.nan if x is None else x for x in xs]  # noqa: E731
+    groups = [
+        {
+            "name": name,
+            "x": [p["x"] for p in g["points"]],
+            "y": [p["y"] for p in g["points"]],
+            "refused": [p["refused"] for p in g["points"]],
+            "texts": [p["text"] for p in g["points"]],
+        }
+        for name, g in h["groups"].items()
+    ]
+    curves = {
+        c["families"][name]: tuple([p["refused"][k] for p in pts] for k in ("mean", "lo", "hi"))
+        for name, pts in c["curves"].items()
+    }
+    kl = {c["families"][name]: [p["kl"]["mean"] for p in pts] for name, pts in c["curves"].items()}
+    return [
+        cosine_by_layer(nan(h["cosine"]["per_layer"]), nan(h["cosine"]["lo"]), nan(h["cosine"]["hi"]), h["layer"]),
+        prompt_map(groups, h["layer"]),
+        cone_curve([p["k"] for p in c["curves"]["pca"]], curves, c["baseline"]["mean"], kl),
+    ]
+
+
+def _beyond_markdown(beyond: dict[str, Any] | None) -> list[str]:
+    if not beyond:
+        return []
+    h, c = beyond["harmfulness"], beyond["cone"]
+    md = [
+        "## 8. Beyond one direction",
+        "",
+        f"**Harmfulness vs refusal** (Zhao et al. 2025), layer {h['layer']}: harmfulness read at "
+        f"{h['positions']['harmfulness']}, refusal at {h['positions']['refusal']}. Coordinates: 0 = the harmless "
+        "training mean, 1 = the harmful one.",
+        "",
+    ]
+    md += _table(
+        ["group", "harmfulness", "refusal", "refused", "apart"],
+        [
+            [
+                name,
+                fmt_rate(g["harmfulness"]),
+                fmt_rate(g["refusal"]),
+                fmt_rate(g["refused"]),
+                "yes" if g["apart"] else "no",
+            ]
+            for name, g in h["groups"].items()
+        ],
+    )
+    md += [*h["summary"].splitlines(), ""]
+    md += [
+        f"**The refusal cone** (Wollschläger et al. 2025), layer {c['layer']}, position {c['position']}: refused share "
+        "of held-out harmful prompts with k dimensions ablated (harmless first-token KL in brackets after the rate).",
+        "",
+    ]
+    ks = [p["k"] for p in c["curves"]["pca"]]
+    md += _table(
+        ["subspaces", *[f"k = {k}" for k in ks]],
+        [
+            [c["families"][name], *[f"{fmt_rate(p['refused'])} (KL {p['kl']['mean']:.2f})" for p in pts]]
+            for name, pts in c["curves"].items()
+        ],
+    )
+    md += [*c["summary"].splitlines(), ""]
+    return md
 
 
 # --------------------------------------------------------------------------- markdown
@@ -508,6 +600,7 @@ def markdown(result) -> str:
             "XSTest: not available (no data folder); over-refusal is read from the held-out harmless rows above.",
             "",
         ]
+    md += _beyond_markdown(result.beyond)
     md += ["## Run", ""]
     md += _table(["step", "seconds"], [[k, f"{v:.1f}"] for k, v in result.seconds.items()])
     md += ["Samples (harmful, baseline → ablated):", ""]

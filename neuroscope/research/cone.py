@@ -19,14 +19,13 @@ from torch import Tensor
 
 from neuroscope.analysis.cone import layer_basis, pca_basis, random_basis
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, rate_with_ci
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import load_experiment_data
+from neuroscope.experiment.data import ExperimentData
 from neuroscope.model.activations import resid_pre_at
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import SubspaceAblation
 from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import MAX_PROMPTS, check_sizes, default_site
+from neuroscope.research.harmfulness import MAX_PROMPTS, check_sizes, default_site, study_data
 from neuroscope.types import Progress
 
 FAMILIES = {
@@ -144,6 +143,7 @@ def refusal_cone(
     seed: int = 0,
     batch_size: int = 16,
     progress: Progress | None = None,
+    data: ExperimentData | None = None,
 ) -> ConeStudy:
     """Runs the study. Raises ``ResearchError`` for bad sizes, layer or position."""
     start = time.perf_counter()
@@ -165,20 +165,7 @@ def refusal_cone(
         raise ResearchError(
             f"position must be in -{lm.n_post_instruction}..-1 (a post-instruction token), got {position!r}"
         )
-    try:
-        data = load_experiment_data(
-            ExperimentConfig(
-                data_dir=data_dir,
-                n_train=n_train,
-                n_val=1,
-                n_test=n_test,
-                n_test_harmless=n_test,
-                n_xstest=0,
-                seed=seed,
-            )
-        )
-    except ExperimentError as err:
-        raise ResearchError(str(err)) from None
+    data = study_data(data, data_dir, n_train, n_test, 0, seed)
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
     harmful, harmless = texts(data.test_harmful), texts(data.test_harmless)
     n_runs = 1 + 2 * k_max - 1 + n_random * k_max

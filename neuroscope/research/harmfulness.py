@@ -10,6 +10,7 @@ intervals is where the two signals come apart.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -30,7 +31,7 @@ from neuroscope.analysis.harmfulness import (
 from neuroscope.analysis.metrics import Interval, is_refusal, rate_with_ci
 from neuroscope.config import REPO_ROOT
 from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import load_experiment_data
+from neuroscope.experiment.data import ExperimentData, load_experiment_data, subsample
 from neuroscope.model.activations import resid_pre_at
 from neuroscope.model.generate import generate
 from neuroscope.research.checks import ResearchError
@@ -172,6 +173,38 @@ class HarmfulnessStudy:
         }
 
 
+def study_data(
+    data: ExperimentData | None, data_dir: str, n_train: int, n_test: int, n_xstest: int, seed: int
+) -> ExperimentData:
+    """The prompts of a study: an experiment's own sets cut to these sizes, or the sets a data folder (or the
+    Hub, or the curated pairs) offers, as the experiment would load them."""
+    if data is None:
+        try:
+            return load_experiment_data(
+                ExperimentConfig(
+                    data_dir=data_dir,
+                    n_train=n_train,
+                    n_val=1,
+                    n_test=n_test,
+                    n_test_harmless=n_test,
+                    n_xstest=n_xstest,
+                    seed=seed,
+                )
+            )
+        except ExperimentError as err:
+            raise ResearchError(str(err)) from None
+    cut = lambda ps, n: subsample(ps, n, seed) if n else []  # noqa: E731
+    return dataclasses.replace(
+        data,
+        train_harmful=cut(data.train_harmful, n_train),
+        train_harmless=cut(data.train_harmless, n_train),
+        test_harmful=cut(data.test_harmful, n_test),
+        test_harmless=cut(data.test_harmless, n_test),
+        xstest_safe=cut(data.xstest_safe, n_xstest),
+        xstest_unsafe=cut(data.xstest_unsafe, n_xstest),
+    )
+
+
 def check_sizes(n_train: object, n_per_group: object) -> None:
     """Raises ``ResearchError`` unless both sizes are integers in range."""
     for name, value, lo in (("training prompts per side", n_train, 2), ("prompts per group", n_per_group, 1)):
@@ -216,6 +249,7 @@ def harmfulness_vs_refusal(
     n_boot: int = 500,
     batch_size: int = 16,
     progress: Progress | None = None,
+    data: ExperimentData | None = None,
 ) -> HarmfulnessStudy:
     """Runs the study. Raises ``ResearchError`` for a model without a chat template or bad sizes."""
     start = time.perf_counter()
@@ -230,20 +264,7 @@ def harmfulness_vs_refusal(
         layer, reason = default_layer(lm)
     elif type(layer) is not int or not 0 <= layer < lm.n_layers:
         raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
-    try:
-        data = load_experiment_data(
-            ExperimentConfig(
-                data_dir=data_dir,
-                n_train=n_train,
-                n_val=1,
-                n_test=n_per_group,
-                n_test_harmless=n_per_group,
-                n_xstest=n_per_group,
-                seed=seed,
-            )
-        )
-    except ExperimentError as err:
-        raise ResearchError(str(err)) from None
+    data = study_data(data, data_dir, n_train, n_per_group, n_per_group, seed)
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
     jailbroken = wrap(texts(data.test_harmful))
     prompts = {

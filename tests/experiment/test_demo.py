@@ -110,3 +110,29 @@ def test_causal_heads_on_the_demo_model(demo_run):
     assert heads["agreement_spearman"] > 0.5
     l, h = heads["ranking"][0]
     assert heads["patching_hi"][l][h] < 0  # the strongest head's effect excludes zero
+
+
+def test_a_run_resumed_with_beyond_adds_harmfulness_and_the_cone_to_its_report(demo, demo_run):
+    """``--beyond`` does not change what the other steps mean: the finished run resumes, only the new step
+    runs, on the run's own layer, position and prompts, and the report gains its section and figures."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    out = Path(demo_run.out_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name not in ("metrics.json",)}
+    figures_before = (out / "report.html").read_text().count('class="plotly-graph-div"')
+    result = run_experiment(demo, dataclasses.replace(demo_run.config, beyond=True), out)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name in before} == before
+    sel = demo_run.selection
+    assert result.beyond["harmfulness"]["layer"] == sel["layer"]
+    assert (result.beyond["cone"]["layer"], result.beyond["cone"]["position"]) == (sel["layer"], sel["position"])
+    harmful = result.beyond["harmfulness"]["groups"]["harmful"]
+    test_texts = {p.instruction for p in demo_run.data.test_harmful}
+    assert {p["text"] for p in harmful["points"]} <= test_texts  # the run's own held-out prompts
+    report = (out / "report.md").read_text()
+    assert "## 8. Beyond one direction" in report and result.beyond["cone"]["summary"].splitlines()[0] in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["beyond"]["cone"]["curves"] == result.beyond["cone"]["curves"]
+    assert "points" not in metrics["beyond"]["harmfulness"]["groups"]["harmful"]
+    assert (out / "report.html").read_text().count('class="plotly-graph-div"') == figures_before + 3
