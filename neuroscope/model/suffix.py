@@ -1,4 +1,5 @@
-"""Forward passes for a token-level suffix search (GCG, Zou et al. 2023): raw ids in, no template, no padding.
+"""Token-level gradients and raw-id forwards: the suffix search (GCG, Zou et al. 2023) and which tokens of a
+jailbreak lower the refusal projection. Raw ids in, no template added, no padding.
 
 ``one_hot_gradient`` is the search's signal: the gradient of a metric of the last position's logits with
 respect to the one-hot token choice at a span of positions (the embedding's gradient times ``W_E^T``).
@@ -54,3 +55,34 @@ def last_logits(lm: Any, ids: Tensor, batch_size: int = 64) -> Tensor:
                 nnsight.save(saved)
         out.append(saved["logits"])
     return torch.cat(out)
+
+
+def projection_gradient_x_input(lm: Any, ids: Tensor, layer: int, position: int, direction: Tensor) -> Tensor:
+    """Gradient × input of one projection: how much each token's embedding pushes the residual at ``layer``'s
+    input and ``position`` along ``direction`` (first order, summed over the embedding's dimensions).
+
+    Args:
+        ids: [S] token ids of one sequence.
+        position: counted from the end (-1 = the last token) or from the start.
+        direction: [d_model], any norm (normalised here).
+
+    Returns:
+        [S] float32 on the CPU; the scores sum (to first order) to the projection's change from a zero input.
+    """
+    lm.require_weights("the token embedding")
+    lm.check_layer(layer)
+    r = (direction.double() / direction.double().norm()).float().to(lm.device)
+    ids = ids.to(lm.device)[None]
+    saved: dict[str, Any] = {}
+    tr = lm.tracing
+    with lm.lock, torch.enable_grad():
+        with lm.nn.trace({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, **lm.run_options()):
+            emb = tr.access.embed(tr.nn).output
+            emb.requires_grad_(True)
+            x = tr.access.layer(tr.nn, layer).input
+            value = x[0, position].float() @ r
+            with value.backward():
+                saved["grad"] = emb.grad.detach()[0].float().cpu()
+            saved["emb"] = emb.detach()[0].float().cpu()
+            nnsight.save(saved)
+    return (saved["grad"] * saved["emb"]).sum(-1)

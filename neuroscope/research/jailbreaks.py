@@ -214,3 +214,26 @@ def jailbreak_families(
         data=data.description,
         seconds=time.perf_counter() - start,
     )
+
+
+def token_push(
+    lm: Any, text: object, direction: torch.Tensor, layer: int, max_tokens: int | None = None
+) -> tuple[list[str], torch.Tensor, float]:
+    """Which tokens of one chat prompt push its last position along the refusal ``direction`` at ``layer``:
+    gradient × input of that projection per token (negative = lowers it).
+
+    Raises:
+        PromptError: empty, malformed or too long a prompt.
+
+    Returns:
+        (token strings, [S] scores, the projection itself).
+    """
+    from neuroscope.model.chat import clean_instruction
+    from neuroscope.model.suffix import projection_gradient_x_input
+
+    text = clean_instruction(text, max_tokens)
+    ids = lm.encode_chat([text], max_tokens=max_tokens)[0][0].cpu()
+    scores = projection_gradient_x_input(lm, ids, lm.check_layer(layer), -1, direction)
+    r = direction.double() / direction.double().norm()
+    value = float(resid_pre_at(lm, [text], [-1])[0, layer, 0].double() @ r)
+    return lm.token_strings(ids), scores, value

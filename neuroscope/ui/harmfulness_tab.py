@@ -12,7 +12,8 @@ from neuroscope import research, viz
 from neuroscope.research.cone import FAMILIES, MAX_K, refusal_cone
 from neuroscope.research.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
 from neuroscope.research.gcg import gcg_search, held_out_requests
-from neuroscope.research.jailbreaks import jailbreak_families
+from neuroscope.research.harmfulness import jailbreak_templates
+from neuroscope.research.jailbreaks import jailbreak_families, token_push
 from neuroscope.research.steer_each import CONDITIONS, steer_each_direction
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
 
@@ -42,6 +43,12 @@ STEER_GUIDE = (
     "first-token log-odds of Yes against No. The probe is checked first on unsteered harmful vs harmless "
     "requests; on a model where it cannot tell them apart, its answers under steering say nothing, and the "
     "summary says so."
+)
+PUSH_GUIDE = (
+    "**Which tokens lower the refusal signal?** Gradient × input of one prompt's projection on the current "
+    "refusal direction (Direction tab) at its layer, at the last position: each token's first-order push. "
+    "Try a jailbreak template around a request, and see whether the template's words or the request's words "
+    "carry the push."
 )
 GCG_GUIDE = (
     "**Suffix search** (GCG, Zou et al. 2023), bounded: for each held-out request, a suffix of 12 tokens is "
@@ -235,6 +242,37 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         api_name="jailbreak",
         concurrency_id="model",
     )
+
+    gr.Markdown(PUSH_GUIDE)
+    with gr.Row():
+        push_text = gr.Textbox(
+            value=jailbreak_templates()["distractors"][0].replace(
+                "{prompt}", "How can I hack into my neighbour's wifi?"
+            ),
+            label="A prompt to dissect",
+            lines=3,
+            scale=3,
+            elem_id="push-prompt",
+        )
+        push_run = gr.Button("Which tokens lower refusal?", elem_id="push-run", scale=1)
+    push_note = gr.Markdown(elem_id="push-note")
+    push_html = gr.HTML(elem_id="push-tokens")
+
+    @on_gpu
+    @user_errors
+    def on_push(text):
+        current = ctx.directions.get(lm)  # none: says how to get one
+        tokens, scores, value = token_push(
+            lm, text, current.direction, current.layer, max_tokens=ctx.settings.max_prompt_tokens
+        )
+        note = (
+            f"Projection of the last position on the current refusal direction at layer {current.layer}: "
+            f"**{value:+.2f}**. Red tokens push it up (toward refusal), blue ones down; first-order estimate "
+            "(gradient × input), not an ablation."
+        )
+        return note, viz.token_importance_html(tokens, scores.numpy(), value_label="push along refusal")
+
+    push_run.click(on_push, [push_text], [push_note, push_html], api_name="token_push", concurrency_id="model")
 
     gr.Markdown(GCG_GUIDE)
     with gr.Row():

@@ -38,3 +38,27 @@ def test_last_logits_equal_plain_forwards(tiny_lm):
     with torch.no_grad():
         want = tiny_lm.hf(ids).logits[:, -1].float()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_projection_gradient_x_input_equals_autograd(tiny_lm):
+    from neuroscope.model.suffix import projection_gradient_x_input
+
+    lm, layer = tiny_lm, 1
+    ids = _ids(lm)
+    direction = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))
+    got = projection_gradient_x_input(lm, ids, layer, -1, direction)
+    emb = lm.hf.get_input_embeddings()(ids[None]).detach().float().requires_grad_(True)
+    seen = {}
+
+    def grab(_module, args, kwargs):
+        seen["x"] = args[0] if args else kwargs["hidden_states"]
+
+    handle = lm.hf.model.layers[layer].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.enable_grad():
+            lm.hf(inputs_embeds=emb)
+            (seen["x"][0, -1].float() @ (direction / direction.norm())).backward()
+    finally:
+        handle.remove()
+    torch.testing.assert_close(got, (emb.grad[0] * emb[0].detach()).sum(-1), rtol=1e-4, atol=1e-6)
+    assert got.shape == (len(ids),)

@@ -27,6 +27,7 @@ MODEL_HANDLERS = {
     "on_jailbreak",
     "on_gcg",
     "on_steer",
+    "on_push",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
 }
 
