@@ -78,3 +78,21 @@ def test_each_addition_equals_plain_hooks(tiny_lm, data_dir):
     )
     record = study.to_json()
     assert set(record["conditions"]) == set(CONDITIONS) and isinstance(record["probe_works"], bool)
+
+
+@pytest.mark.parametrize(
+    "harmful, harmless, works",
+    [
+        ((2.0, 1.5, 2.5), (-0.5, -1.0, 0.0), True),
+        ((-1.39, -1.46, -1.33), (-1.54, -1.58, -1.50), False),  # apart, but by 0.15 log-odds (the demo)
+        ((-0.07, -0.22, 0.07), (0.56, 0.23, 0.93), False),  # the wrong way round (the tuned SmolLM2)
+        ((2.0, 0.0, 4.0), (0.5, -1.0, 1.0), False),  # intervals overlap
+    ],
+)
+def test_the_probe_counts_only_when_it_tells_harmful_from_harmless(harmful, harmless, works):
+    from neuroscope.analysis.metrics import Interval
+    from neuroscope.research.steer_each import SteeringStudy
+
+    iv = lambda m, lo, hi: Interval(m, lo, hi, 32)  # noqa: E731
+    study = SteeringStudy("m", 1, 1.0, iv(*harmful), iv(*harmless), {}, {}, "", 0.0)
+    assert study.probe_works is works
