@@ -60,6 +60,10 @@ GCG_GUIDE = (
 )
 GCG_SECONDS = 60.0
 _STOPS: dict[str, threading.Event] = {}  # a running search's stop flag, per visitor session
+INTRO = (
+    "What one refusal direction leaves out. The training prompts and the layer below are shared by the three "
+    "studies; each runs on its own button. Results on the bundled models: docs/beyond-one-direction.md."
+)
 GUIDE = (
     "Zhao et al. (2025) find that chat models encode **harmfulness** and **refusal** separately: harmfulness at "
     "the last token of the user's instruction, refusal at the template tokens after it. Here both are "
@@ -76,296 +80,314 @@ GUIDE = (
 def build_harmfulness_tab(ctx: AppContext) -> None:
     """Adds the tab's components and events to the current ``gr.Blocks``."""
     lm = ctx.lm
-    gr.Markdown(GUIDE)
+    gr.Markdown(INTRO)
     layer0, why = default_layer(lm)
-    with gr.Row():
+    with gr.Row(elem_id="beyond-shared"):
         n_train = gr.Slider(2, MAX_PROMPTS, value=64, step=1, label="Training prompts per side")
-        n_group = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per group")
-        layer = gr.Slider(
-            0, lm.n_layers - 1, value=layer0, step=1, label="Layer", info=f"the map's and the cone's; default: {why}"
-        )
-        run = gr.Button("Compare the two directions", variant="primary", elem_id="harmfulness-run")
-    summary = gr.Markdown(elem_id="harmfulness-summary")
-    with gr.Row():
-        cosine = gr.Plot(label="Cosine per layer")
-        points = gr.Plot(label="Prompts on both directions")
-    with gr.Accordion("The study as JSON", open=False):
-        record = gr.JSON()
+        layer = gr.Slider(0, lm.n_layers - 1, value=layer0, step=1, label="Layer", info=f"default: {why}")
+    with gr.Tabs():
+        with gr.Tab("Harmfulness vs refusal", id="beyond-harmfulness"):
+            gr.Markdown(GUIDE)
+            with gr.Row(elem_id="harmfulness-controls"):
+                n_group = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per group")
+                run = gr.Button("Compare the two directions", variant="primary", elem_id="harmfulness-run")
+            summary = gr.Markdown(elem_id="harmfulness-summary")
+            with gr.Row():
+                cosine = gr.Plot(label="Cosine per layer")
+                points = gr.Plot(label="Prompts on both directions")
+            with gr.Accordion("The study as JSON", open=False):
+                record = gr.JSON()
 
-    gr.Markdown(STEER_GUIDE)
-    with gr.Row():
-        strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="Addition strength")
-        steer_run = gr.Button("Steer each direction", elem_id="steer-run")
-    steer_summary = gr.Markdown(elem_id="steer-summary")
-    steer_plot = gr.Plot(label="Harmless prompts refused under each addition")
+            gr.Markdown(STEER_GUIDE)
+            with gr.Row():
+                strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="Addition strength")
+                steer_run = gr.Button("Steer each direction", elem_id="steer-run")
+            steer_summary = gr.Markdown(elem_id="steer-summary")
+            steer_plot = gr.Plot(label="Harmless prompts refused under each addition")
 
-    @on_gpu
-    @user_errors
-    def on_steer(n, g, l, s, progress=gr.Progress()):
-        n, g = research.positive_int(n, "training prompts per side"), research.positive_int(g, "prompts per group")
-        study = steer_each_direction(
-            lm,
-            n_train=n,
-            n_test=g,
-            layer=lm.check_layer(int(l)),
-            strength=research.as_float(s, "strength"),
-            max_new_tokens=min(24, ctx.settings.max_new_tokens),
-            progress=progress,
-        )
-        figure = viz.rates_with_intervals(
-            list(CONDITIONS),
-            ["harmless prompts refused"],
-            [[study.refused[c].mean] for c in CONDITIONS],
-            [[study.refused[c].lo] for c in CONDITIONS],
-            [[study.refused[c].hi] for c in CONDITIONS],
-            f"Each direction added on its own at layer {study.layer} (95 % CI)",
-        )
-        return "\n\n".join(study.summary().splitlines()), figure
+            @on_gpu
+            @user_errors
+            def on_steer(n, g, l, s, progress=gr.Progress()):
+                n, g = (
+                    research.positive_int(n, "training prompts per side"),
+                    research.positive_int(g, "prompts per group"),
+                )
+                study = steer_each_direction(
+                    lm,
+                    n_train=n,
+                    n_test=g,
+                    layer=lm.check_layer(int(l)),
+                    strength=research.as_float(s, "strength"),
+                    max_new_tokens=min(24, ctx.settings.max_new_tokens),
+                    progress=progress,
+                )
+                figure = viz.rates_with_intervals(
+                    list(CONDITIONS),
+                    ["harmless prompts refused"],
+                    [[study.refused[c].mean] for c in CONDITIONS],
+                    [[study.refused[c].lo] for c in CONDITIONS],
+                    [[study.refused[c].hi] for c in CONDITIONS],
+                    f"Each direction added on its own at layer {study.layer} (95 % CI)",
+                )
+                return "\n\n".join(study.summary().splitlines()), figure
 
-    steer_run.click(
-        on_steer,
-        [n_train, n_group, layer, strength],
-        [steer_summary, steer_plot],
-        api_name="steer_each",
-        concurrency_id="model",
-    )
-
-    gr.Markdown(CONE_GUIDE)
-    with gr.Row():
-        k_max = gr.Slider(1, MAX_K, value=4, step=1, label="Largest k (dimensions)")
-        n_test = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per side")
-        n_random = gr.Slider(1, 8, value=2, step=1, label="Random subspaces per k")
-        cone_run = gr.Button("Ablate 1..k dimensions", variant="primary", elem_id="cone-run")
-    cone_summary = gr.Markdown(elem_id="cone-summary")
-    cone_plot = gr.Plot(label="Refused against dimensions ablated")
-    with gr.Accordion("The cone study as JSON", open=False):
-        cone_record = gr.JSON()
-
-    @on_gpu
-    @user_errors
-    def on_cone(k, n, t, r, l, progress=gr.Progress()):
-        k, n, t, r = (
-            research.positive_int(v, name)
-            for v, name in (
-                (k, "dimensions"),
-                (n, "training prompts per side"),
-                (t, "held-out prompts"),
-                (r, "random subspaces"),
+            steer_run.click(
+                on_steer,
+                [n_train, n_group, layer, strength],
+                [steer_summary, steer_plot],
+                api_name="steer_each",
+                concurrency_id="model",
             )
-        )
-        study = refusal_cone(
-            lm,
-            k_max=k,
-            n_train=n,
-            n_test=t,
-            n_random=r,
-            layer=lm.check_layer(int(l)) if int(l) != layer0 else None,
-            max_new_tokens=min(24, ctx.settings.max_new_tokens),
-            progress=progress,
-        )
-        ks = [p.k for p in study.curves["pca"]]
-        curves = {
-            FAMILIES[name]: (
-                [p.refused.mean for p in pts],
-                [p.refused.lo for p in pts],
-                [p.refused.hi for p in pts],
+
+            @on_gpu
+            @user_errors
+            def on_harmfulness(n, g, l, progress=gr.Progress()):
+                n, g = (
+                    research.positive_int(n, "training prompts per side"),
+                    research.positive_int(g, "prompts per group"),
+                )
+                study = harmfulness_vs_refusal(
+                    lm,
+                    n_train=n,
+                    n_per_group=g,
+                    layer=lm.check_layer(int(l)),
+                    max_new_tokens=min(24, ctx.settings.max_new_tokens),
+                    progress=progress,
+                )
+                groups = [
+                    {
+                        "name": x.name,
+                        "x": x.coords[:, 0],
+                        "y": x.coords[:, 1],
+                        "refused": x.refused,
+                        "texts": x.texts,
+                    }
+                    for x in study.groups
+                ]
+                text = (
+                    f"**{study.model}** · layer {study.layer} · {study.data}\n\n"
+                    + "\n\n".join(study.summary().splitlines())
+                    + f"\n\nHarmfulness is read at {study.positions['harmfulness']}; refusal at {study.positions['refusal']}."
+                )
+                return (
+                    text,
+                    viz.cosine_by_layer(study.cosines, study.cosine_lo, study.cosine_hi, study.layer),
+                    viz.prompt_map(groups, study.layer),
+                    study.to_json(),
+                )
+
+            run.click(
+                on_harmfulness,
+                [n_train, n_group, layer],
+                [summary, cosine, points, record],
+                api_name="harmfulness",
+                concurrency_id="model",
             )
-            for name, pts in study.curves.items()
-        }
-        kl = {FAMILIES[name]: [p.kl.mean for p in pts] for name, pts in study.curves.items()}
-        text = (
-            f"**{study.model}** · layer {study.layer}, position {study.position} ({study.layer_reason}) · "
-            f"{study.data}\n\n" + "\n\n".join(study.summary().splitlines())
-        )
-        return text, viz.cone_curve(ks, curves, study.baseline.mean, kl), study.to_json()
+        with gr.Tab("Refusal cone", id="beyond-cone"):
+            gr.Markdown(CONE_GUIDE)
+            with gr.Row(elem_id="cone-controls"):
+                k_max = gr.Slider(1, MAX_K, value=4, step=1, label="Largest k (dimensions)")
+                n_test = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per side")
+                n_random = gr.Slider(1, 8, value=2, step=1, label="Random subspaces per k")
+                cone_run = gr.Button("Ablate 1..k dimensions", variant="primary", elem_id="cone-run")
+            cone_summary = gr.Markdown(elem_id="cone-summary")
+            cone_plot = gr.Plot(label="Refused against dimensions ablated")
+            with gr.Accordion("The cone study as JSON", open=False):
+                cone_record = gr.JSON()
 
-    cone_run.click(
-        on_cone,
-        [k_max, n_train, n_test, n_random, layer],
-        [cone_summary, cone_plot, cone_record],
-        api_name="cone",
-        concurrency_id="model",
-    )
+            @on_gpu
+            @user_errors
+            def on_cone(k, n, t, r, l, progress=gr.Progress()):
+                k, n, t, r = (
+                    research.positive_int(v, name)
+                    for v, name in (
+                        (k, "dimensions"),
+                        (n, "training prompts per side"),
+                        (t, "held-out prompts"),
+                        (r, "random subspaces"),
+                    )
+                )
+                study = refusal_cone(
+                    lm,
+                    k_max=k,
+                    n_train=n,
+                    n_test=t,
+                    n_random=r,
+                    layer=lm.check_layer(int(l)) if int(l) != layer0 else None,
+                    max_new_tokens=min(24, ctx.settings.max_new_tokens),
+                    progress=progress,
+                )
+                ks = [p.k for p in study.curves["pca"]]
+                curves = {
+                    FAMILIES[name]: (
+                        [p.refused.mean for p in pts],
+                        [p.refused.lo for p in pts],
+                        [p.refused.hi for p in pts],
+                    )
+                    for name, pts in study.curves.items()
+                }
+                kl = {FAMILIES[name]: [p.kl.mean for p in pts] for name, pts in study.curves.items()}
+                text = (
+                    f"**{study.model}** · layer {study.layer}, position {study.position} ({study.layer_reason}) · "
+                    f"{study.data}\n\n" + "\n\n".join(study.summary().splitlines())
+                )
+                return text, viz.cone_curve(ks, curves, study.baseline.mean, kl), study.to_json()
 
-    gr.Markdown(JAILBREAK_GUIDE)
-    with gr.Row():
-        n_requests = gr.Slider(1, 64, value=16, step=1, label="Held-out harmful requests")
-        jb_run = gr.Button("Run the jailbreak families", variant="primary", elem_id="jailbreak-run")
-    jb_summary = gr.Markdown(elem_id="jailbreak-summary")
-    with gr.Row():
-        jb_rates = gr.Plot(label="Success per family")
-        jb_map = gr.Plot(label="Attacks on both directions")
-    with gr.Accordion("Every attack and answer, as JSON", open=False):
-        jb_record = gr.JSON()
-
-    @on_gpu
-    @user_errors
-    def on_jailbreak(n, t, l, progress=gr.Progress()):
-        n, t = research.positive_int(n, "training prompts per side"), research.positive_int(t, "requests")
-        study = jailbreak_families(
-            lm,
-            n_train=n,
-            n_test=t,
-            layer=lm.check_layer(int(l)),
-            max_new_tokens=min(32, ctx.settings.max_new_tokens),
-            progress=progress,
-        )
-        record = study.to_json()
-        fams = record["families"]
-        keys = ("success", "success_broad")
-        rates = viz.rates_with_intervals(
-            [f.replace("_", " ") for f in fams],
-            ["substring judge", "broad judge"],
-            [[fams[f][k]["mean"] for k in keys] for f in fams],
-            [[fams[f][k]["lo"] for k in keys] for f in fams],
-            [[fams[f][k]["hi"] for k in keys] for f in fams],
-            "Attack success per jailbreak family (95 % CI)",
-            y_label="Requests answered (% of attacks)",
-        )
-        groups = [
-            {
-                "name": f.replace("_", " "),
-                "x": [a.harmfulness for a in study.attacks if a.family == f],
-                "y": [a.refusal for a in study.attacks if a.family == f],
-                "refused": [not a.success for a in study.attacks if a.family == f],
-                "texts": [a.text for a in study.attacks if a.family == f],
-            }
-            for f in fams
-        ]
-        text = f"**{study.model}** · layer {study.layer}\n\n" + "\n\n".join(study.summary().splitlines())
-        return text, rates, viz.prompt_map(groups, study.layer), record
-
-    jb_run.click(
-        on_jailbreak,
-        [n_train, n_requests, layer],
-        [jb_summary, jb_rates, jb_map, jb_record],
-        api_name="jailbreak",
-        concurrency_id="model",
-    )
-
-    gr.Markdown(PUSH_GUIDE)
-    with gr.Row():
-        push_text = gr.Textbox(
-            value=jailbreak_templates()["distractors"][0].replace(
-                "{prompt}", "How can I hack into my neighbour's wifi?"
-            ),
-            label="A prompt to dissect",
-            lines=3,
-            scale=3,
-            elem_id="push-prompt",
-        )
-        push_run = gr.Button("Which tokens lower refusal?", elem_id="push-run", scale=1)
-    push_note = gr.Markdown(elem_id="push-note")
-    push_html = gr.HTML(elem_id="push-tokens")
-
-    @on_gpu
-    @user_errors
-    def on_push(text):
-        current = ctx.directions.get(lm)  # none: says how to get one
-        tokens, scores, value = token_push(
-            lm, text, current.direction, current.layer, max_tokens=ctx.settings.max_prompt_tokens
-        )
-        note = (
-            f"Projection of the last position on the current refusal direction at layer {current.layer}: "
-            f"**{value:+.2f}**. Red tokens push it up (toward refusal), blue ones down; first-order estimate "
-            "(gradient × input), not an ablation."
-        )
-        return note, viz.token_importance_html(tokens, scores.numpy(), value_label="push along refusal")
-
-    push_run.click(on_push, [push_text], [push_note, push_html], api_name="token_push", concurrency_id="model")
-
-    gr.Markdown(GCG_GUIDE)
-    with gr.Row():
-        gcg_n = gr.Slider(1, 10, value=3, step=1, label="Requests to attack")
-        gcg_steps = gr.Slider(1, 200, value=60, step=1, label="Steps per request")
-        gcg_go = gr.Button("Search suffixes", variant="primary", elem_id="gcg-run")
-        gcg_stop = gr.Button("Stop", elem_id="gcg-stop")
-    gcg_summary = gr.Markdown(elem_id="gcg-summary")
-    gcg_plot = gr.Plot(label="Refusal score per step")
-    gcg_table = gr.Dataframe(
-        headers=["request", "suffix", "broken", "log-odds before", "after", "steps", "answer"],
-        interactive=False,
-        wrap=True,
-    )
-
-    @functools.partial(on_gpu, duration=600)
-    @user_errors
-    def on_gcg(n, steps, progress=gr.Progress()):
-        n, steps = research.positive_int(n, "requests"), research.positive_int(steps, "steps")
-        key = research.current_session.get() or "local"  # the visitor's session (set by user_errors)
-        flag = _STOPS[key] = threading.Event()
-        try:
-            run = gcg_search(
-                lm, held_out_requests(n), steps=steps, time_budget_s=GCG_SECONDS, stop=flag.is_set, progress=progress
+            cone_run.click(
+                on_cone,
+                [k_max, n_train, n_test, n_random, layer],
+                [cone_summary, cone_plot, cone_record],
+                api_name="cone",
+                concurrency_id="model",
             )
-        finally:
-            _STOPS.pop(key, None)
-        rows = [
-            [
-                a.request,
-                a.suffix,
-                "yes" if a.broken else "no",
-                round(a.score_before, 2),
-                round(a.score_after, 2),
-                a.steps,
-                a.answer,
-            ]
-            for a in run.attacks
-        ]
-        figure = viz.search_history(
-            [a.history for a in run.attacks], [a.request for a in run.attacks], [a.broken for a in run.attacks]
-        )
-        return run.summary(), figure, rows
 
-    @user_errors
-    def on_gcg_stop():
-        flag = _STOPS.get(research.current_session.get() or "local")
-        if flag is not None:
-            flag.set()
+        with gr.Tab("Jailbreaks", id="beyond-jailbreaks"):
+            gr.Markdown(JAILBREAK_GUIDE)
+            with gr.Row():
+                n_requests = gr.Slider(1, 64, value=16, step=1, label="Held-out harmful requests")
+                jb_run = gr.Button("Run the jailbreak families", variant="primary", elem_id="jailbreak-run")
+            jb_summary = gr.Markdown(elem_id="jailbreak-summary")
+            with gr.Row():
+                jb_rates = gr.Plot(label="Success per family")
+                jb_map = gr.Plot(label="Attacks on both directions")
+            with gr.Accordion("Every attack and answer, as JSON", open=False):
+                jb_record = gr.JSON()
 
-    gcg_go.click(
-        on_gcg, [gcg_n, gcg_steps], [gcg_summary, gcg_plot, gcg_table], api_name="suffix_search", concurrency_id="model"
-    )
-    gcg_stop.click(on_gcg_stop, None, None, api_name="stop_suffix_search", queue=False)
+            @on_gpu
+            @user_errors
+            def on_jailbreak(n, t, l, progress=gr.Progress()):
+                n, t = research.positive_int(n, "training prompts per side"), research.positive_int(t, "requests")
+                study = jailbreak_families(
+                    lm,
+                    n_train=n,
+                    n_test=t,
+                    layer=lm.check_layer(int(l)),
+                    max_new_tokens=min(32, ctx.settings.max_new_tokens),
+                    progress=progress,
+                )
+                record = study.to_json()
+                fams = record["families"]
+                keys = ("success", "success_broad")
+                rates = viz.rates_with_intervals(
+                    [f.replace("_", " ") for f in fams],
+                    ["substring judge", "broad judge"],
+                    [[fams[f][k]["mean"] for k in keys] for f in fams],
+                    [[fams[f][k]["lo"] for k in keys] for f in fams],
+                    [[fams[f][k]["hi"] for k in keys] for f in fams],
+                    "Attack success per jailbreak family (95 % CI)",
+                    y_label="Requests answered (% of attacks)",
+                )
+                groups = [
+                    {
+                        "name": f.replace("_", " "),
+                        "x": [a.harmfulness for a in study.attacks if a.family == f],
+                        "y": [a.refusal for a in study.attacks if a.family == f],
+                        "refused": [not a.success for a in study.attacks if a.family == f],
+                        "texts": [a.text for a in study.attacks if a.family == f],
+                    }
+                    for f in fams
+                ]
+                text = f"**{study.model}** · layer {study.layer}\n\n" + "\n\n".join(study.summary().splitlines())
+                return text, rates, viz.prompt_map(groups, study.layer), record
 
-    @on_gpu
-    @user_errors
-    def on_harmfulness(n, g, l, progress=gr.Progress()):
-        n, g = research.positive_int(n, "training prompts per side"), research.positive_int(g, "prompts per group")
-        study = harmfulness_vs_refusal(
-            lm,
-            n_train=n,
-            n_per_group=g,
-            layer=lm.check_layer(int(l)),
-            max_new_tokens=min(24, ctx.settings.max_new_tokens),
-            progress=progress,
-        )
-        groups = [
-            {
-                "name": x.name,
-                "x": x.coords[:, 0],
-                "y": x.coords[:, 1],
-                "refused": x.refused,
-                "texts": x.texts,
-            }
-            for x in study.groups
-        ]
-        text = (
-            f"**{study.model}** · layer {study.layer} · {study.data}\n\n"
-            + "\n\n".join(study.summary().splitlines())
-            + f"\n\nHarmfulness is read at {study.positions['harmfulness']}; refusal at {study.positions['refusal']}."
-        )
-        return (
-            text,
-            viz.cosine_by_layer(study.cosines, study.cosine_lo, study.cosine_hi, study.layer),
-            viz.prompt_map(groups, study.layer),
-            study.to_json(),
-        )
+            jb_run.click(
+                on_jailbreak,
+                [n_train, n_requests, layer],
+                [jb_summary, jb_rates, jb_map, jb_record],
+                api_name="jailbreak",
+                concurrency_id="model",
+            )
 
-    run.click(
-        on_harmfulness,
-        [n_train, n_group, layer],
-        [summary, cosine, points, record],
-        api_name="harmfulness",
-        concurrency_id="model",
-    )
+            gr.Markdown(PUSH_GUIDE)
+            with gr.Row():
+                push_text = gr.Textbox(
+                    value=jailbreak_templates()["distractors"][0].replace(
+                        "{prompt}", "How can I hack into my neighbour's wifi?"
+                    ),
+                    label="A prompt to dissect",
+                    lines=3,
+                    scale=3,
+                    elem_id="push-prompt",
+                )
+                push_run = gr.Button("Which tokens lower refusal?", elem_id="push-run", scale=1)
+            push_note = gr.Markdown(elem_id="push-note")
+            push_html = gr.HTML(elem_id="push-tokens")
+
+            @on_gpu
+            @user_errors
+            def on_push(text):
+                current = ctx.directions.get(lm)  # none: says how to get one
+                tokens, scores, value = token_push(
+                    lm, text, current.direction, current.layer, max_tokens=ctx.settings.max_prompt_tokens
+                )
+                note = (
+                    f"Projection of the last position on the current refusal direction at layer {current.layer}: "
+                    f"**{value:+.2f}**. Red tokens push it up (toward refusal), blue ones down; first-order estimate "
+                    "(gradient × input), not an ablation."
+                )
+                return note, viz.token_importance_html(tokens, scores.numpy(), value_label="push along refusal")
+
+            push_run.click(on_push, [push_text], [push_note, push_html], api_name="token_push", concurrency_id="model")
+
+            gr.Markdown(GCG_GUIDE)
+            with gr.Row():
+                gcg_n = gr.Slider(1, 10, value=3, step=1, label="Requests to attack")
+                gcg_steps = gr.Slider(1, 200, value=60, step=1, label="Steps per request")
+                gcg_go = gr.Button("Search suffixes", variant="primary", elem_id="gcg-run")
+                gcg_stop = gr.Button("Stop", elem_id="gcg-stop")
+            gcg_summary = gr.Markdown(elem_id="gcg-summary")
+            gcg_plot = gr.Plot(label="Refusal score per step")
+            gcg_table = gr.Dataframe(
+                headers=["request", "suffix", "broken", "log-odds before", "after", "steps", "answer"],
+                interactive=False,
+                wrap=True,
+            )
+
+            @functools.partial(on_gpu, duration=600)
+            @user_errors
+            def on_gcg(n, steps, progress=gr.Progress()):
+                n, steps = research.positive_int(n, "requests"), research.positive_int(steps, "steps")
+                key = research.current_session.get() or "local"  # the visitor's session (set by user_errors)
+                flag = _STOPS[key] = threading.Event()
+                try:
+                    run = gcg_search(
+                        lm,
+                        held_out_requests(n),
+                        steps=steps,
+                        time_budget_s=GCG_SECONDS,
+                        stop=flag.is_set,
+                        progress=progress,
+                    )
+                finally:
+                    _STOPS.pop(key, None)
+                rows = [
+                    [
+                        a.request,
+                        a.suffix,
+                        "yes" if a.broken else "no",
+                        round(a.score_before, 2),
+                        round(a.score_after, 2),
+                        a.steps,
+                        a.answer,
+                    ]
+                    for a in run.attacks
+                ]
+                figure = viz.search_history(
+                    [a.history for a in run.attacks], [a.request for a in run.attacks], [a.broken for a in run.attacks]
+                )
+                return run.summary(), figure, rows
+
+            @user_errors
+            def on_gcg_stop():
+                flag = _STOPS.get(research.current_session.get() or "local")
+                if flag is not None:
+                    flag.set()
+
+            gcg_go.click(
+                on_gcg,
+                [gcg_n, gcg_steps],
+                [gcg_summary, gcg_plot, gcg_table],
+                api_name="suffix_search",
+                concurrency_id="model",
+            )
+            gcg_stop.click(on_gcg_stop, None, None, api_name="stop_suffix_search", queue=False)

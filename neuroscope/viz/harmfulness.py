@@ -29,6 +29,7 @@ def cosine_by_layer(cosine: Any, lo: Any, hi: Any, layer: int | None = None) -> 
         go.Scatter(
             x=np.concatenate([x, x[::-1]]),
             y=np.concatenate([b, a[::-1]]),
+            mode="lines",
             fill="toself",
             fillcolor=theme.palette_rgba(0, 0.18),
             line=dict(width=0),
@@ -94,8 +95,8 @@ def prompt_map(groups: Sequence[dict[str, Any]], layer: int) -> go.Figure:
     for v in (0.0, 1.0):
         fig.add_vline(x=v, line=dict(color=theme.MUTED, width=1))
         fig.add_hline(y=v, line=dict(color=theme.MUTED, width=1))
-    fig.update_xaxes(title="harmfulness (instruction's last token; 0 = harmless mean, 1 = harmful)", zeroline=False)
-    fig.update_yaxes(title="refusal (last template token; 0 = harmless, 1 = harmful)", zeroline=False)
+    fig.update_xaxes(title="harmfulness (0 = harmless mean, 1 = harmful)", zeroline=False)
+    fig.update_yaxes(title="refusal (0 = harmless, 1 = harmful)", zeroline=False)
     fig.update_layout(legend=dict(font=dict(size=11)))
     return theme.styled(fig, f"Where prompts sit on the two directions (layer {layer})", height=520)
 

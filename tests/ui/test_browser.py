@@ -188,7 +188,7 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     click_cell(1, 1, shift=True)
     sync_api.expect(verdict).not_to_contain_text("Mean-ablated", timeout=TIMEOUT_MS)
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.get_by_role("tab", name="Direction").click()
+    page.get_by_role("tab", name="Direction", exact=True).click()
 
     # 1. Direction tab: compute the direction. Where the research sets are installed (CI) they
     # are the default, Arditi et al.'s distribution, on which the demo model was trained; the curated
@@ -264,6 +264,24 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     page.screenshot(path=str(shots / "6-experiment.png"), full_page=True)
     problems += _layout_problems(page, "Experiment")
 
+    # 4b. Beyond one direction: the harmfulness map and the refusal cone render and lay out cleanly.
+    page.get_by_role("tab", name="Beyond one direction").click()
+    _set_slider(page, "Training prompts per side", 16 if lm.source == "demo" else 6, "#beyond-shared")
+    _set_slider(page, "Held-out prompts per group", 4, "#harmfulness-controls")
+    page.locator("#harmfulness-run").click()
+    sync_api.expect(page.locator("#harmfulness-summary")).to_contain_text("At layer", timeout=TIMEOUT_MS)
+    sync_api.expect(page.get_by_text("Where prompts sit on the two directions").first).to_be_visible()
+    page.screenshot(path=str(shots / "6b-harmfulness.png"), full_page=True)
+    problems += _layout_problems(page, "Beyond / harmfulness")
+    page.get_by_role("tab", name="Refusal cone").click()
+    _set_slider(page, "Largest k (dimensions)", 2, "#cone-controls")
+    _set_slider(page, "Held-out prompts per side", 4, "#cone-controls")
+    _set_slider(page, "Random subspaces per k", 1, "#cone-controls")
+    page.locator("#cone-run").click()
+    sync_api.expect(page.locator("#cone-summary")).to_contain_text("Ablating one direction", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(shots / "6c-cone.png"), full_page=True)
+    problems += _layout_problems(page, "Beyond / cone")
+
     # 5. Induction heads: scores, the top heads' table, a stripe, the loss curve and the causal check.
     page.get_by_role("tab", name="Induction heads").click()
     _set_slider(page, "Sequences", 4)
@@ -320,7 +338,7 @@ def test_start_here_steps_work_from_a_fresh_start(fresh_page):
     verdicts = _run_interventions(page, HARMLESS)
     assert "Answered" in verdicts["baseline"] and "Refused" in verdicts["added"], verdicts
 
-    page.get_by_role("tab", name="Direction").click()
+    page.get_by_role("tab", name="Direction", exact=True).click()
     sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(research.CURATED)
     page.locator("#compute-direction").click()
     sync_api.expect(page.locator("#direction-kept")).to_contain_text("Not made current", timeout=TIMEOUT_MS)
