@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def range_problem(checks) -> str | None:
+    """The first ``(flag, value, lo, hi)`` whose integer value is outside lo..hi, as a message; else None."""
+    for name, value, lo, hi in checks:
+        if not lo <= value <= hi:
+            return f"{name} must be an integer in {lo}..{hi}, got {value}"
+    return None
+
+
 def fail(message: str) -> int:
     print(f"neuroscope: error: {message}", file=sys.stderr)
     return 2
@@ -219,16 +227,18 @@ def behaviour_main(argv: list[str]) -> int:
     from neuroscope.research import ResearchError
     from neuroscope.steering import behaviour_study
 
-    for name, value, lo, hi in (
-        ("--n-train", args.n_train, 2, 512),
-        ("--n-val", args.n_val, 1, 256),
-        ("--n-test", args.n_test, 1, 256),
-        ("--random", args.random, 0, 64),
-        ("--max-new-tokens", args.max_new_tokens, 1, 256),
-        ("--seed", args.seed, 0, SEED_MAX),
-    ):
-        if not lo <= value <= hi:
-            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    problem = range_problem(
+        (
+            ("--n-train", args.n_train, 2, 512),
+            ("--n-val", args.n_val, 1, 256),
+            ("--n-test", args.n_test, 1, 256),
+            ("--random", args.random, 0, 64),
+            ("--max-new-tokens", args.max_new_tokens, 1, 256),
+            ("--seed", args.seed, 0, SEED_MAX),
+        )
+    )
+    if problem:
+        return fail(problem)
     try:
         settings = Settings.from_env(model=args.model, device=args.device)
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
@@ -294,14 +304,16 @@ def harmfulness_main(argv: list[str]) -> int:
     from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
     from neuroscope.research.steer_each import steer_each_direction
 
-    for name, value, lo, hi in (
-        ("--n-train", args.n_train, 2, MAX_PROMPTS),
-        ("--n-per-group", args.n_per_group, 1, MAX_PROMPTS),
-        ("--max-new-tokens", args.max_new_tokens, 1, 256),
-        ("--seed", args.seed, 0, SEED_MAX),
-    ):
-        if not lo <= value <= hi:
-            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    problem = range_problem(
+        (
+            ("--n-train", args.n_train, 2, MAX_PROMPTS),
+            ("--n-per-group", args.n_per_group, 1, MAX_PROMPTS),
+            ("--max-new-tokens", args.max_new_tokens, 1, 256),
+            ("--seed", args.seed, 0, SEED_MAX),
+        )
+    )
+    if problem:
+        return fail(problem)
     if not 0 < args.strength <= 8:
         return fail(f"--strength must be in (0, 8], got {args.strength}")
     try:
@@ -377,16 +389,18 @@ def cone_main(argv: list[str]) -> int:
     from neuroscope.research import ResearchError
     from neuroscope.research.cone import MAX_K, MAX_PROMPTS, refusal_cone
 
-    for name, value, lo, hi in (
-        ("--k", args.k, 1, MAX_K),
-        ("--n-train", args.n_train, 2, MAX_PROMPTS),
-        ("--n-test", args.n_test, 1, MAX_PROMPTS),
-        ("--random", args.random, 1, 16),
-        ("--max-new-tokens", args.max_new_tokens, 1, 256),
-        ("--seed", args.seed, 0, SEED_MAX),
-    ):
-        if not lo <= value <= hi:
-            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    problem = range_problem(
+        (
+            ("--k", args.k, 1, MAX_K),
+            ("--n-train", args.n_train, 2, MAX_PROMPTS),
+            ("--n-test", args.n_test, 1, MAX_PROMPTS),
+            ("--random", args.random, 1, 16),
+            ("--max-new-tokens", args.max_new_tokens, 1, 256),
+            ("--seed", args.seed, 0, SEED_MAX),
+        )
+    )
+    if problem:
+        return fail(problem)
     try:
         settings = Settings.from_env(model=args.model, device=args.device)
         lm = load_model(settings.model, device=settings.device, dtype=settings.dtype)
@@ -453,16 +467,18 @@ def jailbreak_main(argv: list[str]) -> int:
     from neuroscope.research.harmfulness import MAX_PROMPTS
     from neuroscope.research.jailbreaks import jailbreak_families
 
-    for name, value, lo, hi in (
-        ("--n-train", args.n_train, 2, MAX_PROMPTS),
-        ("--n-test", args.n_test, 1, MAX_PROMPTS),
-        ("--max-new-tokens", args.max_new_tokens, 1, 256),
-        ("--gcg", args.gcg, 0, MAX_PROMPTS),
-        ("--gcg-steps", args.gcg_steps, 1, MAX_STEPS),
-        ("--seed", args.seed, 0, SEED_MAX),
-    ):
-        if not lo <= value <= hi:
-            return fail(f"{name} must be an integer in {lo}..{hi}, got {value}")
+    problem = range_problem(
+        (
+            ("--n-train", args.n_train, 2, MAX_PROMPTS),
+            ("--n-test", args.n_test, 1, MAX_PROMPTS),
+            ("--max-new-tokens", args.max_new_tokens, 1, 256),
+            ("--gcg", args.gcg, 0, MAX_PROMPTS),
+            ("--gcg-steps", args.gcg_steps, 1, MAX_STEPS),
+            ("--seed", args.seed, 0, SEED_MAX),
+        )
+    )
+    if problem:
+        return fail(problem)
     if not 0 < args.gcg_seconds <= 3600:
         return fail(f"--gcg-seconds must be in (0, 3600], got {args.gcg_seconds}")
     try:

@@ -411,6 +411,14 @@ class Interval:
     n: int
     empty: bool = False
 
+    def __format__(self, spec: str) -> str:
+        """``f"{x:.2f}"`` -> ``"0.12 [0.05, 0.20]"``: the mean and its interval in one number format."""
+        return f"{self.mean:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]"
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        """``{"mean", "lo", "hi", "n", "empty"}``, as the experiment's artifacts store an interval."""
+        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "n": self.n, "empty": self.empty}
+
 
 _BOOT_CHUNK_ELEMENTS = 1 << 22  # bounds the [chunk, N] resampling index memory
 

@@ -72,18 +72,15 @@ class ConeStudy:
         return not self.gain()[1].lo > 0
 
     def summary(self) -> str:
-        def iv(x: Interval) -> str:
-            return f"{x.mean:.2f} [{x.lo:.2f}, {x.hi:.2f}]"
-
         first = self.curves["pca"][0]
         best, g = self.gain()
         last = {name: pts[-1] for name, pts in self.curves.items()}
         lines = [
-            f"Baseline: {iv(self.baseline)} of held-out harmful prompts refused. Ablating one direction (layer "
-            f"{self.layer}, position {self.position}) leaves {iv(first.refused)} (harmless KL {first.kl.mean:.2f}); "
-            f"k = {last['pca'].k} dimensions leave {iv(last['pca'].refused)} (principal components) and "
-            f"{iv(last['layers'].refused)} (neighbouring layers); random {last['random'].k}-dimensional subspaces "
-            f"leave {iv(last['random'].refused)}."
+            f"Baseline: {self.baseline:.2f} of held-out harmful prompts refused. Ablating one direction (layer "
+            f"{self.layer}, position {self.position}) leaves {first.refused:.2f} (harmless KL {first.kl.mean:.2f}); "
+            f"k = {last['pca'].k} dimensions leave {last['pca'].refused:.2f} (principal components) and "
+            f"{last['layers'].refused:.2f} (neighbouring layers); random {last['random'].k}-dimensional subspaces "
+            f"leave {last['random'].refused:.2f}."
         ]
         if self.one_is_enough():
             lines.append(
@@ -95,28 +92,25 @@ class ConeStudy:
             lines.append(
                 f"One direction is not enough on this model: k = {best.k} dimensions free {g.mean:.2f} "
                 f"[{g.lo:.2f}, {g.hi:.2f}] more of the harmful prompts than the single direction (paired), at a "
-                f"harmless first-token KL of {iv(best.kl)} against {first.kl.mean:.2f} for one direction."
+                f"harmless first-token KL of {best.kl:.2f} against {first.kl.mean:.2f} for one direction."
             )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        def iv(x: Interval) -> dict[str, float]:
-            return {"mean": x.mean, "lo": x.lo, "hi": x.hi, "n": x.n}
-
         best, g = self.gain()
         return {
             "model": self.model,
             "layer": self.layer,
             "position": self.position,
             "layer_reason": self.layer_reason,
-            "baseline": iv(self.baseline),
+            "baseline": self.baseline.to_dict(),
             "curves": {
-                name: [{"k": p.k, "refused": iv(p.refused), "kl": iv(p.kl)} for p in pts]
+                name: [{"k": p.k, "refused": p.refused.to_dict(), "kl": p.kl.to_dict()} for p in pts]
                 for name, pts in self.curves.items()
             },
             "families": FAMILIES,
             "one_is_enough": self.one_is_enough(),
-            "gain": {"k": best.k, **iv(g)},
+            "gain": {"k": best.k, **g.to_dict()},
             "summary": self.summary(),
             "data": self.data,
             "seconds": round(self.seconds, 1),

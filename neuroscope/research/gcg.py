@@ -69,7 +69,7 @@ class GcgRun:
             "model": self.model,
             "tried": len(self.attacks),
             "broken": sum(a.broken for a in self.attacks),
-            "rate": {"mean": b.mean, "lo": b.lo, "hi": b.hi},
+            "rate": b.to_dict(),
             "settings": self.settings,
             "suffixes": [
                 {

@@ -77,10 +77,6 @@ class Group:
         return tuple(group_place(self.coords[m]) if bool(m.any()) else None for m in (~flags, flags))
 
 
-def _iv(x: Interval) -> str:
-    return f"{x.mean:.2f} [{x.lo:.2f}, {x.hi:.2f}]"
-
-
 @dataclass
 class HarmfulnessStudy:
     model: str
@@ -132,16 +128,13 @@ class HarmfulnessStudy:
             answered, refused = jb.split()
             if answered is not None and refused is not None:
                 line += (
-                    f" Refusal coordinate: answered {_iv(answered.refusal)}, refused {_iv(refused.refusal)}; "
-                    f"harmfulness: answered {_iv(answered.harmfulness)}, refused {_iv(refused.harmfulness)}."
+                    f" Refusal coordinate: answered {answered.refusal:.2f}, refused {refused.refusal:.2f}; "
+                    f"harmfulness: answered {answered.harmfulness:.2f}, refused {refused.harmfulness:.2f}."
                 )
             lines.append(line)
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        def iv(x: Interval) -> dict[str, float]:
-            return {"mean": x.mean, "lo": x.lo, "hi": x.hi, "n": x.n}
-
         return {
             "model": self.model,
             "layer": self.layer,
@@ -153,10 +146,10 @@ class HarmfulnessStudy:
             },
             "groups": {
                 g.name: {
-                    "harmfulness": iv(g.place.harmfulness),
-                    "refusal": iv(g.place.refusal),
+                    "harmfulness": g.place.harmfulness.to_dict(),
+                    "refusal": g.place.refusal.to_dict(),
                     "apart": g.place.apart,
-                    "refused": iv(g.refusal_rate),
+                    "refused": g.refusal_rate.to_dict(),
                     "points": [
                         {"text": t, "x": float(x), "y": float(y), "refused": r, **({"family": f} if f else {})}
                         for t, (x, y), r, f in zip(

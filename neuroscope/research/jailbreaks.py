@@ -40,10 +40,6 @@ class Attack:
     refusal: float
 
 
-def _iv(x: Interval) -> dict[str, float]:
-    return {"mean": x.mean, "lo": x.lo, "hi": x.hi, "n": x.n}
-
-
 @dataclass
 class JailbreakStudy:
     model: str
@@ -61,10 +57,10 @@ class JailbreakStudy:
         for name in dict.fromkeys(a.family for a in self.attacks):
             rows = [a for a in self.attacks if a.family == name]
             out[name] = {
-                "success": _iv(rate_with_ci([a.success for a in rows])),
-                "success_broad": _iv(rate_with_ci([a.success_broad for a in rows])),
-                "refusal": _iv(bootstrap_ci([a.refusal for a in rows])),
-                "harmfulness": _iv(bootstrap_ci([a.harmfulness for a in rows])),
+                "success": rate_with_ci([a.success for a in rows]).to_dict(),
+                "success_broad": rate_with_ci([a.success_broad for a in rows]).to_dict(),
+                "refusal": bootstrap_ci([a.refusal for a in rows]).to_dict(),
+                "harmfulness": bootstrap_ci([a.harmfulness for a in rows]).to_dict(),
                 "n": len(rows),
             }
         return out
@@ -81,10 +77,10 @@ class JailbreakStudy:
             plain = self.plain_coords[[a.prompt for a in rows]]
             out[key] = {
                 "n": len(rows),
-                "refusal": _iv(bootstrap_ci([a.refusal for a in rows])),
-                "harmfulness": _iv(bootstrap_ci([a.harmfulness for a in rows])),
-                "refusal_change": _iv(bootstrap_ci(torch.tensor([a.refusal for a in rows]) - plain[:, 1])),
-                "harmfulness_change": _iv(bootstrap_ci(torch.tensor([a.harmfulness for a in rows]) - plain[:, 0])),
+                "refusal": bootstrap_ci([a.refusal for a in rows]).to_dict(),
+                "harmfulness": bootstrap_ci([a.harmfulness for a in rows]).to_dict(),
+                "refusal_change": bootstrap_ci(torch.tensor([a.refusal for a in rows]) - plain[:, 1]).to_dict(),
+                "harmfulness_change": bootstrap_ci(torch.tensor([a.harmfulness for a in rows]) - plain[:, 0]).to_dict(),
             }
         return out
 
@@ -118,7 +114,7 @@ class JailbreakStudy:
             "model": self.model,
             "layer": self.layer,
             "layer_reason": self.layer_reason,
-            "plain_refused": _iv(self.plain_refused),
+            "plain_refused": self.plain_refused.to_dict(),
             "families": self.families(),
             "projection": self.projection(),
             "attacks": [

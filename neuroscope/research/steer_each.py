@@ -43,14 +43,6 @@ def yes_no_log_odds(logits: Tensor, yes_ids: list[int], no_ids: list[int]) -> Te
     return torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1)
 
 
-def _iv(x: Interval) -> dict[str, float]:
-    return {"mean": x.mean, "lo": x.lo, "hi": x.hi, "n": x.n}
-
-
-def _fmt(x: Interval) -> str:
-    return f"{x.mean:+.2f} [{x.lo:+.2f}, {x.hi:+.2f}]"
-
-
 @dataclass
 class SteeringStudy:
     model: str
@@ -73,8 +65,8 @@ class SteeringStudy:
     def summary(self) -> str:
         r, p = self.refused, self.probe
         lines = [
-            f"Probe check (nothing added): 'Yes, harmful' log-odds {_fmt(self.probe_harmful)} on harmful requests, "
-            f"{_fmt(self.probe_harmless)} on harmless ones — "
+            f"Probe check (nothing added): 'Yes, harmful' log-odds {self.probe_harmful:+.2f} on harmful requests, "
+            f"{self.probe_harmless:+.2f} on harmless ones — "
             + (
                 "the probe tells them apart."
                 if self.probe_works
@@ -83,7 +75,7 @@ class SteeringStudy:
         ]
         for c in CONDITIONS:
             lines.append(
-                f"{c}: harmless prompts refused {r[c].mean:.2f} [{r[c].lo:.2f}, {r[c].hi:.2f}]; probe {_fmt(p[c])}."
+                f"{c}: harmless prompts refused {r[c].mean:.2f} [{r[c].lo:.2f}, {r[c].hi:.2f}]; probe {p[c]:+.2f}."
             )
         return "\n".join(lines)
 
@@ -93,9 +85,11 @@ class SteeringStudy:
             "layer": self.layer,
             "strength": self.strength,
             "probe": PROBE,
-            "probe_check": {"harmful": _iv(self.probe_harmful), "harmless": _iv(self.probe_harmless)},
+            "probe_check": {"harmful": self.probe_harmful.to_dict(), "harmless": self.probe_harmless.to_dict()},
             "probe_works": self.probe_works,
-            "conditions": {c: {"refused": _iv(self.refused[c]), "probe": _iv(self.probe[c])} for c in CONDITIONS},
+            "conditions": {
+                c: {"refused": self.refused[c].to_dict(), "probe": self.probe[c].to_dict()} for c in CONDITIONS
+            },
             "summary": self.summary(),
             "data": self.data,
             "seconds": round(self.seconds, 1),
