@@ -56,11 +56,11 @@ ARTIFACTS = (
     "orthogonalization.json",
     "heads.json",
     "generalisation.json",
-    "beyond.json",
     "report.md",
     "report.html",
     "metrics.json",
 )
+OPTIONAL_ARTIFACTS = ("beyond.json",)  # written only when the run asks for them (--beyond)
 EXPORT_DIR = "edited-model"
 # Share of the progress bar each step gets (roughly its share of the run time on the demo model).
 WEIGHTS = {
@@ -170,7 +170,7 @@ def clear_run(out_dir: str | Path) -> None:
     import shutil
 
     out = Path(out_dir)
-    for name in ARTIFACTS:
+    for name in ARTIFACTS + OPTIONAL_ARTIFACTS:
         (out / name).unlink(missing_ok=True)
     if (out / EXPORT_DIR).is_dir():
         shutil.rmtree(out / EXPORT_DIR)
