@@ -481,6 +481,7 @@ def run_experiment(
     def go_beyond() -> dict:
         from neuroscope.research.cone import refusal_cone
         from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+        from neuroscope.research.jailbreaks import jailbreak_families
 
         sub = steps.sub("beyond")
         n_train, n_test = min(config.n_train, MAX_PROMPTS), min(config.n_test, 32)
@@ -504,14 +505,25 @@ def run_experiment(
             max_new_tokens=config.max_new_tokens,
             seed=config.seed,
             batch_size=bs,
-            progress=lambda f, m: sub(0.4 + 0.6 * f, f"refusal cone: {m}"),
+            progress=lambda f, m: sub(0.4 + 0.3 * f, f"refusal cone: {m}"),
             data=data,
         )
-        return {"harmfulness": harm.to_json(), "cone": cone.to_json()}
+        jail = jailbreak_families(
+            lm,
+            n_train=n_train,
+            n_test=min(n_test, 16),
+            layer=layer,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            batch_size=bs,
+            progress=lambda f, m: sub(0.7 + 0.3 * f, f"jailbreak families: {m}"),
+            data=data,
+        )
+        return {"harmfulness": harm.to_json(), "cone": cone.to_json(), "jailbreaks": jail.to_json()}
 
     beyond = None
     if config.beyond or (out / "beyond.json").is_file():
-        beyond = _json_step(out, "beyond", go_beyond, seconds, steps, "harmfulness vs refusal and the cone measured")
+        beyond = _json_step(out, "beyond", go_beyond, seconds, steps, "harmfulness, the cone and jailbreaks measured")
 
     result = ExperimentResult(
         config=config,

@@ -125,6 +125,11 @@ def _beyond_metrics(beyond: dict[str, Any] | None) -> dict[str, Any] | None:
             "summary": h["summary"],
         },
         "cone": {k: c[k] for k in ("layer", "position", "baseline", "curves", "one_is_enough", "gain", "summary")},
+        "jailbreaks": (
+            {k: beyond["jailbreaks"][k] for k in ("plain_refused", "families", "projection", "summary")}
+            if beyond.get("jailbreaks")
+            else None
+        ),
     }
 
 
@@ -312,11 +317,26 @@ def beyond_figures(beyond: dict[str, Any] | None) -> list[go.Figure]:
         for name, pts in c["curves"].items()
     }
     kl = {c["families"][name]: [p["kl"]["mean"] for p in pts] for name, pts in c["curves"].items()}
-    return [
+    figs = [
         cosine_by_layer(nan(h["cosine"]["per_layer"]), nan(h["cosine"]["lo"]), nan(h["cosine"]["hi"]), h["layer"]),
         prompt_map(groups, h["layer"]),
         cone_curve([p["k"] for p in c["curves"]["pca"]], curves, c["baseline"]["mean"], kl),
     ]
+    jail = beyond.get("jailbreaks")  # absent from runs made before the jailbreak families joined the step
+    if jail:
+        fams, keys = jail["families"], ("success", "success_broad")
+        figs.append(
+            rates_with_intervals(
+                [f.replace("_", " ") for f in fams],
+                ["substring judge", "broad judge"],
+                [[fams[f][k]["mean"] for k in keys] for f in fams],
+                [[fams[f][k]["lo"] for k in keys] for f in fams],
+                [[fams[f][k]["hi"] for k in keys] for f in fams],
+                "Attack success per jailbreak family (95 % CI)",
+                y_label="Requests answered (% of attacks)",
+            )
+        )
+    return figs
 
 
 def _beyond_markdown(beyond: dict[str, Any] | None) -> list[str]:
@@ -359,6 +379,27 @@ def _beyond_markdown(beyond: dict[str, Any] | None) -> list[str]:
         ],
     )
     md += [*c["summary"].splitlines(), ""]
+    jail = beyond.get("jailbreaks")
+    if jail:
+        md += [
+            "**Jailbreaks, dissected**: held-out harmful requests in the project's templates (data/jailbreaks/); "
+            "success = the answer is not a refusal; refusal and harmfulness coordinates as above.",
+            "",
+        ]
+        md += _table(
+            ["family", "success", "success (broad judge)", "refusal", "harmfulness"],
+            [
+                [
+                    name.replace("_", " "),
+                    fmt_rate(f["success"]),
+                    fmt_rate(f["success_broad"]),
+                    fmt_num(f["refusal"], 2),
+                    fmt_num(f["harmfulness"], 2),
+                ]
+                for name, f in jail["families"].items()
+            ],
+        )
+        md += [*jail["summary"].splitlines(), ""]
     return md
 
 

@@ -18,12 +18,11 @@ import torch
 
 from neuroscope.analysis.harmfulness import relative_coordinates
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, is_refusal_broad, rate_with_ci
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import load_experiment_data
+from neuroscope.experiment.data import ExperimentData
 from neuroscope.model.activations import resid_pre_at
 from neuroscope.model.generate import generate
 from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import check_sizes, default_layer, jailbreak_templates
+from neuroscope.research.harmfulness import check_sizes, default_layer, jailbreak_templates, study_data
 from neuroscope.types import Progress
 
 
@@ -146,6 +145,7 @@ def jailbreak_families(
     seed: int = 0,
     batch_size: int = 16,
     progress: Progress | None = None,
+    data: ExperimentData | None = None,
 ) -> JailbreakStudy:
     """Runs every template family on ``n_test`` held-out harmful requests. Raises ``ResearchError`` on bad input."""
     start = time.perf_counter()
@@ -157,14 +157,7 @@ def jailbreak_families(
         layer, reason = default_layer(lm)
     elif type(layer) is not int or not 0 <= layer < lm.n_layers:
         raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
-    try:
-        data = load_experiment_data(
-            ExperimentConfig(
-                data_dir=data_dir, n_train=n_train, n_val=1, n_test=n_test, n_test_harmless=1, n_xstest=0, seed=seed
-            )
-        )
-    except ExperimentError as err:
-        raise ResearchError(str(err)) from None
+    data = study_data(data, data_dir, n_train, n_test, 0, seed)
     requests = [p.instruction for p in data.test_harmful]
     wrapped = [
         (family, i, j, template.replace("{prompt}", r))

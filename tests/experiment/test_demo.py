@@ -112,7 +112,7 @@ def test_causal_heads_on_the_demo_model(demo_run):
     assert heads["patching_hi"][l][h] < 0  # the strongest head's effect excludes zero
 
 
-def test_a_run_resumed_with_beyond_adds_harmfulness_and_the_cone_to_its_report(demo, demo_run):
+def test_a_run_resumed_with_beyond_adds_harmfulness_the_cone_and_jailbreaks_to_its_report(demo, demo_run):
     """``--beyond`` does not change what the other steps mean: the finished run resumes, only the new step
     runs, on the run's own layer, position and prompts, and the report gains its section and figures."""
     import dataclasses
@@ -135,4 +135,7 @@ def test_a_run_resumed_with_beyond_adds_harmfulness_and_the_cone_to_its_report(d
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["beyond"]["cone"]["curves"] == result.beyond["cone"]["curves"]
     assert "points" not in metrics["beyond"]["harmfulness"]["groups"]["harmful"]
-    assert (out / "report.html").read_text().count('class="plotly-graph-div"') == figures_before + 3
+    assert (out / "report.html").read_text().count('class="plotly-graph-div"') == figures_before + 4
+    assert "**Jailbreaks, dissected**" in report and metrics["beyond"]["jailbreaks"]["families"]
+    attacked = {a["request"] for a in result.beyond["jailbreaks"]["attacks"]}
+    assert attacked <= test_texts
