@@ -69,8 +69,8 @@ class ExperimentConfig:
     export_model: bool = _f(False, "Also save the chosen weight edit (save_pretrained) under the output folder.")
     beyond: bool = _f(
         False,
-        "Also run harmfulness vs refusal, the refusal cone and the jailbreak template families on this run's "
-        "prompts and direction (docs/beyond-one-direction.md) and add them to the report.",
+        "Also run harmfulness vs refusal, the refusal cone, the jailbreak template families and a short suffix "
+        "search on this run's prompts and direction (docs/beyond-one-direction.md) and add them to the report.",
     )
 
     def __post_init__(self) -> None:

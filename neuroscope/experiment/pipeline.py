@@ -60,7 +60,12 @@ ARTIFACTS = (
     "report.html",
     "metrics.json",
 )
-OPTIONAL_ARTIFACTS = ("beyond.json",)  # written only when the run asks for them (--beyond)
+OPTIONAL_ARTIFACTS = ("beyond.json",)
+GCG_REQUESTS, GCG_STEPS, GCG_SECONDS = (
+    5,
+    30,
+    30.0,
+)  # the report's suffix search: bounded, a few minutes at most  # written only when the run asks for them (--beyond)
 EXPORT_DIR = "edited-model"
 # Share of the progress bar each step gets (roughly its share of the run time on the demo model).
 WEIGHTS = {
@@ -481,6 +486,7 @@ def run_experiment(
     def go_beyond() -> dict:
         from neuroscope.research.cone import refusal_cone
         from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+        from neuroscope.research.gcg import gcg_search
         from neuroscope.research.jailbreaks import jailbreak_families
 
         sub = steps.sub("beyond")
@@ -516,10 +522,20 @@ def run_experiment(
             max_new_tokens=config.max_new_tokens,
             seed=config.seed,
             batch_size=bs,
-            progress=lambda f, m: sub(0.7 + 0.3 * f, f"jailbreak families: {m}"),
+            progress=lambda f, m: sub(0.7 + 0.15 * f, f"jailbreak families: {m}"),
             data=data,
         )
-        return {"harmfulness": harm.to_json(), "cone": cone.to_json(), "jailbreaks": jail.to_json()}
+        gcg = gcg_search(
+            lm,
+            jail.requests[:GCG_REQUESTS],
+            steps=GCG_STEPS,
+            time_budget_s=GCG_SECONDS,
+            seed=config.seed,
+            progress=lambda f, m: sub(0.85 + 0.15 * f, f"suffix search: {m}"),
+        )
+        record = gcg.to_json()
+        record["histories"] = [a.history for a in gcg.attacks]
+        return {"harmfulness": harm.to_json(), "cone": cone.to_json(), "jailbreaks": jail.to_json(), "gcg": record}
 
     beyond = None
     if config.beyond or (out / "beyond.json").is_file():

@@ -14,6 +14,7 @@ from neuroscope.analysis.heads import head_label
 from neuroscope.experiment import artifacts as art
 from neuroscope.experiment.heads import measure_maps
 from neuroscope.viz import (
+    attack_success,
     candidate_scores,
     cone_curve,
     cosine_by_layer,
@@ -23,6 +24,7 @@ from neuroscope.viz import (
     head_maps,
     prompt_map,
     rates_with_intervals,
+    search_history,
     separation_plot,
     topk_ablation_curve,
 )
@@ -128,6 +130,11 @@ def _beyond_metrics(beyond: dict[str, Any] | None) -> dict[str, Any] | None:
         "jailbreaks": (
             {k: beyond["jailbreaks"][k] for k in ("plain_refused", "families", "projection", "summary")}
             if beyond.get("jailbreaks")
+            else None
+        ),
+        "gcg": (
+            {k: beyond["gcg"][k] for k in ("tried", "broken", "rate", "settings", "summary")}
+            if beyond.get("gcg")
             else None
         ),
     }
@@ -324,18 +331,11 @@ def beyond_figures(beyond: dict[str, Any] | None) -> list[go.Figure]:
     ]
     jail = beyond.get("jailbreaks")  # absent from runs made before the jailbreak families joined the step
     if jail:
-        fams, keys = jail["families"], ("success", "success_broad")
-        figs.append(
-            rates_with_intervals(
-                [f.replace("_", " ") for f in fams],
-                ["substring judge", "broad judge"],
-                [[fams[f][k]["mean"] for k in keys] for f in fams],
-                [[fams[f][k]["lo"] for k in keys] for f in fams],
-                [[fams[f][k]["hi"] for k in keys] for f in fams],
-                "Attack success per jailbreak family (95 % CI)",
-                y_label="Requests answered (% of attacks)",
-            )
-        )
+        figs.append(attack_success(jail["families"]))
+    gcg = beyond.get("gcg")
+    if gcg:
+        rows = gcg["suffixes"]
+        figs.append(search_history(gcg["histories"], [r["request"] for r in rows], [r["broken"] for r in rows]))
     return figs
 
 
@@ -400,6 +400,29 @@ def _beyond_markdown(beyond: dict[str, Any] | None) -> list[str]:
             ],
         )
         md += [*jail["summary"].splitlines(), ""]
+    gcg = beyond.get("gcg")
+    if gcg:
+        s = gcg["settings"]
+        md += [
+            f"**Suffix search** (GCG, bounded: {s['suffix_tokens']} tokens, {s['steps']} steps or {s['time_budget_s']:g} s "
+            "per request, objective the first-token refusal log-odds; broken = a refusal by neither judge).",
+            "",
+            gcg["summary"],
+            "",
+        ]
+        md += _table(
+            ["request", "suffix", "broken", "log-odds before → after", "steps"],
+            [
+                [
+                    r["request"],
+                    r["suffix"],
+                    "yes" if r["broken"] else "no",
+                    f"{r['score_before']:+.2f} → {r['score_after']:+.2f}",
+                    r["steps"],
+                ]
+                for r in gcg["suffixes"]
+            ],
+        )
     return md
 
 

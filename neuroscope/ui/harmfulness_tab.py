@@ -247,6 +247,10 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                 n_requests = gr.Slider(1, 64, value=16, step=1, label="Held-out harmful requests")
                 jb_run = gr.Button("Run the jailbreak families", variant="primary", elem_id="jailbreak-run")
             jb_summary = gr.Markdown(elem_id="jailbreak-summary")
+            jb_table = gr.Dataframe(
+                headers=["family", "success", "success (broad judge)", "refusal coord.", "harmfulness", "attacks"],
+                interactive=False,
+            )
             with gr.Row():
                 jb_rates = gr.Plot(label="Success per family")
                 jb_map = gr.Plot(label="Attacks on both directions")
@@ -267,16 +271,17 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                 )
                 record = study.to_json()
                 fams = record["families"]
-                keys = ("success", "success_broad")
-                rates = viz.rates_with_intervals(
-                    [f.replace("_", " ") for f in fams],
-                    ["substring judge", "broad judge"],
-                    [[fams[f][k]["mean"] for k in keys] for f in fams],
-                    [[fams[f][k]["lo"] for k in keys] for f in fams],
-                    [[fams[f][k]["hi"] for k in keys] for f in fams],
-                    "Attack success per jailbreak family (95 % CI)",
-                    y_label="Requests answered (% of attacks)",
-                )
+                table = [
+                    [
+                        f.replace("_", " "),
+                        f"{row['success']['mean']:.2f} [{row['success']['lo']:.2f}, {row['success']['hi']:.2f}]",
+                        f"{row['success_broad']['mean']:.2f}",
+                        f"{row['refusal']['mean']:.2f}",
+                        f"{row['harmfulness']['mean']:.2f}",
+                        row["n"],
+                    ]
+                    for f, row in fams.items()
+                ]
                 groups = [
                     {
                         "name": f.replace("_", " "),
@@ -288,12 +293,12 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                     for f in fams
                 ]
                 text = f"**{study.model}** · layer {study.layer}\n\n" + "\n\n".join(study.summary().splitlines())
-                return text, rates, viz.prompt_map(groups, study.layer), record
+                return text, viz.attack_success(fams), table, viz.prompt_map(groups, study.layer), record
 
             jb_run.click(
                 on_jailbreak,
                 [n_train, n_requests, layer],
-                [jb_summary, jb_rates, jb_map, jb_record],
+                [jb_summary, jb_rates, jb_table, jb_map, jb_record],
                 api_name="jailbreak",
                 concurrency_id="model",
             )

@@ -4,7 +4,7 @@ from neuroscope.viz.attention import attention_heatmap
 from neuroscope.viz.cone import cone_curve
 from neuroscope.viz.direction import candidate_scores, cosine_matrix, projection_per_layer, separation_plot
 from neuroscope.viz.evaluation import edit_frontier, rates_with_intervals, topk_ablation_curve
-from neuroscope.viz.harmfulness import cosine_by_layer, prompt_map, search_history
+from neuroscope.viz.harmfulness import attack_success, cosine_by_layer, prompt_map, search_history
 from neuroscope.viz.heads import head_grid, head_maps
 from neuroscope.viz.induction import loss_by_position
 from neuroscope.viz.importance import token_importance_bar, token_importance_html
@@ -14,6 +14,7 @@ from neuroscope.viz.tokens import format_token, token_labels
 from neuroscope.viz.trajectory import pca_trajectory_2d, pca_trajectory_3d
 
 __all__ = [
+    "attack_success",
     "attention_heatmap",
     "candidate_scores",
     "cone_curve",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -122,3 +122,23 @@ def search_history(histories: Sequence[Sequence[float]], labels: Sequence[str], 
     fig.update_xaxes(title="search step")
     fig.update_yaxes(title="first-token refusal log-odds (lower = less refusal)")
     return theme.styled(fig, "Suffix search: refusal score per step")
+
+
+def attack_success(families: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """Each jailbreak family's success under both judges, with 95 % intervals.
+
+    Args:
+        families: family -> {"success": {mean, lo, hi}, "success_broad": {mean, lo, hi}, ...} (the study's JSON).
+    """
+    from neuroscope.viz.evaluation import rates_with_intervals
+
+    keys = ("success", "success_broad")
+    return rates_with_intervals(
+        [f.replace("_", " ") for f in families],
+        ["substring judge", "broad judge"],
+        [[families[f][k]["mean"] for k in keys] for f in families],
+        [[families[f][k]["lo"] for k in keys] for f in families],
+        [[families[f][k]["hi"] for k in keys] for f in families],
+        "Attack success per jailbreak family (95 % CI)",
+        y_label="Requests answered (% of attacks)",
+    )

@@ -135,7 +135,10 @@ def test_a_run_resumed_with_beyond_adds_harmfulness_the_cone_and_jailbreaks_to_i
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["beyond"]["cone"]["curves"] == result.beyond["cone"]["curves"]
     assert "points" not in metrics["beyond"]["harmfulness"]["groups"]["harmful"]
-    assert (out / "report.html").read_text().count('class="plotly-graph-div"') == figures_before + 4
+    assert (out / "report.html").read_text().count('class="plotly-graph-div"') == figures_before + 5
     assert "**Jailbreaks, dissected**" in report and metrics["beyond"]["jailbreaks"]["families"]
     attacked = {a["request"] for a in result.beyond["jailbreaks"]["attacks"]}
     assert attacked <= test_texts
+    gcg = result.beyond["gcg"]
+    assert {r["request"] for r in gcg["suffixes"]} <= test_texts and 1 <= gcg["tried"] <= 5
+    assert "**Suffix search**" in report and metrics["beyond"]["gcg"]["broken"] == gcg["broken"]

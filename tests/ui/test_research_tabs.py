@@ -487,7 +487,9 @@ def test_cone_tab_draws_the_research_layers_curves(served, client):
 def test_jailbreak_tab_shows_each_familys_success_and_every_attack(served, client):
     from neuroscope.research.harmfulness import jailbreak_templates
 
-    summary, rates, points, record = client.predict(6, 2, 1, api_name="/jailbreak")
+    summary, rates, table, points, record = client.predict(6, 2, 1, api_name="/jailbreak")
+    rows = table["data"] if isinstance(table, dict) else table
+    assert [r[0] for r in rows] == [f.replace("_", " ") for f in jailbreak_templates()]
     families = jailbreak_templates()
     assert list(record["families"]) == list(families)
     bars = _fig(rates)["data"]
