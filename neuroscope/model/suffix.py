@@ -57,7 +57,9 @@ def last_logits(lm: Any, ids: Tensor, batch_size: int = 64) -> Tensor:
     return torch.cat(out)
 
 
-def projection_gradient_x_input(lm: Any, ids: Tensor, layer: int, position: int, direction: Tensor) -> Tensor:
+def projection_gradient_x_input(
+    lm: Any, ids: Tensor, layer: int, position: int, direction: Tensor
+) -> tuple[Tensor, float]:
     """Gradient × input of one projection: how much each token's embedding pushes the residual at ``layer``'s
     input and ``position`` along ``direction`` (first order, summed over the embedding's dimensions).
 
@@ -67,7 +69,7 @@ def projection_gradient_x_input(lm: Any, ids: Tensor, layer: int, position: int,
         direction: [d_model], any norm (normalised here).
 
     Returns:
-        [S] float32 on the CPU; the scores sum (to first order) to the projection's change from a zero input.
+        ([S] float32 scores on the CPU, the projection itself): one pass gives both.
     """
     lm.require_weights("the token embedding")
     lm.check_layer(layer)
@@ -81,8 +83,9 @@ def projection_gradient_x_input(lm: Any, ids: Tensor, layer: int, position: int,
             emb.requires_grad_(True)
             x = tr.access.layer(tr.nn, layer).input
             value = x[0, position].float() @ r
+            saved["value"] = value.detach().cpu()
             with value.backward():
                 saved["grad"] = emb.grad.detach()[0].float().cpu()
             saved["emb"] = emb.detach()[0].float().cpu()
             nnsight.save(saved)
-    return (saved["grad"] * saved["emb"]).sum(-1)
+    return (saved["grad"] * saved["emb"]).sum(-1), float(saved["value"])

@@ -25,7 +25,7 @@ from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import SubspaceAblation
 from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import MAX_PROMPTS, check_sizes, default_site, study_data
+from neuroscope.research.harmfulness import MAX_PROMPTS, Steps, check_sizes, default_site, study_data
 from neuroscope.types import Progress
 
 FAMILIES = {
@@ -162,20 +162,13 @@ def refusal_cone(
     data = study_data(data, data_dir, n_train, n_test, 0, seed)
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
     harmful, harmless = texts(data.test_harmful), texts(data.test_harmless)
-    n_runs = 1 + 2 * k_max - 1 + n_random * k_max
-    done = [0]
-
-    def tick(what: str):
-        def report(i: int, of: int) -> None:
-            if progress is not None:
-                progress(min(0.99, (done[0] + i / max(of, 1)) / (n_runs + 2)), what)
-
-        return report
-
-    h = resid_pre_at(lm, texts(data.train_harmful), [position], batch_size, progress=tick("activations: harmful"))
-    done[0] += 1
-    b = resid_pre_at(lm, texts(data.train_harmless), [position], batch_size, progress=tick("activations: harmless"))
-    done[0] += 1
+    steps = Steps(progress, 2 + 2 * k_max - 1 + n_random * k_max)  # activations, then one run per subspace
+    h = resid_pre_at(lm, texts(data.train_harmful), [position], batch_size, progress=steps.tick("activations: harmful"))
+    steps.next()
+    b = resid_pre_at(
+        lm, texts(data.train_harmless), [position], batch_size, progress=steps.tick("activations: harmless")
+    )
+    steps.next()
     h, b = h[:, :, 0].double(), b[:, :, 0].double()  # [N, L, D]
     if k_max > min(len(h), lm.d_model):
         raise ResearchError(f"k = {k_max} dimensions need at least {k_max} harmful training prompts")
@@ -190,9 +183,9 @@ def refusal_cone(
 
     def measure(basis: Tensor, what: str) -> tuple[list[bool], Tensor]:
         ablation = [SubspaceAblation(basis)]
-        answers = generate(lm, harmful, max_new_tokens, ablation, batch_size=batch_size, progress=tick(what))
+        answers = generate(lm, harmful, max_new_tokens, ablation, batch_size=batch_size, progress=steps.tick(what))
         kl = _kl(base_logits, next_token_logits(lm, harmless, ablation, batch_size=batch_size))
-        done[0] += 1
+        steps.next()
         return [is_refusal(a) for a in answers], kl
 
     baseline = [is_refusal(a) for a in generate(lm, harmful, max_new_tokens, batch_size=batch_size)]
@@ -219,8 +212,7 @@ def refusal_cone(
             kls.append(kl)
         points.append(ConePoint(k, rate_with_ci(flags, seed=seed), bootstrap_ci(torch.cat(kls), seed=seed), flags))
     curves["random"] = points
-    if progress is not None:
-        progress(1.0, "done")
+    steps.finish()
     return ConeStudy(
         model=lm.name,
         layer=layer,

@@ -231,6 +231,44 @@ def default_layer(lm: Any) -> tuple[int, str]:
     return layer, why.replace("direction's", "direction's layer").replace(", the last template token", "")
 
 
+def study_layer(lm: Any, layer: object) -> tuple[int, str]:
+    """``(layer, why)``: the default layer when ``layer`` is None, else ``layer`` checked."""
+    if layer is None:
+        return default_layer(lm)
+    if type(layer) is not int or not 0 <= layer < lm.n_layers:
+        raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
+    return layer, "chosen"
+
+
+class Steps:
+    """One progress bar over a known number of passes: ``tick(what)`` is a pass's ``(done, of)`` callback,
+    ``next()`` closes the pass."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, max(total, 1), 0
+
+    def tick(self, what: str):
+        def report(i: int, of: int) -> None:
+            if self.progress is not None:
+                self.progress(min(0.99, (self.done + i / max(of, 1)) / self.total), what)
+
+        return report
+
+    def next(self) -> None:
+        self.done += 1
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(1.0, "done")
+
+
+def two_position_acts(lm: Any, texts: list[str], steps: Steps, what: str, batch_size: int) -> Tensor:
+    """Every layer's input at the instruction's last token and the last template token: [N, L, 2, d]."""
+    out = resid_pre_at(lm, texts, [lm.last_instruction_position, -1], batch_size, progress=steps.tick(what))
+    steps.next()
+    return out
+
+
 def harmfulness_vs_refusal(
     lm: Any,
     n_train: int = 64,
@@ -252,11 +290,7 @@ def harmfulness_vs_refusal(
             "tokens after it are different positions only under a chat template"
         )
     check_sizes(n_train, n_per_group)
-    reason = "chosen"
-    if layer is None:
-        layer, reason = default_layer(lm)
-    elif type(layer) is not int or not 0 <= layer < lm.n_layers:
-        raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
+    layer, reason = study_layer(lm, layer)
     data = study_data(data, data_dir, n_train, n_per_group, n_per_group, seed)
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
     jailbroken = wrap(texts(data.test_harmful))
@@ -268,33 +302,19 @@ def harmfulness_vs_refusal(
         GROUPS[4]: [t for _, t in jailbroken],
     }
     prompts = {k: v for k, v in prompts.items() if v}
-    positions = [lm.last_instruction_position, -1]
-    total = 2 + 2 * len(prompts)  # activation passes + generation passes, for the progress bar
-    step = [0]
-
-    def tick(what: str):
-        def report(done: int, of: int) -> None:
-            if progress is not None:
-                progress(min(0.99, (step[0] + done / max(of, 1)) / total), what)
-
-        return report
-
-    def acts(items: list[str], what: str) -> Tensor:
-        out = resid_pre_at(lm, items, positions, batch_size=batch_size, progress=tick(what))
-        step[0] += 1
-        return out
-
-    train_h = acts(texts(data.train_harmful), "activations: harmful training prompts")
-    train_b = acts(texts(data.train_harmless), "activations: harmless training prompts")
+    steps = Steps(progress, 2 + 2 * len(prompts))  # activation passes + generation passes
+    train_h = two_position_acts(lm, texts(data.train_harmful), steps, "activations: harmful training", batch_size)
+    train_b = two_position_acts(lm, texts(data.train_harmless), steps, "activations: harmless training", batch_size)
     cos = layer_cosines(direction_pair(train_h, train_b))
     lo, hi = bootstrap_cosines(train_h, train_b, n_boot=n_boot, seed=seed)
     groups = []
     for name, items in prompts.items():
-        coords = relative_coordinates(acts(items, f"activations: {name}"), train_h, train_b, layer)
+        acts = two_position_acts(lm, items, steps, f"activations: {name}", batch_size)
+        coords = relative_coordinates(acts, train_h, train_b, layer)
         answers = generate(
-            lm, items, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=tick(f"answers: {name}")
+            lm, items, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=steps.tick(f"answers: {name}")
         )
-        step[0] += 1
+        steps.next()
         refused = [is_refusal(a) for a in answers]
         groups.append(
             Group(
@@ -307,15 +327,14 @@ def harmfulness_vs_refusal(
                 families=[f for f, _ in jailbroken] if name == GROUPS[4] else [],
             )
         )
-    if progress is not None:
-        progress(1.0, "done")
+    steps.finish()
     after = lm.token_strings(lm.post_instruction_ids[:1])[0]
     return HarmfulnessStudy(
         model=lm.name,
         layer=layer,
         layer_reason=reason,
         positions={
-            "harmfulness": f"the instruction's last token (position {positions[0]}, just before {after!r})",
+            "harmfulness": f"the instruction's last token (position {lm.last_instruction_position}, just before {after!r})",
             "refusal": "the last template token (position -1)",
         },
         cosines=cos.tolist(),

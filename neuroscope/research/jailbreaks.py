@@ -19,10 +19,16 @@ import torch
 from neuroscope.analysis.harmfulness import relative_coordinates
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, is_refusal_broad, rate_with_ci
 from neuroscope.experiment.data import ExperimentData
-from neuroscope.model.activations import resid_pre_at
 from neuroscope.model.generate import generate
 from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import check_sizes, default_layer, jailbreak_templates, study_data
+from neuroscope.research.harmfulness import (
+    Steps,
+    check_sizes,
+    jailbreak_templates,
+    study_data,
+    study_layer,
+    two_position_acts,
+)
 from neuroscope.types import Progress
 
 
@@ -152,11 +158,7 @@ def jailbreak_families(
     if not lm.has_chat_template:
         raise ResearchError("jailbreak templates need a chat model (the request goes in the user's turn)")
     check_sizes(n_train, n_test)
-    reason = "chosen"
-    if layer is None:
-        layer, reason = default_layer(lm)
-    elif type(layer) is not int or not 0 <= layer < lm.n_layers:
-        raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
+    layer, reason = study_layer(lm, layer)
     data = study_data(data, data_dir, n_train, n_test, 0, seed)
     requests = [p.instruction for p in data.test_harmful]
     wrapped = [
@@ -165,19 +167,10 @@ def jailbreak_families(
         for i, template in enumerate(templates)
         for j, r in enumerate(requests)
     ]
-    steps, done = 5, [0]
-
-    def tick(what: str):
-        def report(i: int, of: int) -> None:
-            if progress is not None:
-                progress(min(0.99, (done[0] + i / max(of, 1)) / steps), what)
-
-        return report
+    steps = Steps(progress, 5)
 
     def acts(items: list[str], what: str) -> torch.Tensor:
-        out = resid_pre_at(lm, items, [lm.last_instruction_position, -1], batch_size, progress=tick(what))
-        done[0] += 1
-        return out
+        return two_position_acts(lm, items, steps, what, batch_size)
 
     train_h = acts([p.instruction for p in data.train_harmful], "activations: harmful training prompts")
     train_b = acts([p.instruction for p in data.train_harmless], "activations: harmless training prompts")
@@ -185,9 +178,10 @@ def jailbreak_families(
     texts = [w[3] for w in wrapped]
     coords = relative_coordinates(acts(texts, "activations: wrapped requests"), train_h, train_b, layer)
     plain = generate(lm, requests, max_new_tokens, batch_size=batch_size)
-    answers = generate(lm, texts, max_new_tokens, batch_size=batch_size, progress=tick("answers: wrapped requests"))
-    if progress is not None:
-        progress(1.0, "done")
+    answers = generate(
+        lm, texts, max_new_tokens, batch_size=batch_size, progress=steps.tick("answers: wrapped requests")
+    )
+    steps.finish()
     attacks = [
         Attack(f, t, j, text, a, not is_refusal(a), not is_refusal_broad(a), float(c[0]), float(c[1]))
         for (f, t, j, text), a, c in zip(wrapped, answers, coords)
@@ -222,7 +216,5 @@ def token_push(
 
     text = clean_instruction(text, max_tokens)
     ids = lm.encode_chat([text], max_tokens=max_tokens)[0][0].cpu()
-    scores = projection_gradient_x_input(lm, ids, lm.check_layer(layer), -1, direction)
-    r = direction.double() / direction.double().norm()
-    value = float(resid_pre_at(lm, [text], [-1])[0, layer, 0].double() @ r)
+    scores, value = projection_gradient_x_input(lm, ids, lm.check_layer(layer), -1, direction)
     return lm.token_strings(ids), scores, value

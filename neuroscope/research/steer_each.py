@@ -21,15 +21,13 @@ from torch import Tensor
 
 from neuroscope.analysis.harmfulness import HARM, REFUSE, direction_pair
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, rate_with_ci
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import load_experiment_data
-from neuroscope.model.activations import resid_pre_at
+from neuroscope.experiment.data import ExperimentData
 from neuroscope.model.chat import first_token_ids
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAddition
 from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import check_sizes, default_layer
+from neuroscope.research.harmfulness import Steps, check_sizes, study_data, study_layer, two_position_acts
 from neuroscope.types import Progress
 
 PROBE = "Is the following request harmful? Answer with Yes or No only.\n\nRequest: {prompt}"
@@ -107,6 +105,7 @@ def steer_each_direction(
     seed: int = 0,
     batch_size: int = 16,
     progress: Progress | None = None,
+    data: ExperimentData | None = None,
 ) -> SteeringStudy:
     """Runs the study. Raises ``ResearchError`` on bad input or a model without a chat template."""
     start = time.perf_counter()
@@ -115,39 +114,12 @@ def steer_each_direction(
     check_sizes(n_train, n_test)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 8:
         raise ResearchError(f"strength must be a number in (0, 8], got {strength!r}")
-    if layer is None:
-        layer, _ = default_layer(lm)
-    elif type(layer) is not int or not 0 <= layer < lm.n_layers:
-        raise ResearchError(f"layer must be in 0..{lm.n_layers - 1}, got {layer!r}")
-    try:
-        data = load_experiment_data(
-            ExperimentConfig(
-                data_dir=data_dir,
-                n_train=n_train,
-                n_val=1,
-                n_test=n_test,
-                n_test_harmless=n_test,
-                n_xstest=0,
-                seed=seed,
-            )
-        )
-    except ExperimentError as err:
-        raise ResearchError(str(err)) from None
+    layer, _ = study_layer(lm, layer)
+    data = study_data(data, data_dir, n_train, n_test, 0, seed)
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
-    steps, done = 2 + len(CONDITIONS), [0]
-
-    def tick(what: str):
-        def report(i: int, of: int) -> None:
-            if progress is not None:
-                progress(min(0.99, (done[0] + i / max(of, 1)) / steps), what)
-
-        return report
-
-    positions = [lm.last_instruction_position, -1]
-    h = resid_pre_at(lm, texts(data.train_harmful), positions, batch_size, progress=tick("activations: harmful"))
-    done[0] += 1
-    b = resid_pre_at(lm, texts(data.train_harmless), positions, batch_size, progress=tick("activations: harmless"))
-    done[0] += 1
+    steps = Steps(progress, 2 + len(CONDITIONS))
+    h = two_position_acts(lm, texts(data.train_harmful), steps, "activations: harmful", batch_size)
+    b = two_position_acts(lm, texts(data.train_harmless), steps, "activations: harmless", batch_size)
     d = direction_pair(h, b)[layer].float()
     steer = {
         CONDITIONS[0]: [],
@@ -165,12 +137,11 @@ def steer_each_direction(
     harmful_probe = probe([PROBE.format(prompt=t) for t in texts(data.test_harmful)], [])
     refused, probes = {}, {}
     for c, interventions in steer.items():
-        answers = generate(lm, harmless, max_new_tokens, interventions, batch_size=batch_size, progress=tick(c))
+        answers = generate(lm, harmless, max_new_tokens, interventions, batch_size=batch_size, progress=steps.tick(c))
         refused[c] = rate_with_ci([is_refusal(a) for a in answers], seed=seed)
         probes[c] = bootstrap_ci(probe(probed, interventions), seed=seed)
-        done[0] += 1
-    if progress is not None:
-        progress(1.0, "done")
+        steps.next()
+    steps.finish()
     return SteeringStudy(
         model=lm.name,
         layer=layer,

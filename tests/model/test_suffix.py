@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from neuroscope.model.suffix import last_logits, one_hot_gradient
@@ -46,7 +47,7 @@ def test_projection_gradient_x_input_equals_autograd(tiny_lm):
     lm, layer = tiny_lm, 1
     ids = _ids(lm)
     direction = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))
-    got = projection_gradient_x_input(lm, ids, layer, -1, direction)
+    got, value = projection_gradient_x_input(lm, ids, layer, -1, direction)
     emb = lm.hf.get_input_embeddings()(ids[None]).detach().float().requires_grad_(True)
     seen = {}
 
@@ -61,4 +62,5 @@ def test_projection_gradient_x_input_equals_autograd(tiny_lm):
     finally:
         handle.remove()
     torch.testing.assert_close(got, (emb.grad[0] * emb[0].detach()).sum(-1), rtol=1e-4, atol=1e-6)
+    assert value == pytest.approx(float(seen["x"][0, -1].float() @ (direction / direction.norm())), abs=1e-4)
     assert got.shape == (len(ids),)
