@@ -129,7 +129,7 @@ def analyze_main(argv: list[str]) -> int:
         if not settings.remote:
             raise
         return fail(f"the remote run on NDIF failed: {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}")
-    payload = result.to_json(top_heads=args.top_heads)
+    payload = result.to_json(lm, top_heads=args.top_heads, lens_k=settings.lens_top_k)
     if args.json:
         print(json.dumps(payload, ensure_ascii=False, indent=2))
         return 0

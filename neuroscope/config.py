@@ -139,6 +139,13 @@ class Settings:
             "env": "NEUROSCOPE_ATTENTION_BUDGET_MB",
         },
     )
+    session_stream_mb: int = field(
+        default=96,
+        metadata={
+            "help": "The Explorer keeps each visitor's prompt's residual stream (which its views read) in float32 up to this many MB, in bfloat16 beyond.",
+            "env": "NEUROSCOPE_SESSION_STREAM_MB",
+        },
+    )
     remote: bool = field(
         default=False,
         metadata={
@@ -162,6 +169,7 @@ class Settings:
             "lens_top_k",
             "lens_positions",
             "attention_budget_mb",
+            "session_stream_mb",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -1,13 +1,17 @@
 """One prompt through the model: the service behind the Explorer tab and ``neuroscope analyze``.
 
-It runs the answer (greedy generation) and ONE capture pass, then derives every view's numbers
-with the pure analysis functions. No gradio here: the UI and the CLI both call ``analyze``.
+A submit (``analyze``) runs the answer (greedy generation) and ONE traced forward pass
+(``model.stream.capture_stream``): the verdict, the head grid, Δ and the callout come from it. Every
+further view (logit lens, attention map, gradient x input, PCA, a head's own logit lens) is computed
+when asked, from that cache, for what is shown, and memoised on the ``Analysis`` (``ViewMemo``, bounded
+in bytes), which lives as long as the visitor's session. No gradio here: the UI and the CLI both call it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -17,10 +21,61 @@ from neuroscope.analysis.lens import top_and_bottom
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
 from neuroscope.analysis.pca import pca_trajectory
 from neuroscope.config import Settings
-from neuroscope.model.capture import RunCache, capture
 from neuroscope.model.chat import clean_instruction, refusal_token_ids
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import Intervention
+from neuroscope.model.stream import StreamCache, capture_stream, gradient_x_input, layer_attention, lens_topk
+
+VIEW_MEMO_MB = 32  # the views a session keeps computed (attention maps are the large ones: H x S x S halves)
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    return getattr(value, "nbytes", 0)
+
+
+class ViewMemo:
+    """Views already computed for one prompt, the least recently used dropped beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = VIEW_MEMO_MB * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key][0]
+        value = compute()
+        self._items[key] = (value, _nbytes(value))
+        while self.nbytes > self.max_bytes and len(self._items) > 1:
+            self._items.popitem(last=False)
+        return value
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._items
+
+    @property
+    def nbytes(self) -> int:
+        return sum(size for _, size in self._items.values())
+
+
+@dataclass
+class LensView:
+    """The logit lens at some positions: after each layer, the top-k next tokens and their probabilities."""
+
+    positions: list[int]  # 0-based, numbered as in the token strip
+    ids: Tensor  # [L, P, k]
+    probs: Tensor  # [L, P, k]
+    tokens: list[list[list[str]]]  # [L][P][k] decoded
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes((self.ids, self.probs))
 
 
 @dataclass
@@ -33,10 +88,52 @@ class Analysis:
     clean_refusal: bool  # refused AND the text is a well-formed refusal
     refusal_probability: float  # first answer token: probability mass on refusal first tokens
     refusal_log_odds: float
-    cache: RunCache
+    cache: StreamCache
     head_norms: Tensor  # [L, H] contribution norm of each head at the last position
     callout: list[Any] | None = None  # HeadDepartures pushing toward the behaviour (None: no direction)
     suppressor: Any = None  # the HeadDeparture pushing hardest against it, if any
+    views: ViewMemo = field(default_factory=ViewMemo, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """What this prompt holds in memory: its cache and the views computed so far."""
+        return self.cache.nbytes + self.views.nbytes + _nbytes(self.head_norms)
+
+    # ---- views, each computed on demand and memoised ------------------------------------------
+    def lens(self, lm: Any, positions: Sequence[int], k: int) -> LensView:
+        """The logit lens after every layer at ``positions`` (0-based), top ``k``."""
+        S = self.cache.n_tokens
+        pos = sorted({int(p) % S for p in positions})
+
+        def compute() -> LensView:
+            probs, ids = lens_topk(lm, self.cache, range(self.cache.n_layers), pos, k)
+            unique = ids.unique().tolist()
+            lookup = dict(zip(unique, lm.token_strings(unique)))
+            tokens = [[[lookup[i] for i in row] for row in layer] for layer in ids.tolist()]
+            return LensView(pos, ids, probs, tokens)
+
+        return self.views.get(("lens", tuple(pos), int(k)), compute)
+
+    def attention(self, lm: Any, layer: int) -> Tensor:
+        """[H, S, S] float16: one layer's attention probabilities."""
+        layer = lm.check_layer(layer)
+        return self.views.get(("attention", layer), lambda: layer_attention(lm, self.cache, layer).half())
+
+    def importance(self, lm: Any) -> Tensor:
+        """[S] gradient x input for the predicted next token (a backward pass, the first time)."""
+        return self.views.get(("importance",), lambda: gradient_x_input(lm, self.cache))
+
+    def pca(self) -> tuple[Tensor, Tensor, int]:
+        """``trajectory_pca`` of the cached stream."""
+        return self.views.get(("pca",), lambda: trajectory_pca(self.cache))
+
+    def head_lens(self, lm: Any, layer: int, head: int, k: int = 8) -> "HeadLens":
+        """A head's own logit lens at the last position (its direct logit attribution)."""
+        layer, head = lm.check_layer(layer), lm.check_head(head)
+        z_last, resid_last = self.cache.z_tail[:, :, -1], self.cache.layer_output(self.cache.n_layers - 1)[-1]
+        return self.views.get(
+            ("head_lens", layer, head, k), lambda: head_logit_lens(lm, z_last, resid_last, layer, head, k)
+        )
 
     def top_heads(self, k: int = 10) -> list[dict[str, float | int]]:
         """Heads with the largest contribution norm at the last position, largest first."""
@@ -46,18 +143,22 @@ class Analysis:
         H = self.head_norms.shape[1]
         return [{"layer": int(i) // H, "head": int(i) % H, "norm": float(v)} for v, i in zip(values, index)]
 
-    def lens_at_last_position(self, k: int | None = None) -> list[dict[str, Any]]:
+    def lens_at_last_position(self, lm: Any, k: int) -> list[dict[str, Any]]:
         """Per layer, the logit lens top tokens (and probabilities) at the last position."""
-        rows = []
-        for layer in range(self.cache.n_layers):
-            tokens = self.cache.lens_tokens[layer][-1]
-            probs = self.cache.lens_probs[layer, -1].tolist()
-            k_ = len(tokens) if k is None else k
-            rows.append({"layer": layer, "tokens": tokens[:k_], "probs": [round(p, 6) for p in probs[:k_]]})
-        return rows
+        view = self.lens(lm, [self.cache.n_tokens - 1], k)
+        return [
+            {
+                "layer": layer,
+                "tokens": view.tokens[layer][0],
+                "probs": [round(p, 6) for p in view.probs[layer, 0].tolist()],
+            }
+            for layer in range(self.cache.n_layers)
+        ]
 
-    def to_json(self, top_heads: int = 10) -> dict[str, Any]:
-        return {
+    def to_json(self, lm: Any = None, top_heads: int = 10, lens_k: int = 5) -> dict[str, Any]:
+        """The run as JSON. With ``lm`` (holding its weights) it includes the logit lens at the last position,
+        computed on demand; without, the submit's own numbers only."""
+        out = {
             "model": self.cache.model_name,
             "prompt": self.prompt,
             "answer": self.answer,
@@ -91,8 +192,10 @@ class Analysis:
                 "z": round(self.suppressor.z, 4),
                 "text": self.suppressor.text(),
             },
-            "logit_lens_last_position": self.lens_at_last_position(),
         }
+        if lm is not None and lm.has_weights:
+            out["logit_lens_last_position"] = self.lens_at_last_position(lm, lens_k)
+        return out
 
     def callout_markdown(self) -> str:
         """The verdict's companion: the heads departing most from the harmless baseline on this prompt."""
@@ -143,24 +246,25 @@ def analyze(
     from neuroscope.research.generation import check_new_tokens  # one rule for the answer length
 
     n_new = settings.max_new_tokens if max_new_tokens is None else check_new_tokens(max_new_tokens, settings)
-    local = lm.has_weights  # remote (NDIF): no lens, no head contributions (they need the weights here)
-    cache = capture(
+    local = lm.has_weights  # remote (NDIF): no head contributions (they need the weights here)
+    cache = capture_stream(
         lm,
-        [text],
-        top_k=settings.lens_top_k if local else 0,
+        text,
         max_tokens=settings.max_prompt_tokens,
-        lens_positions=settings.lens_positions,
-        attention_budget_mb=settings.attention_budget_mb,
         interventions=interventions,
         chat=chat,
-    )[0]
+        budget_mb=settings.session_stream_mb,
+    )
     answer = generate(
         lm, [text], max_new_tokens=n_new, interventions=interventions, max_tokens=settings.max_prompt_tokens, chat=chat
     )[0]
     log_odds = float(refusal_score(cache.last_logits[None], refusal_token_ids(lm.tokenizer))[0])
     norms = (
         torch.stack(
-            [contribution_norms(cache.z[l, :, -1], lm.o_proj_weight(l).float().cpu()) for l in range(cache.n_layers)]
+            [
+                contribution_norms(cache.z_tail[l, :, -1], lm.o_proj_weight(l).float().cpu())
+                for l in range(cache.n_layers)
+            ]
         )
         if local
         else torch.zeros(cache.n_layers, lm.n_heads)
@@ -169,7 +273,7 @@ def analyze(
     if direction is not None and head_stats is not None and local:
         from neuroscope.research import head_callout
 
-        callout, suppressor = head_callout(lm, direction, head_stats, cache.z, callout_k)
+        callout, suppressor = head_callout(lm, direction, head_stats, cache.z_tail, callout_k)
     return Analysis(
         prompt=text,
         answer=answer,
@@ -184,18 +288,18 @@ def analyze(
     )
 
 
-def head_direction_deltas(lm: Any, cache: RunCache, direction: Any) -> Tensor:
+def head_direction_deltas(lm: Any, cache: StreamCache, direction: Any) -> Tensor:
     """[L, H]: each head's output on this prompt along the direction minus the harmless mean.
 
     The callout's Δ for every head (post-instruction positions; ``research.DirectionResult``).
     """
     from neuroscope.research import prompt_head_values
 
-    proj, _norm = prompt_head_values(lm, cache.z, direction.direction)
+    proj, _norm = prompt_head_values(lm, cache.z_tail, direction.direction)
     return (proj - direction.heads.harmless_projection_mean).float()
 
 
-def trajectory_pca(cache: RunCache, k: int = 3, skip_first: bool = True) -> tuple[Tensor, Tensor, int]:
+def trajectory_pca(cache: Any, k: int = 3, skip_first: bool = True) -> tuple[Tensor, Tensor, int]:
     """PCA of the residual trajectory: ``(coords [L+1, S - first, k], explained ratio [k], first)``.
 
     Fitted on, and returned for, the positions from ``first`` on: with ``skip_first`` the first token
@@ -231,8 +335,8 @@ def head_logit_lens(lm: Any, z_last: Tensor, resid_last: Tensor, layer: int, hea
     """The per-head logit lens at the last position (direct logit attribution, final-norm scale frozen).
 
     Args:
-        z_last: [L, H, D] every head's ``z`` at the last position (``RunCache.z[:, :, -1]``).
-        resid_last: [d] the last layer's output there (``RunCache.resid_post[-1, -1]``).
+        z_last: [L, H, D] every head's ``z`` at the last position (``StreamCache.z_tail[:, :, -1]``).
+        resid_last: [d] the last layer's output there (``StreamCache.layer_output(L - 1)[-1]``).
     """
     layer, head = lm.check_layer(layer), lm.check_head(head)
     write = head_contributions(z_last[layer], lm.o_proj_weight(layer).float().cpu())[head]  # [d]

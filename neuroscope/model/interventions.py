@@ -322,6 +322,7 @@ def walk_layers(
     attention_layers: Sequence[int] = (),
     sink: dict[str, list] | None = None,
     chain: bool = False,
+    z_tail: int | None = None,
 ) -> None:
     """Visits every layer's sites in execution order inside an active trace/generation step.
 
@@ -335,7 +336,8 @@ def walk_layers(
 
     ``chain=True`` records ``resid_pre`` at layer 0 only: the caller takes every later layer's input
     from the previous layer's ``resid_post`` (the same tensor unless an intervention rewrites a layer
-    input, which ``chains`` rules out), saving a read and a copy per layer.
+    input, which ``chains`` rules out), saving a read and a copy per layer. ``z_tail`` records ``z`` at the
+    last that many positions only (what a view shows), not at every position.
     """
     if chain and not chains(interventions, tr.n_layers):
         raise ValueError("chain=True with an intervention that rewrites a layer input after layer 0")
@@ -354,7 +356,7 @@ def walk_layers(
             sink=sink,
         )
         _visit(block, "input", "resid_pre", "resid_pre", **site)
-        _visit(o_proj, "input", "head_z", "z", split=heads, **site)
+        _visit(o_proj, "input", "head_z", "z", split=heads, tail=z_tail, **site)
         _visit(o_proj, "output", "attn_out", "attn_out", **site)
         if layer in attention_layers:
             sink["attention"].append(access.attn(nn, layer).output[1].detach())
@@ -373,6 +375,7 @@ def _visit(
     record: frozenset[str],
     sink: dict[str, list] | None,
     split=None,
+    tail: int | None = None,
 ) -> None:
     """Reads ``envoy.<attr>`` if needed, rewrites it through the interventions of ``site``, records it."""
     ivs = _touches(interventions, site, layer)
@@ -385,4 +388,9 @@ def _visit(
     if ivs:
         setattr(envoy, attr, x if split is None else x.reshape(raw.shape))
     if name in record:
-        sink[name].append(x.detach())
+        sink[name].append((x if tail is None else x[:, -tail:]).detach())
+
+
+def rewrite_layer_input(tr: Tracing, interventions: Sequence[Intervention], layer: int) -> None:
+    """Applies the interventions that rewrite ``layer``'s input, and only those (inside an active trace)."""
+    _visit(tr.access.layer(tr.nn, layer), "input", "resid_pre", "resid_pre", layer, interventions, frozenset(), None)

@@ -100,7 +100,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         demo.load(direction.show, None, direction.outputs, api_name="current_direction").then(
             interventions.refresh, None, interventions.outputs, api_name=False
         )
-        demo.load(**explorer.first_run, api_name=False, concurrency_id="model")  # the worked example, on open
+        demo.load(**explorer.first_run, api_name=False, concurrency_id="model").success(  # the worked example, on open
+            **explorer.open_view, api_name=False
+        )
 
         def on_close(request: gr.Request):  # a visitor's state and own direction go when their page does
             if request is not None:

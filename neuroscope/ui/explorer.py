@@ -10,7 +10,7 @@ import torch
 
 from neuroscope import research, viz
 from neuroscope.analysis.heads import head_label, parse_head_label
-from neuroscope.explorer import Analysis, analyze, head_direction_deltas, head_logit_lens, trajectory_pca
+from neuroscope.explorer import Analysis, analyze, head_direction_deltas
 from neuroscope.model.interventions import HeadAblation
 from neuroscope.model.chat import PromptError
 from neuroscope.ui.common import AppContext, TextInput, on_gpu, user_errors
@@ -108,10 +108,10 @@ def head_figure(shown: "Shown", layer: int, head: int, projections=None):
     )
 
 
-def attention_figure(shown: "Shown", layer: int, head: int):
-    if layer not in shown.attention:
-        raise PromptError(f"attention for layer {layer} was not captured (prompt too long for the attention budget)")
-    return viz.attention_heatmap(shown.attention[layer][head].float().numpy(), shown.tokens, layer, head)
+def attention_figure(lm, shown: "Shown", layer: int, head: int):
+    """The attention map of one head (its layer's attention computed on demand, then memoised)."""
+    probs = shown.result.attention(lm, layer)
+    return viz.attention_heatmap(probs[head].float().numpy(), shown.result.cache.tokens, layer, head)
 
 
 def ablated_note(ablated) -> str:
@@ -126,7 +126,7 @@ def head_panel_markdown(lm, shown: "Shown", layer: int, head: int, k: int = 8) -
     """The opened head: its write along the direction (when one exists) and its per-head logit lens."""
     if not lm.has_weights:
         return f"**{head_label(layer, head)}** · the per-head logit lens needs the model's weights on this machine"
-    lens = head_logit_lens(lm, shown.z_last, shown.resid_last, layer, head, k)
+    lens = shown.result.head_lens(lm, layer, head, k)
     lines = [f"**{head_label(layer, head)}** · ‖write‖ at the last position = {lens.norm:.3f}"]
     if shown.deltas is not None:
         lines[0] += f" · Δ along the direction vs harmless = {float(shown.deltas[layer, head]):+.3f}"
@@ -137,56 +137,52 @@ def head_panel_markdown(lm, shown: "Shown", layer: int, head: int, k: int = 8) -
     return "\n".join(lines)
 
 
-def lens_figure(result: Analysis):
-    cache = result.cache
-    n = cache.n_tokens - cache.lens_start  # every position the capture decoded (Settings.lens_positions)
-    tokens = cache.tokens[-n:]
-    top_tokens = [[row[0] for row in cache.lens_tokens[l][-n:]] for l in range(cache.n_layers)]
-    topk_tokens = [cache.lens_tokens[l][-n:] for l in range(cache.n_layers)]
-    probs = cache.lens_probs[:, -n:]
+def lens_positions(result: Analysis, n: int) -> list[int]:
+    """The positions the lens view shows: the last ``n`` (Settings.lens_positions)."""
+    S = result.cache.n_tokens
+    return list(range(max(0, S - n), S))
+
+
+def lens_figure(lm, result: Analysis, n_positions: int, k: int):
+    """The logit lens at the last ``n_positions`` positions, every layer (computed on demand)."""
+    view = result.lens(lm, lens_positions(result, n_positions), k)
+    tokens = [result.cache.tokens[p] for p in view.positions]
     return viz.logit_lens_heatmap(
-        top_tokens,
-        probs[..., 0].numpy(),
+        [[row[0] for row in layer] for layer in view.tokens],
+        view.probs[..., 0].numpy(),
         tokens,
-        topk_tokens=topk_tokens,
-        topk_probs=probs.numpy(),
-        first_position=cache.n_tokens - n,  # numbered as in the token strip and the attention map
+        topk_tokens=view.tokens,
+        topk_probs=view.probs.numpy(),
+        first_position=view.positions[0],  # numbered as in the token strip and the attention map
     )
 
 
 PCA_2D, PCA_3D = "2-D", "3-D"
+VIEW_ATTENTION, VIEW_LENS, VIEW_IMPORTANCE, VIEW_PCA, VIEW_JSON = "Attention", "Logit lens", "Importance", "PCA", "JSON"
+VIEWS = (VIEW_ATTENTION, VIEW_LENS, VIEW_IMPORTANCE, VIEW_PCA, VIEW_JSON)  # the order of the views' outputs
 
 
-def pca_view(result: Analysis) -> dict[str, Any]:
-    """What the PCA figure is drawn from (kept in the session so 2-D / 3-D switch without a re-run)."""
-    coords, ratio, first = trajectory_pca(result.cache)
+def pca_figure(result: Analysis, dims: str = PCA_2D):
+    """The residual trajectory's PCA (fitted on demand from the cached stream, then memoised)."""
+    coords, ratio, first = result.pca()
     S = result.cache.n_tokens
     post = [p - first for p in range(S - result.cache.n_post_instruction, S) if p >= first]
-    return {
-        "coords": coords.numpy(),
-        "ratio": ratio.numpy(),
-        "tokens": result.cache.tokens[first:],
-        "first": first,
-        "post": post,
-    }
-
-
-def pca_figure(view: dict[str, Any], dims: str = PCA_2D):
     draw = viz.pca_trajectory_2d if dims == PCA_2D else viz.pca_trajectory_3d
     k = 2 if dims == PCA_2D else 3
     return draw(
-        view["coords"][..., :k],
-        view["tokens"],
-        view["ratio"][:k],
-        highlight_positions=view["post"],
-        first_position=view["first"],
+        coords.numpy()[..., :k],
+        result.cache.tokens[first:],
+        ratio.numpy()[:k],
+        highlight_positions=post,
+        first_position=first,
     )
 
 
-def importance_html(result: Analysis) -> str:
+def importance_html(lm, result: Analysis) -> str:
+    """Gradient x input for the predicted token (a backward pass, computed when its tab opens)."""
     cache = result.cache
     header = f"<p>Importance for the predicted next token <code>{_escape(repr(cache.target_token))}</code></p>"
-    return header + viz.token_importance_html(cache.tokens, cache.importance.numpy(), value_label="grad × input")
+    return header + viz.token_importance_html(cache.tokens, result.importance(lm).numpy(), value_label="grad × input")
 
 
 def _escape(text: str) -> str:
@@ -197,34 +193,21 @@ def _escape(text: str) -> str:
 
 @dataclass
 class Shown:
-    """What a session keeps of its last run: enough to redraw the head grid and attention maps.
+    """A session's last run: the submit's cache (``Analysis``, with the views computed so far) and what the
+    grid shows. Its size is ``nbytes`` (the residual stream in float32 up to ``Settings.session_stream_mb``,
+    bfloat16 beyond, plus at most ``explorer.VIEW_MEMO_MB`` of views); it expires with ``STATE_TTL_S``."""
 
-    Never the whole cache (residual streams and head outputs are hundreds of MB on a 3B model);
-    attention is kept in float16, and the state expires with ``STATE_TTL_S``.
-    """
-
-    head_norms: torch.Tensor  # [L, H]
+    result: Analysis
     deltas: torch.Tensor | None  # [L, H] along the direction the run saw, or None
-    attention: dict[int, torch.Tensor]  # layer -> [H, S, S] float16
-    tokens: list[str]
-    pca: dict[str, Any]  # pca_view: [L+1, S, 3] coordinates and their variance ratios (small)
-    z_last: torch.Tensor  # [L, H, D] every head's z at the last position (the per-head logit lens)
-    resid_last: torch.Tensor  # [d] the last layer's output there (the final norm's scale)
     ablated: tuple[tuple[int, int], ...] = ()  # heads mean-ablated in this run
 
-    @classmethod
-    def of(cls, result: Analysis, deltas: torch.Tensor | None, ablated=()) -> "Shown":
-        cache = result.cache
-        return cls(
-            result.head_norms,
-            deltas,
-            {l: a.half() for l, a in cache.attention.items()},
-            cache.tokens,
-            pca_view(result),
-            cache.z[:, :, -1].clone(),
-            cache.resid_post[-1, -1].clone(),
-            tuple(ablated),
-        )
+    @property
+    def head_norms(self) -> torch.Tensor:
+        return self.result.head_norms
+
+    @property
+    def nbytes(self) -> int:
+        return self.result.nbytes + (0 if self.deltas is None else self.deltas.numel() * self.deltas.element_size())
 
 
 STATE_TTL_S = 1800  # a session's last run is dropped after 30 minutes without a visit
@@ -252,6 +235,7 @@ class ExplorerTab:
     """What ``app.py`` wires on page load: the worked example runs as the page opens."""
 
     first_run: dict[str, Any]  # keyword arguments of ``Blocks.load`` (fn, inputs, outputs)
+    open_view: dict[str, Any]  # ... of the event that then draws the open view
 
 
 def first_example(ctx: AppContext) -> tuple[str, bool]:
@@ -268,6 +252,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     sub-tabs) to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
     state = gr.State(None, time_to_live=STATE_TTL_S)
+    open_view = gr.State(VIEW_ATTENTION)  # the views sub-tab this visitor has open: the only view a run draws
     ablated = gr.State((), time_to_live=STATE_TTL_S)  # heads this visitor mean-ablates (shift-click toggles)
     example, example_chat = first_example(ctx)
     with gr.Row():
@@ -312,8 +297,8 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
                 value=COLOUR_DIRECTION if store.peek(lm) is not None else COLOUR_NORM,
                 label="Colour heads by",
             )
-    with gr.Tabs():
-        with gr.Tab("Attention"):
+    with gr.Tabs(selected=VIEW_ATTENTION, elem_id="explorer-views") as views:
+        with gr.Tab(VIEW_ATTENTION, id=VIEW_ATTENTION) as tab_attention:
             with gr.Row():
                 with gr.Column(scale=1):
                     layer = gr.Slider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
@@ -329,17 +314,17 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
                     head_panel = gr.Markdown(elem_id="explorer-head-panel")
                     attention = gr.Plot(label="Attention pattern")
                     gr.Markdown(GUIDE["attention"])
-        with gr.Tab("Logit lens"):
+        with gr.Tab(VIEW_LENS, id=VIEW_LENS) as tab_lens:
             lens = gr.Plot(label="Logit lens")
             gr.Markdown(GUIDE["lens"])
-        with gr.Tab("Importance"):
+        with gr.Tab(VIEW_IMPORTANCE, id=VIEW_IMPORTANCE) as tab_importance:
             importance = gr.HTML()
             gr.Markdown(GUIDE["importance"])
-        with gr.Tab("PCA"):
+        with gr.Tab(VIEW_PCA, id=VIEW_PCA) as tab_pca:
             pca_dims = gr.Radio([PCA_2D, PCA_3D], value=PCA_2D, label="Projection", elem_id="explorer-pca-dims")
             pca = gr.Plot(label="Residual trajectory (PCA)")
             gr.Markdown(GUIDE["pca"])
-        with gr.Tab("JSON"):
+        with gr.Tab(VIEW_JSON, id=VIEW_JSON) as tab_json:
             gr.Markdown("What `python -m neuroscope analyze --json` prints for this prompt.")
             summary = gr.JSON()
     for chip, (_, text, use_chat) in zip(chips, EXAMPLES):
@@ -362,6 +347,8 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     @on_gpu
     @user_errors
     def on_run(text, max_new_tokens, colour_by=COLOUR_NORM, use_chat=True, ablate=(), progress=gr.Progress()):
+        """The submit: the answer and ONE forward pass; the open view is drawn next (``on_view``), the others
+        when their tab opens."""
         progress(0.1, desc="Running the model")
         current = store.peek(lm)
         ablate = tuple(ablate or ())
@@ -385,25 +372,61 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         else:
             best = result.top_heads(1)[0]
             l, h = best["layer"], best["head"]
-        shown = Shown.of(result, None if current is None else head_direction_deltas(lm, result.cache, current), ablate)
+        shown = Shown(result, None if current is None else head_direction_deltas(lm, result.cache, current), ablate)
         grid = head_figure(shown, l, h, projections(shown, colour_by))
         return (
             result.answer,
             verdict_markdown(result) + ablated_note(ablate),
             grid,
-            attention_figure(shown, l, h),
-            lens_figure(result),
-            importance_html(result),
-            pca_figure(shown.pca),
+            None,  # the views: drawn on demand (the open one right after this)
+            None,
+            "",
+            None,
             result.to_json(),
             gr.update(value=l),
             gr.update(value=h),
             gr.update(choices=top_head_choices(result), value=None),
             shown,
-            gr.update(value=PCA_2D),  # the figure above is the 2-D one
+            gr.update(value=PCA_2D),
             head_panel_markdown(lm, shown, l, h),
         )
 
+    def draw_view(view, shown, l, h, dims):
+        """(attention, lens, importance, pca, summary): the one view asked for, the others left as they are."""
+        out = [gr.update()] * len(VIEWS)
+        if view == VIEW_ATTENTION:
+            out[0] = attention_figure(lm, shown, lm.check_layer(int(l)), lm.check_head(int(h)))
+        elif view == VIEW_LENS:
+            out[1] = lens_figure(lm, shown.result, settings.lens_positions, settings.lens_top_k)
+        elif view == VIEW_IMPORTANCE:
+            out[2] = importance_html(lm, shown.result)
+        elif view == VIEW_PCA:
+            out[3] = pca_figure(shown.result, PCA_3D if dims == PCA_3D else PCA_2D)
+        elif view == VIEW_JSON:
+            out[4] = shown.result.to_json(lm, lens_k=settings.lens_top_k)
+        else:
+            raise PromptError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        return tuple(out)
+
+    @on_gpu
+    @user_errors
+    def on_view(view, shown, l, h, dims):
+        """Computes and draws one view of the session's last run (memoised with it)."""
+        if shown is None:
+            raise PromptError("run a prompt first")
+        return draw_view(view, shown, l, h, dims)
+
+    def on_tab(view):
+        @on_gpu
+        @user_errors
+        def on_open(shown, l, h, dims):
+            if shown is None:  # nothing run yet: the tab opens empty
+                return (*[gr.update()] * len(VIEWS), view)
+            return (*draw_view(view, shown, l, h, dims), view)
+
+        return on_open
+
+    @on_gpu  # the attention map (one layer) and the head's logit lens run on the model's device
     @user_errors
     def on_select(l, h, colour_by, shown):
         if shown is None:
@@ -411,14 +434,15 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         l, h = lm.check_layer(int(l)), lm.check_head(int(h))
         return (
             head_figure(shown, l, h, projections(shown, colour_by)),
-            attention_figure(shown, l, h),
+            attention_figure(lm, shown, l, h),
             head_panel_markdown(lm, shown, l, h),
         )
 
     @on_gpu
     @user_errors
     def on_click(value, text, max_new_tokens, colour_by, use_chat, shown, ablate, progress=gr.Progress()):
-        """A click on the grid opens the head; a shift-click toggles its ablation and re-runs the prompt."""
+        """A click on the grid opens the head (in the Attention view); a shift-click toggles its ablation and
+        re-runs the prompt."""
         label, _, action = str(value or "").strip().partition(" ")
         try:
             l, h = parse_head_label(label)
@@ -436,6 +460,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         out[heads], out[attention], out[head_panel] = on_select(l, h, colour_by, shown)
         out[layer], out[head] = gr.update(value=l), gr.update(value=h)  # the clicked head stays open
         out[ablated] = ablate
+        out[views], out[open_view] = gr.Tabs(selected=VIEW_ATTENTION), VIEW_ATTENTION
         return out
 
     def on_top(choice):
@@ -460,13 +485,33 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         pca_dims,
         head_panel,
     ]
+    view_outputs = [attention, lens, importance, pca, summary]
+    view_inputs = [state, layer, head, pca_dims]
+    open_view_event = dict(fn=on_view, inputs=[open_view, *view_inputs], outputs=view_outputs, concurrency_id="model")
     run_inputs = [prompt, n_new, colour, chat, ablated]
-    run.click(on_run, run_inputs, outputs, api_name="analyze", concurrency_id="model")
-    prompt.submit(on_run, run_inputs, outputs, api_name=False, concurrency_id="model")
+    run.click(on_run, run_inputs, outputs, api_name="analyze", concurrency_id="model").success(
+        **open_view_event, api_name=False
+    )
+    prompt.submit(on_run, run_inputs, outputs, api_name=False, concurrency_id="model").success(
+        **open_view_event, api_name=False
+    )
+    # The API's way to a view: /view with its name ("Attention", "Logit lens", "Importance", "PCA", "JSON").
+    with gr.Row(elem_classes="ns-hidden"):
+        view_name = gr.Textbox(show_label=False, container=False)
+        view_go = gr.Button()
+    view_go.click(on_view, [view_name, *view_inputs], view_outputs, api_name="view", concurrency_id="model")
+    for tab, name in (
+        (tab_attention, VIEW_ATTENTION),
+        (tab_lens, VIEW_LENS),
+        (tab_importance, VIEW_IMPORTANCE),
+        (tab_pca, VIEW_PCA),
+        (tab_json, VIEW_JSON),
+    ):
+        tab.select(on_tab(name), view_inputs, [*view_outputs, open_view], api_name=False, concurrency_id="model")
     clicked_go.click(
         on_click,
         [clicked, prompt, n_new, colour, chat, state, ablated],
-        [*outputs, ablated],
+        [*outputs, ablated, views, open_view],
         api_name="click_head",
         concurrency_id="model",
     )
@@ -481,9 +526,9 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)
     pca_dims.change(
-        lambda d, shown: gr.update() if shown is None else pca_figure(shown.pca, d),
+        lambda d, shown: gr.update() if shown is None else pca_figure(shown.result, d),
         [pca_dims, state],
         [pca],
         api_name=False,
     )
-    return ExplorerTab(first_run=dict(fn=on_run, inputs=run_inputs, outputs=outputs))
+    return ExplorerTab(first_run=dict(fn=on_run, inputs=run_inputs, outputs=outputs), open_view=open_view_event)

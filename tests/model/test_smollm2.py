@@ -51,7 +51,7 @@ def test_answers_a_factual_chat_question(smollm2):
 def test_logit_lens_finds_paris_only_in_the_last_layers(smollm2):
     result = analyze(smollm2, "The capital of France is", Settings(model="smollm2"), max_new_tokens=4, chat=False)
     assert result.cache.tokens == ["The", " capital", " of", " France", " is"]
-    top = [row["tokens"][0] for row in result.lens_at_last_position(1)]
+    top = [row["tokens"][0] for row in result.lens_at_last_position(smollm2, 1)]
     assert top[-1] == " Paris" and result.cache.target_token == " Paris"
     assert " Paris" not in top[: smollm2.n_layers // 2]  # the answer forms late, not in the first half
 
@@ -61,7 +61,7 @@ def test_token_importance_points_at_the_subject(smollm2):
         smollm2, "The Eiffel Tower is located in the city of", Settings(model="smollm2"), max_new_tokens=4, chat=False
     )
     assert result.cache.target_token == " Paris"
-    tokens, scores = result.cache.tokens, result.cache.importance
+    tokens, scores = result.cache.tokens, result.importance(smollm2)
     assert tokens[int(scores.argmax())] in (" E", "iffel", " Tower")
 
 
@@ -76,7 +76,7 @@ def test_a_previous_token_head_is_visible_in_the_attention(smollm2):
     S = result.cache.n_tokens
     best = max(
         float(probs[h, torch.arange(1, S), torch.arange(0, S - 1)].mean())
-        for probs in result.cache.attention.values()
+        for probs in (result.attention(smollm2, layer).float() for layer in range(smollm2.n_layers))
         for h in range(smollm2.n_heads)
     )
     assert best > 0.6  # some head puts most of every row on the token right before

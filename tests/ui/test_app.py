@@ -29,7 +29,7 @@ def _summary(result):
     return result[7] if isinstance(result[7], dict) else json.loads(result[7])
 
 
-def test_analyze_endpoint_returns_every_view(served):
+def test_analyze_endpoint_runs_the_submit_and_view_draws_each_view_on_demand(served):
     demo, ctx = served
     client = _client(demo)
     result = client.predict("How do I bake bread?", 4, api_name="/analyze")
@@ -37,11 +37,20 @@ def test_analyze_endpoint_returns_every_view(served):
     summary = _summary(result)
     assert summary["prompt"] == "How do I bake bread?"
     assert summary["answer"] == answer
-    assert len(summary["logit_lens_last_position"]) == ctx.lm.n_layers
-    assert "refusal probability" in verdict
-    for fig in (heads, attention, lens, pca):
-        assert fig is not None
-    assert "<span" in importance
+    assert "refusal probability" in verdict and heads is not None
+    assert attention is None and lens is None and pca is None and importance == ""  # not computed by the submit
+    assert "logit_lens_last_position" not in summary
+    drawn = {}
+    for i, view in enumerate(("Attention", "Logit lens", "Importance", "PCA", "JSON")):
+        out = client.predict(view, 1, 2, "2-D", api_name="/view")
+        drawn[view] = out[i]
+        assert all(isinstance(o, dict) and o.get("__type__") == "update" for j, o in enumerate(out) if j != i)
+    for view in ("Attention", "Logit lens", "PCA"):
+        assert drawn[view]["type"] == "plotly"
+    assert "<span" in drawn["Importance"]
+    assert len(drawn["JSON"]["logit_lens_last_position"]) == ctx.lm.n_layers
+    with pytest.raises(Exception, match="view must be one of"):
+        client.predict("Everything", 1, 2, "2-D", api_name="/view")
 
 
 def test_select_head_uses_the_session_cache(served):

@@ -24,11 +24,11 @@ def test_positions_and_head_labels_agree_across_views(tiny_lm):
         (torch.randn(4, L, H, generator=gen), torch.rand(4, L, H, generator=gen)),
     )
     result = analyze(lm, "Tell me about the sea", Settings(max_new_tokens=2), direction=direction, head_stats=stats)
-    shown = ui.Shown.of(result, None)
+    shown = ui.Shown(result, None)
     S = result.cache.n_tokens
-    attention_x = list(ui.attention_figure(shown, 0, 0).data[0].x)
-    lens_x = list(ui.lens_figure(result).data[0].x)
-    pca_names = [trace.name for trace in ui.pca_figure(shown.pca).data]
+    attention_x = list(ui.attention_figure(lm, shown, 0, 0).data[0].x)
+    lens_x = list(ui.lens_figure(lm, result, 16, 5).data[0].x)
+    pca_names = [trace.name for trace in ui.pca_figure(result).data]
     # every view labels position p of the prompt "p: token"
     assert len(attention_x) == S and attention_x[-len(lens_x) :] == lens_x
     assert pca_names == attention_x[1:]  # the PCA leaves out position 0 and keeps the others' numbers

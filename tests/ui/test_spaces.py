@@ -29,6 +29,9 @@ MODEL_HANDLERS = {
     "on_steer",
     "on_push",
     "on_click",  # a shift-clicked grid cell re-runs the prompt with that head ablated
+    "on_view",  # the Explorer's views run the model on demand (attention: one layer; importance: a backward pass)
+    "on_open",  # ... when their tab opens
+    "on_select",  # opening a head computes its layer's attention and its own logit lens
 }
 
 
