@@ -81,13 +81,15 @@ def test_the_lens_on_demand_equals_the_full_capture(lm, pairs):
 def test_one_layers_attention_on_demand_equals_the_full_capture(lm, pairs):
     for name, (full, cache) in pairs.items():
         for layer in range(lm.n_layers):
-            torch.testing.assert_close(layer_attention(lm, cache, layer), full.attention[layer], rtol=1e-5, atol=1e-6)
+            got = layer_attention(lm, cache, layer)
+            torch.testing.assert_close(got, full.attention[layer], rtol=1e-5, atol=1e-6, msg=f"{name}, layer {layer}")
 
 
 def test_gradient_x_input_on_demand_equals_the_full_capture(lm, pairs):
     for name, (full, cache) in pairs.items():
         scale = float(full.importance.abs().max())
-        torch.testing.assert_close(gradient_x_input(lm, cache), full.importance, rtol=1e-5, atol=1e-5 * scale)
+        got = gradient_x_input(lm, cache)
+        torch.testing.assert_close(got, full.importance, rtol=1e-5, atol=1e-5 * scale, msg=name)
 
 
 def _counting(lm):
