@@ -3,7 +3,8 @@
 Prints medians and ratios (capture / bare). Rotates the variants each round so drift in machine
 load hits all of them alike. Run from the repository root:
 ``python -m benchmarks.bench_capture [--model demo] [--tokens 128] [--rounds 7]``; ``--sweep 32 128 512``
-reports the main variants at each prompt length instead.
+reports the main variants at each prompt length instead; ``--explorer 32 128`` reports what the Explorer does
+on one prompt (the submit and each view on demand, ``explorer_views``) at each prompt length.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=128, help="prompt length in tokens (chat template included)")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--sweep", type=int, nargs="+", metavar="S", help="prompt lengths for the main variants only")
+    p.add_argument("--explorer", type=int, nargs="+", metavar="S", help="prompt lengths for the Explorer's costs")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.model:
@@ -54,6 +56,9 @@ def main() -> None:
         lm = load_model(args.model)
     else:
         lm = build_tiny_model("llama", d_model=512, n_layers=8, n_heads=8, n_kv_heads=4, d_mlp=1536)
+    if args.explorer:
+        explorer(lm, args.explorer, args.rounds)
+        return
     if args.sweep:
         sweep(lm, args.batch, args.sweep, args.rounds)
         return
@@ -108,6 +113,19 @@ def sweep(lm, batch: int, lengths: list[int], rounds: int) -> None:
         S, m = _measure(lm, prompts, rounds, only=(BARE, RESID_Z, EVERY_VIEW, GRADIENTS))
         b = m[BARE]
         print(f"{S:>5} {b * 1000:>9.1f} {m[RESID_Z] / b:>8.2f} {m[EVERY_VIEW] / b:>11.2f} {m[GRADIENTS] / b:>15.2f}")
+
+
+def explorer(lm, lengths: list[int], rounds: int) -> None:
+    """The Explorer on one prompt: the submit and each view, as ratios to a bare forward of that prompt."""
+    from benchmarks.explorer_views import RATIOS, explorer_costs
+
+    print(f"model: {lm.name} ({lm.n_layers} layers, d_model {lm.d_model}); one prompt; {rounds} rounds")
+    print(f"{'S':>5} {'bare ms':>9} " + " ".join(f"{name:>{max(8, len(name))}}" for name in RATIOS))
+    for target in lengths:
+        costs = explorer_costs(lm, prompts_of_length(lm, 1, target)[0], rounds)
+        r = costs["ratios"]
+        cells = " ".join(f"{r[name]:>{max(8, len(name))}.3f}" for name in RATIOS)
+        print(f"{costs['tokens']:>5} {costs['seconds']['bare'] * 1000:>9.1f} {cells}")
 
 
 def _hidden(lm, ids, mask):

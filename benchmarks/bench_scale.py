@@ -4,9 +4,12 @@ Loads a stand-in (``python -m neuroscope standin --out DIR``: 28 layers, d_model
 random weights) through the normal loader and prints, in one run:
 
 - load time and peak memory (host RSS; GPU peak allocation with ``--device cuda``);
-- per prompt length S: a bare HF forward, the full capture of every view (residuals, z, attention
-  within the budget, logit lens, gradient x input) and the capture without the lens, as medians and
-  ratios to the bare forward;
+- per prompt length S (``--seq``): what the Explorer costs (``explorer_views``): the submit (one traced
+  forward pass, answer excluded), each view on demand (the lens at one position and at the shown ones,
+  one layer's attention, gradient x input, PCA, a head's logit lens), every view opened, and the eager
+  full capture it replaced, as medians and ratios to a bare HF forward of the same prompt;
+- per prompt length S (``--memory-seq``): what one visitor's session holds after a submit with every
+  view opened;
 - generation of ``--new-tokens`` tokens: bare HF ``generate`` vs the engine's ``generate`` plain,
   with the direction mean-ablated (hooks), added (hooks), and ablated through orthogonalised
   weights (edited in place at the end: a second copy of the weights would not fit a 24 GB host);
@@ -16,12 +19,18 @@ random weights) through the normal loader and prints, in one run:
 Run from the repository root::
 
     python -m neuroscope standin --out /tmp/standin28
-    python -m benchmarks.bench_scale --model /tmp/standin28 [--device cuda] [--seq 32,128,512] [--rounds 3]
+    python -m benchmarks.bench_scale --model /tmp/standin28 [--device cuda] [--seq 64,128] [--rounds 3] \
+        [--memory-seq 128,512,1024] [--views-only] [--json FILE]
+
+``--json FILE`` writes, for each S, the ratios ``submit``, ``lens_one_position``, ``attention_one_layer``,
+``gradients`` and ``every_view_no_grad`` (and the others of ``explorer_views.RATIOS``), each to the bare
+forward measured in the same run, and the session sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import time
@@ -73,15 +82,18 @@ def main() -> None:
     p.add_argument("--model", required=True, help="stand-in folder (or any local Llama-family chat model)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="auto", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16")
-    p.add_argument("--seq", default="32,128,512", help="prompt lengths in tokens, comma-separated")
+    p.add_argument("--seq", default="64,128", help="prompt lengths in tokens for the timings, comma-separated")
+    p.add_argument("--memory-seq", default="128,512,1024", help="prompt lengths for the session sizes ('' = none)")
+    p.add_argument("--views-only", action="store_true", help="only the Explorer rows (no generation, no direction)")
+    p.add_argument("--json", default=None, help="also write the Explorer's ratios and session sizes here")
     p.add_argument("--rounds", type=int, default=3, help="timed repetitions per variant (median reported)")
     p.add_argument("--new-tokens", type=int, default=8, help="generated tokens in the generation rows")
     p.add_argument("--direction-prompts", type=int, default=32, help="prompts per side for the direction row")
     args = p.parse_args()
 
+    from benchmarks.explorer_views import RATIOS, explorer_costs, session_bytes
     from neuroscope.experiment.direction import compute_candidates
     from neuroscope.model import load_model
-    from neuroscope.model.capture import capture
     from neuroscope.model.generate import generate_ids
     from neuroscope.model.interventions import DirectionAblation, DirectionAddition
     from neuroscope.model.orthogonalize import orthogonalize_weights
@@ -107,26 +119,39 @@ def main() -> None:
     print(f"load: {load_s:.1f} s; peak RSS after load {_rss_gib():.1f} GiB (now {_rss_now_gib():.1f} GiB){gpu_peak()}")
     print("\n| what | median (s) | ratio to its baseline |\n|---|---|---|", flush=True)
 
-    for S in [int(s) for s in args.seq.split(",")]:
-        prompt = _prompt_of_length(lm, S)
-        ids, mask = lm.encode_chat([prompt])
-
-        def bare(ids=ids, mask=mask):
-            with torch.no_grad():
-                lm.hf(input_ids=ids, attention_mask=mask)
-
-        base = _timed(bare, args.rounds)
-        row(f"bare HF forward, S={ids.shape[1]}", base, "1.00")
-        full = _timed(lambda prompt=prompt: capture(lm, [prompt]), args.rounds)
-        row(
-            f"capture, every view (attention within budget, lens, grad x input), S={ids.shape[1]}",
-            full,
-            f"{full / base:.2f}",
+    record: dict = {
+        "model": args.model,
+        "layers": lm.n_layers,
+        "d_model": lm.d_model,
+        "vocab": lm.vocab_size,
+        "dtype": str(lm.dtype).replace("torch.", ""),
+        "device": str(lm.device),
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "by_seq": {},
+        "session": {},
+    }
+    for S in [int(s) for s in args.seq.split(",") if s]:
+        costs = explorer_costs(lm, _prompt_of_length(lm, S), args.rounds)
+        record["by_seq"][str(S)] = costs
+        n, sec = costs["tokens"], costs["seconds"]
+        row(f"bare HF forward, S={n}", sec["bare"], "1.00")
+        for name in RATIOS:
+            row(f"Explorer {name}, S={n}", sec[name], f"{costs['ratios'][name]:.3f}")
+    for S in [int(s) for s in args.memory_seq.split(",") if s]:
+        held = session_bytes(lm, _prompt_of_length(lm, S))
+        record["session"][str(S)] = held
+        print(
+            f"session after a submit with every view opened, S={held['tokens']}: {held['session_mb']:.1f} MB "
+            f"(stream {held['stream_mb']:.1f} MB in {held['stream_dtype']}, views {held['views_mb']:.1f} MB)",
+            flush=True,
         )
-        nolens = _timed(
-            lambda prompt=prompt: capture(lm, [prompt], attention_layers=None, top_k=0, gradients=False), args.rounds
-        )
-        row(f"capture without lens, attention or gradients, S={ids.shape[1]}", nolens, f"{nolens / base:.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(record, fh, indent=2)
+    if args.views_only:
+        print(f"\npeak RSS {_rss_gib():.1f} GiB (now {_rss_now_gib():.1f} GiB){gpu_peak()}")
+        return
 
     prompt = _prompt_of_length(lm, 32)
     ids, mask = lm.encode_chat([prompt])

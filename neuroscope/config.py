@@ -146,6 +146,13 @@ class Settings:
             "env": "NEUROSCOPE_SESSION_STREAM_MB",
         },
     )
+    runs_memory_mb: int = field(
+        default=512,
+        metadata={
+            "help": "The app keeps every visitor's last runs (Explorer, induction) within this many MB together; past it the least recently used are dropped, and their visitors told.",
+            "env": "NEUROSCOPE_RUNS_MEMORY_MB",
+        },
+    )
     remote: bool = field(
         default=False,
         metadata={
@@ -170,6 +177,7 @@ class Settings:
             "lens_positions",
             "attention_budget_mb",
             "session_stream_mb",
+            "runs_memory_mb",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.heads import contribution_norms, head_contributions, head_label
+from neuroscope.analysis.heads import head_contributions, head_label
 from neuroscope.analysis.lens import top_and_bottom
 from neuroscope.analysis.metrics import is_clean_refusal, is_refusal, refusal_score
 from neuroscope.analysis.pca import pca_trajectory
@@ -246,6 +246,25 @@ def analyze(
     from neuroscope.research.generation import check_new_tokens  # one rule for the answer length
 
     n_new = settings.max_new_tokens if max_new_tokens is None else check_new_tokens(max_new_tokens, settings)
+    answer = generate(
+        lm, [text], max_new_tokens=n_new, interventions=interventions, max_tokens=settings.max_prompt_tokens, chat=chat
+    )[0]
+    return submit_pass(lm, text, settings, answer, interventions, direction, head_stats, callout_k, chat)
+
+
+def submit_pass(
+    lm: Any,
+    text: str,
+    settings: Settings,
+    answer: str = "",
+    interventions: Sequence[Intervention] = (),
+    direction: Tensor | None = None,
+    head_stats: Any = None,
+    callout_k: int = 3,
+    chat: bool = True,
+) -> Analysis:
+    """A submit without its answer: ONE traced forward pass of a checked prompt (``clean_instruction``), and
+    what derives from it (the verdict's score, every head's write at the last position, Δ and the callout)."""
     local = lm.has_weights  # remote (NDIF): no head contributions (they need the weights here)
     cache = capture_stream(
         lm,
@@ -255,20 +274,8 @@ def analyze(
         chat=chat,
         budget_mb=settings.session_stream_mb,
     )
-    answer = generate(
-        lm, [text], max_new_tokens=n_new, interventions=interventions, max_tokens=settings.max_prompt_tokens, chat=chat
-    )[0]
     log_odds = float(refusal_score(cache.last_logits[None], refusal_token_ids(lm.tokenizer))[0])
-    norms = (
-        torch.stack(
-            [
-                contribution_norms(cache.z_tail[l, :, -1], lm.o_proj_weight(l).float().cpu())
-                for l in range(cache.n_layers)
-            ]
-        )
-        if local
-        else torch.zeros(cache.n_layers, lm.n_heads)
-    )
+    norms = lm.head_writes(cache.z_tail[:, :, -1]).norm(dim=-1) if local else torch.zeros(cache.n_layers, lm.n_heads)
     callout, suppressor = None, None
     if direction is not None and head_stats is not None and local:
         from neuroscope.research import head_callout

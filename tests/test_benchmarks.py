@@ -36,3 +36,23 @@ def test_harmfulness_benchmark_writes_its_ratio(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["prompts"] == 8 and record["ratio"] == record["map_s"] / record["bare_s"]
     assert "ratio" in capsys.readouterr().out
+
+
+def test_scale_benchmark_writes_the_explorers_ratios(standin_dir, tmp_path, monkeypatch, capsys):
+    """``bench_scale --json`` gives, per prompt length, each view's ratio to the bare forward of the same run."""
+    import json
+    import sys
+
+    from benchmarks import bench_scale
+
+    out = tmp_path / "scale.json"
+    argv = ["bench_scale", "--model", str(standin_dir), "--seq", "24", "--memory-seq", "40", "--rounds", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--views-only", "--json", str(out)])
+    bench_scale.main()
+    record = json.loads(out.read_text())
+    costs = record["by_seq"]["24"]
+    for name in ("submit", "lens_one_position", "attention_one_layer", "gradients", "every_view_no_grad"):
+        assert costs["ratios"][name] == costs["seconds"][name] / costs["seconds"]["bare"] > 0
+    held = record["session"]["40"]
+    assert held["stream_dtype"] == "float32" and 0 < held["stream_mb"] < held["session_mb"]
+    assert "Explorer submit" in capsys.readouterr().out

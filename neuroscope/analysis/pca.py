@@ -66,12 +66,17 @@ def _fix_signs(vt: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def pca(x: Tensor, k: int = 3) -> PCAResult:
-    """Principal components of a point cloud, in float64 via SVD.
+def pca(x: Tensor, k: int = 3, tol: float | None = None) -> PCAResult:
+    """Principal components of a point cloud, in float64: exact (SVD), or with ``tol`` the top ``k`` by
+    subspace iteration, each pair checked to ``||C v - lambda v|| <= tol * lambda_1`` (``C`` the scatter
+    matrix), falling back to the SVD when that is not reached. A full SVD of a 3B model's residual stream
+    (28 layers x 128 tokens x 3,072 dims) costs more than a forward pass on 2 cores; the top three, a
+    fraction of one.
 
     Args:
         x: [N, d] points (N >= 2).
         k: number of components, 1 <= k <= min(N, d).
+        tol: ``None`` for the exact decomposition, else the residual tolerance above.
 
     Returns:
         PCAResult with CPU float64 tensors.
@@ -87,16 +92,47 @@ def pca(x: Tensor, k: int = 3) -> PCAResult:
     require_finite(x64, "x")
     mean = x64.mean(dim=0)
     centred = x64 - mean
-    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
-    var = s.square()
-    total = var.sum()
+    total = centred.square().sum()  # the total variance (times N), without any decomposition
     if total <= 0:
         raise ValueError("x has zero variance; PCA is undefined")
+    top = _top_singular(centred, k, tol) if tol is not None else None
+    if top is None:
+        _, s, vt = torch.linalg.svd(centred, full_matrices=False)
+        top = s[:k], vt[:k]
+    s, vt = top
     return PCAResult(
-        components=_fix_signs(vt[:k]).contiguous(),
+        components=_fix_signs(vt).contiguous(),
         mean=mean,
-        explained_variance_ratio=var[:k] / total,
+        explained_variance_ratio=s.square() / total,
     )
+
+
+def _top_singular(
+    x: Tensor, k: int, tol: float, max_steps: int = 200, check_every: int = 4
+) -> tuple[Tensor, Tensor] | None:
+    """The top ``k`` singular values and right singular vectors of ``x`` [N, d] (float64), by subspace
+    iteration with a Rayleigh-Ritz step, from a fixed start (deterministic). Accepted only when every pair
+    passes an a-posteriori check, ``||x^T x v - s^2 v|| <= tol * s_1^2``; otherwise ``None`` (the caller
+    then takes the full SVD)."""
+    n, d = x.shape
+    q = min(k + 10, n, d)
+    start = torch.randn(n, q, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    basis = torch.linalg.qr(x.T @ start).Q  # [d, q]
+    for step in range(1, max_steps + 1):
+        basis = torch.linalg.qr(x.T @ (x @ basis)).Q
+        if step % check_every:
+            continue
+        _, s, wt = torch.linalg.svd(x @ basis, full_matrices=False)  # Rayleigh-Ritz in the subspace
+        v, s = (basis @ wt.T)[:, :k], s[:k]  # [d, k], [k]
+        residual = x.T @ (x @ v) - v * s.square()
+        if bool((residual.norm(dim=0) <= tol * s[0].square()).all()):
+            return s, v.T
+    return None
+
+
+# The trajectory view's accuracy on large streams: eigenvector residuals of 1e-6 of the top eigenvalue, far
+# below what a plot shows (the tests hold it to the SVD's coordinates).
+TRAJECTORY_TOL = 1e-6
 
 
 @torch.no_grad()
@@ -117,6 +153,6 @@ def pca_trajectory(resid: Tensor, k: int = 3) -> tuple[Tensor, Tensor]:
     if resid.ndim != 3:
         raise ValueError(f"resid must be [L+1, S, d], got {tuple(resid.shape)}")
     n_points, seq, d = resid.shape
-    fit = pca(resid.reshape(n_points * seq, d), k)
+    fit = pca(resid.reshape(n_points * seq, d), k, tol=TRAJECTORY_TOL if min(n_points * seq, d) > 256 else None)
     coords = fit.transform(resid.detach().cpu())
     return coords, fit.explained_variance_ratio

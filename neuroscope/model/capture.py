@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from neuroscope.model.interventions import Intervention, chains, validate_all, walk_layers
+from neuroscope.model.stream import unembed_topk
 
 
 @dataclass
@@ -207,15 +208,15 @@ def _logit_lens(
         S = _lens_width(S, positions)
     if top_k == 0:
         return torch.zeros(len(resid_post), B, S, 0), torch.zeros(len(resid_post), B, S, 0, dtype=torch.long)
-    lm.require_weights("the logit lens (final norm and unembedding)")
-    norm, head = lm.access.final_norm(lm.hf), lm.access.lm_head(lm.hf)
     probs, ids = [], []
     for i, resid in enumerate(resid_post):
-        logits = final if final is not None and i == len(resid_post) - 1 else head(norm(resid[:, -S:]))
-        p = logits.float().softmax(-1)
-        top = p.topk(min(top_k, p.shape[-1]), dim=-1)
-        probs.append(top.values.cpu())
-        ids.append(top.indices.cpu())
+        if final is not None and i == len(resid_post) - 1:  # the model's own logits: no second unembedding
+            top = final.float().softmax(-1).topk(min(top_k, final.shape[-1]), dim=-1)
+            p, t = top.values.cpu(), top.indices.cpu()
+        else:
+            p, t = unembed_topk(lm, resid[:, -S:], top_k)
+        probs.append(p)
+        ids.append(t)
     return torch.stack(probs), torch.stack(ids)
 
 

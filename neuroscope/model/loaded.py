@@ -268,6 +268,21 @@ class LoadedModel:
         what the head analyses compute with)."""
         return torch.stack([self.o_proj_weight(l).detach().double().cpu() for l in range(self.n_layers)])
 
+    @torch.no_grad()
+    def head_writes(self, z: torch.Tensor) -> torch.Tensor:
+        """What every head writes into the residual stream for one position's ``z`` ``[L, H, D]``:
+        ``[L, H, d_model]`` float32 on the CPU (bias left out), computed layer by layer on the model's
+        device without copying ``W_O`` (cheap for one position, unlike stacking every ``W_O``)."""
+        from neuroscope.analysis.heads import head_contributions
+
+        if z.ndim != 3 or z.shape[0] != self.n_layers:
+            raise ValueError(f"z must be [L={self.n_layers}, H, D], got {tuple(z.shape)}")
+        out = []
+        for layer in range(self.n_layers):
+            W = self.o_proj_weight(layer).detach()
+            out.append(head_contributions(z[layer].to(W.device, torch.float32), W.float()).cpu())
+        return torch.stack(out)
+
     def o_proj_bias(self, layer: int) -> torch.Tensor | None:
         """The attention output's bias ``[d_model]`` (GPT-2, Qwen-style models with one), else ``None``."""
         self.check_layer(layer)

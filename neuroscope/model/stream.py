@@ -154,21 +154,35 @@ def capture_stream(
     )
 
 
+LENS_CHUNK_MB = 64  # the logits one unembedding step holds at once (rows x vocabulary floats)
+
+
 @torch.no_grad()
 def unembed_topk(lm: Any, resid: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The logit lens: top-k of ``softmax(lm_head(final_norm(resid)))``, ``resid`` [..., d] (any dtype, any
-    device). Returns ``(probs [..., k] float32, ids [..., k] long)`` on the CPU."""
+    device). Returns ``(probs [..., k] float32, ids [..., k] long)`` on the CPU.
+
+    Rows go through the unembedding together, ``LENS_CHUNK_MB`` of logits at a time: for a few rows it is a
+    memory-bound read of the whole ``[V, d]`` matrix, so one read for many rows, not one per row."""
     lm.require_weights("the logit lens (final norm and unembedding)")
     norm, head = lm.access.final_norm(lm.hf), lm.access.lm_head(lm.hf)
-    p = head(norm(resid.to(lm.device, lm.dtype))).float().softmax(-1)
-    top = p.topk(min(int(k), p.shape[-1]), dim=-1)
-    return top.values.cpu(), top.indices.cpu()
+    rows = resid.reshape(-1, resid.shape[-1])
+    k = min(int(k), lm.vocab_size)
+    step = max(1, (LENS_CHUNK_MB * 2**20) // (4 * lm.vocab_size))
+    probs, ids = [], []
+    for start in range(0, rows.shape[0], step):
+        p = head(norm(rows[start : start + step].to(lm.device, lm.dtype))).float().softmax(-1)
+        top = p.topk(k, dim=-1)
+        probs.append(top.values.cpu())
+        ids.append(top.indices.cpu())
+    shape = (*resid.shape[:-1], k)
+    return torch.cat(probs).reshape(shape), torch.cat(ids).reshape(shape)
 
 
 def lens_topk(
     lm: Any, cache: StreamCache, layers: Sequence[int], positions: Sequence[int], k: int
 ) -> tuple[Tensor, Tensor]:
-    """The logit lens after each of ``layers`` at ``positions`` (0-based, from the start), one unembedding of
+    """The logit lens after each of ``layers`` at ``positions`` (0-based, from the start): one unembedding of
     ``len(layers) x len(positions)`` rows. The last layer's lens is the model's own next-token distribution.
 
     Returns:
@@ -176,9 +190,7 @@ def lens_topk(
     """
     layers = [lm.check_layer(layer) for layer in layers]
     pos = torch.as_tensor([_position(p, cache.n_tokens) for p in positions], dtype=torch.long)
-    # one layer at a time: all at once would hold len(layers) x len(positions) x V floats
-    tops = [unembed_topk(lm, cache.stream[layer + 1, pos], k) for layer in layers]
-    return torch.stack([p for p, _ in tops]), torch.stack([i for _, i in tops])
+    return unembed_topk(lm, cache.stream[torch.as_tensor(layers, dtype=torch.long) + 1][:, pos], k)
 
 
 def _position(p: object, S: int) -> int:

@@ -51,11 +51,11 @@ def describe_heads(
 
 
 def prompt_head_values(lm: Any, z: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
-    """One prompt's head values from a capture's ``z`` ([L, H, S, D]): ``(projection, norm)``, [L, H] each."""
+    """One prompt's head values from a capture's ``z`` ([L, H, S, D], or its last positions): ``(projection,
+    norm)``, float64 [L, H] each, of each head's write averaged over the post-instruction positions."""
     P = lm.n_post_instruction
-    z_post = z[:, :, -P:].double().mean(dim=2)[None]  # [1, L, H, D]
-    proj, norm = head_values(z_post, lm.o_proj_weights(), unit(direction.double()))
-    return proj[0], norm[0]
+    writes = lm.head_writes(z[:, :, -P:].double().mean(dim=2)).double()  # [L, H, d]
+    return writes @ unit(direction.double()).cpu(), writes.norm(dim=-1)
 
 
 def head_callout(

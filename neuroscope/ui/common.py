@@ -17,6 +17,7 @@ from neuroscope.config import Settings
 from neuroscope.errors import UserError
 from neuroscope.model.loader import GATED_HELP
 from neuroscope.research import DirectionStore, current_session
+from neuroscope.ui.sessions import RunLedger
 
 log = logging.getLogger("neuroscope.ui")
 
@@ -34,8 +35,11 @@ class AppContext:
     notice: str | None = None  # why the requested model was not loaded, if it was not
     directions: DirectionStore = field(default_factory=DirectionStore)  # current refusal direction(s)
     shipped: Any = None  # the bundled model's shipped DirectionResult (read-only), for "Restore"
+    runs: RunLedger = field(default=None)  # type: ignore[assignment]  # every visitor's kept runs, one budget
 
     def __post_init__(self) -> None:
+        if self.runs is None:
+            self.runs = RunLedger(self.settings.runs_memory_mb)
         # Public mode: a visitor's direction is theirs alone; the start-up direction is shared and read-only.
         self.directions.per_session = bool(self.settings.public)
 

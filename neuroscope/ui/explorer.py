@@ -13,7 +13,9 @@ from neuroscope.analysis.heads import head_label, parse_head_label
 from neuroscope.explorer import Analysis, analyze, head_direction_deltas
 from neuroscope.model.interventions import HeadAblation
 from neuroscope.model.chat import PromptError
+from neuroscope.research import current_session
 from neuroscope.ui.common import AppContext, TextInput, on_gpu, user_errors
+from neuroscope.ui.sessions import DROPPED
 
 # Runs once as the page opens (``launch(js=...)``): hooks plotly's click event on the Explorer's head grid
 # (gradio redraws the figure on each run, so every new plot gets the hook) and hands the clicked cell to
@@ -110,8 +112,8 @@ def head_figure(shown: "Shown", layer: int, head: int, projections=None):
 
 def attention_figure(lm, shown: "Shown", layer: int, head: int):
     """The attention map of one head (its layer's attention computed on demand, then memoised)."""
-    probs = shown.result.attention(lm, layer)
-    return viz.attention_heatmap(probs[head].float().numpy(), shown.result.cache.tokens, layer, head)
+    probs = shown.run().attention(lm, layer)
+    return viz.attention_heatmap(probs[head].float().numpy(), shown.run().cache.tokens, layer, head)
 
 
 def ablated_note(ablated) -> str:
@@ -126,7 +128,7 @@ def head_panel_markdown(lm, shown: "Shown", layer: int, head: int, k: int = 8) -
     """The opened head: its write along the direction (when one exists) and its per-head logit lens."""
     if not lm.has_weights:
         return f"**{head_label(layer, head)}** · the per-head logit lens needs the model's weights on this machine"
-    lens = shown.result.head_lens(lm, layer, head, k)
+    lens = shown.run().head_lens(lm, layer, head, k)
     lines = [f"**{head_label(layer, head)}** · ‖write‖ at the last position = {lens.norm:.3f}"]
     if shown.deltas is not None:
         lines[0] += f" · Δ along the direction vs harmless = {float(shown.deltas[layer, head]):+.3f}"
@@ -191,23 +193,36 @@ def _escape(text: str) -> str:
     return html.escape(text)
 
 
-@dataclass
+@dataclass(eq=False)
 class Shown:
     """A session's last run: the submit's cache (``Analysis``, with the views computed so far) and what the
     grid shows. Its size is ``nbytes`` (the residual stream in float32 up to ``Settings.session_stream_mb``,
-    bfloat16 beyond, plus at most ``explorer.VIEW_MEMO_MB`` of views); it expires with ``STATE_TTL_S``."""
+    bfloat16 beyond, plus at most ``explorer.VIEW_MEMO_MB`` of views); the app's ``RunLedger`` may
+    ``release`` it for other visitors' runs, and it expires with ``STATE_TTL_S``."""
 
-    result: Analysis
+    result: Analysis | None
     deltas: torch.Tensor | None  # [L, H] along the direction the run saw, or None
     ablated: tuple[tuple[int, int], ...] = ()  # heads mean-ablated in this run
+    dropped_for: int = 0  # the ledger's budget (MB) when it released this run; 0: not released
 
     @property
     def head_norms(self) -> torch.Tensor:
-        return self.result.head_norms
+        return self.run().head_norms
 
     @property
     def nbytes(self) -> int:
+        if self.result is None:
+            return 0
         return self.result.nbytes + (0 if self.deltas is None else self.deltas.numel() * self.deltas.element_size())
+
+    def run(self) -> Analysis:
+        """The run, or a message saying why it is gone."""
+        if self.result is None:
+            raise PromptError(DROPPED.format(budget=self.dropped_for))
+        return self.result
+
+    def release(self, budget_mb: int = 0) -> None:
+        self.result, self.deltas, self.dropped_for = None, None, budget_mb or 1
 
 
 STATE_TTL_S = 1800  # a session's last run is dropped after 30 minutes without a visit
@@ -312,17 +327,17 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
                     gr.Markdown(GUIDE["heads"])
                 with gr.Column(scale=2):
                     head_panel = gr.Markdown(elem_id="explorer-head-panel")
-                    attention = gr.Plot(label="Attention pattern")
+                    attention = gr.Plot(label="Attention pattern", elem_id="explorer-attention")
                     gr.Markdown(GUIDE["attention"])
         with gr.Tab(VIEW_LENS, id=VIEW_LENS) as tab_lens:
-            lens = gr.Plot(label="Logit lens")
+            lens = gr.Plot(label="Logit lens", elem_id="explorer-lens")
             gr.Markdown(GUIDE["lens"])
         with gr.Tab(VIEW_IMPORTANCE, id=VIEW_IMPORTANCE) as tab_importance:
-            importance = gr.HTML()
+            importance = gr.HTML(elem_id="explorer-importance")
             gr.Markdown(GUIDE["importance"])
         with gr.Tab(VIEW_PCA, id=VIEW_PCA) as tab_pca:
             pca_dims = gr.Radio([PCA_2D, PCA_3D], value=PCA_2D, label="Projection", elem_id="explorer-pca-dims")
-            pca = gr.Plot(label="Residual trajectory (PCA)")
+            pca = gr.Plot(label="Residual trajectory (PCA)", elem_id="explorer-pca")
             gr.Markdown(GUIDE["pca"])
         with gr.Tab(VIEW_JSON, id=VIEW_JSON) as tab_json:
             gr.Markdown("What `python -m neuroscope analyze --json` prints for this prompt.")
@@ -339,7 +354,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     def projections(shown: Shown, colour_by: str):
         if colour_by != COLOUR_DIRECTION:
             return None
-        if shown.deltas is None:
+        if shown.run() is not None and shown.deltas is None:
             store.get(lm)  # no direction: says how to get one
             raise PromptError("this run had no direction yet: press Run again to colour by it")
         return shown.deltas
@@ -373,6 +388,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             best = result.top_heads(1)[0]
             l, h = best["layer"], best["head"]
         shown = Shown(result, None if current is None else head_direction_deltas(lm, result.cache, current), ablate)
+        ctx.runs.admit(shown, current_session.get())  # within the app's memory for runs: older runs may go
         grid = head_figure(shown, l, h, projections(shown, colour_by))
         return (
             result.answer,
@@ -394,18 +410,20 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     def draw_view(view, shown, l, h, dims):
         """(attention, lens, importance, pca, summary): the one view asked for, the others left as they are."""
         out = [gr.update()] * len(VIEWS)
+        shown.run()  # says so if it was dropped for room
         if view == VIEW_ATTENTION:
             out[0] = attention_figure(lm, shown, lm.check_layer(int(l)), lm.check_head(int(h)))
         elif view == VIEW_LENS:
-            out[1] = lens_figure(lm, shown.result, settings.lens_positions, settings.lens_top_k)
+            out[1] = lens_figure(lm, shown.run(), settings.lens_positions, settings.lens_top_k)
         elif view == VIEW_IMPORTANCE:
-            out[2] = importance_html(lm, shown.result)
+            out[2] = importance_html(lm, shown.run())
         elif view == VIEW_PCA:
-            out[3] = pca_figure(shown.result, PCA_3D if dims == PCA_3D else PCA_2D)
+            out[3] = pca_figure(shown.run(), PCA_3D if dims == PCA_3D else PCA_2D)
         elif view == VIEW_JSON:
-            out[4] = shown.result.to_json(lm, lens_k=settings.lens_top_k)
+            out[4] = shown.run().to_json(lm, lens_k=settings.lens_top_k)
         else:
             raise PromptError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        ctx.runs.touch(shown)  # used now; its views count against the budget
         return tuple(out)
 
     @on_gpu
@@ -432,11 +450,13 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         if shown is None:
             raise PromptError("run a prompt first")
         l, h = lm.check_layer(int(l)), lm.check_head(int(h))
-        return (
+        out = (
             head_figure(shown, l, h, projections(shown, colour_by)),
             attention_figure(lm, shown, l, h),
             head_panel_markdown(lm, shown, l, h),
         )
+        ctx.runs.touch(shown)
+        return out
 
     @on_gpu
     @user_errors
@@ -525,10 +545,10 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         api_name=False,
     )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)
-    pca_dims.change(
-        lambda d, shown: gr.update() if shown is None else pca_figure(shown.result, d),
-        [pca_dims, state],
-        [pca],
-        api_name=False,
-    )
+
+    @user_errors
+    def on_dims(dims, shown):
+        return gr.update() if shown is None else pca_figure(shown.run(), dims)
+
+    pca_dims.change(on_dims, [pca_dims, state], [pca], api_name=False)
     return ExplorerTab(first_run=dict(fn=on_run, inputs=run_inputs, outputs=outputs), open_view=open_view_event)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
+import torch
 
 from neuroscope import research
 from neuroscope.config import SEED_MAX
 
 from neuroscope import viz
 from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
+from neuroscope.model.chat import PromptError
+from neuroscope.research import current_session
 from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.sessions import DROPPED
 from neuroscope.analysis.heads import head_label, parse_head_label
 
 GUIDE = (
@@ -54,10 +60,38 @@ def stripe_figure(result: InductionResult, layer: int, head: int):
     return viz.attention_heatmap(result.attention[layer, head].numpy(), result.tokens, layer, head)
 
 
+@dataclass(eq=False)
+class KeptInduction:
+    """What a session keeps of its induction run: the stripes the dropdown offers (the top heads' attention on
+    sequence 1, float16 copies), never the whole [L, H, S, S]; the ``RunLedger`` may ``release`` it."""
+
+    tokens: list[str]
+    stripes: dict[tuple[int, int], torch.Tensor] | None
+    dropped_for: int = 0
+
+    @classmethod
+    def of(cls, result: InductionResult) -> "KeptInduction":
+        return cls(result.tokens, {(l, h): result.attention[l, h].half().clone() for l, h in result.top})
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.stripes or {}).values())
+
+    def release(self, budget_mb: int = 0) -> None:
+        self.stripes, self.dropped_for = None, budget_mb or 1
+
+    def figure(self, layer: int, head: int):
+        if self.stripes is None:
+            raise PromptError(DROPPED.format(budget=self.dropped_for))
+        if (layer, head) not in self.stripes:
+            raise PromptError(f"{head_label(layer, head)} is not one of this run's top heads")
+        return viz.attention_heatmap(self.stripes[layer, head].float().numpy(), self.tokens, layer, head)
+
+
 def build_induction_tab(ctx: AppContext) -> None:
     """Adds the Induction heads tab's components and events to the current ``gr.Blocks``."""
     lm = ctx.lm
-    state = gr.State(None, time_to_live=1800)  # the last run (its attention maps): dropped after 30 min
+    state = gr.State(None, time_to_live=1800)  # the last run's top-head stripes (KeptInduction): 30 min at most
     gr.Markdown(GUIDE)
     with gr.Row():
         n_seqs = gr.Slider(1, MAX_SEQS, value=8, step=1, label="Sequences")
@@ -95,6 +129,8 @@ def build_induction_tab(ctx: AppContext) -> None:
         result = find_induction_heads(lm, n_seqs=n, half=t, k=kk, seed=research.as_seed(s), progress=progress)
         l, h = result.top[0]
         choices = [head_label(a, b) for a, b in result.top]
+        kept = KeptInduction.of(result)
+        ctx.runs.admit(kept, current_session.get())
         grid_fig = viz.head_grid(
             result.induction.numpy(),
             "Induction score (attention to the token after the earlier occurrence)",
@@ -111,15 +147,17 @@ def build_induction_tab(ctx: AppContext) -> None:
             stripe_figure(result, l, h),
             viz.loss_by_position(result.loss_by_position.numpy(), result.prefix_len + result.half - 1),
             ablation_figure(result),
-            result,
+            kept,
         )
 
     @user_errors
-    def on_pick(choice, result):
-        if result is None or not choice:
+    def on_pick(choice, kept):
+        if kept is None or not choice:
             return gr.update()
         l, h = parse_head_label(choice)
-        return stripe_figure(result, lm.check_layer(int(l)), lm.check_head(int(h)))
+        figure = kept.figure(lm.check_layer(int(l)), lm.check_head(int(h)))
+        ctx.runs.touch(kept)
+        return figure
 
     run.click(
         on_run,

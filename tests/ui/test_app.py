@@ -157,3 +157,23 @@ def test_the_readme_lists_every_api_endpoint(served):
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     listed = set(re.findall(r"`(/[a-z_]+)`", readme.split("Every event has an `api_name`", 1)[1].split("##", 1)[0]))
     assert listed == named
+
+
+def test_past_the_run_budget_the_least_recent_visitor_is_told_their_run_was_dropped(served):
+    """The app keeps every visitor's last run within one budget (Settings.runs_memory_mb): past it the least
+    recently used run goes, and its visitor's next view says why instead of failing."""
+    demo, ctx = served
+    alice, bob = _client(demo), _client(demo)
+    alice.predict("Hi there", 2, api_name="/analyze")
+    old = ctx.runs.budget_mb
+    try:
+        ctx.runs.budget_mb = (ctx.runs.held_bytes() + 1) / 2**20  # room for what is held now, not one run more
+        bob.predict("Hello, who are you?", 2, api_name="/analyze")
+        with pytest.raises(Exception, match="dropped to make room for other visitors"):
+            alice.predict("Attention", 1, 2, "2-D", api_name="/view")
+        assert bob.predict("PCA", 1, 2, "2-D", api_name="/view")[3]["type"] == "plotly"
+        ctx.runs.budget_mb = old
+        alice.predict("Hi there", 2, api_name="/analyze")  # running again brings the run back
+        assert alice.predict("Attention", 1, 2, "2-D", api_name="/view")[0]["type"] == "plotly"
+    finally:
+        ctx.runs.budget_mb = old

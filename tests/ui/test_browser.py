@@ -151,9 +151,14 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
         assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 200) <= 900, (name, box)
     page.screenshot(path=str(shots / "0-landing.png"))
     problems = _layout_problems(page, "landing")
-    for view in ("Logit lens", "PCA", "Attention"):
+    # Each view is computed when its tab opens (the submit ran one forward pass): its figure appears then.
+    for view, where in (("Logit lens", "lens"), ("PCA", "pca"), ("Attention", "attention")):
         page.get_by_role("tab", name=view, exact=True).click()
+        sync_api.expect(page.locator(f"#explorer-{where} .js-plotly-plot")).to_be_visible(timeout=TIMEOUT_MS)
         problems += _layout_problems(page, f"Explorer / {view}")
+    page.get_by_role("tab", name="Importance", exact=True).click()
+    sync_api.expect(page.locator("#explorer-importance")).to_contain_text("Importance for the predicted", timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Attention", exact=True).click()
 
     # 0b. The grid is the way in: a click opens a head (its per-head logit lens), a shift-click mean-ablates
     # it and re-runs the prompt, and a second shift-click restores it.

@@ -1,0 +1,82 @@
+"""One memory budget for the runs every visitor keeps (the Explorer's last prompt, the last induction run).
+
+Each kept run is an object with ``nbytes`` (what it holds now, views included) and ``release()`` (drop the
+tensors, remember that it was dropped). The ledger holds weak references only: when gradio drops a session's
+state (its page closed, or it expired) the run leaves the ledger by itself. Past the budget the least recently
+used runs are released, other visitors' first; their holders then tell their visitor why (``DROPPED``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import weakref
+from typing import Any
+
+log = logging.getLogger("neuroscope.ui")
+
+DROPPED = (
+    "your last run was dropped to make room for other visitors' runs (the app keeps {budget} MB of runs for "
+    "everyone together): press Run again"
+)
+
+
+class RunLedger:
+    """The runs kept by every session, least recently used first, within ``budget_mb`` together."""
+
+    def __init__(self, budget_mb: int) -> None:
+        self.budget_mb = int(budget_mb)
+        self._lock = threading.Lock()
+        self._runs: dict[int, tuple[weakref.ref, str | None, int]] = {}  # id -> (run, session, last use)
+        self._clock = itertools.count()
+        self.released = 0  # runs released for room so far
+
+    def admit(self, run: Any, session: str | None) -> None:
+        """Registers a new run (most recently used), then releases the oldest runs while over budget."""
+        with self._lock:
+            self._runs[id(run)] = (weakref.ref(run), session, next(self._clock))
+            self._fit(keep=run)
+
+    def touch(self, run: Any) -> None:
+        """Marks a run used now (a view of it was opened), and re-checks the budget (its views grew it)."""
+        with self._lock:
+            entry = self._runs.get(id(run))
+            if entry is not None and entry[0]() is run:
+                self._runs[id(run)] = (entry[0], entry[1], next(self._clock))
+                self._fit(keep=run)
+
+    def held_bytes(self) -> int:
+        with self._lock:
+            return sum(run.nbytes for run in self._live())
+
+    def _live(self) -> list[Any]:
+        dead = [key for key, (ref, _, _) in self._runs.items() if ref() is None]
+        for key in dead:
+            del self._runs[key]
+        return [ref() for ref, _, _ in self._runs.values()]
+
+    def _fit(self, keep: Any) -> None:
+        budget = self.budget_mb * 2**20
+        live = self._live()
+        total = sum(run.nbytes for run in live)
+        if total <= budget:
+            return
+        _, session, _ = self._runs[id(keep)]
+        # Oldest first, other sessions before the one that asked; the run being used now is never released.
+        order = sorted(
+            (entry for entry in self._runs.items() if entry[1][0]() is not keep),
+            key=lambda item: (item[1][1] == session, item[1][2]),
+        )
+        for key, (ref, _, _) in order:
+            if total <= budget:
+                break
+            run = ref()
+            if run is None:
+                continue
+            total -= run.nbytes
+            run.release(self.budget_mb)
+            del self._runs[key]
+            self.released += 1
+        if self.released:
+            log.info("run memory: %.0f MB held after releasing old runs (budget %d MB)", total / 2**20, self.budget_mb)
