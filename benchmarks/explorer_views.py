@@ -16,7 +16,7 @@ from benchmarks.timing import median_times
 RATIOS = (
     "submit",  # the one traced forward pass and what derives from it (verdict, head grid)
     "lens_one_position",  # the logit lens after every layer at one position
-    "lens_shown",  # ... at the positions the lens tab shows (Settings.lens_positions)
+    "lens_shown",  # ... at the positions the lens tab opens on (explorer.LENS_SHOWN)
     "attention_one_layer",  # one layer's attention probabilities (the last layer: earlier ones skipped)
     "gradients",  # gradient x input (a forward and a backward pass)
     "pca",
@@ -29,13 +29,13 @@ RATIOS = (
 def explorer_costs(lm: Any, prompt: str, rounds: int, settings: Any = None) -> dict[str, Any]:
     """Medians (seconds) and ratios of the submit and each view for ``prompt`` (checked text, chat template on)."""
     from neuroscope.config import Settings
-    from neuroscope.explorer import ViewMemo, submit_pass
+    from neuroscope.explorer import LENS_SHOWN, ViewMemo, submit_pass
     from neuroscope.model.capture import capture
 
     settings = settings or Settings(max_prompt_tokens=4096)
     ids, mask = lm.encode_chat([prompt])
     S, k, last = ids.shape[1], settings.lens_top_k, lm.n_layers - 1
-    shown = list(range(max(0, S - settings.lens_positions), S))
+    shown = list(range(max(0, S - LENS_SHOWN), S))
     base = submit_pass(lm, prompt, settings)
 
     def fresh():  # the same cache, no view memoised yet
@@ -82,7 +82,7 @@ def open_every_view(lm: Any, result: Any, shown: list[int], k: int, gradients: b
     result.attention(lm, last)
     result.head_lens(lm, last, 0)
     result.pca()
-    result.lens(lm, [result.cache.n_tokens - 1], k)
+    result.lens_at_last_position(lm, k)  # the JSON view (read from the lens above)
     if gradients:
         result.importance(lm)
 
@@ -91,12 +91,12 @@ def session_bytes(lm: Any, prompt: str, settings: Any = None, gradients: bool = 
     """What one visitor's session holds after a submit with every view opened (the Explorer's ``Shown``:
     the cache, the memoised views and the grid's Δ)."""
     from neuroscope.config import Settings
-    from neuroscope.explorer import submit_pass
+    from neuroscope.explorer import LENS_SHOWN, submit_pass
 
     settings = settings or Settings(max_prompt_tokens=4096)
     result = submit_pass(lm, prompt, settings)
     S = result.cache.n_tokens
-    open_every_view(lm, result, list(range(max(0, S - settings.lens_positions), S)), settings.lens_top_k, gradients)
+    open_every_view(lm, result, list(range(max(0, S - LENS_SHOWN), S)), settings.lens_top_k, gradients)
     deltas = lm.n_layers * lm.n_heads * 4
     return {
         "tokens": S,

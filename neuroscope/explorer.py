@@ -26,6 +26,10 @@ from neuroscope.model.generate import generate
 from neuroscope.model.interventions import Intervention
 from neuroscope.model.stream import StreamCache, capture_stream, gradient_x_input, layer_attention, lens_topk
 
+# The lens view opens on the last 8 positions (a Llama-3 prompt's 5 template tokens and the instruction's end):
+# on a 128k vocabulary each position costs one unembedding per layer, 28 of them together about 0.2 of a forward
+# pass at 128 tokens; 8 keep "every view opened" within 1.6 forward passes there.
+LENS_SHOWN = 8
 VIEW_MEMO_MB = 32  # the views a session keeps computed (attention maps are the large ones: H x S x S halves)
 
 
@@ -58,6 +62,10 @@ class ViewMemo:
 
     def __contains__(self, key: Any) -> bool:
         return key in self._items
+
+    def keys(self) -> list[Any]:
+        """The memoised views' keys, least recently used first."""
+        return list(self._items)
 
     @property
     def nbytes(self) -> int:
@@ -144,13 +152,17 @@ class Analysis:
         return [{"layer": int(i) // H, "head": int(i) % H, "norm": float(v)} for v, i in zip(values, index)]
 
     def lens_at_last_position(self, lm: Any, k: int) -> list[dict[str, Any]]:
-        """Per layer, the logit lens top tokens (and probabilities) at the last position."""
-        view = self.lens(lm, [self.cache.n_tokens - 1], k)
+        """Per layer, the logit lens top tokens (and probabilities) at the last position (read from a lens
+        view already computed there, if any)."""
+        last = self.cache.n_tokens - 1
+        shown = [key for key in self.views.keys() if key[0] == "lens" and last in key[1] and key[2] >= k]
+        view = self.lens(lm, shown[-1][1], shown[-1][2]) if shown else self.lens(lm, [last], k)
+        i = view.positions.index(last)
         return [
             {
                 "layer": layer,
-                "tokens": view.tokens[layer][0],
-                "probs": [round(p, 6) for p in view.probs[layer, 0].tolist()],
+                "tokens": view.tokens[layer][i][:k],
+                "probs": [round(p, 6) for p in view.probs[layer, i, :k].tolist()],
             }
             for layer in range(self.cache.n_layers)
         ]

@@ -116,14 +116,16 @@ def _top_singular(
     then takes the full SVD)."""
     n, d = x.shape
     q = min(k + 10, n, d)
-    start = torch.randn(n, q, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
-    basis = torch.linalg.qr(x.T @ start).Q  # [d, q]
+    x32 = x.float()  # the steps only find the subspace: float32 does that at twice the speed; the check is float64
+    start = torch.randn(n, q, generator=torch.Generator().manual_seed(0))
+    basis = torch.linalg.qr(x32.T @ start).Q  # [d, q]
     for step in range(1, max_steps + 1):
-        basis = torch.linalg.qr(x.T @ (x @ basis)).Q
+        basis = torch.linalg.qr(x32.T @ (x32 @ basis)).Q
         if step % check_every:
             continue
-        _, s, wt = torch.linalg.svd(x @ basis, full_matrices=False)  # Rayleigh-Ritz in the subspace
-        v, s = (basis @ wt.T)[:, :k], s[:k]  # [d, k], [k]
+        b64 = torch.linalg.qr(basis.double()).Q
+        _, s, wt = torch.linalg.svd(x @ b64, full_matrices=False)  # Rayleigh-Ritz in the subspace
+        v, s = (b64 @ wt.T)[:, :k], s[:k]  # [d, k], [k]
         residual = x.T @ (x @ v) - v * s.square()
         if bool((residual.norm(dim=0) <= tol * s[0].square()).all()):
             return s, v.T

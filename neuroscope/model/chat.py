@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from neuroscope.errors import UserError
 from neuroscope.text import text_problem
 
@@ -91,8 +93,19 @@ def refusal_token_ids(tokenizer: object) -> list[int]:
     """
     from neuroscope.analysis.metrics import REFUSAL_OPENINGS, REFUSAL_PHRASES
 
+    try:  # encoded once per tokenizer: every Explorer run asks
+        return list(_REFUSAL_IDS[tokenizer])
+    except (KeyError, TypeError):
+        pass
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
     ids = [i for i in first_token_ids(tokenizer, REFUSAL_PHRASES + REFUSAL_OPENINGS) if i not in specials]
     if not ids:
         raise ValueError("the tokenizer encodes none of the refusal phrases")
+    try:
+        _REFUSAL_IDS[tokenizer] = tuple(ids)
+    except TypeError:  # a tokenizer that cannot be weakly referenced: encode each time
+        pass
     return ids
+
+
+_REFUSAL_IDS: "weakref.WeakKeyDictionary[object, tuple[int, ...]]" = weakref.WeakKeyDictionary()

@@ -10,7 +10,7 @@ import torch
 
 from neuroscope import research, viz
 from neuroscope.analysis.heads import head_label, parse_head_label
-from neuroscope.explorer import Analysis, analyze, head_direction_deltas
+from neuroscope.explorer import LENS_SHOWN, Analysis, analyze, head_direction_deltas
 from neuroscope.model.interventions import HeadAblation
 from neuroscope.model.chat import PromptError
 from neuroscope.research import current_session
@@ -330,6 +330,14 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
                     attention = gr.Plot(label="Attention pattern", elem_id="explorer-attention")
                     gr.Markdown(GUIDE["attention"])
         with gr.Tab(VIEW_LENS, id=VIEW_LENS) as tab_lens:
+            lens_n = gr.Slider(
+                1,
+                settings.lens_positions,
+                value=min(LENS_SHOWN, settings.lens_positions),
+                step=1,
+                label="Positions (the last N tokens; each costs one unembedding per layer)",
+                elem_id="explorer-lens-positions",
+            )
             lens = gr.Plot(label="Logit lens", elem_id="explorer-lens")
             gr.Markdown(GUIDE["lens"])
         with gr.Tab(VIEW_IMPORTANCE, id=VIEW_IMPORTANCE) as tab_importance:
@@ -407,14 +415,17 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             head_panel_markdown(lm, shown, l, h),
         )
 
-    def draw_view(view, shown, l, h, dims):
+    def draw_view(view, shown, l, h, dims, n_lens=LENS_SHOWN):
         """(attention, lens, importance, pca, summary): the one view asked for, the others left as they are."""
         out = [gr.update()] * len(VIEWS)
         shown.run()  # says so if it was dropped for room
         if view == VIEW_ATTENTION:
             out[0] = attention_figure(lm, shown, lm.check_layer(int(l)), lm.check_head(int(h)))
         elif view == VIEW_LENS:
-            out[1] = lens_figure(lm, shown.run(), settings.lens_positions, settings.lens_top_k)
+            n = research.positive_int(n_lens, "lens positions")
+            if n > settings.lens_positions:
+                raise PromptError(f"lens positions must be at most {settings.lens_positions}, got {n}")
+            out[1] = lens_figure(lm, shown.run(), n, settings.lens_top_k)
         elif view == VIEW_IMPORTANCE:
             out[2] = importance_html(lm, shown.run())
         elif view == VIEW_PCA:
@@ -428,19 +439,19 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
 
     @on_gpu
     @user_errors
-    def on_view(view, shown, l, h, dims):
+    def on_view(view, shown, l, h, dims, n_lens=LENS_SHOWN):
         """Computes and draws one view of the session's last run (memoised with it)."""
         if shown is None:
             raise PromptError("run a prompt first")
-        return draw_view(view, shown, l, h, dims)
+        return draw_view(view, shown, l, h, dims, n_lens)
 
     def on_tab(view):
         @on_gpu
         @user_errors
-        def on_open(shown, l, h, dims):
+        def on_open(shown, l, h, dims, n_lens):
             if shown is None:  # nothing run yet: the tab opens empty
                 return (*[gr.update()] * len(VIEWS), view)
-            return (*draw_view(view, shown, l, h, dims), view)
+            return (*draw_view(view, shown, l, h, dims, n_lens), view)
 
         return on_open
 
@@ -506,7 +517,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         head_panel,
     ]
     view_outputs = [attention, lens, importance, pca, summary]
-    view_inputs = [state, layer, head, pca_dims]
+    view_inputs = [state, layer, head, pca_dims, lens_n]
     open_view_event = dict(fn=on_view, inputs=[open_view, *view_inputs], outputs=view_outputs, concurrency_id="model")
     run_inputs = [prompt, n_new, colour, chat, ablated]
     run.click(on_run, run_inputs, outputs, api_name="analyze", concurrency_id="model").success(
@@ -545,6 +556,14 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         api_name=False,
     )
     top.select(on_top, [top], [layer, head], api_name=False).then(**select_event, api_name=False)
+
+    lens_n.release(
+        on_view,
+        [gr.State(VIEW_LENS), *view_inputs],
+        view_outputs,
+        api_name=False,
+        concurrency_id="model",
+    )
 
     @user_errors
     def on_dims(dims, shown):

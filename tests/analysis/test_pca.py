@@ -67,3 +67,37 @@ def test_pca_trajectory_shapes_and_consistency():
     torch.testing.assert_close(coords.reshape(35, 3), fit.transform(resid.reshape(35, 16)))
     torch.testing.assert_close(coords.reshape(35, 3).mean(0), torch.zeros(3, dtype=torch.float64))
     torch.testing.assert_close(evr, fit.explained_variance_ratio)
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.97])  # a steep spectrum, and one as flat as a random model's stream
+def test_the_iterative_top_components_equal_the_svds(decay):
+    """``tol`` takes the top components by subspace iteration (the trajectory view on large streams); they
+    must be the exact decomposition's: components, ratios and signs, against numpy's SVD."""
+    import numpy as np
+
+    g = torch.Generator().manual_seed(4)
+    n, d = 600, 300
+    scales = decay ** torch.arange(d, dtype=torch.float64)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * scales + 3.0
+    fast, exact = pca(x, k=3, tol=1e-9), pca(x, k=3)
+    centred = (x - x.mean(0)).numpy()
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    torch.testing.assert_close(exact.components, _signed(torch.from_numpy(vt[:3])), rtol=0, atol=1e-9)
+    torch.testing.assert_close(fast.components, exact.components, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        fast.explained_variance_ratio, torch.from_numpy(s[:3] ** 2 / (s**2).sum()), rtol=1e-9, atol=0
+    )
+
+
+def _signed(vt):
+    idx = vt.abs().argmax(dim=1, keepdim=True)
+    return vt * torch.sign(vt.gather(1, idx))
+
+
+def test_the_trajectory_of_a_long_stream_uses_the_checked_iteration_and_matches_the_svd():
+    g = torch.Generator().manual_seed(5)
+    resid = torch.randn(7, 60, 300, generator=g, dtype=torch.float64).cumsum(0)  # 420 points > 256: iterated
+    coords, ratio = pca_trajectory(resid, k=3)
+    exact = pca(resid.reshape(-1, 300), k=3)
+    torch.testing.assert_close(coords, exact.transform(resid), rtol=0, atol=1e-4 * float(coords.abs().max()))
+    torch.testing.assert_close(ratio, exact.explained_variance_ratio, rtol=1e-8, atol=0)
