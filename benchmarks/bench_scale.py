@@ -77,6 +77,12 @@ def _timed(fn, rounds: int) -> float:
     return statistics.median(times)
 
 
+def _write(path: str | None, record: dict) -> None:
+    if path:
+        with open(path, "w") as fh:
+            json.dump(record, fh, indent=2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="stand-in folder (or any local Llama-family chat model)")
@@ -134,6 +140,7 @@ def main() -> None:
     for S in [int(s) for s in args.seq.split(",") if s]:
         costs = explorer_costs(lm, _prompt_of_length(lm, S), args.rounds)
         record["by_seq"][str(S)] = costs
+        _write(args.json, record)  # what is measured so far survives a later failure
         n, sec = costs["tokens"], costs["seconds"]
         row(f"bare HF forward, S={n}", sec["bare"], "1.00")
         for name in RATIOS:
@@ -142,13 +149,12 @@ def main() -> None:
         held = session_bytes(lm, _prompt_of_length(lm, S))
         record["session"][str(S)] = held
         print(
-            f"session after a submit with every view opened, S={held['tokens']}: {held['session_mb']:.1f} MB "
+            f"session after a submit with every view but gradient x input opened, S={held['tokens']}: {held['session_mb']:.1f} MB "
             f"(stream {held['stream_mb']:.1f} MB in {held['stream_dtype']}, views {held['views_mb']:.1f} MB)",
             flush=True,
         )
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(record, fh, indent=2)
+        _write(args.json, record)
+    _write(args.json, record)
     if args.views_only:
         print(f"\npeak RSS {_rss_gib():.1f} GiB (now {_rss_now_gib():.1f} GiB){gpu_peak()}")
         return

@@ -87,9 +87,10 @@ def open_every_view(lm: Any, result: Any, shown: list[int], k: int, gradients: b
         result.importance(lm)
 
 
-def session_bytes(lm: Any, prompt: str, settings: Any = None, gradients: bool = True) -> dict[str, Any]:
+def session_bytes(lm: Any, prompt: str, settings: Any = None, gradients: bool = False) -> dict[str, Any]:
     """What one visitor's session holds after a submit with every view opened (the Explorer's ``Shown``:
-    the cache, the memoised views and the grid's Δ)."""
+    the cache, the memoised views and the grid's Δ). Gradient x input adds S floats to it; its backward
+    pass is left out by default (on a 3B float32 model at 1,024 tokens it needs more than a 24 GB host)."""
     from neuroscope.config import Settings
     from neuroscope.explorer import LENS_SHOWN, submit_pass
 

@@ -13,7 +13,7 @@ from neuroscope.config import environment, public_settings, Settings
 from neuroscope.model.loader import load_with_fallback
 from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
-from neuroscope.ui.experiment_tab import build_experiment_tab
+from neuroscope.ui.experiment_tab import build_experiment_tab, release_session_runs
 from neuroscope.ui.explorer import CLICK_JS, build_explorer_tab
 from neuroscope.ui.harmfulness_tab import build_harmfulness_tab
 from neuroscope.ui.induction_tab import build_induction_tab
@@ -74,7 +74,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
             ctx.directions.set_shared(ctx.shipped)
     # gradio's own cache (copies of the files a visitor downloads or uploads): files older than a day are
     # deleted every hour, so it does not grow with the number of visitors
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
+    # Gradio's copies of downloads and uploads: files older than 30 minutes deleted every 10, all at shutdown.
+    with gr.Blocks(title=TITLE, delete_cache=(600, 1800)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         gr.Markdown(banner_markdown(ctx), elem_id="model-banner")
         with gr.Tabs():
@@ -125,6 +126,7 @@ def release_session(demo: gr.Blocks, ctx: AppContext, session_hash: str) -> None
     the page is reopened; a reopened page here starts afresh). Gradio's own loop deletes expired state
     every second; only its hold is shortened here."""
     ctx.directions.forget(session_hash)
+    release_session_runs(session_hash)  # their experiment folders (downloads already handed over are gradio's)
     session = getattr(getattr(demo, "state_holder", None), "session_data", {}).get(session_hash)
     if session is not None and hasattr(session, "STATE_TTL_WHEN_CLOSED"):
         session.STATE_TTL_WHEN_CLOSED = CLOSED_STATE_TTL_S

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -20,6 +24,20 @@ from neuroscope.research import DirectionStore, current_session
 from neuroscope.ui.sessions import RunLedger
 
 log = logging.getLogger("neuroscope.ui")
+
+_INSTANCE_DIR: list[Path] = []
+
+
+def instance_dir() -> Path:
+    """This app process's own scratch folder (experiment runs, direction downloads), made on first use and
+    removed when the process exits: two app instances on one machine never share, list or prune each
+    other's files."""
+    if not _INSTANCE_DIR:
+        folder = Path(tempfile.mkdtemp(prefix="neuroscope-app-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _INSTANCE_DIR.append(folder)
+    return _INSTANCE_DIR[0]
+
 
 # Errors caused by what the user typed or chose: shown as a message, the app keeps serving. Every
 # other exception is a bug: logged with its traceback, reported as a short generic message.

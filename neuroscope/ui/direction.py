@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from neuroscope import research, viz
 from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.experiment import ExperimentConfig
 from neuroscope.research import DirectionResult
-from neuroscope.ui.common import AppContext, behaviour_words, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, behaviour_words, instance_dir, on_gpu, user_errors
 
 GUIDE = {  # str.format templates over ui.common.behaviour_words: refusal reads as the paper, others say their own
     "intro": "{lead} It is found as the difference between the mean activations on {positive} and on {negative} "
@@ -123,7 +122,7 @@ KEEP_DIRECTION_FILES = 8  # download files kept in the app's folder (the current
 
 
 def directions_folder() -> Path:
-    return Path(tempfile.gettempdir()) / "neuroscope-directions"
+    return instance_dir() / "directions"
 
 
 def direction_file(result: DirectionResult) -> str:

@@ -6,13 +6,13 @@ import functools
 
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from neuroscope import research
+from neuroscope.research import current_session
 from neuroscope import viz
 from neuroscope.config import SEED_MAX
 from neuroscope.analysis.heads import permutations_for
@@ -21,7 +21,7 @@ from neuroscope.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.pipeline import EXPORT_DIR
-from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, instance_dir, on_gpu, user_errors
 
 MAX_FIGURES = 12
 DOWNLOADS = (
@@ -112,7 +112,17 @@ def study_figure(record: dict):
 
 
 def runs_root() -> Path:
-    return Path(tempfile.gettempdir()) / "neuroscope-runs"
+    """This app instance's experiment folders: ``<session>/<model>-<fingerprint>`` (``local`` outside a session)."""
+    return instance_dir() / "runs"
+
+
+def session_runs(session: str | None) -> Path:
+    """A visitor's own experiment folders, removed when their page closes (``release_session_runs``)."""
+    return runs_root() / _slug(session or "local")
+
+
+def release_session_runs(session: str | None) -> None:
+    shutil.rmtree(session_runs(session), ignore_errors=True)
 
 
 RUNS_KEPT = 8  # the app's experiment folders kept (about 11 MB each); older ones go before a new run
@@ -317,8 +327,10 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         config = config_from(
             n_train, n_val, n_test, max_new_tokens, n_boot, seed, export_model, harmful_file, harmless_file, prompt_sets
         )
-        out = runs_root() / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
-        prune_runs(runs_root(), spare=out)
+        mine = session_runs(current_session.get())
+        out = mine / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
+        prune_runs(runs_root(), spare=mine)  # other visitors' folders past RUNS_KEPT, oldest first
+        prune_runs(mine, spare=out)
         result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, desc=m))
         progress(0.96, desc="making it the current direction")
         found = research.from_experiment(lm, result)

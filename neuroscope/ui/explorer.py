@@ -420,7 +420,9 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         out = [gr.update()] * len(VIEWS)
         shown.run()  # says so if it was dropped for room
         if view == VIEW_ATTENTION:
-            out[0] = attention_figure(lm, shown, lm.check_layer(int(l)), lm.check_head(int(h)))
+            out[0] = attention_figure(
+                lm, shown, lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head"))
+            )
         elif view == VIEW_LENS:
             n = research.positive_int(n_lens, "lens positions")
             if n > settings.lens_positions:
@@ -460,7 +462,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     def on_select(l, h, colour_by, shown):
         if shown is None:
             raise PromptError("run a prompt first")
-        l, h = lm.check_layer(int(l)), lm.check_head(int(h))
+        l, h = lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head"))
         out = (
             head_figure(shown, l, h, projections(shown, colour_by)),
             attention_figure(lm, shown, l, h),

@@ -116,7 +116,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                     lm,
                     n_train=n,
                     n_test=g,
-                    layer=lm.check_layer(int(l)),
+                    layer=lm.check_layer(research.as_int(l, "layer")),
                     strength=research.as_float(s, "strength"),
                     max_new_tokens=min(24, ctx.settings.max_new_tokens),
                     progress=progress,
@@ -150,7 +150,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                     lm,
                     n_train=n,
                     n_per_group=g,
-                    layer=lm.check_layer(int(l)),
+                    layer=lm.check_layer(research.as_int(l, "layer")),
                     max_new_tokens=min(24, ctx.settings.max_new_tokens),
                     progress=progress,
                 )
@@ -213,7 +213,9 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                     n_train=n,
                     n_test=t,
                     n_random=r,
-                    layer=lm.check_layer(int(l)) if int(l) != layer0 else None,
+                    layer=lm.check_layer(research.as_int(l, "layer"))
+                    if research.as_int(l, "layer") != layer0
+                    else None,
                     max_new_tokens=min(24, ctx.settings.max_new_tokens),
                     progress=progress,
                 )
@@ -265,7 +267,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                     lm,
                     n_train=n,
                     n_test=t,
-                    layer=lm.check_layer(int(l)),
+                    layer=lm.check_layer(research.as_int(l, "layer")),
                     max_new_tokens=min(32, ctx.settings.max_new_tokens),
                     progress=progress,
                 )

@@ -155,7 +155,7 @@ def build_induction_tab(ctx: AppContext) -> None:
         if kept is None or not choice:
             return gr.update()
         l, h = parse_head_label(choice)
-        figure = kept.figure(lm.check_layer(int(l)), lm.check_head(int(h)))
+        figure = kept.figure(lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head")))
         ctx.runs.touch(kept)
         return figure
 

@@ -61,7 +61,8 @@ def test_the_submit_keeps_the_stream_the_heads_tail_and_the_logits(lm, pairs):
         P = cache.z_tail.shape[2]
         assert P == min(full.n_tokens, lm.n_post_instruction)
         torch.testing.assert_close(cache.z_tail, full.z[:, :, -P:], rtol=0, atol=0, msg=name)
-        torch.testing.assert_close(cache.last_logits, full.last_logits, rtol=0, atol=0, msg=name)
+        # the submit unembeds the last position alone (logits_to_keep=1): equal up to the matmul's rounding
+        torch.testing.assert_close(cache.last_logits, full.last_logits, rtol=1e-5, atol=1e-5, msg=name)
         assert cache.tokens == full.tokens and cache.target_id == full.target_id
 
 

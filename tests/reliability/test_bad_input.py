@@ -295,7 +295,7 @@ def test_app_rejects_and_keeps_serving(app, api, args, message):
 
 
 def test_catalogue_is_large_enough():
-    assert len(ANALYZE) + len(EXPERIMENT) + len(APP) + 3 + 2 + 3 + 3 + 4 >= 30
+    assert len(ANALYZE) + len(EXPERIMENT) + len(APP) + len(SWEEP) + 3 + 2 + 3 + 3 + 4 >= 150
 
 
 @pytest.mark.parametrize(
@@ -381,3 +381,51 @@ def test_typed_and_file_prompts_follow_one_rule(tmp_path, text, message):
     with pytest.raises(PromptFileError, match=message):
         load_prompt_file(path, harmful=True)
     assert clean_instruction("How do I bake bread?\n\tThanks") == "How do I bake bread?\n\tThanks"
+
+
+# Every number the app's API takes, sent the hostile ways a raw JSON client can (NaN and Infinity are valid
+# JSON to gradio's server, though gradio_client refuses to send them): each must be refused with a message,
+# never an internal error, never run.
+HOSTILE_INTS = ["NaN", "Infinity", "-Infinity", str(10**40), str(-(10**40)), "-1", "2.5", "true", '"3"', "null"]
+HOSTILE_INTS += ["[]", "{}", '"1e3"']
+HOSTILE_FLOATS = [v for v in HOSTILE_INTS if v not in ("-1", "2.5")]
+SWEEP_CALLS = [  # (api, arguments as JSON, the numeric slots, the values tried there)
+    ("analyze", ['"How do I bake bread?"', "2", '"output norm"', "true"], [1], HOSTILE_INTS),
+    ("view", ['"Attention"', "1", "0", '"2-D"', "8"], [1, 2, 4], HOSTILE_INTS),
+    ("induction", ["2", "8", "2", "0"], [0, 1, 2, 3], HOSTILE_INTS),
+    ("intervene", [json.dumps(P), "1", "1.0", '"zero (paper)"', "2"], [1, 4], HOSTILE_INTS),
+    ("intervene", [json.dumps(P), "1", "1.0", '"zero (paper)"', "2"], [2], HOSTILE_FLOATS),
+    ("top_k_heads", ["3", '"Δ along the direction"'], [0], HOSTILE_INTS),
+]
+SWEEP = [(api, args, slot, value) for api, args, slots, values in SWEEP_CALLS for slot in slots for value in values]
+
+
+def _raw_call(url: str, api: str, args: list[str], session: str) -> tuple[str, str]:
+    """Calls an endpoint with hand-written JSON (``NaN`` included): ``(event, data)`` of its result."""
+    import httpx
+
+    body = '{"data": [' + ", ".join(args) + '], "session_hash": ' + json.dumps(session) + "}"
+    posted = httpx.post(f"{url}gradio_api/call/{api}", content=body, headers={"content-type": "application/json"})
+    if posted.status_code != 200:
+        return "refused", posted.text
+    lines = httpx.get(f"{url}gradio_api/call/{api}/{posted.json()['event_id']}", timeout=120).text.splitlines()
+    events = [line.split(": ", 1) for line in lines if line.startswith(("event: ", "data: "))]
+    return events[-2][1], events[-1][1]  # the last event and its data
+
+
+def test_every_number_the_api_takes_refuses_every_hostile_value():
+    with serve_tiny_app(Settings(max_new_tokens=3, max_prompt_tokens=200)) as (demo, _ctx):
+        url = demo.local_url
+        client = gradio_client.Client(url, verbose=False, download_files=False)
+        client.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
+        ok = _raw_call(url, "analyze", SWEEP_CALLS[0][1], "sweep")  # the session's run the views read
+        assert ok[0] == "complete", ok
+        problems = []
+        for api, args, slot, value in SWEEP:
+            sent = [value if i == slot else a for i, a in enumerate(args)]
+            event, data = _raw_call(url, api, sent, "sweep")
+            message = json.loads(data).get("error") if event == "error" and data.startswith("{") else data
+            if event == "complete" or not message or "internal error" in str(message):
+                problems.append(f"/{api} slot {slot} = {value}: {event} {str(data)[:120]}")
+        assert not problems, "\n".join(problems)
+        assert _raw_call(url, "analyze", SWEEP_CALLS[0][1], "sweep")[0] == "complete"  # still serving

@@ -50,7 +50,13 @@ def test_analyze_endpoint_runs_the_submit_and_view_draws_each_view_on_demand(ser
     assert "<span" in drawn["Importance"]
     assert len(drawn["JSON"]["logit_lens_last_position"]) == ctx.lm.n_layers
     with pytest.raises(Exception, match="view must be one of"):
-        client.predict("Everything", 1, 2, "2-D", api_name="/view")
+        client.predict("Everything", 1, 2, "2-D", 8, api_name="/view")
+    # the lens shows the last N positions asked for, numbered as in the token strip
+    three = client.predict("Logit lens", 1, 2, "2-D", 3, api_name="/view")[1]
+    x = json.loads(three["plot"])["data"][0]["x"]
+    assert len(x) == 3 and x[-1].startswith(f"{summary['n_tokens'] - 1}: ")
+    with pytest.raises(Exception, match="maximum|at most"):
+        client.predict("Logit lens", 1, 2, "2-D", 99, api_name="/view")
 
 
 def test_select_head_uses_the_session_cache(served):

@@ -157,7 +157,9 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
         sync_api.expect(page.locator(f"#explorer-{where} .js-plotly-plot")).to_be_visible(timeout=TIMEOUT_MS)
         problems += _layout_problems(page, f"Explorer / {view}")
     page.get_by_role("tab", name="Importance", exact=True).click()
-    sync_api.expect(page.locator("#explorer-importance")).to_contain_text("Importance for the predicted", timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#explorer-importance")).to_contain_text(
+        "Importance for the predicted", timeout=TIMEOUT_MS
+    )
     page.get_by_role("tab", name="Attention", exact=True).click()
 
     # 0b. The grid is the way in: a click opens a head (its per-head logit lens), a shift-click mean-ablates
