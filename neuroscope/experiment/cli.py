@@ -250,7 +250,7 @@ def experiment_main(argv: list[str]) -> int:
 
     def body() -> int:
         args = _experiment_parser().parse_args(argv)
-        from neuroscope.experiment.config import ExperimentConfig
+        from neuroscope.experiment.config import ExperimentConfig, ExperimentError
         from neuroscope.experiment.data import load_experiment_data
         from neuroscope.experiment.pipeline import clear_run, run_experiment
 
@@ -263,12 +263,26 @@ def experiment_main(argv: list[str]) -> int:
         progress, close = _bar(not args.quiet)
         try:
             result = run_experiment(lm, config, args.out, progress=progress, data=data)
+        except ExperimentError as err:  # a step failed: say what is left in --out and what to do with it
+            raise ExperimentError(f"{str(err).strip()}{_left_behind(args.out)}") from None
         finally:
             close()
         _summary(result)
         return 0
 
     return _guard("experiment", body)
+
+
+def _left_behind(out: str) -> str:
+    """The failure message's tail: what the steps that finished left in ``out``, and how to resume or discard it."""
+    folder = Path(out)
+    done = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    if not done:
+        return "; nothing was written to --out"
+    return (
+        f"; the steps that finished are saved in {out} ({', '.join(done[:6])}{', ...' if len(done) > 6 else ''}): "
+        "rerun the same command to resume from them, or add --restart to start over"
+    )
 
 
 def _summary(result) -> None:

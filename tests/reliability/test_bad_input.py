@@ -429,3 +429,22 @@ def test_every_number_the_api_takes_refuses_every_hostile_value():
                 problems.append(f"/{api} slot {slot} = {value}: {event} {str(data)[:120]}")
         assert not problems, "\n".join(problems)
         assert _raw_call(url, "analyze", SWEEP_CALLS[0][1], "sweep")[0] == "complete"  # still serving
+
+
+def test_a_failed_selection_names_what_it_left_and_how_to_resume(capsys, tmp_path, monkeypatch):
+    """A step that fails after others finished leaves a resumable state, and the one-line message says where
+    and how to resume or start over (the issue's "partial files in --out" with no word about them)."""
+    from neuroscope.experiment import pipeline
+
+    def no_candidate(*args, **kwargs):
+        raise ValueError("every candidate fails the KL filter")
+
+    monkeypatch.setattr(pipeline, "select", no_candidate)
+    out = tmp_path / "run"
+    flags = ["--n-train", "8", "--n-val", "4", "--n-test", "4", "--quiet"]
+    code, err = cli(capsys, "experiment", "--model", "tiny", "--out", str(out), *flags)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "no candidate direction could be selected" in err
+    saved = sorted(p.name for p in out.iterdir())
+    assert saved and all(name in err for name in saved[:3])  # it names what it kept ...
+    assert "rerun the same command to resume" in err and "--restart" in err  # ... and what to do with it
