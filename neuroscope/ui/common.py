@@ -254,6 +254,42 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return session_scoped(wrapper)
 
 
+def _strict_number(label: str | None, payload: Any) -> None:
+    """The API's numbers are JSON numbers: not text, not true/false, not null, not NaN or infinite."""
+    import math
+
+    name = label or "this input"
+    if isinstance(payload, bool) or not isinstance(payload, (int, float)):
+        raise gr.Error(f"{name} must be a number, got {str(payload)[:40] if payload is not None else 'nothing'}")
+    if isinstance(payload, float) and not math.isfinite(payload):
+        raise gr.Error(f"{name} must be a finite number, got {payload}")
+
+
+class NumberSlider(gr.Slider):
+    """A slider whose API refuses what is not a finite number (gradio's own fails on text with no message)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        _strict_number(self.label, payload)
+        whole = float(self.step).is_integer() and float(self.minimum).is_integer()
+        if whole and not float(payload).is_integer():  # gradio would round 2.5 to a step: refused instead
+            raise gr.Error(f"{self.label or 'this input'} must be a whole number, got {payload}")
+        return super().preprocess(payload)
+
+
+class NumberInput(gr.Number):
+    """A number box whose API refuses what is not a finite number (gradio's own turns the text "3" into 3)."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        _strict_number(self.label, payload)
+        if self.precision == 0 and not float(payload).is_integer():  # gradio would round 2.5 to 2: refused instead
+            raise gr.Error(f"{self.label or 'this input'} must be a whole number, got {payload}")
+        return super().preprocess(payload)
+
+
 class TextInput(gr.Textbox):
     """A textbox whose API refuses what is not text (gradio's own turns a list into the text "['a', 'b']").
 

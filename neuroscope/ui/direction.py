@@ -11,7 +11,7 @@ from neuroscope import research, viz
 from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.experiment import ExperimentConfig
 from neuroscope.research import DirectionResult
-from neuroscope.ui.common import AppContext, behaviour_words, instance_dir, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, NumberSlider, behaviour_words, instance_dir, on_gpu, user_errors
 
 GUIDE = {  # str.format templates over ui.common.behaviour_words: refusal reads as the paper, others say their own
     "intro": "{lead} It is found as the difference between the mean activations on {positive} and on {negative} "
@@ -200,10 +200,10 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
                 harmless_file = gr.File(label="Harmless prompts (txt/csv/json/jsonl)", type="filepath")
             with gr.Row():
-                n_train = gr.Slider(
+                n_train = NumberSlider(
                     4, max_train, value=min(paper.n_train, max_train), step=1, label="Training prompts per side"
                 )
-                n_val = gr.Slider(
+                n_val = NumberSlider(
                     2,
                     max_val,
                     value=min(paper.n_val, max_val),

@@ -21,7 +21,7 @@ from neuroscope.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.pipeline import EXPORT_DIR
-from neuroscope.ui.common import AppContext, instance_dir, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, instance_dir, on_gpu, user_errors
 
 MAX_FIGURES = 12
 DOWNLOADS = (
@@ -185,7 +185,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             # addition gives broken text.
             paper, (top_train, top_val, top_test) = ExperimentConfig(), ((64, 32, 32) if public else (256, 128, 100))
             with gr.Row():
-                n_train = gr.Slider(
+                n_train = NumberSlider(
                     4,
                     top_train,
                     value=min(paper.n_train, top_train),
@@ -193,7 +193,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                     label="Training prompts per side",
                     elem_id="experiment-n-train",
                 )
-                n_val = gr.Slider(
+                n_val = NumberSlider(
                     2,
                     top_val,
                     value=min(paper.n_val, top_val),
@@ -201,7 +201,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                     label="Validation prompts per side",
                     elem_id="experiment-n-val",
                 )
-                n_test = gr.Slider(
+                n_test = NumberSlider(
                     2,
                     top_test,
                     value=min(paper.n_test, top_test),
@@ -210,15 +210,15 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                     elem_id="experiment-n-test",
                 )
             with gr.Row():
-                max_new = gr.Slider(
+                max_new = NumberSlider(
                     4,
                     min(48, settings.max_new_tokens_limit),
                     value=min(24, settings.max_new_tokens_limit),
                     step=1,
                     label="Generated tokens per answer",
                 )
-                n_boot = gr.Slider(100, 2000, value=500, step=100, label="Bootstrap resamples")
-                seed = gr.Number(value=0, label="Seed", info=f"a whole number in 0..{SEED_MAX}")
+                n_boot = NumberSlider(100, 2000, value=500, step=100, label="Bootstrap resamples")
+                seed = NumberInput(value=0, label="Seed", info=f"a whole number in 0..{SEED_MAX}")
         with gr.Column(scale=1):
             export = gr.Checkbox(
                 False,
@@ -244,7 +244,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         gr.Markdown(STUDY_GUIDE)
         with gr.Row():
             study_name = gr.Dropdown(others, value=others[0] if others else None, label="Behaviour", scale=2)
-            study_random = gr.Slider(1, 8, value=3, step=1, label="Random control directions", scale=2)
+            study_random = NumberSlider(1, 8, value=3, step=1, label="Random control directions", scale=2)
             study_run = gr.Button("Run the behaviour study", scale=1, elem_id="run-behaviour-study")
         study_text = gr.Markdown(elem_id="behaviour-study")
         study_plot = gr.Plot(label="Behaviour rates with 95% intervals")

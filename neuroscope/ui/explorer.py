@@ -14,7 +14,7 @@ from neuroscope.explorer import LENS_SHOWN, Analysis, analyze, head_direction_de
 from neuroscope.model.interventions import HeadAblation
 from neuroscope.model.chat import PromptError
 from neuroscope.research import current_session
-from neuroscope.ui.common import AppContext, TextInput, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, NumberSlider, TextInput, on_gpu, user_errors
 from neuroscope.ui.sessions import DROPPED
 
 # Runs once as the page opens (``launch(js=...)``): hooks plotly's click event on the Explorer's head grid
@@ -283,7 +283,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             with gr.Row(elem_id="explorer-examples"):
                 chips = [gr.Button(label, size="sm", scale=0, min_width=0) for label, _, _ in EXAMPLES]
         with gr.Column(scale=1):
-            n_new = gr.Slider(
+            n_new = NumberSlider(
                 1, settings.max_new_tokens_limit, value=settings.max_new_tokens, step=1, label="Answer length (tokens)"
             )
             chat = gr.Checkbox(
@@ -316,8 +316,8 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
         with gr.Tab(VIEW_ATTENTION, id=VIEW_ATTENTION) as tab_attention:
             with gr.Row():
                 with gr.Column(scale=1):
-                    layer = gr.Slider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
-                    head = gr.Slider(0, lm.n_heads - 1, value=0, step=1, label="Head")
+                    layer = NumberSlider(0, lm.n_layers - 1, value=0, step=1, label="Layer")
+                    head = NumberSlider(0, lm.n_heads - 1, value=0, step=1, label="Head")
                     top = gr.Dropdown(
                         label="Open a head: the callout's, then the largest outputs",
                         choices=[],
@@ -330,7 +330,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
                     attention = gr.Plot(label="Attention pattern", elem_id="explorer-attention")
                     gr.Markdown(GUIDE["attention"])
         with gr.Tab(VIEW_LENS, id=VIEW_LENS) as tab_lens:
-            lens_n = gr.Slider(
+            lens_n = NumberSlider(
                 1,
                 settings.lens_positions,
                 value=min(LENS_SHOWN, settings.lens_positions),
@@ -418,16 +418,16 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     def draw_view(view, shown, l, h, dims, n_lens=LENS_SHOWN):
         """(attention, lens, importance, pca, summary): the one view asked for, the others left as they are."""
         out = [gr.update()] * len(VIEWS)
+        n_lens = research.positive_int(n_lens, "lens positions")  # checked whichever view is asked for
+        if n_lens > settings.lens_positions:
+            raise PromptError(f"lens positions must be at most {settings.lens_positions}, got {n_lens}")
         shown.run()  # says so if it was dropped for room
         if view == VIEW_ATTENTION:
             out[0] = attention_figure(
                 lm, shown, lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head"))
             )
         elif view == VIEW_LENS:
-            n = research.positive_int(n_lens, "lens positions")
-            if n > settings.lens_positions:
-                raise PromptError(f"lens positions must be at most {settings.lens_positions}, got {n}")
-            out[1] = lens_figure(lm, shown.run(), n, settings.lens_top_k)
+            out[1] = lens_figure(lm, shown.run(), n_lens, settings.lens_top_k)
         elif view == VIEW_IMPORTANCE:
             out[2] = importance_html(lm, shown.run())
         elif view == VIEW_PCA:

@@ -15,7 +15,7 @@ from neuroscope.research.gcg import gcg_search, held_out_requests
 from neuroscope.research.harmfulness import jailbreak_templates
 from neuroscope.research.jailbreaks import jailbreak_families, token_push
 from neuroscope.research.steer_each import CONDITIONS, steer_each_direction
-from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, NumberSlider, on_gpu, user_errors
 
 JAILBREAK_GUIDE = (
     "**Jailbreaks, dissected.** Held-out harmful requests wrapped in the project's jailbreak templates "
@@ -83,13 +83,13 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
     gr.Markdown(INTRO)
     layer0, why = default_layer(lm)
     with gr.Row(elem_id="beyond-shared"):
-        n_train = gr.Slider(2, MAX_PROMPTS, value=64, step=1, label="Training prompts per side")
-        layer = gr.Slider(0, lm.n_layers - 1, value=layer0, step=1, label="Layer", info=f"default: {why}")
+        n_train = NumberSlider(2, MAX_PROMPTS, value=64, step=1, label="Training prompts per side")
+        layer = NumberSlider(0, lm.n_layers - 1, value=layer0, step=1, label="Layer", info=f"default: {why}")
     with gr.Tabs():
         with gr.Tab("Harmfulness vs refusal", id="beyond-harmfulness"):
             gr.Markdown(GUIDE)
             with gr.Row(elem_id="harmfulness-controls"):
-                n_group = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per group")
+                n_group = NumberSlider(1, 128, value=32, step=1, label="Held-out prompts per group")
                 run = gr.Button("Compare the two directions", variant="primary", elem_id="harmfulness-run")
             summary = gr.Markdown(elem_id="harmfulness-summary")
             with gr.Row():
@@ -100,7 +100,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
 
             gr.Markdown(STEER_GUIDE)
             with gr.Row():
-                strength = gr.Slider(0.25, 4, value=1.0, step=0.25, label="Addition strength")
+                strength = NumberSlider(0.25, 4, value=1.0, step=0.25, label="Addition strength")
                 steer_run = gr.Button("Steer each direction", elem_id="steer-run")
             steer_summary = gr.Markdown(elem_id="steer-summary")
             steer_plot = gr.Plot(label="Harmless prompts refused under each addition")
@@ -186,9 +186,9 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         with gr.Tab("Refusal cone", id="beyond-cone"):
             gr.Markdown(CONE_GUIDE)
             with gr.Row(elem_id="cone-controls"):
-                k_max = gr.Slider(1, MAX_K, value=4, step=1, label="Largest k (dimensions)")
-                n_test = gr.Slider(1, 128, value=32, step=1, label="Held-out prompts per side")
-                n_random = gr.Slider(1, 8, value=2, step=1, label="Random subspaces per k")
+                k_max = NumberSlider(1, MAX_K, value=4, step=1, label="Largest k (dimensions)")
+                n_test = NumberSlider(1, 128, value=32, step=1, label="Held-out prompts per side")
+                n_random = NumberSlider(1, 8, value=2, step=1, label="Random subspaces per k")
                 cone_run = gr.Button("Ablate 1..k dimensions", variant="primary", elem_id="cone-run")
             cone_summary = gr.Markdown(elem_id="cone-summary")
             cone_plot = gr.Plot(label="Refused against dimensions ablated")
@@ -246,7 +246,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
         with gr.Tab("Jailbreaks", id="beyond-jailbreaks"):
             gr.Markdown(JAILBREAK_GUIDE)
             with gr.Row():
-                n_requests = gr.Slider(1, 64, value=16, step=1, label="Held-out harmful requests")
+                n_requests = NumberSlider(1, 64, value=16, step=1, label="Held-out harmful requests")
                 jb_run = gr.Button("Run the jailbreak families", variant="primary", elem_id="jailbreak-run")
             jb_summary = gr.Markdown(elem_id="jailbreak-summary")
             jb_table = gr.Dataframe(
@@ -338,8 +338,8 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
 
             gr.Markdown(GCG_GUIDE)
             with gr.Row():
-                gcg_n = gr.Slider(1, 10, value=3, step=1, label="Requests to attack")
-                gcg_steps = gr.Slider(1, 200, value=60, step=1, label="Steps per request")
+                gcg_n = NumberSlider(1, 10, value=3, step=1, label="Requests to attack")
+                gcg_steps = NumberSlider(1, 200, value=60, step=1, label="Steps per request")
                 gcg_go = gr.Button("Search suffixes", variant="primary", elem_id="gcg-run")
                 gcg_stop = gr.Button("Stop", elem_id="gcg-stop")
             gcg_summary = gr.Markdown(elem_id="gcg-summary")

@@ -14,7 +14,7 @@ from neuroscope import viz
 from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
 from neuroscope.model.chat import PromptError
 from neuroscope.research import current_session
-from neuroscope.ui.common import AppContext, on_gpu, user_errors
+from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, on_gpu, user_errors
 from neuroscope.ui.sessions import DROPPED
 from neuroscope.analysis.heads import head_label, parse_head_label
 
@@ -94,16 +94,16 @@ def build_induction_tab(ctx: AppContext) -> None:
     state = gr.State(None, time_to_live=1800)  # the last run's top-head stripes (KeptInduction): 30 min at most
     gr.Markdown(GUIDE)
     with gr.Row():
-        n_seqs = gr.Slider(1, MAX_SEQS, value=8, step=1, label="Sequences")
-        half = gr.Slider(4, min(MAX_HALF, 128), value=48, step=1, label="Repeated length (tokens)")
-        k = gr.Slider(
+        n_seqs = NumberSlider(1, MAX_SEQS, value=8, step=1, label="Sequences")
+        half = NumberSlider(4, min(MAX_HALF, 128), value=48, step=1, label="Repeated length (tokens)")
+        k = NumberSlider(
             1,
             min(20, lm.n_layers * lm.n_heads),
             value=min(5, lm.n_layers * lm.n_heads),
             step=1,
             label="Heads to ablate",
         )
-        seed = gr.Number(value=0, label="Seed", info=f"a whole number in 0..{SEED_MAX}")
+        seed = NumberInput(value=0, label="Seed", info=f"a whole number in 0..{SEED_MAX}")
         run = gr.Button("Find induction heads", variant="primary", elem_id="induction-run")
     summary = gr.Markdown(elem_id="induction-summary")
     with gr.Row():

@@ -12,7 +12,16 @@ import gradio as gr
 from neuroscope import research, viz
 from neuroscope.behaviours import REFUSAL, behaviour_names, get_behaviour
 from neuroscope.research import DirectionResult, Generation
-from neuroscope.ui.common import AppContext, TextInput, behaviour_words, on_gpu, session_scoped, user_errors
+from neuroscope.ui.common import (
+    AppContext,
+    NumberInput,
+    NumberSlider,
+    TextInput,
+    behaviour_words,
+    on_gpu,
+    session_scoped,
+    user_errors,
+)
 
 ABLATION_FORMS = ("mean (harmless mean)", "zero (paper)")
 
@@ -187,7 +196,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     gr.Examples([list(test[0][:1]), list(test[0][1:])], inputs=[prompt], label=behaviour.title)
         with gr.Column(scale=2):
             with gr.Row():
-                layer = gr.Slider(
+                layer = NumberSlider(
                     0,
                     lm.n_layers - 1,
                     value=current.layer if current else lm.n_layers // 2,
@@ -195,7 +204,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     label="Addition layer",
                     info="layer whose input the direction is added to",
                 )
-                strength = gr.Slider(
+                strength = NumberSlider(
                     -2,
                     6,
                     value=1.0,
@@ -211,7 +220,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     label="Ablation form",
                     info=form_info(current),
                 )
-                n_new = gr.Slider(
+                n_new = NumberSlider(
                     1,
                     settings.max_new_tokens_limit,
                     value=settings.max_new_tokens,
@@ -242,7 +251,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 labels, label="Heads to ablate (rows = layers, columns = heads)", elem_id="head-toggles"
             )
             with gr.Row():
-                k = gr.Number(
+                k = NumberInput(
                     value=min(4, len(labels)), precision=0, minimum=0, maximum=len(labels), label="k", scale=1
                 )
                 measure = gr.Dropdown(
@@ -264,7 +273,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     with gr.Accordion("Causal head maps: activation patching, attribution patching, Δ, DFA", open=False):
         causal_guide = gr.Markdown(texts["causal"])
         with gr.Row():
-            n_causal = gr.Slider(8, research.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
+            n_causal = NumberSlider(8, research.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
             causal_run = gr.Button("Compute head attribution", variant="secondary", scale=1, elem_id="head-attribution")
         causal_text = gr.Markdown(elem_id="head-attribution-result")
         causal_plot = gr.Plot(label="Every head, five measures", elem_id="head-attribution-plot")

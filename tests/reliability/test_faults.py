@@ -71,7 +71,7 @@ def test_out_of_memory_in_a_capture_is_a_message_and_the_app_serves_on(monkeypat
     from neuroscope.config import Settings
     from tests.ui.conftest import serve_tiny_app
 
-    real = explorer.capture
+    real = explorer.capture_stream
     calls = {"n": 0}
 
     def exhausted(*args, **kwargs):
@@ -80,7 +80,7 @@ def test_out_of_memory_in_a_capture_is_a_message_and_the_app_serves_on(monkeypat
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(explorer, "capture", exhausted)
+    monkeypatch.setattr(explorer, "capture_stream", exhausted)
     with serve_tiny_app(Settings(max_new_tokens=2)) as (demo, _ctx):
         client = gradio_client.Client(demo.local_url, verbose=False, download_files=False)
         with pytest.raises(Exception, match="ran out of memory"):

@@ -173,7 +173,7 @@ def test_past_the_run_budget_the_least_recent_visitor_is_told_their_run_was_drop
     alice.predict("Hi there", 2, api_name="/analyze")
     old = ctx.runs.budget_mb
     try:
-        ctx.runs.budget_mb = (ctx.runs.held_bytes() + 1) / 2**20  # room for what is held now, not one run more
+        ctx.runs.budget_mb = 1 / 2**20  # one byte: each new run releases every other (the one in use stays)
         bob.predict("Hello, who are you?", 2, api_name="/analyze")
         with pytest.raises(Exception, match="dropped to make room for other visitors"):
             alice.predict("Attention", 1, 2, "2-D", api_name="/view")
