@@ -15,6 +15,7 @@ from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
 from neuroscope.ui.experiment_tab import build_experiment_tab, release_session_runs
 from neuroscope.ui.explorer import CLICK_JS, build_explorer_tab
+from neuroscope.ui.sessions import return_free_memory
 from neuroscope.ui.harmfulness_tab import build_harmfulness_tab
 from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
@@ -127,6 +128,7 @@ def release_session(demo: gr.Blocks, ctx: AppContext, session_hash: str) -> None
     every second; only its hold is shortened here."""
     ctx.directions.forget(session_hash)
     release_session_runs(session_hash)  # their experiment folders (downloads already handed over are gradio's)
+    return_free_memory()
     session = getattr(getattr(demo, "state_holder", None), "session_data", {}).get(session_hash)
     if session is not None and hasattr(session, "STATE_TTL_WHEN_CLOSED"):
         session.STATE_TTL_WHEN_CLOSED = CLOSED_STATE_TTL_S

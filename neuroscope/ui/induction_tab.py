@@ -15,7 +15,7 @@ from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induc
 from neuroscope.model.chat import PromptError
 from neuroscope.research import current_session
 from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, on_gpu, user_errors
-from neuroscope.ui.sessions import DROPPED
+from neuroscope.ui.sessions import DROPPED, return_free_memory
 from neuroscope.analysis.heads import head_label, parse_head_label
 
 GUIDE = (
@@ -54,10 +54,6 @@ def ablation_figure(result: InductionResult):
         as_percent=False,
     )
     return fig.update_xaxes(title_text="Heads mean-ablated")
-
-
-def stripe_figure(result: InductionResult, layer: int, head: int):
-    return viz.attention_heatmap(result.attention[layer, head].numpy(), result.tokens, layer, head)
 
 
 @dataclass(eq=False)
@@ -139,16 +135,19 @@ def build_induction_tab(ctx: AppContext) -> None:
             outlined=result.top,
             zrange=(0.0, 1.0),  # a score in 0..1: a model without induction heads looks dark, not bright
         )
-        return (
+        out = (
             result.summary(),
             grid_fig,
             table_rows(result),
             gr.update(choices=choices, value=choices[0]),
-            stripe_figure(result, l, h),
+            kept.figure(l, h),
             viz.loss_by_position(result.loss_by_position.numpy(), result.prefix_len + result.half - 1),
             ablation_figure(result),
             kept,
         )
+        del result  # its [L, H, S, S] maps go now (only the top heads' stripes stay, in ``kept``) ...
+        return_free_memory()  # ... and their pages go back to the system
+        return out
 
     @user_errors
     def on_pick(choice, kept):
