@@ -100,6 +100,6 @@ def logit_lens_heatmap(
     )
     # vertical labels: slanted ones reach left past the first column into the y axis title
     fig.update_xaxes(title_text="Input position (position: token)", type="category", tickangle=-90, automargin=True)
-    fig.update_yaxes(title_text="Layer (its output: the top row is the model's own prediction)", type="category", automargin=True)
+    fig.update_yaxes(title_text="Layer (output of block)", type="category", automargin=True)
     height = max(380, 24 * n_layers + 200)
     return theme.styled(fig, title, height=height)
