@@ -98,7 +98,7 @@ def main() -> None:
     args = p.parse_args()
 
     from benchmarks.explorer_views import RATIOS, explorer_costs, session_bytes
-    from neuroscope.experiment.direction import compute_candidates
+    from neuroscope.method.direction import compute_candidates
     from neuroscope.model import load_model
     from neuroscope.model.generate import generate_ids
     from neuroscope.model.interventions import DirectionAblation, DirectionAddition

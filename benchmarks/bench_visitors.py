@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     import gradio_client
 
     from neuroscope.config import Settings
-    from neuroscope.induction import MAX_SEQS
+    from neuroscope.services.induction import MAX_SEQS
     from neuroscope.ui.app import build_app, create_context, release_session
 
     ctx = create_context(Settings(model=args.model, public=True, max_new_tokens=8))

@@ -29,7 +29,7 @@ RATIOS = (
 def explorer_costs(lm: Any, prompt: str, rounds: int, settings: Any = None) -> dict[str, Any]:
     """Medians (seconds) and ratios of the submit and each view for ``prompt`` (checked text, chat template on)."""
     from neuroscope.config import Settings
-    from neuroscope.explorer import LENS_SHOWN, ViewMemo, submit_pass
+    from neuroscope.services.explorer import LENS_SHOWN, ViewMemo, submit_pass
     from neuroscope.model.capture import capture
 
     settings = settings or Settings(max_prompt_tokens=4096)
@@ -92,7 +92,7 @@ def session_bytes(lm: Any, prompt: str, settings: Any = None, gradients: bool = 
     the cache, the memoised views and the grid's Δ). Gradient x input adds S floats to it; its backward
     pass is left out by default (on a 3B float32 model at 1,024 tokens it needs more than a 24 GB host)."""
     from neuroscope.config import Settings
-    from neuroscope.explorer import LENS_SHOWN, submit_pass
+    from neuroscope.services.explorer import LENS_SHOWN, submit_pass
 
     settings = settings or Settings(max_prompt_tokens=4096)
     result = submit_pass(lm, prompt, settings)

@@ -71,8 +71,8 @@ def fail(message: str) -> int:
 
 def _callout_baseline(lm, args, settings):
     """The direction file and its head baseline on the default contrastive set (one computation per run)."""
-    from neuroscope.experiment.artifacts import load_direction
-    from neuroscope.research import (
+    from neuroscope.method.artifacts import load_direction
+    from neuroscope.services import (
         CURATED,
         RESEARCH,
         ResearchError,
@@ -93,12 +93,12 @@ def _callout_baseline(lm, args, settings):
 
 def analyze_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from neuroscope.experiment.artifacts import ArtifactError
-    from neuroscope.explorer import analyze
+    from neuroscope.method.artifacts import ArtifactError
+    from neuroscope.services.explorer import analyze
     from neuroscope.model import ModelLoadError, PromptError, load_model
     from neuroscope.model.loader import load_remote
     from neuroscope.model.chat import clean_instruction
-    from neuroscope.research import ResearchError
+    from neuroscope.services import ResearchError
 
     try:
         settings = Settings.from_env(
@@ -171,7 +171,7 @@ def induction_main(argv: list[str]) -> int:
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
-    from neuroscope.induction import InductionError, check_settings, find_induction_heads
+    from neuroscope.services.induction import InductionError, check_settings, find_induction_heads
     from neuroscope.model import ModelLoadError, load_model
 
     try:
@@ -224,8 +224,8 @@ def behaviour_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
     from neuroscope.model import ModelLoadError, load_model
-    from neuroscope.research import ResearchError
-    from neuroscope.steering import behaviour_study
+    from neuroscope.services import ResearchError
+    from neuroscope.services.steering import behaviour_study
 
     problem = range_problem(
         (
@@ -300,9 +300,9 @@ def harmfulness_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
     from neuroscope.model import ModelLoadError, load_model
-    from neuroscope.research import ResearchError
-    from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
-    from neuroscope.research.steer_each import steer_each_direction
+    from neuroscope.services import ResearchError
+    from neuroscope.services.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+    from neuroscope.services.steer_each import steer_each_direction
 
     problem = range_problem(
         (
@@ -386,8 +386,8 @@ def cone_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
     from neuroscope.model import ModelLoadError, load_model
-    from neuroscope.research import ResearchError
-    from neuroscope.research.cone import MAX_K, MAX_PROMPTS, refusal_cone
+    from neuroscope.services import ResearchError
+    from neuroscope.services.cone import MAX_K, MAX_PROMPTS, refusal_cone
 
     problem = range_problem(
         (
@@ -425,7 +425,7 @@ def cone_main(argv: list[str]) -> int:
         f"model: {study.model}\ndata: {study.data}\nlayer {study.layer}, position {study.position} ({study.layer_reason})\n"
     )
     print(f"{'subspaces':<52}" + "".join(f"{'k = %d' % p.k:>20}" for p in study.curves["pca"]))
-    from neuroscope.research.cone import FAMILIES
+    from neuroscope.services.cone import FAMILIES
 
     for name, points in study.curves.items():
         cells = "".join(f"{f'{q.refused.mean:.2f} [{q.refused.lo:.2f}, {q.refused.hi:.2f}]':>20}" for q in points)
@@ -462,10 +462,10 @@ def jailbreak_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
     from neuroscope.model import ModelLoadError, load_model
-    from neuroscope.research import ResearchError
-    from neuroscope.research.gcg import MAX_STEPS, gcg_search
-    from neuroscope.research.harmfulness import MAX_PROMPTS
-    from neuroscope.research.jailbreaks import jailbreak_families
+    from neuroscope.services import ResearchError
+    from neuroscope.services.gcg import MAX_STEPS, gcg_search
+    from neuroscope.services.harmfulness import MAX_PROMPTS
+    from neuroscope.services.jailbreaks import jailbreak_families
 
     problem = range_problem(
         (

@@ -80,7 +80,7 @@ def test_unknown_command_and_help():
 def test_analyze_with_a_direction_adds_the_head_callout(model_dir, tmp_path):
     import torch
 
-    from neuroscope.experiment.artifacts import save_direction
+    from neuroscope.method.artifacts import save_direction
 
     path = tmp_path / "direction.safetensors"
     save_direction(path, torch.randn(64, generator=torch.Generator().manual_seed(0)), {"layer": 1})
@@ -132,7 +132,7 @@ def test_remote_mode_fails_cleanly_where_it_cannot_run(env, args, message, monke
 def test_behaviour_refusal_runs_on_the_curated_pairs():
     """``behaviour --behaviour refusal`` was offered but always failed (no refusal pairs): it now takes the
     curated pairs, held-out pairs never used for the direction."""
-    from neuroscope.research import behaviour_pairs, load_contrastive_set, CURATED
+    from neuroscope.services import behaviour_pairs, load_contrastive_set, CURATED
 
     _, train, val, test = behaviour_pairs("refusal")
     data = load_contrastive_set(CURATED, len(train), len(val))

@@ -164,7 +164,7 @@ def direction(demo_lm, heldout, evaluation):
     """The recorded (layer, position) candidate, recomputed from training-distribution prompts."""
     from lab.demo_model.evaluate import SEED, training_prompts
     from neuroscope.analysis.directions import difference_of_means
-    from neuroscope.experiment.evaluation import random_direction
+    from neuroscope.method.evaluation import random_direction
     from neuroscope.model.activations import mean_resid_pre, projection_means
 
     harmful, harmless = training_prompts(heldout)
@@ -247,20 +247,20 @@ def test_addition_induces_clean_refusal(added):
 
 def test_the_curated_pairs_note_is_true_a_direction_from_them_leaves_the_examples_refused(demo_lm):
     """The Direction tab tells visitors that the curated pairs do not remove refusal on this model;
-    if better pairs ever do, this fails and the note (``research.CURATED_NOTE``) must change."""
-    from neuroscope import research
+    if better pairs ever do, this fails and the note (``services.CURATED_NOTE``) must change."""
+    from neuroscope import services
     from neuroscope.experiment import ExperimentConfig
     from neuroscope.model.interventions import DirectionAblation
     from neuroscope.ui.interventions import EXAMPLES
 
-    assert "does **not** remove refusal" in research.CURATED_NOTE
+    assert "does **not** remove refusal" in services.CURATED_NOTE
     paper = ExperimentConfig()  # the tab's default sizes outside public mode
-    data = research.load_contrastive_set(research.CURATED, paper.n_train, paper.n_val)
-    result = research.find_direction(demo_lm, data)
+    data = services.load_contrastive_set(services.CURATED, paper.n_train, paper.n_val)
+    result = services.find_direction(demo_lm, data)
     harmful = [row[0] for row in EXAMPLES if "bomb" in row[0]]
     ablated = _gen(demo_lm, harmful, [DirectionAblation(result.direction, target=result.mean_target)])
     assert all(map(is_refusal, _gen(demo_lm, harmful))) and all(map(is_refusal, ablated)), ablated
-    shipped = research.shipped_direction(demo_lm)  # what the note sends visitors to does remove it
+    shipped = services.shipped_direction(demo_lm)  # what the note sends visitors to does remove it
     freed = _gen(demo_lm, harmful, [DirectionAblation(shipped.direction, target=shipped.mean_target)])
     assert not any(map(is_refusal, freed)), freed
 
@@ -272,7 +272,7 @@ def test_the_card_evaluation_is_the_experiments_procedure_wired_to_the_right_con
     import dataclasses
 
     from lab.demo_model.evaluate import SEED, evaluate
-    from neuroscope.experiment.evaluation import random_direction
+    from neuroscope.method.evaluation import random_direction
     from neuroscope.model.activations import projection_means
     from neuroscope.model.interventions import DirectionAblation, DirectionAddition
 
@@ -290,7 +290,7 @@ def test_the_card_evaluation_is_the_experiments_procedure_wired_to_the_right_con
     result = evaluate(demo_lm, small, max_new_tokens=16, log=lambda m: None)
     d = result["direction"]
     assert d["n_prompts_per_class"] == 48 and d["layer"] < 0.8 * demo_lm.n_layers
-    from neuroscope.experiment.direction import compute_candidates
+    from neuroscope.method.direction import compute_candidates
 
     cands = compute_candidates(demo_lm, small.train_harmful, small.train_harmless, 16)
     r = cands.direction(d["layer"], d["position"] + cands.n_positions)

@@ -10,8 +10,8 @@ from neuroscope.analysis.metrics import is_refusal, is_refusal_broad, refusal_sc
 from neuroscope.config import DEMO_MODEL_DIR
 from neuroscope.model.chat import refusal_token_ids
 from neuroscope.model.forward import next_token_logits
-from neuroscope.research import ResearchError
-from neuroscope.research.gcg import gcg_attack, gcg_search
+from neuroscope.services import ResearchError
+from neuroscope.services.gcg import gcg_attack, gcg_search
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from neuroscope.config import DEMO_MODEL_DIR
-from neuroscope.research import ResearchError
-from neuroscope.research.harmfulness import GROUPS, harmfulness_vs_refusal, jailbreak_templates, wrap
+from neuroscope.services import ResearchError
+from neuroscope.services.harmfulness import GROUPS, harmfulness_vs_refusal, jailbreak_templates, wrap
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -81,7 +81,7 @@ def test_cone_on_the_demo_model(data_dir):
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         pytest.skip("the bundled demo model is absent")
     from neuroscope.model import load_model
-    from neuroscope.research.cone import refusal_cone
+    from neuroscope.services.cone import refusal_cone
 
     lm = load_model("demo", device="cpu")
     study = refusal_cone(lm, k_max=2, n_train=48, n_test=24, n_random=1, data_dir=str(data_dir))
@@ -103,7 +103,7 @@ def test_jailbreak_families_on_the_demo_model(data_dir):
     from neuroscope.analysis.metrics import is_refusal, is_refusal_broad
     from neuroscope.model import load_model
     from neuroscope.model.generate import generate
-    from neuroscope.research.jailbreaks import jailbreak_families
+    from neuroscope.services.jailbreaks import jailbreak_families
 
     lm = load_model("demo", device="cpu")
     study = jailbreak_families(lm, n_train=32, n_test=4, max_new_tokens=16, data_dir=str(data_dir))

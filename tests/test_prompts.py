@@ -452,14 +452,14 @@ def test_research_sets_come_from_a_folder_or_the_hub_when_online(tmp_path, monke
 
 
 def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatch):
-    from neuroscope import research
+    from neuroscope import services
     from neuroscope.experiment import ExperimentConfig
-    from neuroscope.experiment import data as data_mod
+    from neuroscope.method import data as data_mod
     from neuroscope.prompts import NO_RESEARCH_SETS, Prompt
 
     monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
-    monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: "hub")
-    assert research.RESEARCH in research.contrastive_set_names()
+    monkeypatch.setattr(services.sets, "research_source", lambda *a, **k: "hub")
+    assert services.RESEARCH in services.contrastive_set_names()
     fetched = []
 
     def from_hub(name, folder=None):  # stands in for `datasets` downloading each source
@@ -472,17 +472,17 @@ def test_the_app_offers_the_research_sets_when_the_hub_can_serve_them(monkeypatc
     data = data_mod.load_experiment_data(ExperimentConfig(n_xstest=0))
     assert "Hugging Face Hub" in data.description and all(folder is None for _, folder in fetched)
     assert {"arditi_harmful_train", "jailbreakbench"} <= {n for n, _ in fetched}
-    monkeypatch.setattr(research.sets, "research_source", lambda *a, **k: None)
-    assert research.RESEARCH not in research.contrastive_set_names()
-    with pytest.raises(research.ResearchError, match="neither is available"):
-        research.load_contrastive_set(research.RESEARCH, 8, 4)
+    monkeypatch.setattr(services.sets, "research_source", lambda *a, **k: None)
+    assert services.RESEARCH not in services.contrastive_set_names()
+    with pytest.raises(services.ResearchError, match="neither is available"):
+        services.load_contrastive_set(services.RESEARCH, 8, 4)
     assert "data folder" in NO_RESEARCH_SETS
 
 
 def test_the_curated_note_speaks_of_the_model_in_use():
-    from neuroscope import research
+    from neuroscope import services
 
-    assert research.curated_note("demo", True) == research.CURATED_NOTE  # the demo model's measured failure
-    other = research.curated_note("smollm2-refusal", True)
+    assert services.curated_note("demo", True) == services.CURATED_NOTE  # the demo model's measured failure
+    other = services.curated_note("smollm2-refusal", True)
     assert "On the demo model the direction" not in other and "this model ships with" in other
-    assert "ships with" not in research.curated_note("hub", False)
+    assert "ships with" not in services.curated_note("hub", False)

@@ -30,10 +30,10 @@ import torch
 
 from lab.demo_model.corpus import DemoSplits, build_splits
 from neuroscope.analysis.metrics import Interval
-from neuroscope.experiment.data import subsample
-from neuroscope.experiment.direction import compute_candidates
-from neuroscope.experiment.evaluation import evaluate_interventions, rates
-from neuroscope.experiment.selection import score_candidates, select, verify_by_generation
+from neuroscope.method.data import subsample
+from neuroscope.method.direction import compute_candidates
+from neuroscope.method.evaluation import evaluate_interventions, rates
+from neuroscope.method.selection import score_candidates, select, verify_by_generation
 from neuroscope.analysis.metrics import is_refusal
 from neuroscope.model.activations import projection_means
 from neuroscope.model.chat import refusal_token_ids

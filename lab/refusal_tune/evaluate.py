@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from lab.refusal_tune import texts
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, is_refusal_broad, rate_with_ci
-from neuroscope.experiment.data import subsample
+from neuroscope.method.data import subsample
 from neuroscope.model.generate import generate_ids
 from neuroscope.prompts import load_source
 

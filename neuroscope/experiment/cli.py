@@ -42,7 +42,7 @@ from neuroscope.config import SEED_MAX as MAX_SEED  # noqa: E402  (one seed rang
 
 
 def _strength(text: str) -> float:
-    from neuroscope.research.generation import MAX_STRENGTH  # the app's typo guard, one definition
+    from neuroscope.services.generation import MAX_STRENGTH  # the app's typo guard, one definition
 
     value = _finite(text)
     if abs(value) > MAX_STRENGTH:
@@ -67,7 +67,7 @@ def writable_folder(path: str) -> None:
     """
     import tempfile
 
-    from neuroscope.experiment.config import ExperimentError
+    from neuroscope.method.config import ExperimentError
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
@@ -116,8 +116,8 @@ def _load(spec: str, device: str, dtype: str):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from neuroscope.config import SettingsError
-    from neuroscope.experiment.artifacts import ArtifactError
-    from neuroscope.experiment.config import ExperimentError
+    from neuroscope.method.artifacts import ArtifactError
+    from neuroscope.method.config import ExperimentError
     from neuroscope.model import ModelLoadError, PromptError
     from neuroscope.model.interventions import InterventionError
     from neuroscope.prompts import PromptFileError
@@ -216,7 +216,7 @@ def _default_text(value: Any) -> str:
 def _experiment_parser() -> _Parser:
     import dataclasses
 
-    from neuroscope.experiment.config import ExperimentConfig
+    from neuroscope.method.config import ExperimentConfig
 
     fields = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
     p = _Parser(
@@ -250,8 +250,8 @@ def experiment_main(argv: list[str]) -> int:
 
     def body() -> int:
         args = _experiment_parser().parse_args(argv)
-        from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-        from neuroscope.experiment.data import load_experiment_data
+        from neuroscope.method.config import ExperimentConfig, ExperimentError
+        from neuroscope.method.data import load_experiment_data
         from neuroscope.experiment.pipeline import clear_run, run_experiment
 
         config = ExperimentConfig(**{name: getattr(args, name) for name, _ in CONFIG_FLAGS.values()})
@@ -347,9 +347,9 @@ def evaluate_main(argv: list[str]) -> int:
         args = _evaluate_parser().parse_args(argv)
         import torch
 
-        from neuroscope.experiment.artifacts import load_direction, to_json
-        from neuroscope.experiment.config import ExperimentError
-        from neuroscope.experiment.evaluation import evaluate_direction
+        from neuroscope.method.artifacts import load_direction, to_json
+        from neuroscope.method.config import ExperimentError
+        from neuroscope.method.evaluation import evaluate_direction
         from neuroscope.prompts import load_prompt_file
 
         direction, meta = load_direction(args.direction)
@@ -364,7 +364,7 @@ def evaluate_main(argv: list[str]) -> int:
         if type(layer) is not int or not 0 <= layer < lm.n_layers:  # not a bool: `layer: true` is no layer
             raise ExperimentError(f"layer must be an integer in 0..{lm.n_layers - 1}, got {layer!r}")
         from neuroscope.model.activations import mean_resid_pre
-        from neuroscope.research.direction import direction_scale_problem
+        from neuroscope.services.direction import direction_scale_problem
 
         means = mean_resid_pre(lm, (harmful[:8] + harmless[:8]) or ["Hello"], batch_size=args.batch_size)[layer]
         problem = direction_scale_problem(direction, means, layer)  # the app's rule: never a 9e4-norm "direction"
@@ -413,7 +413,7 @@ def evaluate_main(argv: list[str]) -> int:
 
 
 def _print_table(payload: dict[str, Any]) -> None:
-    data = json.loads(__import__("neuroscope.experiment.artifacts", fromlist=["to_json"]).to_json(payload))
+    data = json.loads(__import__("neuroscope.method.artifacts", fromlist=["to_json"]).to_json(payload))
     from neuroscope.experiment.report import fmt_num, fmt_rate
 
     print(f"{data['model']}  direction {data['direction']}  layer {data['layer']}  strength {data['strength']}")

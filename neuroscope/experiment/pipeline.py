@@ -29,17 +29,17 @@ import torch
 from torch import Tensor
 
 from neuroscope.analysis.directions import Selection
-from neuroscope.experiment import artifacts as art
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import ExperimentData, length_report, load_experiment_data
-from neuroscope.experiment.direction import Candidates, compute_candidates
-from neuroscope.experiment.evaluation import check_orthogonalization, evaluate_edited, evaluate_interventions
-from neuroscope.experiment.frontier import chosen_edit, edit_frontier
-from neuroscope.experiment.generalise import generalisation
-from neuroscope.experiment.heads import analyse_heads, heads_record
+from neuroscope.method import artifacts as art
+from neuroscope.method.config import ExperimentConfig, ExperimentError
+from neuroscope.method.data import ExperimentData, length_report, load_experiment_data
+from neuroscope.method.direction import Candidates, compute_candidates
+from neuroscope.method.evaluation import check_orthogonalization, evaluate_edited, evaluate_interventions
+from neuroscope.method.frontier import chosen_edit, edit_frontier
+from neuroscope.method.generalise import generalisation
+from neuroscope.method.heads import analyse_heads, heads_record
 from neuroscope.model.chat import refusal_token_ids
 from neuroscope.analysis.metrics import is_refusal
-from neuroscope.experiment.selection import candidate_table, score_candidates, select, verify_by_generation
+from neuroscope.method.selection import candidate_table, score_candidates, select, verify_by_generation
 from neuroscope.model.activations import last_token_projections, projection_means
 from neuroscope.model.orthogonalize import save_model
 from neuroscope.types import Progress
@@ -484,10 +484,10 @@ def run_experiment(
 
     # 8. beyond one direction (optional) ------------------------------------------------------
     def go_beyond() -> dict:
-        from neuroscope.research.cone import refusal_cone
-        from neuroscope.research.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
-        from neuroscope.research.gcg import gcg_search
-        from neuroscope.research.jailbreaks import jailbreak_families
+        from neuroscope.services.cone import refusal_cone
+        from neuroscope.services.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
+        from neuroscope.services.gcg import gcg_search
+        from neuroscope.services.jailbreaks import jailbreak_families
 
         sub = steps.sub("beyond")
         n_train, n_test = min(config.n_train, MAX_PROMPTS), min(config.n_test, 32)

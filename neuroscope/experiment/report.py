@@ -11,8 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from neuroscope.analysis.heads import head_label
-from neuroscope.experiment import artifacts as art
-from neuroscope.experiment.heads import measure_maps
+from neuroscope.method import artifacts as art
+from neuroscope.method.heads import measure_maps
 from neuroscope.viz import (
     attack_success,
     candidate_scores,

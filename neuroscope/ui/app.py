@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from neuroscope import research
+from neuroscope import services
 from neuroscope.config import environment, public_settings, Settings
 from neuroscope.model.loader import load_with_fallback
 from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
@@ -70,7 +70,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     """Builds the Blocks app for a loaded model (the demo model starts with its shipped direction)."""
     hide_local_paths(ctx.settings.public)
     if ctx.directions.peek(ctx.lm) is None:
-        ctx.shipped = research.shipped_direction(ctx.lm)
+        ctx.shipped = services.shipped_direction(ctx.lm)
         if ctx.shipped is not None:
             ctx.directions.set_shared(ctx.shipped)
     # gradio's own cache (copies of the files a visitor downloads or uploads): files older than a day are

@@ -20,7 +20,7 @@ from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.config import Settings
 from neuroscope.errors import UserError
 from neuroscope.model.loader import GATED_HELP
-from neuroscope.research import DirectionStore, current_session
+from neuroscope.services import DirectionStore, current_session
 from neuroscope.ui.sessions import RunLedger
 
 log = logging.getLogger("neuroscope.ui")
@@ -165,7 +165,7 @@ def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
 def session_scoped(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Runs ``fn`` for the visitor who triggered it: gradio passes the request (as an extra last
     positional argument, by its annotation), whose session hash selects that visitor's own direction in
-    public mode (``research.current_session``)."""
+    public mode (``services.current_session``)."""
     signature = inspect.signature(fn)
     positional = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if any(p.kind in (p.VAR_POSITIONAL, p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in signature.parameters.values()):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from neuroscope import research, viz
+from neuroscope import services, viz
 from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.experiment import ExperimentConfig
-from neuroscope.research import DirectionResult
+from neuroscope.services import DirectionResult
 from neuroscope.ui.common import AppContext, NumberSlider, behaviour_words, instance_dir, on_gpu, user_errors
 
 GUIDE = {  # str.format templates over ui.common.behaviour_words: refusal reads as the paper, others say their own
@@ -138,7 +138,7 @@ def direction_file(result: DirectionResult) -> str:
     key = hashlib.sha256(f"{result.model_name}|{result.created!r}|{result.origin}".encode()).hexdigest()[:12]
     path = folder / f"{result.behaviour}_direction_L{result.layer}_P{result.position}_{key}.safetensors"
     if not path.is_file():
-        research.save_current(result, path)
+        services.save_current(result, path)
         files = sorted(folder.glob("*_direction_*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in files[KEEP_DIRECTION_FILES:]:
             old.unlink(missing_ok=True)
@@ -173,7 +173,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     """Adds the Direction tab's components and events to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
     max_train, max_val = (32, 16) if settings.public else (256, 64)
-    sets = research.contrastive_set_names(public=settings.public)
+    sets = services.contrastive_set_names(public=settings.public)
     paper = ExperimentConfig()  # Arditi et al.'s sizes, as in the Experiment tab and the CLI
     shared = (
         "It is yours alone: other visitors keep their own (the bundled one until they compute or load another)."
@@ -181,9 +181,9 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
         else "It is shared by everyone using this app (one per model)."
     )
     current = store.peek(lm)
-    default_set = research.RESEARCH if research.RESEARCH in sets else sets[0]
+    default_set = services.RESEARCH if services.RESEARCH in sets else sets[0]
     texts = guide(current.behaviour if current is not None else None)  # the figures' texts follow the direction
-    intro = gr.Markdown(f"{guide(research.set_behaviour(default_set))['intro']} {shared}")  # the intro, the set
+    intro = gr.Markdown(f"{guide(services.set_behaviour(default_set))['intro']} {shared}")  # the intro, the set
     with gr.Row():
         with gr.Column(scale=3):
             # The paper's prompt distribution where it is installed, as the Experiment tab does.
@@ -194,7 +194,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                 info="the two groups of instructions the means are taken over (harmful vs harmless for refusal)",
             )
             curated_note = gr.Markdown(
-                research.curated_note(lm.source, ctx.shipped is not None), visible=set_name.value == research.CURATED
+                services.curated_note(lm.source, ctx.shipped is not None), visible=set_name.value == services.CURATED
             )
             with gr.Row(visible=False) as uploads:
                 harmful_file = gr.File(label="Harmful prompts (txt/csv/json/jsonl)", type="filepath")
@@ -238,7 +238,7 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     outputs = [status, scores, separation, cosine, download, summary, scores_text, separation_text, cosine_text]
 
     def load_set(name, harmful, harmless, n_tr, n_v):
-        return research.load_contrastive_set(
+        return services.load_contrastive_set(
             name, n_tr, n_v, harmful_file=_path(harmful), harmless_file=_path(harmless)
         )
 
@@ -246,8 +246,8 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     @user_errors
     def on_compute(prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
         data = load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
-        result = research.find_direction(lm, data, progress=lambda f, m: progress(f, desc=m))
-        reason = research.keep_current_reason(store.peek(lm), result)
+        result = services.find_direction(lm, data, progress=lambda f, m: progress(f, desc=m))
+        reason = services.keep_current_reason(store.peek(lm), result)
         if reason is None:
             store.set(result)
             return *views(result), gr.update(value="", visible=False), None, gr.update(visible=False)
@@ -257,14 +257,14 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     @user_errors
     def on_use_anyway(result):
         if result is None:
-            raise research.ResearchError("there is no new direction waiting: compute one first")
+            raise services.ResearchError("there is no new direction waiting: compute one first")
         store.set(result)
         return *views(result), gr.update(value="", visible=False), None, gr.update(visible=False)
 
     @user_errors
     def on_restore():
         if ctx.shipped is None:
-            raise research.ResearchError("this model has no shipped direction")
+            raise services.ResearchError("this model has no shipped direction")
         store.set(ctx.shipped)
         return *views(ctx.shipped), gr.update(value="", visible=False), None, gr.update(visible=False)
 
@@ -273,9 +273,9 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     def on_load(direction_file, prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
         path = _path(direction_file)
         if path is None:
-            raise research.ResearchError("choose a saved direction file (.safetensors) first")
+            raise services.ResearchError("choose a saved direction file (.safetensors) first")
         data = load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
-        result = research.direction_from_file(lm, path, data, progress=lambda f, m: progress(f, desc=m))
+        result = services.direction_from_file(lm, path, data, progress=lambda f, m: progress(f, desc=m))
         store.set(result)
         return views(result)
 
@@ -291,8 +291,8 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
     loaded = load.click(on_load, [saved, *set_inputs], outputs, api_name="load_direction", concurrency_id="model")
 
     def on_set(name):
-        intro_text = f"{guide(research.set_behaviour(name))['intro']} {shared}"
-        return gr.update(visible=name == research.UPLOADED), gr.update(visible=name == research.CURATED), intro_text
+        intro_text = f"{guide(services.set_behaviour(name))['intro']} {shared}"
+        return gr.update(visible=name == services.UPLOADED), gr.update(visible=name == services.CURATED), intro_text
 
     set_name.change(
         on_set,

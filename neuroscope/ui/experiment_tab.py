@@ -11,13 +11,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from neuroscope import research
-from neuroscope.research import current_session
+from neuroscope import services
+from neuroscope.services import current_session
 from neuroscope import viz
 from neuroscope.config import SEED_MAX
 from neuroscope.analysis.heads import permutations_for
 from neuroscope.behaviours import REFUSAL, behaviour_names
-from neuroscope.steering import behaviour_study
+from neuroscope.services.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.pipeline import EXPORT_DIR
@@ -229,7 +229,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             )
             run = gr.Button("Run the experiment", variant="primary", elem_id="run-experiment")
             files = gr.File(label="Artifacts (direction, metrics, report…)", file_count="multiple", interactive=False)
-    if research.RESEARCH not in research.contrastive_set_names(public=public):
+    if services.RESEARCH not in services.contrastive_set_names(public=public):
         gr.Markdown(CURATED_ONLY_WARNING, elem_id="experiment-weak-sets")
     status = gr.Markdown(elem_id="experiment-status")
     with gr.Accordion("Report", open=True):
@@ -255,7 +255,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         record = behaviour_study(
             lm,
             name,
-            n_random=research.as_int(n_random, "random directions"),
+            n_random=services.as_int(n_random, "random directions"),
             max_new_tokens=min(24, settings.max_new_tokens_limit),
             progress=lambda f, m: progress(f, desc=m),
         )
@@ -271,7 +271,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
 
     def config_from(n_tr, n_v, n_t, mx, boot, sd, exp, harmful, harmless, src) -> ExperimentConfig:
         ints = {
-            name: research.as_int(v, name)
+            name: services.as_int(v, name)
             for name, v in (
                 ("n_train", n_tr),
                 ("n_val", n_v),
@@ -280,7 +280,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
                 ("n_boot", boot),
             )
         }
-        ints["seed"] = research.as_seed(sd)  # refused outside 0..SEED_MAX, never clamped
+        ints["seed"] = services.as_seed(sd)  # refused outside 0..SEED_MAX, never clamped
         if ints["max_new_tokens"] > settings.max_new_tokens_limit:
             raise ExperimentError(f"max_new_tokens must be at most {settings.max_new_tokens_limit}")
         if public:
@@ -304,7 +304,7 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             n_random_head_sets=4,
             n_equivalence=4,
             head_ks=(1, 2, 4, 8),
-            export_model=research.as_bool(exp, "export the edited model"),
+            export_model=services.as_bool(exp, "export the edited model"),
             harmful_file=str(harmful) if upload else "",
             harmless_file=str(harmless) if upload else "",
         )
@@ -333,8 +333,8 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         prune_runs(mine, spare=out)
         result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, desc=m))
         progress(0.96, desc="making it the current direction")
-        found = research.from_experiment(lm, result)
-        kept = research.keep_current_reason(store.peek(lm), found)
+        found = services.from_experiment(lm, result)
+        kept = services.keep_current_reason(store.peek(lm), found)
         if kept is None:
             store.set(found)
             current = "now the current direction in every tab"

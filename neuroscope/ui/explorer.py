@@ -8,12 +8,12 @@ from typing import Any
 import gradio as gr
 import torch
 
-from neuroscope import research, viz
+from neuroscope import services, viz
 from neuroscope.analysis.heads import head_label, parse_head_label
-from neuroscope.explorer import LENS_SHOWN, Analysis, analyze, head_direction_deltas
+from neuroscope.services.explorer import LENS_SHOWN, Analysis, analyze, head_direction_deltas
 from neuroscope.model.interventions import HeadAblation
 from neuroscope.model.chat import PromptError
-from neuroscope.research import current_session
+from neuroscope.services import current_session
 from neuroscope.ui.common import AppContext, NumberSlider, TextInput, on_gpu, user_errors
 from neuroscope.ui.sessions import DROPPED
 
@@ -386,7 +386,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
             max_new_tokens=max_new_tokens,  # checked there: 2.5 is refused, not truncated
             direction=None if current is None else current.direction,
             head_stats=None if current is None else current.heads,
-            chat=research.as_bool(use_chat, "chat template"),
+            chat=services.as_bool(use_chat, "chat template"),
             interventions=[HeadAblation(heads=ablate, means=current.head_means)] if ablate else (),
         )
         progress(0.8, desc="Drawing")
@@ -418,13 +418,13 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     def draw_view(view, shown, l, h, dims, n_lens=LENS_SHOWN):
         """(attention, lens, importance, pca, summary): the one view asked for, the others left as they are."""
         out = [gr.update()] * len(VIEWS)
-        n_lens = research.positive_int(n_lens, "lens positions")  # checked whichever view is asked for
+        n_lens = services.positive_int(n_lens, "lens positions")  # checked whichever view is asked for
         if n_lens > settings.lens_positions:
             raise PromptError(f"lens positions must be at most {settings.lens_positions}, got {n_lens}")
         shown.run()  # says so if it was dropped for room
         if view == VIEW_ATTENTION:
             out[0] = attention_figure(
-                lm, shown, lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head"))
+                lm, shown, lm.check_layer(services.as_int(l, "layer")), lm.check_head(services.as_int(h, "head"))
             )
         elif view == VIEW_LENS:
             out[1] = lens_figure(lm, shown.run(), n_lens, settings.lens_top_k)
@@ -462,7 +462,7 @@ def build_explorer_tab(ctx: AppContext) -> ExplorerTab:
     def on_select(l, h, colour_by, shown):
         if shown is None:
             raise PromptError("run a prompt first")
-        l, h = lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head"))
+        l, h = lm.check_layer(services.as_int(l, "layer")), lm.check_head(services.as_int(h, "head"))
         out = (
             head_figure(shown, l, h, projections(shown, colour_by)),
             attention_figure(lm, shown, l, h),

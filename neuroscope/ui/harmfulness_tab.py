@@ -8,13 +8,13 @@ import threading
 
 import gradio as gr
 
-from neuroscope import research, viz
-from neuroscope.research.cone import FAMILIES, MAX_K, refusal_cone
-from neuroscope.research.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
-from neuroscope.research.gcg import gcg_search, held_out_requests
-from neuroscope.research.harmfulness import jailbreak_templates
-from neuroscope.research.jailbreaks import jailbreak_families, token_push
-from neuroscope.research.steer_each import CONDITIONS, steer_each_direction
+from neuroscope import services, viz
+from neuroscope.services.cone import FAMILIES, MAX_K, refusal_cone
+from neuroscope.services.harmfulness import MAX_PROMPTS, default_layer, harmfulness_vs_refusal
+from neuroscope.services.gcg import gcg_search, held_out_requests
+from neuroscope.services.harmfulness import jailbreak_templates
+from neuroscope.services.jailbreaks import jailbreak_families, token_push
+from neuroscope.services.steer_each import CONDITIONS, steer_each_direction
 from neuroscope.ui.common import AppContext, NumberSlider, on_gpu, user_errors
 
 JAILBREAK_GUIDE = (
@@ -109,15 +109,15 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
             @user_errors
             def on_steer(n, g, l, s, progress=gr.Progress()):
                 n, g = (
-                    research.positive_int(n, "training prompts per side"),
-                    research.positive_int(g, "prompts per group"),
+                    services.positive_int(n, "training prompts per side"),
+                    services.positive_int(g, "prompts per group"),
                 )
                 study = steer_each_direction(
                     lm,
                     n_train=n,
                     n_test=g,
-                    layer=lm.check_layer(research.as_int(l, "layer")),
-                    strength=research.as_float(s, "strength"),
+                    layer=lm.check_layer(services.as_int(l, "layer")),
+                    strength=services.as_float(s, "strength"),
                     max_new_tokens=min(24, ctx.settings.max_new_tokens),
                     progress=progress,
                 )
@@ -143,14 +143,14 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
             @user_errors
             def on_harmfulness(n, g, l, progress=gr.Progress()):
                 n, g = (
-                    research.positive_int(n, "training prompts per side"),
-                    research.positive_int(g, "prompts per group"),
+                    services.positive_int(n, "training prompts per side"),
+                    services.positive_int(g, "prompts per group"),
                 )
                 study = harmfulness_vs_refusal(
                     lm,
                     n_train=n,
                     n_per_group=g,
-                    layer=lm.check_layer(research.as_int(l, "layer")),
+                    layer=lm.check_layer(services.as_int(l, "layer")),
                     max_new_tokens=min(24, ctx.settings.max_new_tokens),
                     progress=progress,
                 )
@@ -199,7 +199,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
             @user_errors
             def on_cone(k, n, t, r, l, progress=gr.Progress()):
                 k, n, t, r = (
-                    research.positive_int(v, name)
+                    services.positive_int(v, name)
                     for v, name in (
                         (k, "dimensions"),
                         (n, "training prompts per side"),
@@ -213,8 +213,8 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
                     n_train=n,
                     n_test=t,
                     n_random=r,
-                    layer=lm.check_layer(research.as_int(l, "layer"))
-                    if research.as_int(l, "layer") != layer0
+                    layer=lm.check_layer(services.as_int(l, "layer"))
+                    if services.as_int(l, "layer") != layer0
                     else None,
                     max_new_tokens=min(24, ctx.settings.max_new_tokens),
                     progress=progress,
@@ -262,12 +262,12 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
             @on_gpu
             @user_errors
             def on_jailbreak(n, t, l, progress=gr.Progress()):
-                n, t = research.positive_int(n, "training prompts per side"), research.positive_int(t, "requests")
+                n, t = services.positive_int(n, "training prompts per side"), services.positive_int(t, "requests")
                 study = jailbreak_families(
                     lm,
                     n_train=n,
                     n_test=t,
-                    layer=lm.check_layer(research.as_int(l, "layer")),
+                    layer=lm.check_layer(services.as_int(l, "layer")),
                     max_new_tokens=min(32, ctx.settings.max_new_tokens),
                     progress=progress,
                 )
@@ -353,8 +353,8 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
             @functools.partial(on_gpu, duration=600)
             @user_errors
             def on_gcg(n, steps, progress=gr.Progress()):
-                n, steps = research.positive_int(n, "requests"), research.positive_int(steps, "steps")
-                key = research.current_session.get() or "local"  # the visitor's session (set by user_errors)
+                n, steps = services.positive_int(n, "requests"), services.positive_int(steps, "steps")
+                key = services.current_session.get() or "local"  # the visitor's session (set by user_errors)
                 flag = _STOPS[key] = threading.Event()
                 try:
                     run = gcg_search(
@@ -386,7 +386,7 @@ def build_harmfulness_tab(ctx: AppContext) -> None:
 
             @user_errors
             def on_gcg_stop():
-                flag = _STOPS.get(research.current_session.get() or "local")
+                flag = _STOPS.get(services.current_session.get() or "local")
                 if flag is not None:
                     flag.set()
 

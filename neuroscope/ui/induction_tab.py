@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import gradio as gr
 import torch
 
-from neuroscope import research
+from neuroscope import services
 from neuroscope.config import SEED_MAX
 
 from neuroscope import viz
-from neuroscope.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
+from neuroscope.services.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
 from neuroscope.model.chat import PromptError
-from neuroscope.research import current_session
+from neuroscope.services import current_session
 from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, on_gpu, user_errors
 from neuroscope.ui.sessions import DROPPED, return_free_memory
 from neuroscope.analysis.heads import head_label, parse_head_label
@@ -121,8 +121,8 @@ def build_induction_tab(ctx: AppContext) -> None:
     @on_gpu
     @user_errors
     def on_run(n, t, kk, s, progress=gr.Progress()):
-        n, t, kk = (research.positive_int(v, name) for v, name in ((n, "sequences"), (t, "length"), (kk, "top heads")))
-        result = find_induction_heads(lm, n_seqs=n, half=t, k=kk, seed=research.as_seed(s), progress=progress)
+        n, t, kk = (services.positive_int(v, name) for v, name in ((n, "sequences"), (t, "length"), (kk, "top heads")))
+        result = find_induction_heads(lm, n_seqs=n, half=t, k=kk, seed=services.as_seed(s), progress=progress)
         l, h = result.top[0]
         choices = [head_label(a, b) for a, b in result.top]
         kept = KeptInduction.of(result)
@@ -154,7 +154,7 @@ def build_induction_tab(ctx: AppContext) -> None:
         if kept is None or not choice:
             return gr.update()
         l, h = parse_head_label(choice)
-        figure = kept.figure(lm.check_layer(research.as_int(l, "layer")), lm.check_head(research.as_int(h, "head")))
+        figure = kept.figure(lm.check_layer(services.as_int(l, "layer")), lm.check_head(services.as_int(h, "head")))
         ctx.runs.touch(kept)
         return figure
 

@@ -9,9 +9,9 @@ from typing import Callable
 
 import gradio as gr
 
-from neuroscope import research, viz
+from neuroscope import services, viz
 from neuroscope.behaviours import REFUSAL, behaviour_names, get_behaviour
-from neuroscope.research import DirectionResult, Generation
+from neuroscope.services import DirectionResult, Generation
 from neuroscope.ui.common import (
     AppContext,
     NumberInput,
@@ -134,7 +134,7 @@ def causal_markdown(record: dict, behaviour: str | None = None) -> str:
     top = []
     for l, h in record["ranking"][:5]:
         top.append(
-            f"{research.head_label(l, h)} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
+            f"{services.head_label(l, h)} {record['patching'][l][h]:+.2f} [{record['patching_lo'][l][h]:+.2f}, "
             f"{record['patching_hi'][l][h]:+.2f}]"
         )
     agree = record.get("agreement_spearman")
@@ -175,7 +175,7 @@ def form_info(result: DirectionResult | None) -> str:
 def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     """Adds the Interventions tab's components and events to the current ``gr.Blocks``."""
     lm, settings, store = ctx.lm, ctx.settings, ctx.directions
-    labels = [research.head_label(l, h) for l in range(lm.n_layers) for h in range(lm.n_heads)]
+    labels = [services.head_label(l, h) for l in range(lm.n_layers) for h in range(lm.n_heads)]
     current = store.peek(lm)
     texts = guide(current.behaviour if current is not None else None)
     intro = gr.Markdown(texts["intro"])
@@ -192,7 +192,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             gr.Examples(EXAMPLES, inputs=[prompt], label="Refusal (harmful and harmless)")
             for name in behaviour_names():
                 if name != REFUSAL:  # a held-out pair of each bundled behaviour, for its direction
-                    behaviour, *_, test = research.behaviour_pairs(name)
+                    behaviour, *_, test = services.behaviour_pairs(name)
                     gr.Examples([list(test[0][:1]), list(test[0][1:])], inputs=[prompt], label=behaviour.title)
         with gr.Column(scale=2):
             with gr.Row():
@@ -216,7 +216,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                 form = gr.Radio(
                     list(ABLATION_FORMS),
                     # the form the bundled model's own experiment found to free it (zero on the tuned SmolLM2)
-                    value=ABLATION_FORMS[1] if research.shipped_ablation_form(lm) == "zero" else ABLATION_FORMS[0],
+                    value=ABLATION_FORMS[1] if services.shipped_ablation_form(lm) == "zero" else ABLATION_FORMS[0],
                     label="Ablation form",
                     info=form_info(current),
                 )
@@ -255,7 +255,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     value=min(4, len(labels)), precision=0, minimum=0, maximum=len(labels), label="k", scale=1
                 )
                 measure = gr.Dropdown(
-                    list(research.MEASURES),
+                    list(services.MEASURES),
                     value="Δ along the direction",
                     label="top-k by",
                     scale=2,
@@ -273,7 +273,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     with gr.Accordion("Causal head maps: activation patching, attribution patching, Δ, DFA", open=False):
         causal_guide = gr.Markdown(texts["causal"])
         with gr.Row():
-            n_causal = NumberSlider(8, research.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
+            n_causal = NumberSlider(8, services.MAX_HEAD_PROMPTS, value=32, step=2, label="Prompts per side", scale=2)
             causal_run = gr.Button("Compute head attribution", variant="secondary", scale=1, elem_id="head-attribution")
         causal_text = gr.Markdown(elem_id="head-attribution-result")
         causal_plot = gr.Plot(label="Every head, five measures", elem_id="head-attribution-plot")
@@ -289,7 +289,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         result = store.get(lm)
         values: list = [""] * (2 * len(CONDITIONS))
         gens = []
-        stream = research.stream_interventions(
+        stream = services.stream_interventions(
             lm,
             result,
             prompt,
@@ -297,10 +297,10 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
             layer,
             strength,
             max_new_tokens,
-            mean_ablation=research.as_choice(ablation_form, "ablation form", ABLATION_FORMS).startswith("mean"),
+            mean_ablation=services.as_choice(ablation_form, "ablation form", ABLATION_FORMS).startswith("mean"),
         )
         for i, item in stream:
-            if isinstance(item, research.Generation):
+            if isinstance(item, services.Generation):
                 gens.append(item)
                 values[2 * i], values[2 * i + 1] = item.answer, verdict_markdown(item)
             else:
@@ -314,17 +314,17 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
 
     @user_errors
     def on_top_k(k, by):
-        heads = research.top_heads(store.get(lm), k, by)
-        return [research.head_label(l, h) for l, h in heads]
+        heads = services.top_heads(store.get(lm), k, by)
+        return [services.head_label(l, h) for l, h in heads]
 
     @functools.partial(on_gpu, duration=600)
     @user_errors
     def on_causal(n, progress=gr.Progress()):
-        from neuroscope.experiment.heads import measure_maps
+        from neuroscope.method.heads import measure_maps
 
         result = store.get(lm)
-        record = research.head_attribution(lm, result, n, progress=lambda f, m: progress(f, desc=m))
-        store.set(research.with_causal(result, record))  # this visitor's own (public mode), never the shared one
+        record = services.head_attribution(lm, result, n, progress=lambda f, m: progress(f, desc=m))
+        store.set(services.with_causal(result, record))  # this visitor's own (public mode), never the shared one
         fig = viz.head_maps(
             measure_maps(record),
             "Every head, five measures (▢ = top 5 by activation patching)",
@@ -337,17 +337,17 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
         result = store.peek(lm)
         if result is None:
             return None
-        return head_delta_figure(result, research.parse_heads(chosen, lm.n_layers, lm.n_heads))
+        return head_delta_figure(result, services.parse_heads(chosen, lm.n_layers, lm.n_heads))
 
     @on_gpu
     @user_errors
     def on_ablate(prompt, heads, max_new_tokens, progress=gr.Progress()):
         result = store.get(lm)
-        heads = research.parse_heads(heads, lm.n_layers, lm.n_heads)
+        heads = services.parse_heads(heads, lm.n_layers, lm.n_heads)
         progress(0.1, desc=f"running with {len(heads)} head(s) ablated")
-        base, ablated = research.ablate_heads(lm, result, prompt, heads, settings, max_new_tokens)
+        base, ablated = services.ablate_heads(lm, result, prompt, heads, settings, max_new_tokens)
         delta = ablated.log_odds - base.log_odds
-        names = ", ".join(research.head_label(l, h) for l, h in heads)
+        names = ", ".join(services.head_label(l, h) for l, h in heads)
         score = behaviour_words(result.behaviour)["score"]
         summary = (
             f"**{score[:1].upper() + score[1:]}** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
@@ -361,8 +361,8 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     def on_attention(prompt, head):
         if not head:
             return None
-        [(l, h)] = research.parse_heads([head], lm.n_layers, lm.n_heads)
-        probs, tokens = research.head_attention(lm, prompt, l, h, settings)
+        [(l, h)] = services.parse_heads([head], lm.n_layers, lm.n_heads)
+        probs, tokens = services.head_attention(lm, prompt, l, h, settings)
         return viz.attention_heatmap(probs.numpy(), tokens, l, h)
 
     def on_tick(evt: gr.SelectData):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neuroscope.analysis import induction as ind
-from neuroscope.induction import InductionError, find_induction_heads, probe_tokens
+from neuroscope.services.induction import InductionError, find_induction_heads, probe_tokens
 
 
 def _causal_uniform(L, B, H, S):

@@ -223,7 +223,7 @@ def test_experiment_flags_are_the_config_fields_with_their_defaults_and_help():
     import dataclasses
 
     from neuroscope.experiment.cli import CONFIG_FLAGS, _experiment_parser
-    from neuroscope.experiment.config import ExperimentConfig
+    from neuroscope.method.config import ExperimentConfig
 
     parser = _experiment_parser()
     args = parser.parse_args(["--model", "m", "--out", "o"])

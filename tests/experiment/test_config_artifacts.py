@@ -9,8 +9,8 @@ import torch
 
 from neuroscope.analysis.metrics import rate_with_ci
 from neuroscope.experiment import ExperimentConfig, ExperimentError, load_direction, save_direction
-from neuroscope.experiment.artifacts import ArtifactError, atomic_path, sweep_temporaries, write_json
-from neuroscope.experiment.evaluation import random_direction, rates
+from neuroscope.method.artifacts import ArtifactError, atomic_path, sweep_temporaries, write_json
+from neuroscope.method.evaluation import random_direction, rates
 from neuroscope.model.chat import refusal_token_ids
 
 
@@ -111,7 +111,7 @@ def test_safetensors_and_json_artifacts_get_the_same_ordinary_permissions(tmp_pa
 
     import torch
 
-    from neuroscope.experiment import artifacts
+    from neuroscope.method import artifacts
 
     artifacts.save_direction(tmp_path / "d.safetensors", torch.ones(4), {"layer": 1})
     artifacts.write_json(tmp_path / "m.json", {"a": 1})

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from neuroscope.experiment import ExperimentConfig, ExperimentError, length_report, load_experiment_data
-from neuroscope.experiment.data import ExperimentData
+from neuroscope.method.data import ExperimentData
 
 
 def _instructions(data, name):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuroscope.experiment.frontier import choose_edit, edit_frontier, sweep
+from neuroscope.method.frontier import choose_edit, edit_frontier, sweep
 from neuroscope.model.orthogonalize import WeightEdit
 
 
@@ -26,7 +26,7 @@ def test_choice_takes_the_least_kl_among_the_near_best():
 
 def test_frontier_on_a_tiny_model_matches_independent_runs():
     from neuroscope.analysis.metrics import is_refusal, kl_divergence
-    from neuroscope.experiment.evaluation import evaluate_interventions
+    from neuroscope.method.evaluation import evaluate_interventions
     from neuroscope.model.forward import next_token_logits
     from neuroscope.model.generate import generate
     from neuroscope.model.interventions import DirectionAblation

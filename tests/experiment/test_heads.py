@@ -10,7 +10,7 @@ import pytest
 
 from neuroscope.analysis.heads import head_stats
 from neuroscope.analysis.metrics import refusal_score
-from neuroscope.experiment.heads import HeadAnalysis, analyse_heads, causal_ranking, verdict
+from neuroscope.method.heads import HeadAnalysis, analyse_heads, causal_ranking, verdict
 from tests import reference as ref
 from neuroscope.model.activations import post_instruction_z
 from neuroscope.model.capture import capture

@@ -7,7 +7,7 @@ import math
 import torch
 
 from neuroscope.analysis.directions import CandidateScores
-from neuroscope.experiment.selection import ScoredCandidates, candidate_table, select
+from neuroscope.method.selection import ScoredCandidates, candidate_table, select
 
 NAN = math.nan
 
@@ -56,8 +56,8 @@ def test_nothing_bypasses_the_app_takes_the_least_bad_and_says_so_in_the_behavio
 def test_generation_check_rejects_candidates_whose_ablation_keeps_refusing(monkeypatch):
     """The logit-chosen candidate (0, 1) still refuses when ablated; the next kept one (1, 0) does not."""
     import neuroscope.model.generate as gen
-    from neuroscope.experiment.direction import Candidates
-    from neuroscope.experiment.selection import verify_by_generation
+    from neuroscope.method.direction import Candidates
+    from neuroscope.method.selection import verify_by_generation
 
     s = _scored([[1.0, -1.0], [0.5, NAN]], [[1.0, 2.0], [1.0, NAN]], [[0.01, 0.05], [0.02, NAN]])
     sel = select(s, n_layers=3)

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import torch
 
-from neuroscope import research
+from neuroscope import services
 from neuroscope.config import DEMO_MODEL_DIR
-from neuroscope.research import described
+from neuroscope.services import described
 
 pytestmark = pytest.mark.skipif(not (DEMO_MODEL_DIR / "config.json").is_file(), reason="no demo model")
 
@@ -38,11 +38,11 @@ def _same(a, b) -> None:
 def test_the_cached_description_equals_a_fresh_one(demo, tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROSCOPE_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
-    fresh = research.shipped_direction(demo)  # computed, then stored
+    fresh = services.shipped_direction(demo)  # computed, then stored
     assert len(list((tmp_path / "described").glob("*.safetensors"))) == 1
     calls = []
-    monkeypatch.setattr(research.direction, "direction_from_file", lambda *a, **k: calls.append(1))
-    again = research.shipped_direction(demo)  # read back, nothing recomputed
+    monkeypatch.setattr(services.direction, "direction_from_file", lambda *a, **k: calls.append(1))
+    again = services.shipped_direction(demo)  # read back, nothing recomputed
     assert calls == [] and again is not fresh
     _same(fresh, again)
     # the app behaves the same with it: the read-back direction frees the harmful prompt as the fresh one does
@@ -52,7 +52,7 @@ def test_the_cached_description_equals_a_fresh_one(demo, tmp_path, monkeypatch):
 def test_a_changed_model_or_a_corrupt_entry_is_described_again(demo, tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROSCOPE_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("NEUROSCOPE_DATA_DIR", "none")
-    research.shipped_direction(demo)
+    services.shipped_direction(demo)
     before = described.weights_fingerprint(demo)
     with torch.no_grad():  # on a copy of one weight's value, restored after: a different model
         w = demo.access.final_norm(demo.hf).weight
@@ -65,6 +65,6 @@ def test_a_changed_model_or_a_corrupt_entry_is_described_again(demo, tmp_path, m
     for entry in (tmp_path / "described").glob("*.safetensors"):
         entry.write_bytes(b"not a safetensors file")
     calls = []
-    real = research.direction.direction_from_file
-    monkeypatch.setattr(research.direction, "direction_from_file", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert research.shipped_direction(demo) is not None and calls == [1]  # recomputed, not a crash
+    real = services.direction.direction_from_file
+    monkeypatch.setattr(services.direction, "direction_from_file", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert services.shipped_direction(demo) is not None and calls == [1]  # recomputed, not a crash

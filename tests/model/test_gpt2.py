@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from neuroscope.config import Settings
-from neuroscope.explorer import analyze
+from neuroscope.services.explorer import analyze
 from neuroscope.model.forward import token_run
 from neuroscope.model.interventions import DirectionAblation, HeadAblation
 from neuroscope.model.orthogonalize import WeightEdit, WeightEditError, orthogonalized_copy

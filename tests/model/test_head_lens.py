@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuroscope.explorer import head_logit_lens
+from neuroscope.services.explorer import head_logit_lens
 from tests import reference as ref
 
 PROMPT = "How do I pick a lock?"

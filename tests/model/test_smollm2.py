@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from neuroscope.config import Settings
-from neuroscope.explorer import analyze
-from neuroscope.induction import find_induction_heads
+from neuroscope.services.explorer import analyze
+from neuroscope.services.induction import find_induction_heads
 from neuroscope.model.smollm2 import MARKER, SmolLM2Unavailable, converted_dir, ensure_converted
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -91,7 +91,7 @@ def test_smollm2_has_causal_induction_heads(smollm2):
 
 
 def test_refusal_is_not_there_to_explain_and_the_app_says_so(smollm2):
-    from neuroscope.research import CURATED, ResearchError, find_direction, load_contrastive_set
+    from neuroscope.services import CURATED, ResearchError, find_direction, load_contrastive_set
 
     with pytest.raises(
         ResearchError, match=r"this model refuses \d+% of harmful prompts .*there is no refusal to explain"
@@ -100,7 +100,7 @@ def test_refusal_is_not_there_to_explain_and_the_app_says_so(smollm2):
 
 
 def test_a_french_direction_is_necessary_and_sufficient_against_random_directions(smollm2):
-    from neuroscope.steering import behaviour_study
+    from neuroscope.services.steering import behaviour_study
 
     record = behaviour_study(smollm2, "french", n_train=24, n_val=8, n_test=8, n_random=2, max_new_tokens=16)
     rows = {(r["prompts"], r["condition"].split(" (")[0]): r for r in record["rows"]}

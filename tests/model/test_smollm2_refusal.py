@@ -70,9 +70,9 @@ def test_refuses_the_harmful_example_and_answers_the_harmless_one(smollm2_refusa
 
 
 def test_shipped_direction_frees_the_harmful_one_and_makes_the_harmless_one_refused(smollm2_refusal):
-    from neuroscope import research
+    from neuroscope import services
 
-    shipped = research.shipped_direction(smollm2_refusal)
+    shipped = services.shipped_direction(smollm2_refusal)
     assert shipped is not None and shipped.origin.startswith("shipped with")
     # the paper's zero form: on this model the mean form does not free it (its card, experiment.json)
     ablate = DirectionAblation(shipped.direction)
@@ -100,12 +100,12 @@ def test_without_the_package_or_hub_the_app_falls_back_to_the_demo_model(monkeyp
 def test_the_app_offers_the_ablation_form_that_frees_the_bundled_model(smollm2_refusal):
     """The tuned SmolLM2's experiment found the mean form not freeing it (0.58 refused) and the zero form
     freeing it (0.04): the Interventions tab starts on the zero form there, and on the mean form elsewhere."""
-    from neuroscope import research
+    from neuroscope import services
     from neuroscope.model.tiny import build_tiny_model
 
-    assert research.shipped_ablation_form(smollm2_refusal) == "zero"
-    assert research.shipped_ablation_form(build_tiny_model()) == "mean"
-    shipped = research.shipped_direction(smollm2_refusal)
+    assert services.shipped_ablation_form(smollm2_refusal) == "zero"
+    assert services.shipped_ablation_form(build_tiny_model()) == "mean"
+    shipped = services.shipped_direction(smollm2_refusal)
     forms = {
         "zero": DirectionAblation(shipped.direction),
         "mean": DirectionAblation(shipped.direction, target=shipped.mean_target),

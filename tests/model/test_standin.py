@@ -79,7 +79,7 @@ def test_refusal_first_tokens_on_the_real_vocabulary(standin):
 def test_curated_and_research_sets_tokenise_within_the_limits(standin, data_dir):
     from neuroscope.config import Settings
     from neuroscope.experiment import ExperimentConfig
-    from neuroscope.experiment.data import load_experiment_data
+    from neuroscope.method.data import load_experiment_data
     from neuroscope.prompts import load_curated_pairs
 
     curated = [p.instruction for pair in load_curated_pairs() for p in pair]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neuroscope.model.chat import first_token_ids
-from neuroscope.research.steer_each import CONDITIONS, PROBE, steer_each_direction, yes_no_log_odds
+from neuroscope.services.steer_each import CONDITIONS, PROBE, steer_each_direction, yes_no_log_odds
 from tests.reference import chat_ids
 
 
@@ -53,8 +53,8 @@ def _probe_with(lm, prompts, layer: int, vector: torch.Tensor, yes, no) -> float
 
 
 def test_each_addition_equals_plain_hooks(tiny_lm, data_dir):
-    from neuroscope.experiment.config import ExperimentConfig
-    from neuroscope.experiment.data import load_experiment_data
+    from neuroscope.method.config import ExperimentConfig
+    from neuroscope.method.data import load_experiment_data
 
     lm, layer, strength = tiny_lm, 1, 2.0
     study = steer_each_direction(
@@ -91,7 +91,7 @@ def test_each_addition_equals_plain_hooks(tiny_lm, data_dir):
 )
 def test_the_probe_counts_only_when_it_tells_harmful_from_harmless(harmful, harmless, works):
     from neuroscope.analysis.metrics import Interval
-    from neuroscope.research.steer_each import SteeringStudy
+    from neuroscope.services.steer_each import SteeringStudy
 
     iv = lambda m, lo, hi: Interval(m, lo, hi, 32)  # noqa: E731
     study = SteeringStudy("m", 1, 1.0, iv(*harmful), iv(*harmless), {}, {}, "", 0.0)

@@ -13,7 +13,7 @@ import torch
 
 from neuroscope.model import _compat  # noqa: F401
 from neuroscope.config import Settings
-from neuroscope.explorer import analyze
+from neuroscope.services.explorer import analyze
 from neuroscope.model.capture import capture
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, HeadAblation
 from neuroscope.model.stream import capture_stream, gradient_x_input, layer_attention, lens_topk, stream_dtype
@@ -134,7 +134,7 @@ def test_a_submit_computes_no_view_and_each_view_is_computed_once(tiny_lm):
 
 
 def test_the_memo_keeps_the_most_recent_views_within_its_bytes(tiny_lm):
-    from neuroscope.explorer import ViewMemo
+    from neuroscope.services.explorer import ViewMemo
 
     memo = ViewMemo(max_bytes=3 * 400)
     for i in range(5):

@@ -104,7 +104,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=50, help="requests in flight at once (the public queue holds 64)")
     p.add_argument("--model", default="demo")
     args = p.parse_args()
-    from neuroscope import research
+    from neuroscope import services
     from neuroscope.config import Settings
     from neuroscope.model import load_model
     from neuroscope.ui.app import build_app
@@ -115,7 +115,7 @@ def main() -> None:
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         report = run_soak(
-            demo.local_url, args.requests, args.clients, (research.CURATED, None, None, 16, 8), args.concurrency
+            demo.local_url, args.requests, args.clients, (services.CURATED, None, None, 16, 8), args.concurrency
         )
     finally:
         demo.close()

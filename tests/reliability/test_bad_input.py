@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from neuroscope.__main__ import main
-from neuroscope.experiment.artifacts import DIRECTION_FORMAT, save_direction
+from neuroscope.method.artifacts import DIRECTION_FORMAT, save_direction
 from neuroscope.model import _compat  # noqa: F401
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from neuroscope import research  # noqa: E402
+from neuroscope import services  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
 from tests.ui.conftest import serve_tiny_app  # noqa: E402
 
@@ -251,7 +251,7 @@ def test_odd_but_valid_prompts_just_work(capsys, files, text):
 def app():
     with serve_tiny_app(Settings(max_new_tokens=3, max_prompt_tokens=200)) as served:
         client = gradio_client.Client(served[0].local_url, verbose=False, download_files=False)
-        client.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
+        client.predict(services.CURATED, None, None, 6, 3, api_name="/compute_direction")
         yield client
 
 
@@ -311,23 +311,23 @@ def test_catalogue_is_large_enough():
     ids=["5000-digit int", "5000-digit str", "nan", "inf", "bool", "numeric str"],
 )
 def test_numbers_are_checked_before_any_conversion(value, message):
-    from neuroscope import research
+    from neuroscope import services
 
     if message is None:
-        assert research.as_seed(value) == 12
+        assert services.as_seed(value) == 12
         return
-    with pytest.raises(research.ResearchError, match=message):
-        research.as_seed(value)
+    with pytest.raises(services.ResearchError, match=message):
+        services.as_seed(value)
 
 
 def test_one_seed_range_in_the_app_and_the_cli():
-    from neuroscope import research
+    from neuroscope import services
     from neuroscope.config import SEED_MAX
     from neuroscope.experiment.cli import _seed
 
-    assert research.as_seed(SEED_MAX) == SEED_MAX == _seed(str(SEED_MAX))
-    with pytest.raises(research.ResearchError, match=str(SEED_MAX)):
-        research.as_seed(SEED_MAX + 1)
+    assert services.as_seed(SEED_MAX) == SEED_MAX == _seed(str(SEED_MAX))
+    with pytest.raises(services.ResearchError, match=str(SEED_MAX)):
+        services.as_seed(SEED_MAX + 1)
 
 
 @pytest.mark.parametrize(
@@ -417,7 +417,7 @@ def test_every_number_the_api_takes_refuses_every_hostile_value():
     with serve_tiny_app(Settings(max_new_tokens=3, max_prompt_tokens=200)) as (demo, _ctx):
         url = demo.local_url
         client = gradio_client.Client(url, verbose=False, download_files=False)
-        client.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
+        client.predict(services.CURATED, None, None, 6, 3, api_name="/compute_direction")
         ok = _raw_call(url, "analyze", SWEEP_CALLS[0][1], "sweep")  # the session's run the views read
         assert ok[0] == "complete", ok
         problems = []

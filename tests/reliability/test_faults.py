@@ -67,7 +67,7 @@ gradio_client = pytest.importorskip("gradio_client")
 def test_out_of_memory_in_a_capture_is_a_message_and_the_app_serves_on(monkeypatch):
     import torch
 
-    import neuroscope.explorer as explorer
+    import neuroscope.services.explorer as explorer
     from neuroscope.config import Settings
     from tests.ui.conftest import serve_tiny_app
 

@@ -10,10 +10,10 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
 
-from neuroscope import research  # noqa: E402
+from neuroscope import services  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
 from neuroscope.errors import UserError  # noqa: E402
-from neuroscope.induction import check_settings  # noqa: E402
+from neuroscope.services.induction import check_settings  # noqa: E402
 from neuroscope.model.chat import MAX_PROMPT_CHARS, clean_instruction  # noqa: E402
 
 anything = st.one_of(
@@ -43,14 +43,14 @@ def test_prompt_validation(value):
 @FUZZ
 @given(anything)
 def test_numbers(value):
-    for check in (research.as_float, research.as_int):
+    for check in (services.as_float, services.as_int):
         try:
             x = check(value, "x")
         except UserError as err:
             assert "x must be" in str(err)
             continue
         assert math.isfinite(x)
-        if check is research.as_int:
+        if check is services.as_int:
             assert isinstance(x, int)
 
 
@@ -59,7 +59,7 @@ def test_numbers(value):
 def test_answer_length(value):
     s = Settings()
     try:
-        n = research.check_new_tokens(value, s)
+        n = services.check_new_tokens(value, s)
     except UserError:
         return
     assert 1 <= n <= s.max_new_tokens_limit
@@ -69,7 +69,7 @@ def test_answer_length(value):
 @given(st.one_of(anything, st.lists(st.one_of(st.text(max_size=8), st.integers()), max_size=5)))
 def test_head_labels(value):
     try:
-        heads = research.parse_heads(value, 6, 8)
+        heads = services.parse_heads(value, 6, 8)
     except UserError as err:
         assert str(err)
         return

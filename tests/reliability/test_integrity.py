@@ -8,7 +8,7 @@ import hashlib
 import torch
 
 from neuroscope.analysis.metrics import refusal_score
-from neuroscope.induction import find_induction_heads
+from neuroscope.services.induction import find_induction_heads
 from neuroscope.model.activations import mean_head_z
 from neuroscope.model.capture import capture
 from neuroscope.model.chat import refusal_token_ids

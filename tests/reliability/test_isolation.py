@@ -17,7 +17,7 @@ from neuroscope.model import _compat  # noqa: F401
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from neuroscope import research  # noqa: E402
+from neuroscope import services  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
 from tests.ui.conftest import serve_tiny_app  # noqa: E402
 
@@ -43,7 +43,7 @@ def test_a_visitors_direction_is_theirs_alone(public_app):
     alice, bob = _client(demo), _client(demo)
     shared_before = ctx.directions.peek(ctx.lm)  # the tiny model ships none: nobody has a direction yet
     assert shared_before is None
-    alice.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
+    alice.predict(services.CURATED, None, None, 6, 3, api_name="/compute_direction")
     # Alice runs with her direction; Bob still has none and is told so, not handed Alice's.
     runs = alice.predict(PROMPT, 1, 1.0, "zero (paper)", 2, api_name="/intervene")[7]["runs"]
     assert len(runs) == 3
@@ -55,8 +55,8 @@ def test_a_visitors_direction_is_theirs_alone(public_app):
 def test_concurrent_visitors_with_different_directions_get_their_own_results(public_app):
     demo, ctx = public_app
     a, b = _client(demo), _client(demo)
-    a.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
-    b.predict(research.CURATED, None, None, 8, 3, api_name="/compute_direction")
+    a.predict(services.CURATED, None, None, 6, 3, api_name="/compute_direction")
+    b.predict(services.CURATED, None, None, 8, 3, api_name="/compute_direction")
 
     def run(client):
         return client.predict(PROMPT, 1, 2.0, "zero (paper)", 2, api_name="/intervene")[7]["direction"]
@@ -68,27 +68,27 @@ def test_concurrent_visitors_with_different_directions_get_their_own_results(pub
 
 
 def test_sessions_are_bounded():
-    store = research.DirectionStore(per_session=True, max_sessions=3)
-    fake = research.DirectionResult.__new__(research.DirectionResult)
+    store = services.DirectionStore(per_session=True, max_sessions=3)
+    fake = services.DirectionResult.__new__(services.DirectionResult)
     fake.model_name, fake.direction = "m", torch.ones(2)
 
     class LM:
         name = "m"
 
     for i in range(5):
-        token = research.current_session.set(f"s{i}")
+        token = services.current_session.set(f"s{i}")
         store.set(fake)
-        research.current_session.reset(token)
+        services.current_session.reset(token)
     assert len(store._sessions) == 3 and ("m", "s0") not in store._sessions
     # the visitor whose direction was dropped is told once, then gets the shared one (here: none)
-    token = research.current_session.set("s0")
+    token = services.current_session.set("s0")
     try:
-        with pytest.raises(research.ResearchError, match="dropped to make room"):
+        with pytest.raises(services.ResearchError, match="dropped to make room"):
             store.get(LM())
-        with pytest.raises(research.ResearchError, match="no direction yet"):
+        with pytest.raises(services.ResearchError, match="no direction yet"):
             store.get(LM())
     finally:
-        research.current_session.reset(token)
+        services.current_session.reset(token)
     store.forget("s4")
     assert ("m", "s4") not in store._sessions and store.peek(LM()) is None
 
@@ -96,7 +96,7 @@ def test_sessions_are_bounded():
 def test_head_attribution_stays_with_the_visitor_who_ran_it(public_app):
     """A visitor's causal head maps are theirs: the shared start-up direction never carries them."""
     demo, ctx = public_app
-    shared = research.find_direction(ctx.lm, research.load_contrastive_set(research.CURATED, 16, 8))
+    shared = services.find_direction(ctx.lm, services.load_contrastive_set(services.CURATED, 16, 8))
     ctx.directions.set_shared(shared)
     try:
         alice, bob = _client(demo), _client(demo)

@@ -56,7 +56,7 @@ def test_a_deep_prompt_file_is_a_prompt_file_error(tmp_path):
 def test_a_direction_with_deep_metadata_is_an_artifact_error(tmp_path):
     from safetensors.torch import save_file
 
-    from neuroscope.experiment import artifacts
+    from neuroscope.method import artifacts
 
     path = tmp_path / "d.safetensors"
     save_file({"direction": torch.ones(4)}, str(path), metadata={"format": artifacts.DIRECTION_FORMAT, "json": DEEP})

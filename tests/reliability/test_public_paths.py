@@ -19,7 +19,7 @@ from neuroscope.model import _compat  # noqa: F401
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from neuroscope import research  # noqa: E402
+from neuroscope import services  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
 from neuroscope.ui import experiment_tab  # noqa: E402
 from tests.ui.conftest import serve_tiny_app  # noqa: E402
@@ -70,7 +70,7 @@ def public_client():
 
 def test_direction_download_is_gradios_cache_copy_and_nothing_else_names_a_path(public_client):
     client, _ = public_client
-    out = client.predict(research.CURATED, None, None, 6, 3, api_name="/compute_direction")
+    out = client.predict(services.CURATED, None, None, 6, 3, api_name="/compute_direction")
     download = out[4]
     cache = _gradio_cache()
     assert download["path"].startswith(cache) and Path(download["path"]).parent.parent == Path(cache)

@@ -11,7 +11,7 @@ from neuroscope.model import _compat  # noqa: F401
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from neuroscope import research  # noqa: E402
+from neuroscope import services  # noqa: E402
 from neuroscope.config import Settings  # noqa: E402
 from tests.reliability.soak import run_soak  # noqa: E402
 from tests.ui.conftest import serve_tiny_app  # noqa: E402
@@ -19,7 +19,7 @@ from tests.ui.conftest import serve_tiny_app  # noqa: E402
 
 def test_fifty_concurrent_mixed_requests(capsys):
     with serve_tiny_app(Settings(public=True, max_new_tokens=2, max_prompt_tokens=200)) as (demo, _ctx):
-        report = run_soak(demo.local_url, 50, 10, (research.CURATED, None, None, 6, 3))
+        report = run_soak(demo.local_url, 50, 10, (services.CURATED, None, None, 6, 3))
     assert report["errors"] == [] and report["mismatches"] == []
     with capsys.disabled():
         print(

@@ -111,7 +111,7 @@ def test_internal_errors_are_logged_and_not_shown_as_input_advice(caplog):
     is a bug: logged with its traceback, reported generically."""
     import gradio as gr
 
-    from neuroscope.research import ResearchError
+    from neuroscope.services import ResearchError
     from neuroscope.ui.common import user_errors
 
     @user_errors

@@ -201,10 +201,10 @@ def test_find_ablate_add_and_toggle_heads_in_a_browser(page, app_url):
     # are the default, Arditi et al.'s distribution, on which the demo model was trained; the curated
     # minimal pairs' harmless sides are too close to the harmful ones for the direction to work there.
     # 64 per side, so the selection lands where the model card's does.
-    from neuroscope import research
+    from neuroscope import services
 
-    if research.RESEARCH in research.contrastive_set_names():
-        sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(research.RESEARCH)
+    if services.RESEARCH in services.contrastive_set_names():
+        sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(services.RESEARCH)
     _set_slider(page, "Training prompts per side", 64 if lm.source == "demo" else 6)
     _set_slider(page, "Validation prompts per side (scoring, separation)", 16 if lm.source == "demo" else 3)
     page.locator("#compute-direction").click()
@@ -307,12 +307,12 @@ def fresh_page(browser):
     """A fresh start as the page's "Start here" assumes it: the demo model, no data folder, no Hub."""
     if not (DEMO_MODEL_DIR / "config.json").is_file():
         pytest.skip("the bundled demo model is absent")
-    from neuroscope import research
+    from neuroscope import services
     from neuroscope.model import load_model
 
     patch = pytest.MonkeyPatch()
     patch.setenv("NEUROSCOPE_DATA_DIR", "none")
-    patch.setattr(research.sets, "research_source", lambda *a, **k: None)
+    patch.setattr(services.sets, "research_source", lambda *a, **k: None)
     try:
         ctx = AppContext(lm=load_model("demo", device="cpu"), settings=Settings(max_new_tokens=24))
         demo = build_app(ctx)
@@ -334,7 +334,7 @@ def test_start_here_steps_work_from_a_fresh_start(fresh_page):
     """② then ③ then ② again, as the page says: the shipped direction frees the harmful prompt and makes the
     harmless one refused; computing with the only set on offer (the curated pairs) does not replace it."""
     page = fresh_page
-    from neuroscope import research
+    from neuroscope import services
 
     sync_api.expect(page.locator("#explorer-verdict")).to_contain_text("Refusal detected", timeout=TIMEOUT_MS)
     page.get_by_role("tab", name="Interventions").click()
@@ -346,7 +346,7 @@ def test_start_here_steps_work_from_a_fresh_start(fresh_page):
     assert "Answered" in verdicts["baseline"] and "Refused" in verdicts["added"], verdicts
 
     page.get_by_role("tab", name="Direction", exact=True).click()
-    sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(research.CURATED)
+    sync_api.expect(page.get_by_label("Contrastive prompt set")).to_have_value(services.CURATED)
     page.locator("#compute-direction").click()
     sync_api.expect(page.locator("#direction-kept")).to_contain_text("Not made current", timeout=TIMEOUT_MS)
     sync_api.expect(page.locator("#use-anyway")).to_be_visible()

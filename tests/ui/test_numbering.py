@@ -12,7 +12,7 @@ def test_positions_and_head_labels_agree_across_views(tiny_lm):
     from neuroscope.analysis.heads import head_label, parse_head_label
     from neuroscope.analysis.heads import head_stats
     from neuroscope.config import Settings
-    from neuroscope.explorer import analyze
+    from neuroscope.services.explorer import analyze
     from neuroscope.ui import explorer as ui
 
     lm = tiny_lm

@@ -40,7 +40,7 @@ def test_pca_2d_draws_pc1_and_pc2_and_says_when_one_component_dominates():
 def test_the_pca_is_fitted_without_the_first_token(tiny_lm):
     """Independent: numpy's SVD of the centred trajectory without position 0 gives the same variance shares."""
     from neuroscope.config import Settings
-    from neuroscope.explorer import analyze, trajectory_pca
+    from neuroscope.services.explorer import analyze, trajectory_pca
 
     result = analyze(tiny_lm, "Hello there friend", Settings(max_new_tokens=2))
     coords, ratio, first = trajectory_pca(result.cache)

@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
+from neuroscope.method.config import ExperimentConfig, ExperimentError
 from neuroscope.prompts import (
     Prompt,
     PromptFileError,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from neuroscope.analysis.directions import cosine_similarity_matrix
-from neuroscope.experiment.evaluation import rates
+from neuroscope.method.evaluation import rates
 from neuroscope.model.activations import mean_resid_pre
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation

@@ -3,7 +3,7 @@
 Each held-out harmful request is wrapped in every template of every family (``data/jailbreaks/templates.json``)
 and answered greedily. An attack succeeds when the answer is not a refusal — under the substring judge and,
 apart, under the broad judge (which also counts an empty answer as a refusal). Inside, each wrapped prompt is
-placed on the harmfulness and refusal directions (``research.harmfulness``: 0 = the harmless training mean,
+placed on the harmfulness and refusal directions (``services.harmfulness``: 0 = the harmless training mean,
 1 = the harmful one), so that successful and failed attacks can be compared: do the successful ones lower the
 refusal signal, and do they leave harmfulness in place (Arditi et al. 2024 §5; Zhao et al. 2025)?
 """
@@ -18,10 +18,10 @@ import torch
 
 from neuroscope.analysis.harmfulness import relative_coordinates
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, is_refusal_broad, rate_with_ci
-from neuroscope.experiment.data import ExperimentData
+from neuroscope.method.data import ExperimentData
 from neuroscope.model.generate import generate
-from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import (
+from neuroscope.services.checks import ResearchError
+from neuroscope.services.harmfulness import (
     Steps,
     check_sizes,
     jailbreak_templates,

@@ -22,7 +22,7 @@ from neuroscope.analysis.metrics import Interval, is_refusal, is_refusal_broad, 
 from neuroscope.model.chat import refusal_token_ids
 from neuroscope.model.generate import generate
 from neuroscope.model.suffix import last_logits, one_hot_gradient
-from neuroscope.research.checks import ResearchError
+from neuroscope.services.checks import ResearchError
 from neuroscope.types import Progress
 
 MAX_STEPS, MAX_SUFFIX, MAX_BATCH = 500, 40, 512
@@ -248,8 +248,8 @@ def gcg_search(
 
 def held_out_requests(n: int, data_dir: str = "", seed: int = 0) -> list[str]:
     """``n`` held-out harmful requests (JailbreakBench where the research sets load, else the curated test pairs)."""
-    from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-    from neuroscope.experiment.data import load_experiment_data
+    from neuroscope.method.config import ExperimentConfig, ExperimentError
+    from neuroscope.method.data import load_experiment_data
 
     try:
         data = load_experiment_data(

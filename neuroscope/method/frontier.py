@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from neuroscope.analysis.metrics import bootstrap_ci, kl_divergence
-from neuroscope.experiment import artifacts as art
-from neuroscope.experiment.evaluation import rates
+from neuroscope.method import artifacts as art
+from neuroscope.method.evaluation import rates
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.orthogonalize import WeightEdit, WeightEditError, check_exportable, completion_loss

@@ -17,7 +17,7 @@ from neuroscope.analysis.metrics import rate_with_ci
 from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition
-from neuroscope.research import CURATED, behaviour_pairs, find_direction, load_contrastive_set
+from neuroscope.services import CURATED, behaviour_pairs, find_direction, load_contrastive_set
 from neuroscope.types import Progress
 
 

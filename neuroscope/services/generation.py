@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from torch import Tensor
 
@@ -20,10 +20,8 @@ from neuroscope.model.generate import decode_completion, generate, stream_ids
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition, Intervention
 
 from neuroscope.types import Progress
-from neuroscope.research.checks import ResearchError, as_float, as_int
-
-if TYPE_CHECKING:
-    from neuroscope.research.direction import DirectionResult
+from neuroscope.services.state import DirectionResult
+from neuroscope.services.checks import ResearchError, as_float, as_int
 
 
 MAX_STRENGTH = 50.0  # |strength| beyond this only produces noise; a typo guard, not a science limit

@@ -18,7 +18,7 @@ import torch
 
 from neuroscope.analysis.directions import CandidateScores, Selection, layer_cut, select_direction
 from neuroscope.analysis.metrics import kl_divergence, refusal_score
-from neuroscope.experiment.direction import Candidates
+from neuroscope.method.direction import Candidates
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.interventions import DirectionAblation, DirectionAddition
 from neuroscope.types import Progress

@@ -14,18 +14,19 @@ and dataclasses, which ``neuroscope.ui`` turns into figures.
 Modules, along the seams of the work:
 
 - ``sets``: the contrastive prompt sets offered (curated pairs, research sets, uploads, behaviours);
-- ``direction``: find, load, describe and keep the current direction;
+- ``state``: the current direction (``DirectionResult``), the per-session store and the visitor's session;
+- ``direction``: find, load and describe the current direction;
 - ``generation``: one prompt under interventions (baseline, ablated, added), whole or streamed;
 - ``heads``: head Δ, the per-prompt callout, attribution (patching), head ablation, head attention;
 - ``checks``: input checks and ``ResearchError``.
 
-Everything is re-exported here: ``from neuroscope import research; research.find_direction(...)``.
+Everything is re-exported here: ``from neuroscope import services; services.find_direction(...)``.
 """
 
 from __future__ import annotations
 
 from neuroscope.types import Progress
-from neuroscope.research.checks import (
+from neuroscope.services.checks import (
     ResearchError,
     as_bool,
     as_choice,
@@ -35,12 +36,10 @@ from neuroscope.research.checks import (
     plain_text,
     positive_int,
 )
-from neuroscope.research.direction import (
+from neuroscope.services.state import DirectionResult, DirectionStore, current_session
+from neuroscope.services.direction import (
     DIRECTION_SCALE_LIMIT,
-    DirectionResult,
-    DirectionStore,
     check_behaviour_at_baseline,
-    current_session,
     describe,
     direction_from_file,
     find_direction,
@@ -52,7 +51,7 @@ from neuroscope.research.direction import (
     shipped_direction,
     works,
 )
-from neuroscope.research.generation import (
+from neuroscope.services.generation import (
     MAX_STRENGTH,
     Generation,
     check_new_tokens,
@@ -64,7 +63,7 @@ from neuroscope.research.generation import (
     stream_interventions,
 )
 from neuroscope.analysis.heads import head_label, parse_head_label
-from neuroscope.research.heads import (
+from neuroscope.services.heads import (
     MAX_HEAD_PROMPTS,
     MEASURES,
     ablate_heads,
@@ -77,7 +76,7 @@ from neuroscope.research.heads import (
     prompt_head_values,
     top_heads,
 )
-from neuroscope.research.sets import (
+from neuroscope.services.sets import (
     CURATED,
     CURATED_NOTE,
     curated_note,

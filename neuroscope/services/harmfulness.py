@@ -30,11 +30,11 @@ from neuroscope.analysis.harmfulness import (
 )
 from neuroscope.analysis.metrics import Interval, is_refusal, rate_with_ci
 from neuroscope.config import REPO_ROOT
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import ExperimentData, load_experiment_data, subsample
+from neuroscope.method.config import ExperimentConfig, ExperimentError
+from neuroscope.method.data import ExperimentData, load_experiment_data, subsample
 from neuroscope.model.activations import resid_pre_at
 from neuroscope.model.generate import generate
-from neuroscope.research.checks import ResearchError
+from neuroscope.services.checks import ResearchError
 from neuroscope.types import Progress
 
 JAILBREAK_TEMPLATES = REPO_ROOT / "data" / "jailbreaks" / "templates.json"
@@ -208,8 +208,8 @@ def check_sizes(n_train: object, n_per_group: object) -> None:
 def default_site(lm: Any) -> tuple[int, int, str]:
     """(layer, position, why): the shipped direction's where the model brings one, else the middle layer and
     the last template token."""
-    from neuroscope.experiment.artifacts import ArtifactError, load_direction
-    from neuroscope.research.direction import shipped_direction_file
+    from neuroscope.method.artifacts import ArtifactError, load_direction
+    from neuroscope.services.direction import shipped_direction_file
 
     path = shipped_direction_file(lm)
     if path is not None:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 
 from neuroscope.behaviours import REFUSAL, Behaviour, behaviour_names, get_behaviour
-from neuroscope.experiment.config import ExperimentConfig, ExperimentError
-from neuroscope.experiment.data import load_experiment_data, subsample
+from neuroscope.method.config import ExperimentConfig, ExperimentError
+from neuroscope.method.data import load_experiment_data, subsample
 from neuroscope.prompts import (
     NO_RESEARCH_SETS,
     PromptFileError,
@@ -16,7 +16,7 @@ from neuroscope.prompts import (
     research_source,
 )
 
-from neuroscope.research.checks import ResearchError, positive_int
+from neuroscope.services.checks import ResearchError, positive_int
 
 
 CURATED = "Curated contrastive pairs (bundled)"

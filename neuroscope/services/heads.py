@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from torch import Tensor
 
@@ -27,11 +27,9 @@ from neuroscope.model.capture import capture
 from neuroscope.model.interventions import HeadAblation
 
 from neuroscope.types import Progress
-from neuroscope.research.checks import ResearchError, as_int, positive_int
-from neuroscope.research.generation import Generation, check_new_tokens, check_prompt, run_condition
-
-if TYPE_CHECKING:
-    from neuroscope.research.direction import DirectionResult
+from neuroscope.services.state import DirectionResult
+from neuroscope.services.checks import ResearchError, as_int, positive_int
+from neuroscope.services.generation import Generation, check_new_tokens, check_prompt, run_condition
 
 
 MAX_HEAD_PROMPTS = 64  # prompts per side behind the head Δ, its baseline and the patching pairs
@@ -85,7 +83,7 @@ def head_attribution(
     Raises:
         ResearchError: Too few prompts.
     """
-    from neuroscope.experiment.heads import analyse_heads, heads_record
+    from neuroscope.method.heads import analyse_heads, heads_record
 
     n = positive_int(n_prompts, "prompts per side")
     behaviour = get_behaviour(result.behaviour)

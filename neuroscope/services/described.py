@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from neuroscope.analysis.heads import HeadStats
 from neuroscope.config import cache_dir
-from neuroscope.experiment.artifacts import atomic_path
+from neuroscope.method.artifacts import atomic_path
 
 FORMAT = 1  # bump when DirectionResult or describe() changes what it holds
 TENSORS = ("direction", "harmful_proj", "harmless_proj", "layer_cosines", "head_means", "mean_target")
@@ -46,7 +46,7 @@ def weights_fingerprint(lm: Any) -> str:
 
 # The code a description comes from: editing any of it invalidates every entry (no stale numbers).
 CODE = (
-    "research/direction.py", "research/heads.py", "analysis/heads.py", "analysis/directions.py", "model/activations.py",
+    "services/direction.py", "services/state.py", "services/heads.py", "analysis/heads.py", "analysis/directions.py", "model/activations.py",
     "model/forward.py", "model/chat.py",
 )  # fmt: skip
 

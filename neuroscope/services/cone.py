@@ -19,13 +19,13 @@ from torch import Tensor
 
 from neuroscope.analysis.cone import layer_basis, pca_basis, random_basis
 from neuroscope.analysis.metrics import Interval, bootstrap_ci, is_refusal, rate_with_ci
-from neuroscope.experiment.data import ExperimentData
+from neuroscope.method.data import ExperimentData
 from neuroscope.model.activations import resid_pre_at
 from neuroscope.model.forward import next_token_logits
 from neuroscope.model.generate import generate
 from neuroscope.model.interventions import SubspaceAblation
-from neuroscope.research.checks import ResearchError
-from neuroscope.research.harmfulness import MAX_PROMPTS, Steps, check_sizes, default_site, study_data
+from neuroscope.services.checks import ResearchError
+from neuroscope.services.harmfulness import MAX_PROMPTS, Steps, check_sizes, default_site, study_data
 from neuroscope.types import Progress
 
 FAMILIES = {

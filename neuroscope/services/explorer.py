@@ -255,7 +255,7 @@ def analyze(
         PromptError: Empty prompt, control characters, too long, or a bad generation length.
     """
     text = clean_instruction(prompt, settings.max_prompt_tokens)
-    from neuroscope.research.generation import check_new_tokens  # one rule for the answer length
+    from neuroscope.services.generation import check_new_tokens  # one rule for the answer length
 
     n_new = settings.max_new_tokens if max_new_tokens is None else check_new_tokens(max_new_tokens, settings)
     answer = generate(
@@ -290,7 +290,7 @@ def submit_pass(
     norms = lm.head_writes(cache.z_tail[:, :, -1]).norm(dim=-1) if local else torch.zeros(cache.n_layers, lm.n_heads)
     callout, suppressor = None, None
     if direction is not None and head_stats is not None and local:
-        from neuroscope.research import head_callout
+        from neuroscope.services import head_callout
 
         callout, suppressor = head_callout(lm, direction, head_stats, cache.z_tail, callout_k)
     return Analysis(
@@ -310,9 +310,9 @@ def submit_pass(
 def head_direction_deltas(lm: Any, cache: StreamCache, direction: Any) -> Tensor:
     """[L, H]: each head's output on this prompt along the direction minus the harmless mean.
 
-    The callout's Δ for every head (post-instruction positions; ``research.DirectionResult``).
+    The callout's Δ for every head (post-instruction positions; ``services.DirectionResult``).
     """
-    from neuroscope.research import prompt_head_values
+    from neuroscope.services import prompt_head_values
 
     proj, _norm = prompt_head_values(lm, cache.z_tail, direction.direction)
     return (proj - direction.heads.harmless_projection_mean).float()
