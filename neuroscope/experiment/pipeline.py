@@ -28,22 +28,16 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from neuroscope.analysis.directions import Selection
+from neuroscope.experiment import steps as step
+from neuroscope.experiment.steps import EXPORT_DIR, Chosen, Run
 from neuroscope.method import artifacts as art
 from neuroscope.method.config import ExperimentConfig, ExperimentError
 from neuroscope.method.data import ExperimentData, length_report, load_experiment_data
-from neuroscope.method.direction import Candidates, compute_candidates
-from neuroscope.method.evaluation import check_orthogonalization, evaluate_edited, evaluate_interventions
-from neuroscope.method.frontier import chosen_edit, edit_frontier
-from neuroscope.method.generalise import generalisation
-from neuroscope.method.heads import analyse_heads, heads_record
+from neuroscope.method.direction import Candidates
 from neuroscope.model.chat import refusal_token_ids
-from neuroscope.analysis.metrics import is_refusal
-from neuroscope.method.selection import candidate_table, score_candidates, select, verify_by_generation
-from neuroscope.model.activations import last_token_projections, projection_means
-from neuroscope.model.orthogonalize import save_model
 from neuroscope.types import Progress
 
+__all__ = ["ARTIFACTS", "EXPORT_DIR", "ExperimentResult", "clear_run", "run_experiment"]
 
 ARTIFACTS = (
     "config.json",
@@ -60,13 +54,7 @@ ARTIFACTS = (
     "report.html",
     "metrics.json",
 )
-OPTIONAL_ARTIFACTS = ("beyond.json",)
-GCG_REQUESTS, GCG_STEPS, GCG_SECONDS = (
-    5,
-    30,
-    30.0,
-)  # the report's suffix search: bounded, a few minutes at most  # written only when the run asks for them (--beyond)
-EXPORT_DIR = "edited-model"
+OPTIONAL_ARTIFACTS = ("beyond.json",)  # written only when the run asks for them (--beyond)
 # Share of the progress bar each step gets (roughly its share of the run time on the demo model).
 WEIGHTS = {
     "data": 0.02,
@@ -149,14 +137,14 @@ def _check_config(out: Path, config: ExperimentConfig, model_name: str) -> None:
 
 
 def _json_step(
-    out: Path, name: str, compute: Callable[[], dict], seconds: dict[str, float], steps: "_Steps", message: str
+    run: Run, name: str, compute: Callable[[], dict], seconds: dict[str, float], bar: "_Steps", message: str
 ) -> dict:
     """Resumes or runs one step whose artifact is ``<out>/<name>.json``.
 
     A finished step's file is read back as is; otherwise ``compute`` runs, its duration is recorded
     in the artifact, and the JSON is written atomically (so an interrupted step leaves no file).
     """
-    path = out / f"{name}.json"
+    path = run.out / f"{name}.json"
     if path.is_file():
         record = art.read_json(path)
     else:
@@ -166,7 +154,7 @@ def _json_step(
         record = art.read_json_text(art.to_json(record))
         art.write_json(path, record)
     seconds[name] = record.get("seconds", 0.0)
-    steps.finish(name, message)
+    bar.finish(name, message)
     return record
 
 
@@ -182,28 +170,101 @@ def clear_run(out_dir: str | Path) -> None:
     art.sweep_temporaries(out)
 
 
-def _timed(fn, *args, **kwargs):
+def _data(run: Run, seconds: dict[str, float]) -> tuple[ExperimentData, dict[str, Any]]:
+    """Step 1, resumed from ``data.json``: the prompt sets (as saved, so a resume uses the same prompts)
+    and their length report."""
+    path = run.out / "data.json"
+    if path.is_file():
+        saved = art.read_json(path)
+        seconds["data"] = saved.get("seconds", 0.0)
+        return ExperimentData.from_dict(saved["data"]), saved["lengths"]
     t0 = time.perf_counter()
-    value = fn(*args, **kwargs)
-    return value, time.perf_counter() - t0
+    lengths = length_report(run.data, run.lm.tokenizer)
+    seconds["data"] = time.perf_counter() - t0
+    record = {"data": run.data.to_dict(), "lengths": lengths, "sizes": run.data.sizes(), "seconds": seconds["data"]}
+    art.write_json(path, record)
+    return run.data, lengths
 
 
-def _selection_record(sel: Selection, scored, table, labels) -> dict[str, Any]:
-    return {
-        "layer": sel.layer,
-        "position": sel.position,
-        "pos_index": sel.pos_index,
-        "position_label": labels[sel.pos_index],
-        "bypass": sel.bypass,
-        "induce": sel.induce,
-        "kl": sel.kl,
-        "reason": sel.reason,
-        "fallback": sel.fallback,
-        "layer_cut": scored.layer_cut,
-        "baseline_harmful_score": scored.baseline_harmful,
-        "baseline_harmless_score": scored.baseline_harmless,
-        "table": table,
+def _candidates(run: Run, seconds: dict[str, float]) -> Candidates:
+    """Step 2, resumed from ``candidates.safetensors``."""
+    path = run.out / "candidates.safetensors"
+    if path.is_file():
+        tensors, meta = art.load_tensors(path)
+        seconds["candidates"] = meta.get("seconds", 0.0)
+        return Candidates(
+            tensors["harmful_mean"], tensors["harmless_mean"], tensors["directions"], meta["position_labels"]
+        )
+    t0 = time.perf_counter()
+    found = step.candidates(run=run)
+    seconds["candidates"] = time.perf_counter() - t0
+    names = ("harmful_mean", "harmless_mean", "directions")
+    art.save_tensors(
+        path,
+        {n: getattr(found, n) for n in names},
+        step.candidates_meta(run=run, found=found, seconds=seconds["candidates"]),
+    )
+    return found
+
+
+def _selection(run: Run, found: Candidates, seconds: dict[str, float]) -> tuple[dict, Tensor, dict]:
+    """Step 3, resumed from ``selection.json`` and ``direction.safetensors`` (written only together)."""
+    sel_path, dir_path = run.out / "selection.json", run.out / "direction.safetensors"
+    if sel_path.is_file() and dir_path.is_file():
+        record = art.read_json(sel_path)
+        direction, meta = art.load_direction(dir_path)
+        seconds["selection"] = record.get("seconds", 0.0)
+        return record, direction, meta
+    t0 = time.perf_counter()
+    record, direction, meta = step.selection(run=run, found=found)
+    seconds["selection"] = record["seconds"] = time.perf_counter() - t0
+    art.save_direction(dir_path, direction, meta)
+    art.write_json(sel_path, record)
+    return record, direction, meta
+
+
+def _prepare(lm: Any, config: ExperimentConfig, out_dir: str | Path, data: ExperimentData | None, bar: "_Steps") -> Run:
+    data = data if data is not None else load_experiment_data(config)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExperimentError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    art.sweep_temporaries(out)
+    _check_config(out, config, lm.name)
+    return Run(lm=lm, config=config, data=data, out=out, refusal_ids=refusal_token_ids(lm.tokenizer), bar=bar.sub)
+
+
+def _measure(run: Run, chosen: Chosen, found: Candidates, seconds: dict[str, float], bar: "_Steps") -> dict:
+    """Steps 4-8 in order, each resumed from its JSON artifact when done; their records by name."""
+
+    def resume(name: str, compute: Callable[[], dict], message: str) -> dict:
+        return _json_step(run, name, compute, seconds, bar, message)
+
+    evaluated = resume("evaluation", lambda: step.evaluation(run=run, chosen=chosen), "interventions evaluated")
+    swept = resume(
+        "frontier", lambda: step.frontier(run=run, chosen=chosen, evaluated=evaluated), "edit frontier measured"
+    )
+    records = {
+        "evaluation": evaluated,
+        "frontier": swept,
+        "orthogonalization": resume(
+            "orthogonalization",
+            lambda: step.orthogonalization(run=run, chosen=chosen, swept=swept),
+            "chosen edit checked in the weights",
+        ),
+        "heads": resume("heads", lambda: step.heads(run=run, chosen=chosen), "head analysis done"),
+        "generalisation": resume(
+            "generalisation",
+            lambda: step.generalisation_step(run=run, chosen=chosen, found=found, evaluated=evaluated),
+            "generalisation done",
+        ),
+        "beyond": None,
     }
+    if run.config.beyond or (run.out / "beyond.json").is_file():
+        records["beyond"] = resume(
+            "beyond", lambda: step.beyond(run=run, chosen=chosen), "harmfulness, the cone and jailbreaks measured"
+        )
+    return records
 
 
 def run_experiment(
@@ -213,7 +274,8 @@ def run_experiment(
     progress: Progress | None = None,
     data: ExperimentData | None = None,
 ) -> ExperimentResult:
-    """Runs (or resumes) every step and writes the report.
+    """Runs (or resumes) every step in order and writes the report. The steps are ``experiment.steps``;
+    this function only orders them and resumes what is done.
 
     Args:
         lm: A ``LoadedModel``.
@@ -223,346 +285,45 @@ def run_experiment(
         data: Prompt sets already loaded (otherwise loaded from ``config``); load them before
             creating anything on disk so that bad input leaves no folder behind.
 
-    Returns:
-        ExperimentResult.
-
     Raises:
         ExperimentError: Bad input or a folder holding another run.
     """
     from neuroscope.experiment.report import write_report
 
-    steps = _Steps(progress)
-    data = data if data is not None else load_experiment_data(config)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ExperimentError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    art.sweep_temporaries(out)
-    _check_config(out, config, lm.name)
+    bar = _Steps(progress)
+    run = _prepare(lm, config, out_dir, data, bar)
     seconds: dict[str, float] = {}
-    bs = config.batch_size
-    refusal_ids = refusal_token_ids(lm.tokenizer)
-
-    # 1. data -------------------------------------------------------------------------------
-    if (out / "data.json").is_file():
-        saved = art.read_json(out / "data.json")
-        data, lengths = ExperimentData.from_dict(saved["data"]), saved["lengths"]
-        seconds["data"] = saved.get("seconds", 0.0)
-    else:
-        lengths, seconds["data"] = _timed(length_report, data, lm.tokenizer)
-        art.write_json(
-            out / "data.json",
-            {"data": data.to_dict(), "lengths": lengths, "sizes": data.sizes(), "seconds": seconds["data"]},
-        )
-    steps.finish("data", "data ready")
-    texts = ExperimentData.texts
-
-    # 2. candidates -------------------------------------------------------------------------
-    path = out / "candidates.safetensors"
-    if path.is_file():
-        tensors, meta = art.load_tensors(path)
-        candidates = Candidates(
-            tensors["harmful_mean"], tensors["harmless_mean"], tensors["directions"], meta["position_labels"]
-        )
-        seconds["candidates"] = meta.get("seconds", 0.0)
-    else:
-        candidates, seconds["candidates"] = _timed(
-            compute_candidates, lm, texts(data.train_harmful), texts(data.train_harmless), bs, steps.sub("candidates")
-        )
-        art.save_tensors(
-            path,
-            {
-                "harmful_mean": candidates.harmful_mean,
-                "harmless_mean": candidates.harmless_mean,
-                "directions": candidates.directions,
-            },
-            {
-                "model": lm.name,
-                "data": data.description,
-                "position_labels": candidates.position_labels,
-                "positions": list(range(-candidates.n_positions, 0)),
-                "layers": "resid_pre of every layer",
-                "n_harmful": len(data.train_harmful),
-                "n_harmless": len(data.train_harmless),
-                "seconds": seconds["candidates"],
-            },
-        )
-    steps.finish("candidates", "candidate directions ready")
-
-    # 3. selection --------------------------------------------------------------------------
-    if (out / "selection.json").is_file() and (out / "direction.safetensors").is_file():
-        selection = art.read_json(out / "selection.json")
-        direction, direction_meta = art.load_direction(out / "direction.safetensors")
-        seconds["selection"] = selection.get("seconds", 0.0)
-    else:
-        t0 = time.perf_counter()
-        scored = score_candidates(
-            lm,
-            candidates,
-            texts(data.val_harmful),
-            texts(data.val_harmless),
-            refusal_ids,
-            config.max_layer_frac,
-            bs,
-            steps.sub("selection"),
-        )
-        try:
-            sel = select(
-                scored, lm.n_layers, config.max_layer_frac, config.kl_threshold, allow_no_bypass=lm.source == "tiny"
-            )  # a wiring fixture refuses nothing
-            if lm.source == "tiny":  # an untrained wiring fixture refuses nothing: there is no rate to lower
-                verified = {"skipped": "untrained tiny model (wiring only)"}
-            else:
-                sel, verified = verify_by_generation(
-                    lm, candidates, scored, sel, texts(data.val_harmful), is_refusal, config.max_new_tokens, bs
-                )
-        except ValueError as err:
-            raise ExperimentError(f"no candidate direction could be selected: {err}") from None
-        table = candidate_table(scored, sel, candidates.position_labels)
-        selection = art.read_json_text(
-            art.to_json(
-                {
-                    **_selection_record(sel, scored, table, candidates.position_labels),
-                    "verified_by_generation": verified,
-                }
-            )
-        )
-        direction = candidates.direction(sel.layer, sel.pos_index)
-        mean_target = projection_means(lm, texts(data.train_harmless), direction, batch_size=bs)
-        seconds["selection"] = selection["seconds"] = time.perf_counter() - t0
-        direction_meta = {
-            "model": lm.name,
-            "layer": sel.layer,
-            "position": sel.position,
-            "position_label": candidates.position_labels[sel.pos_index],
-            "data": data.description,
-            "n_train": [len(data.train_harmful), len(data.train_harmless)],
-            "mean_target": mean_target.tolist(),
-            "norm": float(direction.norm()),
-            "kind": "difference of means (harmful - harmless), unnormalised; resid_pre of `layer`",
-        }
-        art.save_direction(out / "direction.safetensors", direction, direction_meta)
-        art.write_json(out / "selection.json", selection)
-    steps.finish("selection", f"chosen: layer {selection['layer']}, position {selection['position']}")
-    layer = int(selection["layer"])
-    mean_target = torch.tensor(direction_meta["mean_target"], dtype=torch.float64)
-
-    # 4-5. evaluation -----------------------------------------------------------------------
-    def evaluate() -> dict:
-        ev = evaluate_interventions(
-            lm,
-            direction,
-            layer,
-            texts(data.test_harmful),
-            texts(data.test_harmless),
-            refusal_ids,
-            mean_target,
-            config.strength,
-            config.max_new_tokens,
-            bs,
-            config.n_boot,
-            config.seed,
-            progress=steps.sub("evaluation"),
-        )
-        proj_h = last_token_projections(lm, texts(data.test_harmful), direction, bs)
-        proj_b = last_token_projections(lm, texts(data.test_harmless), direction, bs)
-        return {
-            "rates": ev.rates,
-            "logit_scores": ev.logit_scores,
-            "kl": ev.kl,
-            "cross_entropy": ev.cross_entropy,
-            "generations": ev.generations,
-            "layer": ev.layer,
-            "strength": ev.strength,
-            "projections": {"harmful": proj_h, "harmless": proj_b},
-        }
-
-    evaluation = _json_step(out, "evaluation", evaluate, seconds, steps, "interventions evaluated")
-
-    # 4b. weight-edit frontier ---------------------------------------------------------------
-    def sweep_edits() -> dict:
-        return edit_frontier(
-            lm,
-            direction,
-            mean_target,
-            texts(data.val_harmful),
-            texts(data.val_harmless),
-            texts(data.test_harmful),
-            texts(data.test_harmless),
-            evaluation["generations"]["harmless"]["baseline"],
-            evaluation,
-            config.edit_strengths,
-            config.edit_tolerance,
-            config.max_new_tokens,
-            bs,
-            config.n_boot,
-            config.seed,
-            steps.sub("frontier"),
-        )
-
-    frontier = _json_step(out, "frontier", sweep_edits, seconds, steps, "edit frontier measured")
-
-    # 4c. the chosen edit in the weights ----------------------------------------------------
-    def orthogonalise() -> dict:
-        edit = chosen_edit(frontier)
-        report = steps.sub("orthogonalization")
-        report(0.0, f"baking the chosen edit ({edit.label}) into the weights; comparing with its hooks")
-        prompts = texts(data.test_harmful)[: config.n_equivalence]
-        record, edited = check_orthogonalization(
-            lm, direction, prompts, config.max_new_tokens, bs, edit, mean_target.float()
-        )
-        report(0.3, "the edited weights on the held-out prompts")
-        record["held_out"] = evaluate_edited(
-            edited,
-            lm,
-            texts(data.test_harmful),
-            texts(data.test_harmless),
-            config.max_new_tokens,
-            bs,
-            config.n_boot,
-            config.seed,
-        )
-        record["rule"] = frontier["rule"]
-        if config.export_model:
-            with art.atomic_dir(out / EXPORT_DIR) as tmp:
-                save_model(edited, tmp)
-            record["exported_to"] = str(out / EXPORT_DIR)
-        del edited
-        return record
-
-    ortho = _json_step(out, "orthogonalization", orthogonalise, seconds, steps, "chosen edit checked in the weights")
-
-    # 6. heads ------------------------------------------------------------------------------
-    def analyse() -> dict:
-        n = config.n_head_prompts
-        h = analyse_heads(
-            lm,
-            direction,
-            texts(data.train_harmful)[:n],
-            texts(data.train_harmless)[:n],
-            texts(data.val_harmful),
-            refusal_ids,
-            config.head_ks,
-            config.n_random_head_sets,
-            config.n_permutations,
-            bs,
-            config.seed,
-            config.max_patch_heads,
-            min(config.n_boot, 1000),
-            steps.sub("heads"),
-        )
-        return heads_record(h)
-
-    heads = _json_step(out, "heads", analyse, seconds, steps, "head analysis done")
-
-    # 7. generalisation ---------------------------------------------------------------------
-    def generalise() -> dict:
-        g = generalisation(
-            lm,
-            direction,
-            layer,
-            int(selection["pos_index"]),
-            data.test_harmful,
-            evaluation["generations"]["harmful"],
-            candidates.harmless_mean,
-            data.xstest_safe,
-            data.xstest_unsafe,
-            config.max_new_tokens,
-            bs,
-            config.n_boot,
-            config.seed,
-            steps.sub("generalisation"),
-        )
-        return {
-            "per_category": g.per_category,
-            "cosine_labels": g.cosine_labels,
-            "cosine": g.cosine,
-            "xstest": g.xstest,
-        }
-
-    gen = _json_step(out, "generalisation", generalise, seconds, steps, "generalisation done")
-
-    # 8. beyond one direction (optional) ------------------------------------------------------
-    def go_beyond() -> dict:
-        from neuroscope.services.cone import refusal_cone
-        from neuroscope.services.harmfulness import MAX_PROMPTS, harmfulness_vs_refusal
-        from neuroscope.services.gcg import gcg_search
-        from neuroscope.services.jailbreaks import jailbreak_families
-
-        sub = steps.sub("beyond")
-        n_train, n_test = min(config.n_train, MAX_PROMPTS), min(config.n_test, 32)
-        harm = harmfulness_vs_refusal(
-            lm,
-            n_train=n_train,
-            n_per_group=n_test,
-            layer=layer,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            batch_size=bs,
-            progress=lambda f, m: sub(0.4 * f, f"harmfulness vs refusal: {m}"),
-            data=data,
-        )
-        cone = refusal_cone(
-            lm,
-            n_train=n_train,
-            n_test=n_test,
-            layer=layer,
-            position=int(selection["position"]) if "position" in selection else -1,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            batch_size=bs,
-            progress=lambda f, m: sub(0.4 + 0.3 * f, f"refusal cone: {m}"),
-            data=data,
-        )
-        jail = jailbreak_families(
-            lm,
-            n_train=n_train,
-            n_test=min(n_test, 16),
-            layer=layer,
-            max_new_tokens=config.max_new_tokens,
-            seed=config.seed,
-            batch_size=bs,
-            progress=lambda f, m: sub(0.7 + 0.15 * f, f"jailbreak families: {m}"),
-            data=data,
-        )
-        gcg = gcg_search(
-            lm,
-            jail.requests[:GCG_REQUESTS],
-            steps=GCG_STEPS,
-            time_budget_s=GCG_SECONDS,
-            seed=config.seed,
-            progress=lambda f, m: sub(0.85 + 0.15 * f, f"suffix search: {m}"),
-        )
-        record = gcg.to_json()
-        record["histories"] = [a.history for a in gcg.attacks]
-        return {"harmfulness": harm.to_json(), "cone": cone.to_json(), "jailbreaks": jail.to_json(), "gcg": record}
-
-    beyond = None
-    if config.beyond or (out / "beyond.json").is_file():
-        beyond = _json_step(out, "beyond", go_beyond, seconds, steps, "harmfulness, the cone and jailbreaks measured")
-
+    run.data, lengths = _data(run, seconds)
+    bar.finish("data", "data ready")
+    found = _candidates(run, seconds)
+    bar.finish("candidates", "candidate directions ready")
+    selection, direction, direction_meta = _selection(run, found, seconds)
+    bar.finish("selection", f"chosen: layer {selection['layer']}, position {selection['position']}")
+    chosen = Chosen(
+        direction=direction,
+        layer=int(selection["layer"]),
+        position=int(selection["position"]),
+        pos_index=int(selection["pos_index"]),
+        mean_target=torch.tensor(direction_meta["mean_target"], dtype=torch.float64),
+    )
+    records = _measure(run, chosen, found, seconds, bar)
     result = ExperimentResult(
         config=config,
         model_name=lm.name,
         n_layers=lm.n_layers,
         n_heads=lm.n_heads,
-        data=data,
+        data=run.data,
         lengths=lengths,
-        refusal_ids=refusal_ids,
-        refusal_tokens=lm.token_strings(refusal_ids),
-        candidates=candidates,
+        refusal_ids=run.refusal_ids,
+        refusal_tokens=lm.token_strings(run.refusal_ids),
+        candidates=found,
         selection=selection,
         direction=direction,
         direction_meta=direction_meta,
-        evaluation=evaluation,
-        frontier=frontier,
-        orthogonalization=ortho,
-        heads=heads,
-        generalisation=gen,
-        beyond=beyond,
+        **records,
         seconds=seconds,
-        out_dir=str(out),
+        out_dir=str(run.out),
     )
-    write_report(result, out)
-    steps.finish("report", "report written")
+    write_report(result, run.out)
+    bar.finish("report", "report written")
     return result

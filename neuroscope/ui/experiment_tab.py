@@ -20,7 +20,7 @@ from neuroscope.behaviours import REFUSAL, behaviour_names
 from neuroscope.services.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
-from neuroscope.experiment.pipeline import EXPORT_DIR
+from neuroscope.experiment.steps import EXPORT_DIR
 from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, instance_dir, on_gpu, user_errors
 
 MAX_FIGURES = 12

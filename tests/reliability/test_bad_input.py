@@ -434,12 +434,12 @@ def test_every_number_the_api_takes_refuses_every_hostile_value():
 def test_a_failed_selection_names_what_it_left_and_how_to_resume(capsys, tmp_path, monkeypatch):
     """A step that fails after others finished leaves a resumable state, and the one-line message says where
     and how to resume or start over (the issue's "partial files in --out" with no word about them)."""
-    from neuroscope.experiment import pipeline
+    from neuroscope.experiment import steps
 
     def no_candidate(*args, **kwargs):
         raise ValueError("every candidate fails the KL filter")
 
-    monkeypatch.setattr(pipeline, "select", no_candidate)
+    monkeypatch.setattr(steps, "select", no_candidate)
     out = tmp_path / "run"
     flags = ["--n-train", "8", "--n-val", "4", "--n-test", "4", "--quiet"]
     code, err = cli(capsys, "experiment", "--model", "tiny", "--out", str(out), *flags)
