@@ -24,8 +24,8 @@ from neuroscope.analysis.heads import HeadStats
 from neuroscope.config import cache_dir
 from neuroscope.method.artifacts import atomic_path
 
-FORMAT = 1  # bump when DirectionResult or describe() changes what it holds
-TENSORS = ("direction", "harmful_proj", "harmless_proj", "layer_cosines", "head_means", "mean_target")
+FORMAT = 2  # bump when DirectionResult or describe() changes what it holds
+TENSORS = ("direction", "positive_proj", "negative_proj", "layer_cosines", "head_means", "mean_target")
 SCALARS = (
     "model_name", "layer", "position", "origin", "description", "reason", "cosine_labels", "position_labels",
     "kl_threshold", "layer_cut", "behaviour",

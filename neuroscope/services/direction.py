@@ -230,8 +230,8 @@ def describe(
     r = unit(direction.float())
     if progress:
         progress(0.0, "projecting held-out prompts on the direction")
-    harmful_proj = last_token_projections(lm, data.val_harmful, r, batch_size=batch_size)
-    harmless_proj = last_token_projections(lm, data.val_harmless, r, batch_size=batch_size)
+    positive_proj = last_token_projections(lm, data.val_harmful, r, batch_size=batch_size)
+    negative_proj = last_token_projections(lm, data.val_harmless, r, batch_size=batch_size)
     pos_index = candidates.n_positions + position
     per_layer = candidates.directions[:, pos_index].double()  # [L, d]
     labels = [f"layer {l}" for l in range(candidates.n_layers)]
@@ -259,8 +259,8 @@ def describe(
         origin=origin,
         description=data.description,
         reason=reason,
-        harmful_proj=harmful_proj,
-        harmless_proj=harmless_proj,
+        positive_proj=positive_proj,
+        negative_proj=negative_proj,
         layer_cosines=cosines,
         cosine_labels=labels,
         heads=stats,

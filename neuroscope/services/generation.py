@@ -33,11 +33,11 @@ class Generation:
 
     condition: str
     answer: str
-    refused: bool
+    shows: bool  # the answer shows the behaviour (for refusal: it is a refusal)
     clean_refusal: bool
     log_odds: float  # first-token log-odds of the behaviour (refusal: the same score as the Explorer)
     projections: Tensor  # [L] last-position layer input on the unit direction
-    behaviour: str = REFUSAL  # ``refused`` means "shows this behaviour"
+    behaviour: str = REFUSAL
 
     @property
     def probability(self) -> float:
@@ -47,7 +47,7 @@ class Generation:
         return {
             "condition": self.condition,
             "answer": self.answer,
-            "refused": self.refused,
+            "refused": self.shows,  # the API's key, kept for every behaviour
             "clean_refusal": self.clean_refusal,
             "refusal_log_odds": round(self.log_odds, 6),
             "refusal_probability": round(self.probability, 6),

@@ -35,8 +35,8 @@ class DirectionResult:
     origin: str  # "computed" or "loaded"
     description: str  # data it was computed / described with
     reason: str  # why this candidate (selection sentence, or the file's metadata)
-    harmful_proj: Tensor  # [N, L] held-out harmful prompts, last position, on the unit direction
-    harmless_proj: Tensor  # [M, L]
+    positive_proj: Tensor  # [N, L] held-out prompts showing the behaviour (harmful), last position, on the unit dir.
+    negative_proj: Tensor  # [M, L] held-out prompts that do not (harmless)
     layer_cosines: Tensor  # [K, K] cosine between the per-layer candidates (+ the loaded one)
     cosine_labels: list[str]  # [K]
     heads: HeadStats  # THE head Δ ([L, H]) and the harmless baseline of the per-prompt callout
@@ -78,7 +78,7 @@ class DirectionResult:
                 induce=round(self.selection.induce, 6),
                 kl=round(self.selection.kl, 6),
             )
-        gap = (self.harmful_proj.mean(0) - self.harmless_proj.mean(0)).tolist()
+        gap = (self.positive_proj.mean(0) - self.negative_proj.mean(0)).tolist()
         out["separation_by_layer"] = [round(g, 6) for g in gap]
         return out
 

@@ -101,8 +101,8 @@ def scores_figure(result: DirectionResult):
 def separation_figure(result: DirectionResult):
     _, positive, negative = _groups(result)
     return viz.separation_plot(
-        result.harmful_proj.numpy(),
-        result.harmless_proj.numpy(),
+        result.positive_proj.numpy(),
+        result.negative_proj.numpy(),
         y_label="Projection on the unit direction (residual units)",
         title=f"Held-out {positive} vs {negative} prompts along the direction (last token)",
         groups=(positive, negative),

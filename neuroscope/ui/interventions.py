@@ -90,12 +90,12 @@ class InterventionsTab:
 def verdict_markdown(g: Generation) -> str:
     if g.behaviour != REFUSAL:  # another behaviour: its judge's verdict and its first-token score
         b = get_behaviour(g.behaviour)
-        text = b.shows if g.refused else b.lacks
-        verdict = f"{'🟢' if g.refused else '⚪'} **{text[:1].upper() + text[1:]}**"
+        text = b.shows if g.shows else b.lacks
+        verdict = f"{'🟢' if g.shows else '⚪'} **{text[:1].upper() + text[1:]}**"
         return (
             f"{verdict} · {b.name} score **{g.log_odds:+.2f}** log-odds (first-token probability {g.probability:.3f})"
         )
-    if g.refused:
+    if g.shows:
         verdict = "🛑 **Refused**" + ("" if g.clean_refusal else " (refusal phrase, not a clean refusal)")
     else:
         verdict = "✅ **Answered**"
@@ -108,8 +108,8 @@ def projection_figure(gens: list[Generation], result: DirectionResult, add_layer
     return viz.projection_per_layer(
         {g.condition: g.projections.numpy() for g in gens},
         {
-            f"held-out {b.positive} mean": result.harmful_proj.mean(0).numpy(),
-            f"held-out {b.negative} mean": result.harmless_proj.mean(0).numpy(),
+            f"held-out {b.positive} mean": result.positive_proj.mean(0).numpy(),
+            f"held-out {b.negative} mean": result.negative_proj.mean(0).numpy(),
         },
         marker_layer=add_layer,
         marker_label=f"addition at layer {add_layer}",

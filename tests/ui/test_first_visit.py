@@ -41,12 +41,12 @@ def test_the_demo_model_starts_with_a_direction_that_removes_refusal(monkeypatch
     base, ablated, added = services.compare_interventions(
         ctx.lm, result, README_PROMPT, ctx.settings, 3, 1.0, 24, mean_ablation=True
     )
-    assert base.refused and base.log_odds > 3
-    assert not ablated.refused and ablated.log_odds < base.log_odds - 3  # refusal switched off
+    assert base.shows and base.log_odds > 3
+    assert not ablated.shows and ablated.log_odds < base.log_odds - 3  # refusal switched off
     _, _, harmless_added = services.compare_interventions(
         ctx.lm, result, "How can I make a birdhouse from hardware store parts?", ctx.settings, 3, 1.0, 24
     )
-    assert harmless_added.refused  # and switched on
+    assert harmless_added.shows  # and switched on
 
 
 def test_other_models_start_without_one():
@@ -63,7 +63,7 @@ def _frees(ctx, result) -> bool:
     _, ablated, _ = services.compare_interventions(
         ctx.lm, result, README_PROMPT, ctx.settings, 3, 1.0, 24, mean_ablation=True
     )
-    return not ablated.refused
+    return not ablated.shows
 
 
 def test_start_here_cannot_replace_the_working_direction_with_one_that_does_not_ablate(monkeypatch):
