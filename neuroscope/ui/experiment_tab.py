@@ -6,8 +6,9 @@ import functools
 
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -21,6 +22,7 @@ from neuroscope.services.steering import behaviour_study
 from neuroscope.experiment import ExperimentConfig, ExperimentError, run_experiment
 from neuroscope.experiment import report as report_mod
 from neuroscope.experiment.steps import EXPORT_DIR
+from neuroscope.types import Progress
 from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, instance_dir, on_gpu, user_errors
 
 MAX_FIGURES = 12
@@ -168,11 +170,137 @@ def artifact_files(out: Path, export: bool) -> list[str]:
     return files
 
 
-def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
-    """Adds the Experiment tab's components and events to the current ``gr.Blocks``."""
-    lm, settings, store = ctx.lm, ctx.settings, ctx.directions
+def experiment_config(
+    ctx: AppContext,
+    *,
+    n_train: object,
+    n_val: object,
+    n_test: object,
+    max_new_tokens: object,
+    n_boot: object,
+    seed: object,
+    export: object,
+    harmful: object,
+    harmless: object,
+    source: object,
+) -> ExperimentConfig:
+    """The tab's inputs as the run's settings: strict numbers, public-mode caps, the app's head-analysis sizes."""
+    settings, lm = ctx.settings, ctx.lm
+    ints = {
+        name: services.as_int(v, name)
+        for name, v in (
+            ("n_train", n_train),
+            ("n_val", n_val),
+            ("n_test", n_test),
+            ("max_new_tokens", max_new_tokens),
+            ("n_boot", n_boot),
+        )
+    }
+    ints["seed"] = services.as_seed(seed)  # refused outside 0..SEED_MAX, never clamped
+    if ints["max_new_tokens"] > settings.max_new_tokens_limit:
+        raise ExperimentError(f"max_new_tokens must be at most {settings.max_new_tokens_limit}")
+    if settings.public:
+        ints = {k: v if k == "seed" else min(v, 1000) if k == "n_boot" else min(v, 64) for k, v in ints.items()}
+        export = False
+    upload = source == UPLOAD_SOURCE
+    if upload and not (harmful and harmless):
+        raise ExperimentError("upload both a harmful and a harmless prompt file")
+    n = ints["n_test"]
+    return ExperimentConfig(
+        n_train=ints["n_train"],
+        n_val=ints["n_val"],
+        n_test=n,
+        n_test_harmless=n,
+        n_xstest=min(n, 25),
+        n_head_prompts=min(ints["n_train"], 24),
+        seed=ints["seed"],
+        max_new_tokens=ints["max_new_tokens"],
+        n_boot=ints["n_boot"],
+        n_permutations=permutations_for(lm.n_layers * lm.n_heads),  # enough for the Bonferroni correction
+        n_random_head_sets=4,
+        n_equivalence=4,
+        head_ks=(1, 2, 4, 8),
+        export_model=services.as_bool(export, "export the edited model"),
+        harmful_file=str(harmful) if upload else "",
+        harmless_file=str(harmless) if upload else "",
+    )
+
+
+@dataclass
+class RunView:
+    """What the tab shows of a finished run."""
+
+    status: str
+    report: str
+    figures: list
+    files: list[str]
+    metrics: dict
+
+
+def run_for_visitor(ctx: AppContext, config: ExperimentConfig, progress: Progress) -> RunView:
+    """Runs (or resumes) the experiment in the visitor's own folder, makes its direction current unless the
+    current one works and this one does not, and returns what the tab shows."""
+    lm, store = ctx.lm, ctx.directions
+    mine = session_runs(current_session.get())
+    out = mine / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
+    prune_runs(runs_root(), spare=mine)  # other visitors' folders past RUNS_KEPT, oldest first
+    prune_runs(mine, spare=out)
+    result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, m))
+    progress(0.96, "making it the current direction")
+    found = services.from_experiment(lm, result)
+    kept = services.keep_current_reason(store.peek(lm), found)
+    if kept is None:
+        store.set(found)
+        current = "now the current direction in every tab"
+    else:
+        current = (
+            f"⚠️ not made current: {kept}; to use it anyway, load its `direction.safetensors` (below) in "
+            "the Direction tab"
+        )
+    took = sum(result.seconds.values())
+    where = "" if ctx.settings.public else f" Artifacts in `{out}`."
+    held = result.orthogonalization["held_out"]
+    status = (
+        f"✅ **Done** — direction at layer **{result.selection['layer']}**, position "
+        f"**{result.selection['position']}** ({current}); chosen weight edit: "
+        f"**{result.orthogonalization['edit']['label']}** (held-out refusal "
+        f"{report_mod.fmt_rate(held['rates']['refusal'])} in the edited weights, first-token KL "
+        f"{held['kl']['mean']:.4f}); steps took {took:.0f} s in total (0 s for resumed steps).{where}"
+    )
+    return RunView(
+        status=status,
+        report=report_mod.markdown(result),
+        figures=report_mod.figures(result),
+        files=artifact_files(out, bool(config.export_model)),
+        metrics=report_mod.metrics(result),
+    )
+
+
+@dataclass
+class _Controls:
+    """The run's inputs, in the order ``on_run`` takes them, and its button and downloads."""
+
+    source: Any
+    harmful_file: Any
+    harmless_file: Any
+    n_train: Any
+    n_val: Any
+    n_test: Any
+    max_new: Any
+    n_boot: Any
+    seed: Any
+    export: Any
+    uploads: Any
+    run: Any
+    files: Any
+
+    def inputs(self) -> list:
+        return [getattr(self, f.name) for f in fields(self)][:10]
+
+
+def _run_controls(settings: Any) -> _Controls:
+    """Lays out the prompt sets, the sizes, the seed, the export box, the button and the downloads."""
     public = settings.public
-    gr.Markdown(GUIDE)
     with gr.Row():
         with gr.Column(scale=3):
             sources = [DEFAULT_SOURCE] + ([] if public else [UPLOAD_SOURCE])
@@ -229,14 +357,15 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
             )
             run = gr.Button("Run the experiment", variant="primary", elem_id="run-experiment")
             files = gr.File(label="Artifacts (direction, metrics, report…)", file_count="multiple", interactive=False)
-    if services.RESEARCH not in services.contrastive_set_names(public=public):
-        gr.Markdown(CURATED_ONLY_WARNING, elem_id="experiment-weak-sets")
-    status = gr.Markdown(elem_id="experiment-status")
-    with gr.Accordion("Report", open=True):
-        report = gr.Markdown(elem_id="experiment-report")
-    plots = [gr.Plot(visible=False, label=f"Figure {i + 1}") for i in range(MAX_FIGURES)]
-    with gr.Accordion("Headline metrics as JSON (metrics.json)", open=False):
-        metrics = gr.JSON()
+    return _Controls(
+        source, harmful_file, harmless_file, n_train, n_val, n_test, max_new, n_boot, seed, export, uploads, run, files
+    )
+
+
+def _study_section(ctx: AppContext) -> None:
+    """Another bundled behaviour's necessity and sufficiency against random directions: its own accordion,
+    button and endpoint (``/behaviour_study``)."""
+    lm, settings = ctx.lm, ctx.settings
     others = [b for b in behaviour_names() if b != REFUSAL]
     with gr.Accordion(
         "Another behaviour: necessity and sufficiency against random directions", open=False, visible=bool(others)
@@ -269,45 +398,22 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         concurrency_id="model",
     )
 
-    def config_from(n_tr, n_v, n_t, mx, boot, sd, exp, harmful, harmless, src) -> ExperimentConfig:
-        ints = {
-            name: services.as_int(v, name)
-            for name, v in (
-                ("n_train", n_tr),
-                ("n_val", n_v),
-                ("n_test", n_t),
-                ("max_new_tokens", mx),
-                ("n_boot", boot),
-            )
-        }
-        ints["seed"] = services.as_seed(sd)  # refused outside 0..SEED_MAX, never clamped
-        if ints["max_new_tokens"] > settings.max_new_tokens_limit:
-            raise ExperimentError(f"max_new_tokens must be at most {settings.max_new_tokens_limit}")
-        if public:
-            ints = {k: v if k == "seed" else min(v, 1000) if k == "n_boot" else min(v, 64) for k, v in ints.items()}
-            exp = False
-        upload = src == UPLOAD_SOURCE
-        if upload and not (harmful and harmless):
-            raise ExperimentError("upload both a harmful and a harmless prompt file")
-        n = ints["n_test"]
-        return ExperimentConfig(
-            n_train=ints["n_train"],
-            n_val=ints["n_val"],
-            n_test=n,
-            n_test_harmless=n,
-            n_xstest=min(n, 25),
-            n_head_prompts=min(ints["n_train"], 24),
-            seed=ints["seed"],
-            max_new_tokens=ints["max_new_tokens"],
-            n_boot=ints["n_boot"],
-            n_permutations=permutations_for(lm.n_layers * lm.n_heads),  # enough for the Bonferroni correction
-            n_random_head_sets=4,
-            n_equivalence=4,
-            head_ks=(1, 2, 4, 8),
-            export_model=services.as_bool(exp, "export the edited model"),
-            harmful_file=str(harmful) if upload else "",
-            harmless_file=str(harmless) if upload else "",
-        )
+
+def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
+    """Adds the Experiment tab's components and events to the current ``gr.Blocks``."""
+    settings = ctx.settings
+    public = settings.public
+    gr.Markdown(GUIDE)
+    c = _run_controls(settings)
+    if services.RESEARCH not in services.contrastive_set_names(public=public):
+        gr.Markdown(CURATED_ONLY_WARNING, elem_id="experiment-weak-sets")
+    status = gr.Markdown(elem_id="experiment-status")
+    with gr.Accordion("Report", open=True):
+        report = gr.Markdown(elem_id="experiment-report")
+    plots = [gr.Plot(visible=False, label=f"Figure {i + 1}") for i in range(MAX_FIGURES)]
+    with gr.Accordion("Headline metrics as JSON (metrics.json)", open=False):
+        metrics = gr.JSON()
+    _study_section(ctx)
 
     @functools.partial(on_gpu, duration=600)
     @user_errors
@@ -324,55 +430,43 @@ def build_experiment_tab(ctx: AppContext) -> ExperimentTab:
         export_model,
         progress=gr.Progress(),
     ):
-        config = config_from(
-            n_train, n_val, n_test, max_new_tokens, n_boot, seed, export_model, harmful_file, harmless_file, prompt_sets
+        config = experiment_config(
+            ctx,
+            n_train=n_train,
+            n_val=n_val,
+            n_test=n_test,
+            max_new_tokens=max_new_tokens,
+            n_boot=n_boot,
+            seed=seed,
+            export=export_model,
+            harmful=harmful_file,
+            harmless=harmless_file,
+            source=prompt_sets,
         )
-        mine = session_runs(current_session.get())
-        out = mine / f"{_slug(lm.name)}-{config.fingerprint(lm.name)}"
-        prune_runs(runs_root(), spare=mine)  # other visitors' folders past RUNS_KEPT, oldest first
-        prune_runs(mine, spare=out)
-        result = run_experiment(lm, config, out, progress=lambda f, m: progress(0.95 * f, desc=m))
-        progress(0.96, desc="making it the current direction")
-        found = services.from_experiment(lm, result)
-        kept = services.keep_current_reason(store.peek(lm), found)
-        if kept is None:
-            store.set(found)
-            current = "now the current direction in every tab"
-        else:
-            current = (
-                f"⚠️ not made current: {kept}; to use it anyway, load its `direction.safetensors` (below) in "
-                "the Direction tab"
-            )
-        figs = report_mod.figures(result)[:MAX_FIGURES]
-        plot_updates = [
-            gr.update(value=figs[i], visible=True) if i < len(figs) else gr.update(value=None, visible=False)
-            for i in range(MAX_FIGURES)
-        ]
-        took = sum(result.seconds.values())
-        where = "" if public else f" Artifacts in `{out}`."
-        held = result.orthogonalization["held_out"]
-        text = (
-            f"✅ **Done** — direction at layer **{result.selection['layer']}**, position "
-            f"**{result.selection['position']}** ({current}); chosen weight edit: "
-            f"**{result.orthogonalization['edit']['label']}** (held-out refusal "
-            f"{report_mod.fmt_rate(held['rates']['refusal'])} in the edited weights, first-token KL "
-            f"{held['kl']['mean']:.4f}); steps took {took:.0f} s in total (0 s for resumed steps).{where}"
-        )
-        return (
-            text,
-            report_mod.markdown(result),
-            *plot_updates,
-            artifact_files(out, bool(config.export_model)),
-            report_mod.metrics(result),
-        )
+        view = run_for_visitor(ctx, config, progress=lambda f, m: progress(f, desc=m))
+        shown = view.figures[:MAX_FIGURES]
+        return {
+            status: view.status,
+            report: view.report,
+            **{
+                plot: gr.update(value=shown[i], visible=True)
+                if i < len(shown)
+                else gr.update(value=None, visible=False)
+                for i, plot in enumerate(plots)
+            },
+            c.files: view.files,
+            metrics: view.metrics,
+        }
 
-    outputs = [status, report, *plots, files, metrics]
-    event = run.click(
+    outputs = [status, report, *plots, c.files, metrics]
+    event = c.run.click(
         on_run,
-        [source, harmful_file, harmless_file, n_train, n_val, n_test, max_new, n_boot, seed, export],
+        c.inputs(),
         outputs,
         api_name="run_experiment",
         concurrency_id="model",
     )
-    source.change(lambda s: gr.update(visible=s == UPLOAD_SOURCE), [source], [uploads], api_name=False, queue=False)
+    c.source.change(
+        lambda s: gr.update(visible=s == UPLOAD_SOURCE), [c.source], [c.uploads], api_name=False, queue=False
+    )
     return ExperimentTab(changed=[event])
