@@ -127,7 +127,7 @@ def release_session(demo: gr.Blocks, ctx: AppContext, session_hash: str) -> None
     the page is reopened; a reopened page here starts afresh). Gradio's own loop deletes expired state
     every second; only its hold is shortened here."""
     ctx.directions.forget(session_hash)
-    release_session_runs(session_hash)  # their experiment folders (downloads already handed over are gradio's)
+    release_session_runs(session_hash, getattr(demo, "GRADIO_CACHE", None))  # their runs and gradio's copies
     return_free_memory()
     session = getattr(getattr(demo, "state_holder", None), "session_data", {}).get(session_hash)
     if session is not None and hasattr(session, "STATE_TTL_WHEN_CLOSED"):

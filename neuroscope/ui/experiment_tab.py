@@ -123,8 +123,33 @@ def session_runs(session: str | None) -> Path:
     return runs_root() / _slug(session or "local")
 
 
-def release_session_runs(session: str | None) -> None:
-    shutil.rmtree(session_runs(session), ignore_errors=True)
+def _downloads(folder: Path) -> list[Path]:
+    """The files a session's runs offered for download (``artifact_files``), in any of its run folders."""
+    if not folder.is_dir():
+        return []
+    return [f for run in folder.iterdir() if run.is_dir() for f in run.iterdir() if f.is_file()]
+
+
+def release_session_runs(session: str | None, cache_dir: str | Path | None = None) -> None:
+    """Deletes a visitor's experiment folders, and, given gradio's cache folder, gradio's copies of the files
+    they downloaded from them (gradio keeps its copies up to ``delete_cache``'s age otherwise). A copy
+    whose content another visitor's runs also offered (same hash, same folder in gradio's cache) is kept."""
+    mine = session_runs(session)
+    if cache_dir is not None:
+        from gradio.processing_utils import hash_file  # how gradio names its copies (content hash)
+
+        root = runs_root()
+        others = [d for d in root.iterdir() if d.is_dir() and d != mine] if root.is_dir() else []
+        try:
+            kept = {hash_file(f) for d in others for f in _downloads(d)}
+            for f in _downloads(mine):
+                digest = hash_file(f)
+                copy = Path(cache_dir) / digest
+                if digest not in kept and copy.is_dir():
+                    shutil.rmtree(copy, ignore_errors=True)
+        except OSError:  # a folder going away under us (another visitor's prune): their cleanup, not ours
+            pass
+    shutil.rmtree(mine, ignore_errors=True)
 
 
 RUNS_KEPT = 8  # the app's experiment folders kept (about 11 MB each); older ones go before a new run
