@@ -25,6 +25,28 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def visitors(url: str, n: int, half: int, sequences: int, conn) -> None:
+    """The visitors, in their own process as browsers would be (their client objects are not the app's memory):
+    a warm-up visit, then ``n`` visitors each running the largest induction and an Explorer prompt with a view
+    opened. Sends their session ids and exits when told, which closes their connections."""
+    import gradio_client
+
+    warm = gradio_client.Client(url, verbose=False, download_files=False)
+    warm.predict("How do I bake bread?", 8, api_name="/analyze")  # first-call allocations are not visitors'
+    warm.predict(2, 16, 2, 0, api_name="/induction")
+    conn.send("warm")
+    conn.recv()
+    clients = []
+    for i in range(n):
+        c = gradio_client.Client(url, verbose=False, download_files=False)
+        c.predict(sequences, half, 5, i, api_name="/induction")
+        c.predict(f"How do I bake bread, step {i}?", 8, api_name="/analyze")
+        c.predict("Attention", 1, 1, "2-D", api_name="/view")
+        clients.append(c)
+    conn.send([c.session_hash for c in clients])
+    conn.recv()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="demo")
@@ -33,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
-    import gradio_client
+    import multiprocessing
 
     from neuroscope.config import Settings
     from neuroscope.services.induction import MAX_SEQS
@@ -43,20 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     demo = build_app(ctx)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     half = 128  # the induction slider's largest length
+    spawn = multiprocessing.get_context("spawn")
+    conn, child_end = spawn.Pipe()
+    child = spawn.Process(target=visitors, args=(demo.local_url, args.visitors, half, MAX_SEQS, child_end))
     try:
-        warm = gradio_client.Client(demo.local_url, verbose=False, download_files=False)
-        warm.predict("How do I bake bread?", 8, api_name="/analyze")  # first-call allocations are not visitors'
-        warm.predict(2, 16, 2, 0, api_name="/induction")
+        child.start()
+        assert conn.recv() == "warm"
         gc.collect()
         before = rss_mb()
-        clients = []
         t0 = time.perf_counter()
-        for i in range(args.visitors):
-            c = gradio_client.Client(demo.local_url, verbose=False, download_files=False)
-            c.predict(MAX_SEQS, half, 5, i, api_name="/induction")
-            c.predict(f"How do I bake bread, step {i}?", 8, api_name="/analyze")
-            c.predict("Attention", 1, 1, "2-D", api_name="/view")
-            clients.append(c)
+        conn.send("go")
+        sessions = conn.recv()
         gc.collect()
         during, held = rss_mb(), ctx.runs.held_bytes() / 2**20
         print(
@@ -64,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(+{during - before:.0f} MB); runs held {held:.1f} MB (budget {ctx.runs.budget_mb} MB)",
             flush=True,
         )
-        for c in clients:  # their pages close: the unload handler's release, and gradio's closed flag
-            release_session(demo, ctx, c.session_hash)
-            session = demo.state_holder.session_data.get(c.session_hash)
+        conn.send("bye")
+        child.join(60)
+        for session_hash in sessions:  # their pages close: the unload handler's release, and gradio's closed flag
+            release_session(demo, ctx, session_hash)
+            session = demo.state_holder.session_data.get(session_hash)
             if session is not None:
                 session.is_closed = True
-        clients.clear()
         after, start = [], time.perf_counter()
         while time.perf_counter() - start < args.wait:
             time.sleep(5)
@@ -92,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(record, fh, indent=2)
         return 0
     finally:
+        if child.is_alive():
+            child.kill()
         demo.close()
 
 
