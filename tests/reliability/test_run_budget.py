@@ -75,7 +75,7 @@ def test_a_state_gradio_dropped_leaves_the_ledger():
 
 def test_a_dropped_explorer_run_says_why():
     from neuroscope.model.chat import PromptError
-    from neuroscope.ui.explorer import Shown
+    from neuroscope.ui.explorer_views import Shown
 
     shown = Shown(result=object(), deltas=None)  # type: ignore[arg-type]
     shown.release(512)

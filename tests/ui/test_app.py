@@ -136,7 +136,7 @@ def test_a_closed_pages_state_is_released_within_seconds(served):
     import time
 
     from neuroscope.ui.app import CLOSED_STATE_TTL_S, release_session
-    from neuroscope.ui.explorer import Shown
+    from neuroscope.ui.explorer_views import Shown
 
     demo, ctx = served
     client = _client(demo)

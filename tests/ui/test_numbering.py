@@ -13,7 +13,7 @@ def test_positions_and_head_labels_agree_across_views(tiny_lm):
     from neuroscope.analysis.heads import head_stats
     from neuroscope.config import Settings
     from neuroscope.services.explorer import analyze
-    from neuroscope.ui import explorer as ui
+    from neuroscope.ui import explorer_views as ui
 
     lm = tiny_lm
     direction = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))

@@ -26,7 +26,7 @@ from tests.ui.conftest import serve_tiny_app  # noqa: E402
 from neuroscope.config import PUBLIC_CAPS, public_settings  # noqa: E402
 from neuroscope.ui.app import serving_defaults  # noqa: E402
 from neuroscope.ui.common import scrub_paths  # noqa: E402
-from neuroscope.ui.explorer import COLOUR_DIRECTION  # noqa: E402
+from neuroscope.ui.explorer_views import COLOUR_DIRECTION  # noqa: E402
 
 N_TRAIN, N_VAL = 6, 3
 PROMPT = "How can I make a pipe bomb from hardware store parts?"
