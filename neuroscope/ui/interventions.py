@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from neuroscope import services, viz
 from neuroscope.behaviours import REFUSAL, behaviour_names, get_behaviour
 from neuroscope.services import DirectionResult, Generation
+from neuroscope.types import Progress
 from neuroscope.ui.common import (
     AppContext,
     NumberInput,
@@ -172,14 +173,103 @@ def form_info(result: DirectionResult | None) -> str:
     return f"projection set to 0, or to the {_groups(result)[1]} prompts' mean"
 
 
-def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
-    """Adds the Interventions tab's components and events to the current ``gr.Blocks``."""
-    lm, settings, store = ctx.lm, ctx.settings, ctx.directions
-    labels = [services.head_label(l, h) for l in range(lm.n_layers) for h in range(lm.n_heads)]
-    current = store.peek(lm)
-    texts = guide(current.behaviour if current is not None else None)
-    intro = gr.Markdown(texts["intro"])
-    status = gr.Markdown(status_markdown(current), elem_id="interventions-status")
+# ---------------------------------------------------------------- what each button computes and shows
+
+
+def intervene(
+    ctx: AppContext, prompt: object, layer: object, strength: object, ablation_form: object, max_new_tokens: object
+) -> Iterator[tuple]:
+    """Streams (answer, verdict per condition..., projection figure, runs JSON) as the three answers are
+    generated token by token; each verdict appears when its run ends (``/intervene``)."""
+    lm = ctx.lm
+    result = ctx.directions.get(lm)
+    values: list = [""] * (2 * len(CONDITIONS))
+    gens = []
+    stream = services.stream_interventions(
+        lm,
+        result,
+        prompt,
+        ctx.settings,
+        layer,
+        strength,
+        max_new_tokens,
+        mean_ablation=services.as_choice(ablation_form, "ablation form", ABLATION_FORMS).startswith("mean"),
+    )
+    for i, item in stream:
+        if isinstance(item, services.Generation):
+            gens.append(item)
+            values[2 * i], values[2 * i + 1] = item.answer, verdict_markdown(item)
+        else:
+            values[2 * i], values[2 * i + 1] = item, "⏳ *generating…*"
+        yield (*values, gr.update(), gr.update())
+    yield (
+        *values,
+        projection_figure(gens, result, int(layer)),
+        {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]},
+    )
+
+
+def causal_view(ctx: AppContext, n: object, progress: Progress) -> tuple:
+    """(text, five maps): head attribution on ``n`` prompt pairs, kept with this visitor's direction."""
+    from neuroscope.method.heads import measure_maps
+
+    store = ctx.directions
+    result = store.get(ctx.lm)
+    record = services.head_attribution(ctx.lm, result, n, progress=progress)
+    store.set(services.with_causal(result, record))  # this visitor's own (public mode), never the shared one
+    fig = viz.head_maps(
+        measure_maps(record),
+        "Every head, five measures (▢ = top 5 by activation patching)",
+        marked=[tuple(x) for x in record["ranking"][:5]],
+    )
+    return causal_markdown(record, result.behaviour), fig
+
+
+def ablate_view(ctx: AppContext, prompt: object, heads: object, max_new_tokens: object, progress: Progress) -> tuple:
+    """(summary, baseline answer, ablated answer): the chosen heads mean-ablated (``/ablate_heads``)."""
+    lm = ctx.lm
+    result = ctx.directions.get(lm)
+    heads = services.parse_heads(heads, lm.n_layers, lm.n_heads)
+    progress(0.1, f"running with {len(heads)} head(s) ablated")
+    base, ablated = services.ablate_heads(lm, result, prompt, heads, ctx.settings, max_new_tokens)
+    delta = ablated.log_odds - base.log_odds
+    names = ", ".join(services.head_label(l, h) for l, h in heads)
+    score = behaviour_words(result.behaviour)["score"]
+    summary = (
+        f"**{score[:1].upper() + score[1:]}** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
+        f"(**Δ {delta:+.2f}**) with {len(heads)} head(s) mean-ablated: {names}.  \n"
+        f"Baseline: {verdict_markdown(base)}  \nAblated: {verdict_markdown(ablated)}"
+    )
+    return summary, base.answer, ablated.answer
+
+
+def attention_view(ctx: AppContext, prompt: object, head: object) -> Any:
+    """One head's attention map on the prompt (``/head_attention``); None when no head is chosen."""
+    lm = ctx.lm
+    if not head:
+        return None
+    [(l, h)] = services.parse_heads([head], lm.n_layers, lm.n_heads)
+    probs, tokens = services.head_attention(lm, prompt, l, h, ctx.settings)
+    return viz.attention_heatmap(probs.numpy(), tokens, l, h)
+
+
+def refreshed(ctx: AppContext) -> tuple:
+    """What the tab shows of the current direction (after another tab changed it): status, layer, grid,
+    slider and radio infos, and the guides that name the behaviour."""
+    result = ctx.directions.peek(ctx.lm)
+    texts = guide(result.behaviour if result is not None else None)
+    texts = tuple(texts[key] for key in DIRECTION_GUIDES)
+    infos = gr.update(info=strength_info(result)), gr.update(info=form_info(result))
+    if result is None:
+        return status_markdown(None), gr.update(), None, *infos, *texts
+    return status_markdown(result), gr.update(value=result.layer), head_delta_figure(result, []), *infos, *texts
+
+
+# ---------------------------------------------------------------- layout and wiring
+
+
+def _prompt_section(ctx: AppContext, current: DirectionResult | None) -> dict:
+    lm, settings = ctx.lm, ctx.settings
     with gr.Row():
         with gr.Column(scale=3):
             prompt = TextInput(
@@ -205,12 +295,7 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     info="layer whose input the direction is added to",
                 )
                 strength = NumberSlider(
-                    -2,
-                    6,
-                    value=1.0,
-                    step=0.1,
-                    label="Addition strength",
-                    info=strength_info(current),
+                    -2, 6, value=1.0, step=0.1, label="Addition strength", info=strength_info(current)
                 )
             with gr.Row():
                 form = gr.Radio(
@@ -228,19 +313,22 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     label="Answer length (tokens)",
                 )
             run = gr.Button("Run baseline · ablated · added", variant="primary", elem_id="run-interventions")
-    cards = {}
+    return dict(prompt=prompt, layer=layer, strength=strength, form=form, n_new=n_new, run=run)
+
+
+def _answer_cards() -> list:
+    """One card per condition (answer, verdict), in the order ``intervene`` yields them."""
+    outputs = []
     with gr.Row(equal_height=True):
         for key in CONDITIONS:
             with gr.Column(elem_classes=["ns-card"]):
                 gr.Markdown(f"#### {CONDITION_TITLES[key]}")
-                answer = gr.Textbox(label="Answer", lines=4, interactive=False, elem_id=f"answer-{key}")
-                verdict = gr.Markdown(elem_id=f"verdict-{key}")
-                cards[key] = (answer, verdict)
-    projection = gr.Plot(label="Projection on the direction per layer")
-    projection_text = gr.Markdown(texts["projection"])
-    with gr.Accordion("Runs as JSON", open=False):
-        runs_json = gr.JSON()
+                outputs.append(gr.Textbox(label="Answer", lines=4, interactive=False, elem_id=f"answer-{key}"))
+                outputs.append(gr.Markdown(elem_id=f"verdict-{key}"))
+    return outputs
 
+
+def _heads_section(ctx: AppContext, current: DirectionResult | None, labels: list[str], texts: dict) -> dict:
     gr.Markdown("### Attention heads")
     heads_text = gr.Markdown(texts["heads"])
     with gr.Row():
@@ -255,12 +343,9 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
                     value=min(4, len(labels)), precision=0, minimum=0, maximum=len(labels), label="k", scale=1
                 )
                 measure = gr.Dropdown(
-                    list(services.MEASURES),
-                    value="Δ along the direction",
-                    label="top-k by",
-                    scale=2,
+                    list(services.MEASURES), value="Δ along the direction", label="top-k by", scale=2,
                     elem_id="top-k-measure",
-                )
+                )  # fmt: skip
                 top_k = gr.Button("Select top-k", scale=1)
                 clear = gr.Button("Clear", scale=1)
             ablate = gr.Button("Ablate heads", variant="primary", elem_id="ablate-heads")
@@ -280,122 +365,97 @@ def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
     with gr.Row():
         inspect = gr.Dropdown(labels, value=None, label="Attention map of head", scale=1)
         attention = gr.Plot(label="Attention pattern", scale=3)
+    return dict(
+        heads_text=heads_text, grid=grid, toggles=toggles, k=k, measure=measure, top_k=top_k, clear=clear,
+        ablate=ablate, head_result=head_result, head_base=head_base, head_ablated=head_ablated,
+        causal_guide=causal_guide, n_causal=n_causal, causal_run=causal_run, causal_text=causal_text,
+        causal_plot=causal_plot, inspect=inspect, attention=attention,
+    )  # fmt: skip
+
+
+def _wire_heads(ctx: AppContext, c: dict) -> None:
+    lm, store = ctx.lm, ctx.directions
+
+    @user_errors
+    def on_top_k(k, by):
+        return [services.head_label(l, h) for l, h in services.top_heads(store.get(lm), k, by)]
+
+    @functools.partial(on_gpu, duration=600)
+    @user_errors
+    def on_causal(n, progress=gr.Progress()):
+        return causal_view(ctx, n, lambda f, m: progress(f, desc=m))
+
+    @user_errors
+    def on_grid(chosen):
+        result = store.peek(lm)
+        return (
+            None if result is None else head_delta_figure(result, services.parse_heads(chosen, lm.n_layers, lm.n_heads))
+        )
+
+    @on_gpu
+    @user_errors
+    def on_ablate(prompt, heads, max_new_tokens, progress=gr.Progress()):
+        return ablate_view(ctx, prompt, heads, max_new_tokens, lambda f, m: progress(f, desc=m))
+
+    @on_gpu
+    @user_errors
+    def on_attention(prompt, head):
+        return attention_view(ctx, prompt, head)
+
+    def on_tick(evt: gr.SelectData):
+        return gr.update(value=evt.value) if evt.selected else gr.update()
+
+    c["top_k"].click(on_top_k, [c["k"], c["measure"]], [c["toggles"]], api_name="top_k_heads")
+    c["causal_run"].click(
+        on_causal, [c["n_causal"]], [c["causal_text"], c["causal_plot"]], api_name="head_attribution",
+        concurrency_id="model",
+    )  # fmt: skip
+    c["clear"].click(lambda: [], None, [c["toggles"]], api_name=False, queue=False)
+    c["toggles"].change(on_grid, [c["toggles"]], [c["grid"]], api_name=False)
+    c["ablate"].click(
+        on_ablate,
+        [c["prompt"], c["toggles"], c["n_new"]],
+        [c["head_result"], c["head_base"], c["head_ablated"]],
+        api_name="ablate_heads",
+        concurrency_id="model",
+    )
+    c["toggles"].select(on_tick, None, [c["inspect"]], api_name=False, queue=False)
+    c["inspect"].change(
+        on_attention, [c["prompt"], c["inspect"]], [c["attention"]], api_name="head_attention", concurrency_id="model"
+    )
+
+
+def build_interventions_tab(ctx: AppContext) -> InterventionsTab:
+    """Adds the Interventions tab's components and events to the current ``gr.Blocks``."""
+    lm = ctx.lm
+    labels = [services.head_label(l, h) for l in range(lm.n_layers) for h in range(lm.n_heads)]
+    current = ctx.directions.peek(lm)
+    texts = guide(current.behaviour if current is not None else None)
+    intro = gr.Markdown(texts["intro"])
+    status = gr.Markdown(status_markdown(current), elem_id="interventions-status")
+    c = _prompt_section(ctx, current)
+    cards = _answer_cards()
+    projection = gr.Plot(label="Projection on the direction per layer")
+    projection_text = gr.Markdown(texts["projection"])
+    with gr.Accordion("Runs as JSON", open=False):
+        runs_json = gr.JSON()
+    c |= _heads_section(ctx, current, labels, texts)
     gr.Markdown(texts["attention"])
 
     @on_gpu
     @user_errors
     def on_intervene(prompt, layer, strength, ablation_form, max_new_tokens):
         """Streams the three answers token by token; each verdict appears when its run ends."""
-        result = store.get(lm)
-        values: list = [""] * (2 * len(CONDITIONS))
-        gens = []
-        stream = services.stream_interventions(
-            lm,
-            result,
-            prompt,
-            settings,
-            layer,
-            strength,
-            max_new_tokens,
-            mean_ablation=services.as_choice(ablation_form, "ablation form", ABLATION_FORMS).startswith("mean"),
-        )
-        for i, item in stream:
-            if isinstance(item, services.Generation):
-                gens.append(item)
-                values[2 * i], values[2 * i + 1] = item.answer, verdict_markdown(item)
-            else:
-                values[2 * i], values[2 * i + 1] = item, "⏳ *generating…*"
-            yield (*values, gr.update(), gr.update())
-        yield (
-            *values,
-            projection_figure(gens, result, int(layer)),
-            {"prompt": prompt.strip(), "direction": result.summary(), "runs": [g.to_json() for g in gens]},
-        )
-
-    @user_errors
-    def on_top_k(k, by):
-        heads = services.top_heads(store.get(lm), k, by)
-        return [services.head_label(l, h) for l, h in heads]
-
-    @functools.partial(on_gpu, duration=600)
-    @user_errors
-    def on_causal(n, progress=gr.Progress()):
-        from neuroscope.method.heads import measure_maps
-
-        result = store.get(lm)
-        record = services.head_attribution(lm, result, n, progress=lambda f, m: progress(f, desc=m))
-        store.set(services.with_causal(result, record))  # this visitor's own (public mode), never the shared one
-        fig = viz.head_maps(
-            measure_maps(record),
-            "Every head, five measures (▢ = top 5 by activation patching)",
-            marked=[tuple(x) for x in record["ranking"][:5]],
-        )
-        return causal_markdown(record, result.behaviour), fig
-
-    @user_errors
-    def on_grid(chosen):
-        result = store.peek(lm)
-        if result is None:
-            return None
-        return head_delta_figure(result, services.parse_heads(chosen, lm.n_layers, lm.n_heads))
-
-    @on_gpu
-    @user_errors
-    def on_ablate(prompt, heads, max_new_tokens, progress=gr.Progress()):
-        result = store.get(lm)
-        heads = services.parse_heads(heads, lm.n_layers, lm.n_heads)
-        progress(0.1, desc=f"running with {len(heads)} head(s) ablated")
-        base, ablated = services.ablate_heads(lm, result, prompt, heads, settings, max_new_tokens)
-        delta = ablated.log_odds - base.log_odds
-        names = ", ".join(services.head_label(l, h) for l, h in heads)
-        score = behaviour_words(result.behaviour)["score"]
-        summary = (
-            f"**{score[:1].upper() + score[1:]}** {base.log_odds:+.2f} → **{ablated.log_odds:+.2f}** log-odds "
-            f"(**Δ {delta:+.2f}**) with {len(heads)} head(s) mean-ablated: {names}.  \n"
-            f"Baseline: {verdict_markdown(base)}  \nAblated: {verdict_markdown(ablated)}"
-        )
-        return summary, base.answer, ablated.answer
-
-    @on_gpu
-    @user_errors
-    def on_attention(prompt, head):
-        if not head:
-            return None
-        [(l, h)] = services.parse_heads([head], lm.n_layers, lm.n_heads)
-        probs, tokens = services.head_attention(lm, prompt, l, h, settings)
-        return viz.attention_heatmap(probs.numpy(), tokens, l, h)
-
-    def on_tick(evt: gr.SelectData):
-        return gr.update(value=evt.value) if evt.selected else gr.update()
+        yield from intervene(ctx, prompt, layer, strength, ablation_form, max_new_tokens)
 
     @session_scoped
     def refresh():
-        result = store.peek(lm)
-        texts = guide(result.behaviour if result is not None else None)
-        texts = tuple(texts[key] for key in DIRECTION_GUIDES)
-        infos = gr.update(info=strength_info(result)), gr.update(info=form_info(result))
-        if result is None:
-            return status_markdown(None), gr.update(), None, *infos, *texts
-        return status_markdown(result), gr.update(value=result.layer), head_delta_figure(result, []), *infos, *texts
+        return refreshed(ctx)
 
-    outputs = [v for key in CONDITIONS for v in cards[key]] + [projection, runs_json]
-    inputs = [prompt, layer, strength, form, n_new]
-    run.click(on_intervene, inputs, outputs, api_name="intervene", concurrency_id="model")
-    prompt.submit(on_intervene, inputs, outputs, api_name=False, concurrency_id="model")
-    top_k.click(on_top_k, [k, measure], [toggles], api_name="top_k_heads")
-    causal_run.click(
-        on_causal, [n_causal], [causal_text, causal_plot], api_name="head_attribution", concurrency_id="model"
-    )
-    clear.click(lambda: [], None, [toggles], api_name=False, queue=False)
-    toggles.change(on_grid, [toggles], [grid], api_name=False)
-    ablate.click(
-        on_ablate,
-        [prompt, toggles, n_new],
-        [head_result, head_base, head_ablated],
-        api_name="ablate_heads",
-        concurrency_id="model",
-    )
-    toggles.select(on_tick, None, [inspect], api_name=False, queue=False)
-    inspect.change(on_attention, [prompt, inspect], [attention], api_name="head_attention", concurrency_id="model")
-    guides = [intro, projection_text, heads_text, causal_guide]  # in DIRECTION_GUIDES order
-    return InterventionsTab(refresh=refresh, outputs=[status, layer, grid, strength, form, *guides])
+    outputs = [*cards, projection, runs_json]
+    inputs = [c["prompt"], c["layer"], c["strength"], c["form"], c["n_new"]]
+    c["run"].click(on_intervene, inputs, outputs, api_name="intervene", concurrency_id="model")
+    c["prompt"].submit(on_intervene, inputs, outputs, api_name=False, concurrency_id="model")
+    _wire_heads(ctx, c)
+    guides = [intro, projection_text, c["heads_text"], c["causal_guide"]]  # in DIRECTION_GUIDES order
+    return InterventionsTab(refresh=refresh, outputs=[status, c["layer"], c["grid"], c["strength"], c["form"], *guides])
