@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -11,6 +12,7 @@ from neuroscope import services, viz
 from neuroscope.behaviours import REFUSAL, get_behaviour
 from neuroscope.experiment import ExperimentConfig
 from neuroscope.services import DirectionResult
+from neuroscope.types import Progress
 from neuroscope.ui.common import AppContext, NumberSlider, behaviour_words, instance_dir, on_gpu, user_errors
 
 GUIDE = {  # str.format templates over ui.common.behaviour_words: refusal reads as the paper, others say their own
@@ -169,21 +171,70 @@ def _path(file) -> str | None:
     return file if isinstance(file, str) else getattr(file, "name", None) or str(file)
 
 
-def build_direction_tab(ctx: AppContext) -> DirectionTab:
-    """Adds the Direction tab's components and events to the current ``gr.Blocks``."""
-    lm, settings, store = ctx.lm, ctx.settings, ctx.directions
-    max_train, max_val = (32, 16) if settings.public else (256, 64)
-    sets = services.contrastive_set_names(public=settings.public)
-    paper = ExperimentConfig()  # Arditi et al.'s sizes, as in the Experiment tab and the CLI
-    shared = (
-        "It is yours alone: other visitors keep their own (the bundled one until they compute or load another)."
-        if settings.public
-        else "It is shared by everyone using this app (one per model)."
+# ---------------------------------------------------------------- what each button computes and shows
+
+
+def _load_set(name: object, harmful: object, harmless: object, n_train: object, n_val: object) -> Any:
+    return services.load_contrastive_set(
+        name, n_train, n_val, harmful_file=_path(harmful), harmless_file=_path(harmless)
     )
-    current = store.peek(lm)
-    default_set = services.RESEARCH if services.RESEARCH in sets else sets[0]
-    texts = guide(current.behaviour if current is not None else None)  # the figures' texts follow the direction
-    intro = gr.Markdown(f"{guide(services.set_behaviour(default_set))['intro']} {shared}")  # the intro, the set
+
+
+def _decided(result: DirectionResult | None, note: str = "", pending: DirectionResult | None = None) -> tuple:
+    """The views of the current direction, then the "not made current" note, the direction kept aside for
+    "Use anyway", and that button's visibility."""
+    return *views(result), gr.update(value=note, visible=bool(note)), pending, gr.update(visible=pending is not None)
+
+
+def compute_view(ctx: AppContext, prompt_set, harmful_file, harmless_file, n_train, n_val, progress: Progress) -> tuple:
+    """Computes a direction on the chosen set; makes it current unless the current one works and it does not
+    (then it waits for "Use the new direction anyway")."""
+    lm, store = ctx.lm, ctx.directions
+    data = _load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
+    result = services.find_direction(lm, data, progress=progress)
+    reason = services.keep_current_reason(store.peek(lm), result)
+    if reason is None:
+        store.set(result)
+        return _decided(result)
+    note = f"⚠️ **Not made current:** {reason}. Press **Use the new direction anyway** to switch to it."
+    return _decided(store.peek(lm), note, result)
+
+
+def use_anyway_view(ctx: AppContext, result: DirectionResult | None) -> tuple:
+    if result is None:
+        raise services.ResearchError("there is no new direction waiting: compute one first")
+    ctx.directions.set(result)
+    return _decided(result)
+
+
+def restore_view(ctx: AppContext) -> tuple:
+    if ctx.shipped is None:
+        raise services.ResearchError("this model has no shipped direction")
+    ctx.directions.set(ctx.shipped)
+    return _decided(ctx.shipped)
+
+
+def load_view(
+    ctx: AppContext, direction_file, prompt_set, harmful_file, harmless_file, n_train, n_val, progress: Progress
+) -> tuple:
+    """Loads a saved direction, described on the chosen set, and makes it current."""
+    path = _path(direction_file)
+    if path is None:
+        raise services.ResearchError("choose a saved direction file (.safetensors) first")
+    data = _load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
+    result = services.direction_from_file(ctx.lm, path, data, progress=progress)
+    ctx.directions.set(result)
+    return views(result)
+
+
+# ---------------------------------------------------------------- layout and wiring
+
+
+def _set_controls(ctx: AppContext, sets: list[str], default_set: str) -> dict:
+    """The prompt set (with uploads), its sizes, and the compute / load / restore buttons."""
+    lm, settings = ctx.lm, ctx.settings
+    max_train, max_val = (32, 16) if settings.public else (256, 64)
+    paper = ExperimentConfig()  # Arditi et al.'s sizes, as in the Experiment tab and the CLI
     with gr.Row():
         with gr.Column(scale=3):
             # The paper's prompt distribution where it is installed, as the Experiment tab does.
@@ -204,12 +255,9 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                     4, max_train, value=min(paper.n_train, max_train), step=1, label="Training prompts per side"
                 )
                 n_val = NumberSlider(
-                    2,
-                    max_val,
-                    value=min(paper.n_val, max_val),
-                    step=1,
+                    2, max_val, value=min(paper.n_val, max_val), step=1,
                     label="Validation prompts per side (scoring, separation)",
-                )
+                )  # fmt: skip
         with gr.Column(scale=2):
             compute = gr.Button("Compute direction", variant="primary", elem_id="compute-direction")
             saved = gr.File(
@@ -220,10 +268,14 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
                 "Restore shipped direction", visible=ctx.shipped is not None, elem_id="restore-direction"
             )
             download = gr.File(label="Current direction (download)", interactive=False)
-    status = gr.Markdown(status_markdown(current), elem_id="direction-status")
-    kept = gr.Markdown(visible=False, elem_id="direction-kept")
-    use_anyway = gr.Button("Use the new direction anyway", visible=False, elem_id="use-anyway")
-    pending = gr.State(None, time_to_live=1800)  # a computed direction that was not made current (this visitor's)
+    return dict(
+        set_name=set_name, curated_note=curated_note, uploads=uploads, harmful_file=harmful_file,
+        harmless_file=harmless_file, n_train=n_train, n_val=n_val, compute=compute, saved=saved, load=load,
+        restore=restore, download=download,
+    )  # fmt: skip
+
+
+def _figures(texts: dict) -> dict:
     scores = gr.Plot(label=SCORES_LABEL)
     scores_text = gr.Markdown(texts["scores"])
     with gr.Row():
@@ -235,70 +287,73 @@ def build_direction_tab(ctx: AppContext) -> DirectionTab:
             cosine_text = gr.Markdown(texts["cosine"])
     with gr.Accordion("Direction summary as JSON", open=False):
         summary = gr.JSON()
-    outputs = [status, scores, separation, cosine, download, summary, scores_text, separation_text, cosine_text]
+    return dict(
+        scores=scores, scores_text=scores_text, separation=separation, separation_text=separation_text,
+        cosine=cosine, cosine_text=cosine_text, summary=summary,
+    )  # fmt: skip
 
-    def load_set(name, harmful, harmless, n_tr, n_v):
-        return services.load_contrastive_set(
-            name, n_tr, n_v, harmful_file=_path(harmful), harmless_file=_path(harmless)
-        )
+
+def build_direction_tab(ctx: AppContext) -> DirectionTab:
+    """Adds the Direction tab's components and events to the current ``gr.Blocks``."""
+    lm, settings, store = ctx.lm, ctx.settings, ctx.directions
+    sets = services.contrastive_set_names(public=settings.public)
+    shared = (
+        "It is yours alone: other visitors keep their own (the bundled one until they compute or load another)."
+        if settings.public
+        else "It is shared by everyone using this app (one per model)."
+    )
+    current = store.peek(lm)
+    default_set = services.RESEARCH if services.RESEARCH in sets else sets[0]
+    texts = guide(current.behaviour if current is not None else None)  # the figures' texts follow the direction
+    intro = gr.Markdown(f"{guide(services.set_behaviour(default_set))['intro']} {shared}")  # the intro, the set
+    c = _set_controls(ctx, sets, default_set)
+    status = gr.Markdown(status_markdown(current), elem_id="direction-status")
+    kept = gr.Markdown(visible=False, elem_id="direction-kept")
+    use_anyway = gr.Button("Use the new direction anyway", visible=False, elem_id="use-anyway")
+    pending = gr.State(None, time_to_live=1800)  # a computed direction that was not made current (this visitor's)
+    f = _figures(texts)
+    outputs = [
+        status, f["scores"], f["separation"], f["cosine"], c["download"], f["summary"], f["scores_text"],
+        f["separation_text"], f["cosine_text"],
+    ]  # fmt: skip
 
     @on_gpu
     @user_errors
     def on_compute(prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
-        data = load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
-        result = services.find_direction(lm, data, progress=lambda f, m: progress(f, desc=m))
-        reason = services.keep_current_reason(store.peek(lm), result)
-        if reason is None:
-            store.set(result)
-            return *views(result), gr.update(value="", visible=False), None, gr.update(visible=False)
-        note = f"⚠️ **Not made current:** {reason}. Press **Use the new direction anyway** to switch to it."
-        return *views(store.peek(lm)), gr.update(value=note, visible=True), result, gr.update(visible=True)
+        return compute_view(
+            ctx, prompt_set, harmful_file, harmless_file, n_train, n_val, lambda f, m: progress(f, desc=m)
+        )
 
     @user_errors
     def on_use_anyway(result):
-        if result is None:
-            raise services.ResearchError("there is no new direction waiting: compute one first")
-        store.set(result)
-        return *views(result), gr.update(value="", visible=False), None, gr.update(visible=False)
+        return use_anyway_view(ctx, result)
 
     @user_errors
     def on_restore():
-        if ctx.shipped is None:
-            raise services.ResearchError("this model has no shipped direction")
-        store.set(ctx.shipped)
-        return *views(ctx.shipped), gr.update(value="", visible=False), None, gr.update(visible=False)
+        return restore_view(ctx)
 
     @on_gpu
     @user_errors
     def on_load(direction_file, prompt_set, harmful_file, harmless_file, n_train, n_val, progress=gr.Progress()):
-        path = _path(direction_file)
-        if path is None:
-            raise services.ResearchError("choose a saved direction file (.safetensors) first")
-        data = load_set(prompt_set, harmful_file, harmless_file, n_train, n_val)
-        result = services.direction_from_file(lm, path, data, progress=lambda f, m: progress(f, desc=m))
-        store.set(result)
-        return views(result)
+        return load_view(
+            ctx, direction_file, prompt_set, harmful_file, harmless_file, n_train, n_val,
+            lambda f, m: progress(f, desc=m),
+        )  # fmt: skip
 
     @user_errors
     def on_show():
         return views(store.peek(lm))
 
-    set_inputs = [set_name, harmful_file, harmless_file, n_train, n_val]
-    decided = [*outputs, kept, pending, use_anyway]
-    computed = compute.click(on_compute, set_inputs, decided, api_name="compute_direction", concurrency_id="model")
-    adopted = use_anyway.click(on_use_anyway, [pending], decided, api_name="use_new_direction", concurrency_id="model")
-    restored = restore.click(on_restore, None, decided, api_name="restore_direction", concurrency_id="model")
-    loaded = load.click(on_load, [saved, *set_inputs], outputs, api_name="load_direction", concurrency_id="model")
-
     def on_set(name):
         intro_text = f"{guide(services.set_behaviour(name))['intro']} {shared}"
         return gr.update(visible=name == services.UPLOADED), gr.update(visible=name == services.CURATED), intro_text
 
-    set_name.change(
-        on_set,
-        [set_name],
-        [uploads, curated_note, intro],
-        api_name=False,
-        queue=False,
-    )
+    set_inputs = [c["set_name"], c["harmful_file"], c["harmless_file"], c["n_train"], c["n_val"]]
+    decided = [*outputs, kept, pending, use_anyway]
+    model = dict(concurrency_id="model")
+    computed = c["compute"].click(on_compute, set_inputs, decided, api_name="compute_direction", **model)
+    adopted = use_anyway.click(on_use_anyway, [pending], decided, api_name="use_new_direction", **model)
+    restored = c["restore"].click(on_restore, None, decided, api_name="restore_direction", **model)
+    loaded = c["load"].click(on_load, [c["saved"], *set_inputs], outputs, api_name="load_direction", **model)
+    c["set_name"].change(on_set, [c["set_name"]], [c["uploads"], c["curated_note"], intro], api_name=False, queue=False)
     return DirectionTab(changed=[computed, loaded, adopted, restored], show=on_show, outputs=outputs)

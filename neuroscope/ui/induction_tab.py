@@ -14,6 +14,7 @@ from neuroscope import viz
 from neuroscope.services.induction import MAX_HALF, MAX_SEQS, InductionResult, find_induction_heads
 from neuroscope.model.chat import PromptError
 from neuroscope.services import current_session
+from neuroscope.types import Progress
 from neuroscope.ui.common import AppContext, NumberInput, NumberSlider, on_gpu, user_errors
 from neuroscope.ui.sessions import DROPPED, return_free_memory
 from neuroscope.analysis.heads import head_label, parse_head_label
@@ -84,6 +85,38 @@ class KeptInduction:
         return viz.attention_heatmap(self.stripes[layer, head].float().numpy(), self.tokens, layer, head)
 
 
+def induction_view(ctx: AppContext, n: object, t: object, kk: object, s: object, progress: Progress) -> tuple:
+    """(summary, grid, table, head choices, stripe, loss, causal check, kept stripes): one induction run; only the
+    top heads' attention stripes are kept (admitted to the app's memory for runs), the rest is freed."""
+    n, t, kk = (services.positive_int(v, name) for v, name in ((n, "sequences"), (t, "length"), (kk, "top heads")))
+    result = find_induction_heads(ctx.lm, n_seqs=n, half=t, k=kk, seed=services.as_seed(s), progress=progress)
+    l, h = result.top[0]
+    choices = [head_label(a, b) for a, b in result.top]
+    kept = KeptInduction.of(result)
+    ctx.runs.admit(kept, current_session.get())
+    grid_fig = viz.head_grid(
+        result.induction.numpy(),
+        "Induction score (attention to the token after the earlier occurrence)",
+        "induction score",
+        selected=(l, h),
+        outlined=result.top,
+        zrange=(0.0, 1.0),  # a score in 0..1: a model without induction heads looks dark, not bright
+    )
+    out = (
+        result.summary(),
+        grid_fig,
+        table_rows(result),
+        gr.update(choices=choices, value=choices[0]),
+        kept.figure(l, h),
+        viz.loss_by_position(result.loss_by_position.numpy(), result.prefix_len + result.half - 1),
+        ablation_figure(result),
+        kept,
+    )
+    del result  # its [L, H, S, S] maps go now (only the top heads' stripes stay, in ``kept``) ...
+    return_free_memory()  # ... and their pages go back to the system
+    return out
+
+
 def build_induction_tab(ctx: AppContext) -> None:
     """Adds the Induction heads tab's components and events to the current ``gr.Blocks``."""
     lm = ctx.lm
@@ -121,33 +154,7 @@ def build_induction_tab(ctx: AppContext) -> None:
     @on_gpu
     @user_errors
     def on_run(n, t, kk, s, progress=gr.Progress()):
-        n, t, kk = (services.positive_int(v, name) for v, name in ((n, "sequences"), (t, "length"), (kk, "top heads")))
-        result = find_induction_heads(lm, n_seqs=n, half=t, k=kk, seed=services.as_seed(s), progress=progress)
-        l, h = result.top[0]
-        choices = [head_label(a, b) for a, b in result.top]
-        kept = KeptInduction.of(result)
-        ctx.runs.admit(kept, current_session.get())
-        grid_fig = viz.head_grid(
-            result.induction.numpy(),
-            "Induction score (attention to the token after the earlier occurrence)",
-            "induction score",
-            selected=(l, h),
-            outlined=result.top,
-            zrange=(0.0, 1.0),  # a score in 0..1: a model without induction heads looks dark, not bright
-        )
-        out = (
-            result.summary(),
-            grid_fig,
-            table_rows(result),
-            gr.update(choices=choices, value=choices[0]),
-            kept.figure(l, h),
-            viz.loss_by_position(result.loss_by_position.numpy(), result.prefix_len + result.half - 1),
-            ablation_figure(result),
-            kept,
-        )
-        del result  # its [L, H, S, S] maps go now (only the top heads' stripes stay, in ``kept``) ...
-        return_free_memory()  # ... and their pages go back to the system
-        return out
+        return induction_view(ctx, n, t, kk, s, progress)
 
     @user_errors
     def on_pick(choice, kept):
