@@ -22,17 +22,17 @@ COMMANDS = {
         "A behaviour's direction (e.g. French vs English): necessity and sufficiency against random directions.",
     ),
     "harmfulness": (
-        "neuroscope.cli",
+        "neuroscope.cli_beyond",
         "harmfulness_main",
         "Harmfulness vs refusal: two directions, their cosine per layer, and where prompts and jailbreaks sit.",
     ),
     "cone": (
-        "neuroscope.cli",
+        "neuroscope.cli_beyond",
         "cone_main",
         "The refusal cone: ablate k = 1..4 dimensions against random subspaces; is one direction enough?",
     ),
     "jailbreak": (
-        "neuroscope.cli",
+        "neuroscope.cli_beyond",
         "jailbreak_main",
         "Jailbreak template families: success under both judges, and the refusal signal of successful vs failed.",
     ),

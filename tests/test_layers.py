@@ -11,7 +11,7 @@ Layers, bottom to top::
     4  method                                       the experiment's steps, each usable alone
     5  services                                     what the UI and the CLI call
     6  experiment                                   the runner: orders the steps, handles resume, reports
-    7  ui, cli, __main__                            entry points
+    7  ui, cli, cli_beyond, __main__                entry points
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ LAYERS = {
     "method": 4,
     "services": 5,
     "experiment": 6,
-    "ui": 7, "cli": 7, "__main__": 7,
+    "ui": 7, "cli": 7, "cli_beyond": 7, "__main__": 7,
 }  # fmt: skip
 # Third-party packages a layer must not import (gradio is the UI's; nnsight stays in the model layer).
 FORBIDDEN = {

@@ -77,6 +77,48 @@ def _exportable(lm: Any, edit: WeightEdit) -> bool:
     return True
 
 
+def _point(lm: Any, edit: WeightEdit, val_rates: dict[str, Any], val_kl: Tensor, held: dict[str, Any]) -> dict:
+    """One sweep point's record: the edit, its validation numbers (the choice) and its held-out ones (the report)."""
+    return {
+        "form": edit.form,
+        "strength": float(edit.strength),
+        "label": edit.label,
+        "exportable": _exportable(lm, edit),
+        "validation": {
+            "refusal": val_rates["refusal"].mean,
+            "refusal_broad": val_rates["refusal_broad"].mean,
+            "n": val_rates["n"],
+            "kl": float(val_kl.mean()),
+        },
+        "held_out": held,
+    }
+
+
+class _HeldOut:
+    """A sweep point's held-out numbers (refusal, first-token KL, cross-entropy of the baseline's own answers),
+    for points the evaluation step did not already measure; the unedited logits are computed once, if needed."""
+
+    def __init__(self, lm, harmful, harmless, baseline_answers, max_new_tokens, batch_size, n_boot, seed) -> None:
+        self.lm, self.harmful, self.harmless = lm, list(harmful), list(harmless)
+        self.max_new_tokens, self.batch_size, self.n_boot, self.seed = max_new_tokens, batch_size, n_boot, seed
+        keep = [i for i, a in enumerate(baseline_answers) if a]
+        self.ce_prompts = [harmless[i] for i in keep]
+        self.ce_answers = [baseline_answers[i] for i in keep]
+        self.base: Tensor | None = None
+
+    def measure(self, ivs: list) -> dict[str, Any]:
+        lm, bs = self.lm, self.batch_size
+        if self.base is None:
+            self.base = next_token_logits(lm, self.harmless, (), bs)
+        kl = kl_divergence(self.base, next_token_logits(lm, self.harmless, ivs, bs))
+        ce = completion_loss(lm, self.ce_prompts, self.ce_answers, ivs, bs) if self.ce_prompts else torch.empty(0)
+        return {
+            "rates": rates(generate(lm, self.harmful, self.max_new_tokens, ivs, bs), self.n_boot, self.seed),
+            "kl": bootstrap_ci(kl, n_boot=self.n_boot, seed=self.seed),
+            "cross_entropy": bootstrap_ci(ce, n_boot=self.n_boot, seed=self.seed),
+        }
+
+
 def edit_frontier(
     lm: Any,
     direction: Tensor,
@@ -117,10 +159,7 @@ def edit_frontier(
     target = mean_target.float()
     report = progress or (lambda f, m: None)
     base_val = next_token_logits(lm, list(val_harmless), (), batch_size)
-    base_test = None
-    keep = [i for i, a in enumerate(baseline_answers) if a]
-    ce_prompts = [test_harmless[i] for i in keep]
-    ce_answers = [baseline_answers[i] for i in keep]
+    held_out = _HeldOut(lm, test_harmful, test_harmless, baseline_answers, max_new_tokens, batch_size, n_boot, seed)
     points: list[dict[str, Any]] = []
     for i, edit in enumerate(edits):
         report(i / len(edits), f"edit frontier: {edit.label}")
@@ -136,30 +175,8 @@ def edit_frontier(
                 "reused": cond,
             }
         else:
-            if base_test is None:
-                base_test = next_token_logits(lm, list(test_harmless), (), batch_size)
-            kl = kl_divergence(base_test, next_token_logits(lm, list(test_harmless), ivs, batch_size))
-            ce = completion_loss(lm, ce_prompts, ce_answers, ivs, batch_size) if keep else torch.empty(0)
-            held = {
-                "rates": rates(generate(lm, list(test_harmful), max_new_tokens, ivs, batch_size), n_boot, seed),
-                "kl": bootstrap_ci(kl, n_boot=n_boot, seed=seed),
-                "cross_entropy": bootstrap_ci(ce, n_boot=n_boot, seed=seed),
-            }
-        points.append(
-            {
-                "form": edit.form,
-                "strength": float(edit.strength),
-                "label": edit.label,
-                "exportable": _exportable(lm, edit),
-                "validation": {
-                    "refusal": val_rates["refusal"].mean,
-                    "refusal_broad": val_rates["refusal_broad"].mean,
-                    "n": val_rates["n"],
-                    "kl": float(val_kl.mean()),
-                },
-                "held_out": held,
-            }
-        )
+            held = held_out.measure(ivs)
+        points.append(_point(lm, edit, val_rates, val_kl, held))
     chosen = choose_edit(
         [p["validation"]["refusal"] for p in points],
         [p["validation"]["kl"] for p in points],

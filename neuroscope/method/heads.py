@@ -34,6 +34,7 @@ from neuroscope.analysis.heads import (
     RANKING_RULE,
     HeadStats,
     attribution_patching,
+    head_label,
     head_stats,
     head_values,
     permutation_test,
@@ -103,6 +104,70 @@ def causal_ranking(patching: Tensor) -> list[tuple[int, int]]:
     return rank_heads(filled, n_patched, descending=False)
 
 
+def _head_values(lm, direction, harmful, harmless, batch_size, n_permutations, seed, tick) -> tuple:
+    """Every head's write along the direction per prompt: (Δ statistics, permutation test, harmless ``z`` by
+    position [M, L, H, P, D], which is also the patching's source)."""
+    r = unit(direction.double())
+    W_O = lm.o_proj_weights()
+    tick(0.0, "heads: per-prompt head outputs (harmful)")
+    values_h = head_values(post_instruction_z(lm, harmful, batch_size), W_O, r)
+    tick(0.1, "heads: per-prompt head outputs (harmless)")
+    z_b = post_instruction_z(lm, harmless, batch_size, by_position=True)  # [M, L, H, P, D]: Δ and patching sources
+    values_b = head_values(z_b.mean(dim=3), W_O, r)
+    stats = head_stats(values_h, values_b)
+    tick(0.2, "heads: permutation test")
+    perm = permutation_test(values_h[0], values_b[0], "abs_mean_diff", n_perm=n_permutations, seed=seed)
+    return stats, perm, z_b
+
+
+def _patching(lm, clean, z_source, refusal_ids, batch_size, max_patch_heads, n_boot, seed, tick) -> dict[str, Any]:
+    """Attribution patching for every head, then activation patching for the top candidates, each
+    ``z_source[i]`` (a harmless prompt's head outputs) patched into ``clean[i]``; intervals over prompts."""
+    metric = lambda logits: refusal_score(logits, refusal_ids)  # noqa: E731
+    tick(0.25, "heads: attribution patching (one backward pass per batch)")
+    clean_metric, grad, z_clean = metric_gradients(lm, clean, metric, batch_size)
+    attribution = attribution_patching(grad, z_clean, z_source)
+    L, H = lm.n_layers, lm.n_heads
+    candidates = rank_heads(attribution.abs(), min(L * H, max_patch_heads))
+    sub = lambda f, m: tick(0.3 + 0.35 * f, m)  # noqa: E731
+    effects = patch_heads(lm, clean, z_source, candidates, metric, batch_size, sub) - clean_metric[None]  # [K, N]
+    patching = torch.full((L, H), math.nan, dtype=torch.float64)
+    lo, hi = patching.clone(), patching.clone()
+    for (layer, head), row in zip(candidates, effects):
+        iv = bootstrap_ci(row, n_boot=n_boot, seed=seed)
+        patching[layer, head], lo[layer, head], hi[layer, head] = iv.mean, iv.lo, iv.hi
+    patched = ~torch.isnan(patching)
+    agreement = spearman(attribution[patched], patching[patched]) if int(patched.sum()) >= 2 else math.nan
+    return {"attribution": attribution, "patching": patching, "lo": lo, "hi": hi, "agreement": agreement}
+
+
+def _ablate_sets(
+    lm, direction, eval_harmful, refusal_ids, means, ranking, ranking_delta, ks, n_random, batch_size, seed, n_boot,
+    tick,
+) -> dict[str, Any]:  # fmt: skip
+    """The refusal score on held-out prompts with the top-k heads (both rankings) and random k-head sets
+    mean-ablated, beside the baseline and the whole direction ablated."""
+    L, H = lm.n_layers, lm.n_heads
+    score = lambda ivs: _scores(lm, eval_harmful, ivs, refusal_ids, batch_size)  # noqa: E731
+    out: dict[str, Any] = {
+        "baseline": float(score([]).mean()),
+        "direction_score": float(score([DirectionAblation(direction)]).mean()),
+        "top_scores": [],
+        "top_intervals": [],
+        "top_delta": [],
+        "random_scores": [],
+    }
+    for i, k in enumerate(ks):
+        tick(0.7 + 0.3 * i / len(ks), f"heads: ablating top-{k} (two rankings) and {n_random} random {k}-head sets")
+        iv = bootstrap_ci(score([HeadAblation(tuple(ranking[:k]), means)]), n_boot=n_boot, seed=seed)
+        out["top_scores"].append(iv.mean)
+        out["top_intervals"].append((iv.lo, iv.hi))
+        out["top_delta"].append(float(score([HeadAblation(tuple(ranking_delta[:k]), means)]).mean()))
+        sets = random_head_sets(L, H, k, n_random, seed=seed + k)
+        out["random_scores"].append([float(score([HeadAblation(tuple(s), means)]).mean()) for s in sets])
+    return out
+
+
 def analyse_heads(
     lm: Any,
     direction: Tensor,
@@ -145,87 +210,73 @@ def analyse_heads(
         if progress is not None:
             progress(f, msg)
 
-    r = unit(direction.double())
-    W_O = lm.o_proj_weights()
-    tick(0.0, "heads: per-prompt head outputs (harmful)")
-    values_h = head_values(post_instruction_z(lm, harmful, batch_size), W_O, r)
-    tick(0.1, "heads: per-prompt head outputs (harmless)")
-    z_b = post_instruction_z(lm, harmless, batch_size, by_position=True)  # [M, L, H, P, D]: Δ and patching sources
-    values_b = head_values(z_b.mean(dim=3), W_O, r)
-    stats = head_stats(values_h, values_b)
-    tick(0.2, "heads: permutation test")
-    perm = permutation_test(values_h[0], values_b[0], "abs_mean_diff", n_perm=n_permutations, seed=seed)
-
-    n_pairs = min(len(harmful), len(harmless))
-    clean = list(harmful[:n_pairs])
-    metric = lambda logits: refusal_score(logits, refusal_ids)  # noqa: E731
-    tick(0.25, "heads: attribution patching (one backward pass per batch)")
-    clean_metric, grad, z_clean = metric_gradients(lm, clean, metric, batch_size)
-    z_source = z_b[:n_pairs]  # the same pass: harmless[i] is patched into harmful[i]
-    attribution = attribution_patching(grad, z_clean, z_source)
     L, H = lm.n_layers, lm.n_heads
-    candidates = rank_heads(attribution.abs(), min(L * H, max_patch_heads))
-    sub = lambda f, m: tick(0.3 + 0.35 * f, m)  # noqa: E731
-    effects = patch_heads(lm, clean, z_source, candidates, metric, batch_size, sub) - clean_metric[None]  # [K, N]
-    patching = torch.full((L, H), math.nan, dtype=torch.float64)
-    lo, hi = patching.clone(), patching.clone()
-    for (layer, head), row in zip(candidates, effects):
-        iv = bootstrap_ci(row, n_boot=n_boot, seed=seed)
-        patching[layer, head], lo[layer, head], hi[layer, head] = iv.mean, iv.lo, iv.hi
-    patched = ~torch.isnan(patching)
-    agreement = spearman(attribution[patched], patching[patched]) if int(patched.sum()) >= 2 else math.nan
-
-    n_total = L * H
-    ks = sorted({min(int(k), n_total) for k in ks})
-    ranking, ranking_delta = causal_ranking(patching), rank_heads(stats.delta_projection)
+    stats, perm, z_b = _head_values(lm, direction, harmful, harmless, batch_size, n_permutations, seed, tick)
+    n_pairs = min(len(harmful), len(harmless))
+    patched = _patching(
+        lm, list(harmful[:n_pairs]), z_b[:n_pairs], refusal_ids, batch_size, max_patch_heads, n_boot, seed, tick
+    )
+    ks = sorted({min(int(k), L * H) for k in ks})
+    ranking, ranking_delta = causal_ranking(patched["patching"]), rank_heads(stats.delta_projection)
     tick(0.65, "heads: mean activations for ablation")
     means = mean_head_z(lm, list(harmless), batch_size=batch_size)
-    baseline = float(_scores(lm, eval_harmful, [], refusal_ids, batch_size).mean())
-    direction_score = float(_scores(lm, eval_harmful, [DirectionAblation(direction)], refusal_ids, batch_size).mean())
-    top_scores, top_intervals, top_delta, random_scores = [], [], [], []
-    for i, k in enumerate(ks):
-        tick(0.7 + 0.3 * i / len(ks), f"heads: ablating top-{k} (two rankings) and {n_random} random {k}-head sets")
-        per_prompt = _scores(lm, eval_harmful, [HeadAblation(tuple(ranking[:k]), means)], refusal_ids, batch_size)
-        iv = bootstrap_ci(per_prompt, n_boot=n_boot, seed=seed)
-        top_scores.append(iv.mean)
-        top_intervals.append((iv.lo, iv.hi))
-        top_delta.append(
-            float(
-                _scores(
-                    lm, eval_harmful, [HeadAblation(tuple(ranking_delta[:k]), means)], refusal_ids, batch_size
-                ).mean()
-            )
-        )
-        sets = random_head_sets(L, H, k, n_random, seed=seed + k)
-        random_scores.append(
-            [
-                float(_scores(lm, eval_harmful, [HeadAblation(tuple(s), means)], refusal_ids, batch_size).mean())
-                for s in sets
-            ]
-        )
+    ablated = _ablate_sets(
+        lm, direction, eval_harmful, refusal_ids, means, ranking, ranking_delta, ks, n_random, batch_size, seed, n_boot,
+        tick,
+    )  # fmt: skip
     result = HeadAnalysis(
         stats,
         perm.p_values,
-        attribution,
-        patching,
-        lo,
-        hi,
-        agreement,
+        patched["attribution"],
+        patched["patching"],
+        patched["lo"],
+        patched["hi"],
+        patched["agreement"],
         ranking,
         ranking_delta,
         means.float(),
         ks,
-        top_scores,
-        top_intervals,
-        top_delta,
-        random_scores,
-        baseline,
-        direction_score,
+        ablated["top_scores"],
+        ablated["top_intervals"],
+        ablated["top_delta"],
+        ablated["random_scores"],
+        ablated["baseline"],
+        ablated["direction_score"],
         n_permutations,
         n_pairs,
     )
     result.verdict = verdict(result, behaviour=behaviour, groups=groups)
     return result
+
+
+def _significance(h: HeadAnalysis, pos: str, neg: str) -> str:
+    """How many heads the permutation test separates, and whether its permutation count could tell."""
+    threshold = 0.05 / h.p_values.numel()
+    n_sig = int((h.p_values < threshold).sum())
+    sig = f"{n_sig} head(s) differ between {pos} and {neg} beyond chance (permutation test, Bonferroni 0.05)."
+    if 1.0 / (1 + h.n_permutations) >= threshold:
+        sig += (
+            f" With {h.n_permutations} permutations no p-value can fall below the corrected threshold "
+            f"{threshold:.1e}: run with at least {permutations_for(h.p_values.numel())} for this test to mean anything."
+        )
+    return sig
+
+
+def _single_head(h: HeadAnalysis, b: str, drop_dir: float) -> str:
+    """The strongest single head by activation patching, against ablating the whole direction."""
+    patched = ~torch.isnan(h.patching)
+    n_patched = int(patched.sum())
+    if not (n_patched and h.ranking):
+        return ""
+    layer, head = h.ranking[0]
+    excludes_zero = bool(h.patching_hi[layer, head] < 0)
+    return (
+        f"The strongest single head by activation patching, {head_label(layer, head)}, changes the {b} log-odds by "
+        f"{h.patching[layer, head]:+.2f} [{h.patching_lo[layer, head]:+.2f}, {h.patching_hi[layer, head]:+.2f}]"
+        f" ({'an interval that excludes 0' if excludes_zero else 'an interval that includes 0'}), against "
+        f"{-drop_dir:+.2f} for ablating the whole direction; attribution patching ranks the "
+        f"{n_patched} patched heads with Spearman {h.agreement:.2f} against real patching. "
+    )
 
 
 def verdict(
@@ -246,27 +297,8 @@ def verdict(
     """
     b, (pos, neg) = behaviour, groups
     drop_dir = h.baseline_score - h.direction_score
-    threshold = 0.05 / h.p_values.numel()
-    n_sig = int((h.p_values < threshold).sum())
-    sig = f"{n_sig} head(s) differ between {pos} and {neg} beyond chance (permutation test, Bonferroni 0.05)."
-    if 1.0 / (1 + h.n_permutations) >= threshold:
-        sig += (
-            f" With {h.n_permutations} permutations no p-value can fall below the corrected threshold "
-            f"{threshold:.1e}: run with at least {permutations_for(h.p_values.numel())} for this test to mean anything."
-        )
-    patched = ~torch.isnan(h.patching)
-    n_patched = int(patched.sum())
-    single = ""
-    if n_patched and h.ranking:
-        layer, head = h.ranking[0]
-        excludes_zero = bool(h.patching_hi[layer, head] < 0)
-        single = (
-            f"The strongest single head by activation patching, L{layer}H{head}, changes the {b} log-odds by "
-            f"{h.patching[layer, head]:+.2f} [{h.patching_lo[layer, head]:+.2f}, {h.patching_hi[layer, head]:+.2f}]"
-            f" ({'an interval that excludes 0' if excludes_zero else 'an interval that includes 0'}), against "
-            f"{-drop_dir:+.2f} for ablating the whole direction; attribution patching ranks the "
-            f"{n_patched} patched heads with Spearman {h.agreement:.2f} against real patching. "
-        )
+    sig = _significance(h, pos, neg)
+    single = _single_head(h, b, drop_dir)
     if drop_dir < min_effect:
         return (
             single + f"Ablating the {b} direction lowers the {b} score by only {drop_dir:.2f} (log-odds), so "

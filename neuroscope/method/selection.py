@@ -10,6 +10,7 @@ KL(baseline || ablated) on harmless prompts. Layers the selection discards anywa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -104,19 +105,18 @@ def select(
     direction that cannot induce refusal is not a refusal direction. Only if that fails too do
     the analysis layer's fallbacks apply. Every relaxation is stated in ``reason``.
     """
+    pick = functools.partial(
+        select_direction,
+        scored.scores,
+        n_layers,
+        max_layer_frac=max_layer_frac,
+        require_positive_induce=True,
+        induce_floor=induce_floor,
+    )
     threshold = kl_threshold
     while threshold <= kl_threshold * max_kl_relaxation + 1e-12:
         try:
-            sel = select_direction(
-                scored.scores,
-                n_layers,
-                max_layer_frac=max_layer_frac,
-                kl_threshold=threshold,
-                require_positive_induce=True,
-                allow_fallback=False,
-                bypass_ceiling=scored.baseline_harmful,
-                induce_floor=induce_floor,
-            )
+            sel = pick(kl_threshold=threshold, allow_fallback=False, bypass_ceiling=scored.baseline_harmful)
         except ValueError:
             threshold *= 2
             continue
@@ -131,27 +131,10 @@ def select(
             )
         return sel
     try:
-        return select_direction(
-            scored.scores,
-            n_layers,
-            max_layer_frac=max_layer_frac,
-            kl_threshold=kl_threshold,
-            require_positive_induce=True,
-            allow_fallback=True,
-            bypass_ceiling=scored.baseline_harmful,
-            induce_floor=induce_floor,
-        )
+        return pick(kl_threshold=kl_threshold, allow_fallback=True, bypass_ceiling=scored.baseline_harmful)
     except ValueError as err:
         if allow_no_bypass:
-            sel = select_direction(
-                scored.scores,
-                n_layers,
-                max_layer_frac=max_layer_frac,
-                kl_threshold=kl_threshold,
-                require_positive_induce=True,
-                allow_fallback=True,
-                induce_floor=induce_floor,
-            )
+            sel = pick(kl_threshold=kl_threshold, allow_fallback=True)
             return dataclasses.replace(
                 sel,
                 fallback=True,

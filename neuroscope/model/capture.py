@@ -170,19 +170,26 @@ def capture(
         lens_probs, lens_ids = _logit_lens(lm, sink["resid_post"], top_k, lens_positions, saved.get("final"))
     importance = (saved["grad"].float() * saved["emb"].float()).sum(-1) if gradients else None
     n_post = lm.n_post_instruction if chat and lm.has_chat_template else 1
-    # One stack per site for the whole batch ([L, B, S, ...]); each row's cache is a view into it.
-    stacked = {name: torch.stack(sink[name]).float().cpu() for name in ("attn_out", "z")}
-    if chain:  # [L + 1, B, S, d]: the embeddings, then every layer's output; inputs and outputs are views
-        trajectory = torch.stack(sink["resid_pre"][:1] + sink["resid_post"]).float().cpu()
-        stacked["resid_pre"], stacked["resid_post"] = trajectory[:-1], trajectory[1:]
-    else:
-        stacked |= {name: torch.stack(sink[name]).float().cpu() for name in ("resid_pre", "resid_post")}
+    stacked = _stack_sites(sink, bool(chain))
     return [
         _row_cache(
             lm, r, ids, mask, stacked, sink, att_layers, lens_probs, lens_ids, saved, importance, interventions, n_post
         )
         for r in range(B)
     ]
+
+
+def _stack_sites(sink: dict[str, list], chained: bool) -> dict[str, Tensor]:
+    """One stack per site for the whole batch ([L, B, S, ...]); each row's cache is a view into it. With a
+    chain of rewrites, layer l's input is layer l-1's output: one [L + 1, B, S, d] trajectory (the embeddings,
+    then every layer's output) whose slices are both."""
+    stacked = {name: torch.stack(sink[name]).float().cpu() for name in ("attn_out", "z")}
+    if chained:
+        trajectory = torch.stack(sink["resid_pre"][:1] + sink["resid_post"]).float().cpu()
+        stacked["resid_pre"], stacked["resid_post"] = trajectory[:-1], trajectory[1:]
+    else:
+        stacked |= {name: torch.stack(sink[name]).float().cpu() for name in ("resid_pre", "resid_post")}
+    return stacked
 
 
 def _lens_width(S: int, positions: int) -> int:

@@ -21,6 +21,7 @@ from torch import Tensor
 from neuroscope.errors import UserError
 from neuroscope.analysis.cone import ablate_subspace, orthonormal_basis
 from neuroscope.analysis.directions import ablate, unit
+from neuroscope.analysis.heads import head_label
 
 SITES = ("resid_pre", "head_z", "attn_out", "mlp_out")
 
@@ -213,7 +214,7 @@ class HeadAblation(Intervention):
         for layer, head in self.heads:
             if not (0 <= layer < n_layers and 0 <= head < n_heads):
                 raise InterventionError(
-                    f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                    f"head {head_label(layer, head)} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
                 )
 
     def head_z(self, layer: int, z: Tensor) -> Tensor:
@@ -261,7 +262,7 @@ class HeadPatch(Intervention):
         for layer, head in self.heads:
             if not (0 <= layer < n_layers and 0 <= head < n_heads):
                 raise InterventionError(
-                    f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                    f"head {head_label(layer, head)} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
                 )
 
     def head_z(self, layer: int, z: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ import nnsight
 import torch
 from torch import Tensor
 
+from neuroscope.analysis.heads import head_label
 from neuroscope.model.interventions import HeadPatch
 from neuroscope.types import Progress
 
@@ -65,7 +66,7 @@ def patch_heads(
     batches = [(rows, lm.encode_chat(list(instructions[rows]))) for rows in _rows(n, batch_size)]
     for i, (layer, head) in enumerate(heads):
         if progress is not None:
-            progress(i / max(1, len(heads)), f"activation patching: L{layer}H{head}")
+            progress(i / max(1, len(heads)), f"activation patching: {head_label(layer, head)}")
         for rows, (ids, mask) in batches:
             iv = HeadPatch(((layer, head),), source_z[rows, layer, head][None])
             validate_all(lm, [iv])

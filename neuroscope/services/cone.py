@@ -124,23 +124,21 @@ def _kl(base: Tensor, other: Tensor) -> Tensor:
     return (p.exp() * (p - q)).sum(-1)
 
 
-def refusal_cone(
-    lm: Any,
-    k_max: int = 4,
-    n_train: int = 64,
-    n_test: int = 32,
-    n_random: int = 2,
-    layer: int | None = None,
-    position: int | None = None,
-    max_new_tokens: int = 24,
-    data_dir: str = "",
-    seed: int = 0,
-    batch_size: int = 16,
-    progress: Progress | None = None,
-    data: ExperimentData | None = None,
-) -> ConeStudy:
-    """Runs the study. Raises ``ResearchError`` for bad sizes, layer or position."""
-    start = time.perf_counter()
+def _bases(h: Tensor, b: Tensor, layer: int, k_max: int) -> dict[str, Tensor]:
+    """The two families' orthonormal bases from the training activations ``h``, ``b`` [N, L, D]."""
+    try:
+        return {
+            "pca": pca_basis(h[:, layer], b[:, layer], k_max),
+            "layers": layer_basis(h.mean(0) - b.mean(0), layer, k_max),
+        }
+    except ValueError as err:
+        raise ResearchError(f"cannot build the subspaces: {err}") from None
+
+
+def _site(
+    lm: Any, k_max: object, n_train: object, n_test: object, n_random: object, layer: object, position: object
+) -> tuple[int, int, str]:
+    """Checks the sizes; returns (layer, position, why): the default site unless either was chosen."""
     check_sizes(n_train, n_test)
     if type(k_max) is not int or not 1 <= k_max <= MAX_K:
         raise ResearchError(f"dimensions must be an integer in 1..{MAX_K}, got {k_max!r}")
@@ -159,6 +157,27 @@ def refusal_cone(
         raise ResearchError(
             f"position must be in -{lm.n_post_instruction}..-1 (a post-instruction token), got {position!r}"
         )
+    return layer, position, reason
+
+
+def refusal_cone(
+    lm: Any,
+    k_max: int = 4,
+    n_train: int = 64,
+    n_test: int = 32,
+    n_random: int = 2,
+    layer: int | None = None,
+    position: int | None = None,
+    max_new_tokens: int = 24,
+    data_dir: str = "",
+    seed: int = 0,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    data: ExperimentData | None = None,
+) -> ConeStudy:
+    """Runs the study. Raises ``ResearchError`` for bad sizes, layer or position."""
+    start = time.perf_counter()
+    layer, position, reason = _site(lm, k_max, n_train, n_test, n_random, layer, position)
     data = study_data(data, data_dir, n_train, n_test, 0, seed)
     texts = lambda ps: [p.instruction for p in ps]  # noqa: E731
     harmful, harmless = texts(data.test_harmful), texts(data.test_harmless)
@@ -172,13 +191,7 @@ def refusal_cone(
     h, b = h[:, :, 0].double(), b[:, :, 0].double()  # [N, L, D]
     if k_max > min(len(h), lm.d_model):
         raise ResearchError(f"k = {k_max} dimensions need at least {k_max} harmful training prompts")
-    try:
-        bases = {
-            "pca": pca_basis(h[:, layer], b[:, layer], k_max),
-            "layers": layer_basis(h.mean(0) - b.mean(0), layer, k_max),
-        }
-    except ValueError as err:
-        raise ResearchError(f"cannot build the subspaces: {err}") from None
+    bases = _bases(h, b, layer, k_max)
     base_logits = next_token_logits(lm, harmless, batch_size=batch_size)
 
     def measure(basis: Tensor, what: str) -> tuple[list[bool], Tensor]:

@@ -11,6 +11,7 @@ from torch import Tensor
 from neuroscope.behaviours import get_behaviour
 from neuroscope.analysis.directions import unit
 from neuroscope.analysis.heads import (
+    head_label,
     RANKING_RULE,
     HeadDeparture,
     HeadStats,
@@ -141,7 +142,7 @@ def parse_heads(labels: object, n_layers: int, n_heads: int) -> list[tuple[int, 
             raise ResearchError(f"cannot read head {label!r}: write heads as L<layer>H<head>, e.g. L2H5") from None
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
             raise ResearchError(
-                f"head L{layer}H{head} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+                f"head {head_label(layer, head)} does not exist (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
             )
         heads.add((layer, head))
     return sorted(heads)
