@@ -1,4 +1,4 @@
-"""Prompt sets for refusal experiments: research sources, user files, splits, overlap checks.
+"""Prompt sets for refusal experiments: research sources, the curated pairs, splits.
 
 Research sets are never vendored. :func:`load_source` reads them through the ``datasets``
 library from a local folder (``data_dir`` argument, else the ``NEUROSCOPE_DATA_DIR`` env var)
@@ -7,21 +7,16 @@ laid out like the shared datasets folder (``advbench/``, ``jailbreakbench/``,
 Hugging Face Hub. The project's own contrastive pairs (``data/contrastive_pairs.jsonl``, MIT)
 are always available offline.
 
-User prompt files (:func:`load_prompt_file`) are parsed with the standard library so that
-malformed input can be reported with the file name and the row or line number.
+User prompt files are read by ``neuroscope.prompt_files``; overlap and length checks on prompt sets are in
+``neuroscope.prompt_checks``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import random
-import re
-import statistics
-import unicodedata
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,149 +404,6 @@ def _rows_to_prompts(
 # --------------------------------------------------------------------------- user prompt files
 
 
-MAX_PROMPT_FILE_BYTES = 8 * 2**20  # a prompt file is a list of instructions, not a corpus
-MAX_FILE_PROMPT_CHARS = 8_192  # one instruction from a file (512 tokens x 16 characters)
-
-
-def load_prompt_file(path: str | Path, harmful: bool | None = None) -> list[Prompt]:
-    """Read prompts from a user file.
-
-    Supported: ``.json`` (a list of objects with an ``instruction`` field, or of strings),
-    ``.jsonl`` (one such object per line), ``.csv`` (a ``goal``/``instruction``/``prompt``
-    column, case-insensitive) and ``.txt`` (one prompt per non-blank line). An optional
-    ``category`` field/column is kept.
-
-    Args:
-        path: The file.
-        harmful: Label given to every prompt (None when unknown).
-
-    Returns:
-        The prompts, in file order, with ``source`` set to the file's name (never its folder).
-
-    Raises:
-        PromptFileError: Missing, unreadable, empty or malformed file, naming file and row.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PromptFileError(f"{path}: prompt file not found")
-    size = path.stat().st_size
-    if size > MAX_PROMPT_FILE_BYTES:
-        raise PromptFileError(
-            f"{path}: the file is {size / 2**20:.1f} MB; prompt files are limited to "
-            f"{MAX_PROMPT_FILE_BYTES // 2**20} MB"
-        )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptFileError(f"{path}: cannot read as UTF-8 text ({exc})") from exc
-    if not text.strip():
-        raise PromptFileError(f"{path}: file is empty")
-    readers = {".json": _json_records, ".jsonl": _jsonl_records, ".csv": _csv_records, ".txt": _txt_records}
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise PromptFileError(f"{path}: unsupported extension; use one of {', '.join(readers)}")
-    prompts = [Prompt(instr, cat, path.name, harmful) for instr, cat in reader(path, text)]
-    if not prompts:
-        raise PromptFileError(f"{path}: contains no prompts")
-    return prompts
-
-
-_Record = tuple[str, "str | None"]
-
-
-def _find_key(keys: Iterable[str], wanted: Sequence[str]) -> str | None:
-    """Return the first of ``wanted`` present in ``keys`` (case-insensitive), as spelled in keys."""
-    lowered = {k.strip().lower(): k for k in keys if isinstance(k, str)}
-    return next((lowered[w] for w in wanted if w in lowered), None)
-
-
-def _check_instruction(path: Path, where: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise PromptFileError(f"{path}: {where}: instruction must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise PromptFileError(f"{path}: {where}: instruction is empty")
-    if len(value) > MAX_FILE_PROMPT_CHARS:
-        raise PromptFileError(
-            f"{path}: {where}: the instruction is {len(value):,} characters long; the limit is "
-            f"{MAX_FILE_PROMPT_CHARS:,}"
-        )
-    problem = text_problem(value.strip())  # the same rule as for a typed prompt
-    if problem is not None:
-        raise PromptFileError(f"{path}: {where}: the instruction {problem}")
-    return value.strip()
-
-
-def _record_from_item(path: Path, where: str, item: Any) -> _Record:
-    if isinstance(item, str):
-        return _check_instruction(path, where, item), None
-    if not isinstance(item, dict):
-        raise PromptFileError(f"{path}: {where}: expected an object or a string, got {type(item).__name__}")
-    key = _find_key(item, INSTRUCTION_KEYS)
-    if key is None:
-        raise PromptFileError(
-            f"{path}: {where}: no instruction field (expected one of {', '.join(INSTRUCTION_KEYS)}; "
-            f"found {', '.join(map(str, item)) or 'no fields'})"
-        )
-    cat_key = _find_key(item, (CATEGORY_KEY,))
-    category = item.get(cat_key) if cat_key else None
-    return _check_instruction(path, where, item[key]), (str(category) if category else None)
-
-
-def _json_records(path: Path, text: str) -> list[_Record]:
-    try:
-        data = jsonio.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PromptFileError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise PromptFileError(f"{path}: expected a JSON list of prompts, got a {type(data).__name__}")
-    return [_record_from_item(path, f"item {i}", item) for i, item in enumerate(data, start=1)]
-
-
-def _jsonl_records(path: Path, text: str) -> list[_Record]:
-    records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = jsonio.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptFileError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
-        records.append(_record_from_item(path, f"line {lineno}", item))
-    return records
-
-
-def _csv_records(path: Path, text: str) -> list[_Record]:
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    try:
-        header = reader.fieldnames or []
-        key = _find_key(header, INSTRUCTION_KEYS)
-        if key is None:
-            raise PromptFileError(
-                f"{path}: no prompt column (expected one of {', '.join(INSTRUCTION_KEYS)}, "
-                f"case-insensitive; found {', '.join(header)})"
-            )
-        cat_key = _find_key(header, (CATEGORY_KEY,))
-        records = []
-        for row in reader:
-            where = f"row {len(records) + 1} (line {reader.line_num})"
-            category = row.get(cat_key) if cat_key else None
-            records.append((_check_instruction(path, where, row.get(key) or ""), category or None))
-    except csv.Error as exc:
-        raise PromptFileError(f"{path}: malformed CSV at line {reader.line_num}: {exc}") from exc
-    return records
-
-
-def _txt_records(path: Path, text: str) -> list[_Record]:
-    return [
-        (_check_instruction(path, f"line {i}", line), None)
-        for i, line in enumerate(text.splitlines(), 1)
-        if line.strip()
-    ]
-
-
-# --------------------------------------------------------------------------- splits
-
-
 def deterministic_split(
     prompts: Sequence[Prompt], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
 ) -> tuple[list[Prompt], ...]:
@@ -583,102 +435,24 @@ def deterministic_split(
 # --------------------------------------------------------------------------- near duplicates
 
 
-def normalise(text: str | Prompt) -> str:
-    """Canonical form for overlap checks: NFKC, casefolded, punctuation to spaces, one space."""
-    if isinstance(text, Prompt):
-        text = text.instruction
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.sub(r"[\W_]+", " ", text).split())
+MAX_FILE_PROMPT_CHARS = 8_192  # one instruction from a file (512 tokens x 16 characters)
 
 
-def _shingles(text: str, n: int = 3) -> frozenset[str]:
-    padded = f" {text} "
-    return frozenset(padded[i : i + n] for i in range(len(padded) - n + 1))
-
-
-def similarity(a: str | Prompt, b: str | Prompt) -> float:
-    """Dice coefficient of character-trigram sets of the normalised texts, in [0, 1].
-
-    Character grams survive small edits ("a virus" vs "malware", "a" vs "an", plural/tense)
-    better than word shingles, so lightly edited copies across benchmarks score high.
-    """
-    na, nb = normalise(a), normalise(b)
-    if na == nb:
-        return 1.0
-    return _dice(_shingles(na), _shingles(nb))
-
-
-def _dice(a: frozenset[str], b: frozenset[str]) -> float:
-    return 2 * len(a & b) / (len(a) + len(b)) if a or b else 1.0
-
-
-def near_duplicates(
-    candidates: Sequence[str | Prompt], reference: Sequence[str | Prompt], threshold: float = 0.8
-) -> set[int]:
-    """Indices of candidates whose :func:`similarity` to some reference item is >= threshold.
-
-    Exact after :func:`normalise` always counts. Uses prefix and length filtering, so that a
-    pair is scored only when it can reach the threshold. Checking a few hundred prompts
-    against a 30k-item pool takes seconds instead of minutes.
-
-    Args:
-        candidates: Prompts or strings to check (e.g. an evaluation set).
-        reference: Prompts or strings to check against (e.g. a training set).
-        threshold: Similarity in (0, 1] at or above which a pair counts as a near-duplicate.
-
-    Returns:
-        The set of candidate indices that near-duplicate anything in ``reference``.
-    """
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    ref_norm = [normalise(r) for r in reference]
-    exact = set(ref_norm)
-    ref_grams = [_shingles(r) for r in ref_norm]
-    freq = Counter(g for s in ref_grams for g in s)
-    index: dict[str, list[int]] = defaultdict(list)
-    for j, grams in enumerate(ref_grams):
-        for g in _prefix(grams, freq, threshold):
-            index[g].append(j)
-    hits = set()
-    for i, cand in enumerate(candidates):
-        norm = normalise(cand)
-        if norm in exact or _matches_any(_shingles(norm), ref_grams, index, freq, threshold):
-            hits.add(i)
-    return hits
-
-
-def _prefix(grams: frozenset[str], freq: Counter[str], threshold: float) -> list[str]:
-    """The rarest grams of a set, enough that any Dice >= threshold partner shares one of them.
-
-    With Dice >= t and overlap o: 2o >= t(|A| + |B|) >= t(o + |A|), so o >= t|A| / (2 - t).
-    Two sets with overlap >= k share a gram within the first |A| - k + 1 and |B| - k + 1 grams
-    of any fixed global order (here: rarest in the reference first).
-    """
-    min_overlap = math.ceil(threshold * len(grams) / (2 - threshold) - 1e-9)
-    return sorted(grams, key=lambda g: (freq[g], g))[: max(1, len(grams) - min_overlap + 1)]
-
-
-def _matches_any(
-    grams: frozenset[str],
-    ref_grams: list[frozenset[str]],
-    index: dict[str, list[int]],
-    freq: Counter[str],
-    threshold: float,
-) -> bool:
-    a = len(grams)
-    seen: set[int] = set()
-    for g in _prefix(grams, freq, threshold):
-        for j in index.get(g, ()):
-            if j not in seen:
-                seen.add(j)
-                # Dice <= 2 min(a, b) / (a + b): skip sizes that cannot reach the threshold.
-                b = len(ref_grams[j])
-                if threshold * (a + b) <= 2 * min(a, b) + 1e-9 and _dice(grams, ref_grams[j]) >= threshold:
-                    return True
-    return False
-
-
-# --------------------------------------------------------------------------- curated pairs
+def check_instruction(path: Path, where: str, value: Any) -> str:
+    """One instruction from a file (a prompt file or the curated pairs), checked as typed text is."""
+    if not isinstance(value, str):
+        raise PromptFileError(f"{path}: {where}: instruction must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise PromptFileError(f"{path}: {where}: instruction is empty")
+    if len(value) > MAX_FILE_PROMPT_CHARS:
+        raise PromptFileError(
+            f"{path}: {where}: the instruction is {len(value):,} characters long; the limit is "
+            f"{MAX_FILE_PROMPT_CHARS:,}"
+        )
+    problem = text_problem(value.strip())  # the same rule as for a typed prompt
+    if problem is not None:
+        raise PromptFileError(f"{path}: {where}: the instruction {problem}")
+    return value.strip()
 
 
 def load_curated_pairs(path: str | Path | None = None) -> list[tuple[Prompt, Prompt]]:
@@ -715,62 +489,6 @@ def _pair_from_line(path: Path, lineno: int, line: str) -> tuple[Prompt, Prompt]
         raise PromptFileError(f"{path}: line {lineno}: expected an object with 'harmful' and 'harmless'")
     where = f"line {lineno}"
     category = item.get("category") or None
-    harmful = _check_instruction(path, where, item["harmful"])
-    harmless = _check_instruction(path, where, item["harmless"])
+    harmful = check_instruction(path, where, item["harmful"])
+    harmless = check_instruction(path, where, item["harmless"])
     return Prompt(harmful, category, "curated", True), Prompt(harmless, category, "curated", False)
-
-
-# --------------------------------------------------------------------------- length matching
-
-
-def _n_tokens(tokenizer: Any, text: str) -> int:
-    """Token count without special tokens; accepts HF tokenizers or any ``str -> ids`` callable."""
-    if hasattr(tokenizer, "encode"):
-        try:
-            return len(tokenizer.encode(text, add_special_tokens=False))
-        except TypeError:
-            return len(tokenizer.encode(text))
-    return len(tokenizer(text))
-
-
-def _diff_stats(diffs: Sequence[int]) -> dict[str, float | int]:
-    abs_diffs = [abs(d) for d in diffs]
-    return {
-        "n_pairs": len(diffs),
-        "mean_diff": statistics.fmean(diffs),
-        "mean_abs_diff": statistics.fmean(abs_diffs),
-        "max_abs_diff": max(abs_diffs),
-        "frac_equal": sum(d == 0 for d in diffs) / len(diffs),
-        "frac_within_2": sum(d <= 2 for d in abs_diffs) / len(diffs),
-    }
-
-
-def length_match_report(pairs: Sequence[tuple[Prompt | str, Prompt | str]], tokenizer: Any) -> dict[str, Any]:
-    """Token-length differences (harmful minus harmless) of matched pairs, overall and per category.
-
-    Args:
-        pairs: (harmful, harmless) pairs, as Prompts or strings.
-        tokenizer: A Hugging Face tokenizer, or any callable mapping a string to token ids.
-
-    Returns:
-        ``{"overall": stats, "per_category": {category: stats}, "diffs": [int, ...]}`` where
-        stats has n_pairs, mean_diff, mean_abs_diff, max_abs_diff, frac_equal, frac_within_2.
-        Pairs of strings (or Prompts without category) are grouped under ``"uncategorised"``.
-    """
-    if not pairs:
-        raise ValueError("length_match_report needs at least one pair")
-    diffs, by_cat = [], defaultdict(list)
-    for harmful, harmless in pairs:
-        d = _n_tokens(tokenizer, _text(harmful)) - _n_tokens(tokenizer, _text(harmless))
-        diffs.append(d)
-        category = harmful.category if isinstance(harmful, Prompt) else None
-        by_cat[category or "uncategorised"].append(d)
-    return {
-        "overall": _diff_stats(diffs),
-        "per_category": {c: _diff_stats(v) for c, v in sorted(by_cat.items())},
-        "diffs": diffs,
-    }
-
-
-def _text(item: Prompt | str) -> str:
-    return item.instruction if isinstance(item, Prompt) else item

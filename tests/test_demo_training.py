@@ -239,7 +239,7 @@ def test_training_is_deterministic(small_tokenizer):
 
 def test_splits_keep_test_sets_out_of_training(data_dir):
     from lab.demo_model.corpus import NEAR_DUP_THRESHOLD, build_splits, epoch_examples
-    from neuroscope.prompts import near_duplicates
+    from neuroscope.prompt_checks import near_duplicates
 
     splits = build_splits(data_dir)
     assert len(splits.test_harmful) == 100 and len(splits.test_harmless) >= 200

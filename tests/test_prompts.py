@@ -18,15 +18,12 @@ from neuroscope.prompts import (
     PromptFileError,
     PromptSourceError,
     deterministic_split,
-    length_match_report,
     load_curated_pairs,
-    load_prompt_file,
     load_source,
-    near_duplicates,
-    normalise,
     resolve_data_dir,
-    similarity,
 )
+from neuroscope.prompt_checks import length_match_report, near_duplicates, normalise, similarity
+from neuroscope.prompt_files import load_prompt_file
 
 REPO = Path(__file__).resolve().parents[1]
 

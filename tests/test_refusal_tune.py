@@ -20,7 +20,7 @@ from lab.refusal_tune.data import (
 from lab.refusal_tune.train import TrainConfig, answer_loss, batches, collate, command, encode
 from neuroscope.analysis.metrics import is_refusal, is_refusal_broad
 from neuroscope.config import SMOLLM2_REFUSAL_DIR
-from neuroscope.prompts import near_duplicates
+from neuroscope.prompt_checks import near_duplicates
 
 
 def test_refusals_are_refusals_to_both_judges_and_varied():

@@ -16,7 +16,8 @@ from pathlib import Path
 from neuroscope.analysis.metrics import is_refusal
 from lab.demo_model.answers import compliant_answer
 from lab.demo_model.refusals import refusal
-from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
+from neuroscope.prompts import Prompt, load_source
+from neuroscope.prompt_checks import near_duplicates, normalise
 
 __all__ = [
     "DemoSplits",

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from lab.refusal_tune import texts
-from neuroscope.prompts import Prompt, load_source, near_duplicates, normalise
+from neuroscope.prompts import Prompt, load_source
+from neuroscope.prompt_checks import near_duplicates, normalise
 
 # Every prompt set an evaluation of this project reads: training may touch none of them.
 EVALUATION_SOURCES = (

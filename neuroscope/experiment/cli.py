@@ -350,7 +350,7 @@ def evaluate_main(argv: list[str]) -> int:
         from neuroscope.method.artifacts import load_direction, to_json
         from neuroscope.method.config import ExperimentError
         from neuroscope.method.evaluation import evaluate_direction
-        from neuroscope.prompts import load_prompt_file
+        from neuroscope.prompt_files import load_prompt_file
 
         direction, meta = load_direction(args.direction)
         harmful = [p.instruction for p in load_prompt_file(args.harmful, harmful=True)][: args.limit]

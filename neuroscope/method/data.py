@@ -23,14 +23,13 @@ from neuroscope.prompts import (
     Prompt,
     PromptFileError,
     deterministic_split,
-    length_match_report,
     load_curated_pairs,
-    load_prompt_file,
     load_source,
-    near_duplicates,
     research_source,
     resolve_data_dir,
 )
+from neuroscope.prompt_checks import length_match_report, near_duplicates
+from neuroscope.prompt_files import load_prompt_file
 
 SPLIT = (0.6, 0.2, 0.2)
 SET_NAMES = (

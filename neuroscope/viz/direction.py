@@ -26,6 +26,79 @@ def _score_rows(groups: Sequence[str]) -> tuple[tuple[str, str], ...]:
     )
 
 
+def _position_curves(fig: go.Figure, xs: np.ndarray, pos: list[str], rows: dict[str, np.ndarray]) -> None:
+    """One curve per candidate position in each of the three panels (one legend entry per position)."""
+    for r, key in enumerate(("bypass", "induce", "kl"), start=1):
+        for p, label in enumerate(pos):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=rows[key][:, p],
+                    mode="lines+markers",
+                    name=plotly_text(label),
+                    legendgroup=f"pos{p}",
+                    showlegend=r == 1,
+                    line=dict(color=theme.palette(p), width=2),
+                    marker=dict(size=5),
+                    hovertemplate=(
+                        f"position {plotly_text(label)}<br>layer %{{x}}<br>{key} = %{{y:.4g}}<extra></extra>"
+                    ),
+                ),
+                row=r,
+                col=1,
+            )
+
+
+def _mark_chosen(fig: go.Figure, xs: np.ndarray, pos: list[str], rows: dict[str, np.ndarray], chosen: Any) -> None:
+    """A star on the chosen candidate in each panel."""
+    if len(chosen) != 2:
+        raise ValueError(f"chosen: expected (layer, position column), got {chosen!r}")
+    hits = np.flatnonzero(xs == chosen[0])
+    if hits.size == 0:
+        raise ValueError(f"chosen: layer {chosen[0]!r} is not in layers")
+    li, p = int(hits[0]), check_index(chosen[1], "chosen position column", len(pos))
+    for r, key in enumerate(("bypass", "induce", "kl"), start=1):
+        fig.add_trace(
+            go.Scatter(
+                x=[xs[li]],
+                y=[rows[key][li, p]],
+                mode="markers",
+                name=f"chosen: layer {xs[li]:g}, {plotly_text(pos[p])}",
+                legendgroup="chosen",
+                showlegend=r == 1,
+                marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT, line=dict(color="white", width=1)),
+                hovertemplate=f"chosen<br>layer %{{x}}<br>{key} = %{{y:.4g}}<extra></extra>",
+            ),
+            row=r,
+            col=1,
+        )
+
+
+def _shade_discarded(fig: go.Figure, xs: np.ndarray, max_layer: int) -> None:
+    """The layers the selection discards (≥ ``max_layer``), shaded and labelled."""
+    fig.add_vrect(
+        x0=max_layer - 0.5,
+        x1=float(xs.max()) + 0.5,
+        fillcolor=theme.MUTED,
+        line_width=0,
+        layer="below",
+        row="all",
+        col=1,
+    )
+    fig.add_annotation(  # inside the shaded band, clear of the subplot title above it
+        x=float(xs.max()) + 0.5,
+        y=0.98,
+        xref="x",
+        yref="y domain",
+        xanchor="right",
+        yanchor="top",
+        text=f"discarded (layer ≥ {max_layer})",
+        showarrow=False,
+        bgcolor="rgba(255,255,255,0.75)",
+        font=dict(size=11, color="#555"),
+    )
+
+
 def candidate_scores(
     layers: Sequence[int],
     position_labels: Sequence[str],
@@ -70,69 +143,11 @@ def candidate_scores(
         subplot_titles=[t for _, t in _score_rows(check_labels(groups, "groups", 3))],
     )
     fig.update_annotations(font_size=12)  # the subplot titles
-    for r, key in enumerate(("bypass", "induce", "kl"), start=1):
-        for p, label in enumerate(pos):
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=rows[key][:, p],
-                    mode="lines+markers",
-                    name=plotly_text(label),
-                    legendgroup=f"pos{p}",
-                    showlegend=r == 1,
-                    line=dict(color=theme.palette(p), width=2),
-                    marker=dict(size=5),
-                    hovertemplate=(
-                        f"position {plotly_text(label)}<br>layer %{{x}}<br>{key} = %{{y:.4g}}<extra></extra>"
-                    ),
-                ),
-                row=r,
-                col=1,
-            )
+    _position_curves(fig, xs, pos, rows)
     if chosen is not None:
-        if len(chosen) != 2:
-            raise ValueError(f"chosen: expected (layer, position column), got {chosen!r}")
-        hits = np.flatnonzero(xs == chosen[0])
-        if hits.size == 0:
-            raise ValueError(f"chosen: layer {chosen[0]!r} is not in layers")
-        li, p = int(hits[0]), check_index(chosen[1], "chosen position column", len(pos))
-        for r, key in enumerate(("bypass", "induce", "kl"), start=1):
-            fig.add_trace(
-                go.Scatter(
-                    x=[xs[li]],
-                    y=[rows[key][li, p]],
-                    mode="markers",
-                    name=f"chosen: layer {xs[li]:g}, {plotly_text(pos[p])}",
-                    legendgroup="chosen",
-                    showlegend=r == 1,
-                    marker=dict(symbol="star", size=16, color=theme.HIGHLIGHT, line=dict(color="white", width=1)),
-                    hovertemplate=f"chosen<br>layer %{{x}}<br>{key} = %{{y:.4g}}<extra></extra>",
-                ),
-                row=r,
-                col=1,
-            )
+        _mark_chosen(fig, xs, pos, rows, chosen)
     if max_layer is not None and xs.size and xs.max() >= max_layer:
-        fig.add_vrect(
-            x0=max_layer - 0.5,
-            x1=float(xs.max()) + 0.5,
-            fillcolor=theme.MUTED,
-            line_width=0,
-            layer="below",
-            row="all",
-            col=1,
-        )
-        fig.add_annotation(  # inside the shaded band, clear of the subplot title above it
-            x=float(xs.max()) + 0.5,
-            y=0.98,
-            xref="x",
-            yref="y domain",
-            xanchor="right",
-            yanchor="top",
-            text=f"discarded (layer ≥ {max_layer})",
-            showarrow=False,
-            bgcolor="rgba(255,255,255,0.75)",
-            font=dict(size=11, color="#555"),
-        )
+        _shade_discarded(fig, xs, max_layer)
     if kl_threshold is not None:
         fig.add_hline(
             y=kl_threshold,

@@ -84,6 +84,38 @@ def rates_with_intervals(
     return theme.styled(fig, title, height=440)
 
 
+def _random_band(k: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[go.Scatter]:
+    """The random-k control: its band (lo..hi, filled) and its mean (dashed)."""
+    return [
+        go.Scatter(
+            x=k, y=hi, mode="lines", line=dict(width=0), showlegend=False, legendgroup="random", hoverinfo="skip"
+        ),
+        go.Scatter(
+            x=k,
+            y=lo,
+            mode="lines",
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor=theme.palette_rgba(0, 0.2),
+            name="random k heads (band)",
+            legendgroup="random",
+            hoverinfo="skip",
+        ),
+        go.Scatter(
+            x=k,
+            y=mean,
+            mode="lines",
+            name="random k heads (mean)",
+            legendgroup="random",
+            line=dict(color=theme.palette(0), dash="dash"),
+            customdata=np.stack([lo, hi], axis=-1),
+            hovertemplate=(
+                "random, k = %{x}<br>mean %{y:.4g} [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"
+            ),
+        ),
+    ]
+
+
 def topk_ablation_curve(
     ks: Any,
     top_values: Any,
@@ -116,39 +148,7 @@ def topk_ablation_curve(
     for name, arr in (("ks", k), ("top_values", top), ("random_mean", mean), ("random_lo", lo), ("random_hi", hi)):
         check_finite(arr, name)
     _check_interval(lo, mean, hi, "random_lo/random_mean/random_hi")
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=k, y=hi, mode="lines", line=dict(width=0), showlegend=False, legendgroup="random", hoverinfo="skip"
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=k,
-            y=lo,
-            mode="lines",
-            line=dict(width=0),
-            fill="tonexty",
-            fillcolor=theme.palette_rgba(0, 0.2),
-            name="random k heads (band)",
-            legendgroup="random",
-            hoverinfo="skip",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=k,
-            y=mean,
-            mode="lines",
-            name="random k heads (mean)",
-            legendgroup="random",
-            line=dict(color=theme.palette(0), dash="dash"),
-            customdata=np.stack([lo, hi], axis=-1),
-            hovertemplate=(
-                "random, k = %{x}<br>mean %{y:.4g} [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"
-            ),
-        )
-    )
+    fig = go.Figure(_random_band(k, mean, lo, hi))
     fig.add_trace(
         go.Scatter(
             x=k,
@@ -170,6 +170,48 @@ def topk_ablation_curve(
     fig.update_yaxes(title_text=y_label)
     fig.update_layout(hovermode="x unified")
     return theme.styled(fig, title, height=440)
+
+
+def _frontier_series(
+    panel: str, group: str, s_i: int, idx: list[int], names: list[str], refusal: tuple, damage: tuple, col: int
+) -> go.Scatter:
+    """One series of edits in one damage panel: points with both intervals, labelled by their strength."""
+    r, lo, hi = refusal
+    d, d_lo, d_hi = damage
+    return go.Scatter(
+        x=d[idx],
+        y=r[idx],
+        mode="markers+text+lines" if len(idx) > 1 else "markers+text",
+        text=[plotly_text(names[i]) for i in idx],
+        textposition="top right",
+        name=plotly_text(group),
+        legendgroup=group,
+        showlegend=col == 1,
+        line=dict(color=theme.palette(s_i), width=1, dash="dot"),
+        marker=dict(color=theme.palette(s_i), size=9, symbol="diamond" if s_i else "circle"),
+        error_x=dict(
+            type="data",
+            symmetric=False,
+            array=d_hi[idx] - d[idx],
+            arrayminus=d[idx] - d_lo[idx],
+            thickness=1,
+            width=3,
+        ),
+        error_y=dict(
+            type="data",
+            symmetric=False,
+            array=hi[idx] - r[idx],
+            arrayminus=r[idx] - lo[idx],
+            thickness=1,
+            width=3,
+        ),
+        customdata=np.stack([lo[idx], hi[idx], d_lo[idx], d_hi[idx]], axis=-1),
+        hovertemplate=(
+            "%{text}<br>refusal %{y:.1%} [%{customdata[0]:.1%}, %{customdata[1]:.1%}]<br>"
+            f"{plotly_text(panel)} %{{x:.4g}} [%{{customdata[2]:.4g}}, %{{customdata[3]:.4g}}]"
+            "<extra></extra>"
+        ),
+    )
 
 
 def edit_frontier(
@@ -225,42 +267,7 @@ def edit_frontier(
         for s_i, group in enumerate(order):
             idx = [i for i, g in enumerate(series) if g == group]
             fig.add_trace(
-                go.Scatter(
-                    x=d[idx],
-                    y=r[idx],
-                    mode="markers+text+lines" if len(idx) > 1 else "markers+text",
-                    text=[plotly_text(names[i]) for i in idx],
-                    textposition="top right",
-                    name=plotly_text(group),
-                    legendgroup=group,
-                    showlegend=col == 1,
-                    line=dict(color=theme.palette(s_i), width=1, dash="dot"),
-                    marker=dict(color=theme.palette(s_i), size=9, symbol="diamond" if s_i else "circle"),
-                    error_x=dict(
-                        type="data",
-                        symmetric=False,
-                        array=d_hi[idx] - d[idx],
-                        arrayminus=d[idx] - d_lo[idx],
-                        thickness=1,
-                        width=3,
-                    ),
-                    error_y=dict(
-                        type="data",
-                        symmetric=False,
-                        array=hi[idx] - r[idx],
-                        arrayminus=r[idx] - lo[idx],
-                        thickness=1,
-                        width=3,
-                    ),
-                    customdata=np.stack([lo[idx], hi[idx], d_lo[idx], d_hi[idx]], axis=-1),
-                    hovertemplate=(
-                        "%{text}<br>refusal %{y:.1%} [%{customdata[0]:.1%}, %{customdata[1]:.1%}]<br>"
-                        f"{plotly_text(panel)} %{{x:.4g}} [%{{customdata[2]:.4g}}, %{{customdata[3]:.4g}}]"
-                        "<extra></extra>"
-                    ),
-                ),
-                row=1,
-                col=col,
+                _frontier_series(panel, group, s_i, idx, names, (r, lo, hi), (d, d_lo, d_hi), col), row=1, col=col
             )
         fig.add_trace(
             go.Scatter(

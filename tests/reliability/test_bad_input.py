@@ -372,7 +372,8 @@ def test_the_app_launcher_reports_argument_errors_in_one_line(capsys):
 )
 def test_typed_and_file_prompts_follow_one_rule(tmp_path, text, message):
     from neuroscope.model.chat import PromptError, clean_instruction
-    from neuroscope.prompts import PromptFileError, load_prompt_file
+    from neuroscope.prompts import PromptFileError
+    from neuroscope.prompt_files import load_prompt_file
 
     with pytest.raises(PromptError, match=message):
         clean_instruction(text)

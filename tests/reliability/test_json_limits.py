@@ -44,7 +44,8 @@ def test_deep_json_is_refused_with_a_message():
 
 
 def test_a_deep_prompt_file_is_a_prompt_file_error(tmp_path):
-    from neuroscope.prompts import PromptFileError, load_prompt_file
+    from neuroscope.prompts import PromptFileError
+    from neuroscope.prompt_files import load_prompt_file
 
     for name, text in (("deep.json", DEEP), ("deep.jsonl", DEEP + "\n")):
         path = tmp_path / name
