@@ -15,7 +15,7 @@ from neuroscope.ui.common import AppContext, banner_markdown, hide_local_paths
 from neuroscope.ui.direction import build_direction_tab
 from neuroscope.ui.experiment_tab import build_experiment_tab, release_session_runs
 from neuroscope.ui.explorer import CLICK_JS, build_explorer_tab
-from neuroscope.ui.sessions import return_free_memory
+from neuroscope.ui.sessions import return_free_memory, tune_allocator
 from neuroscope.ui.harmfulness_tab import build_harmfulness_tab
 from neuroscope.ui.induction_tab import build_induction_tab
 from neuroscope.ui.interventions import build_interventions_tab
@@ -69,6 +69,8 @@ def create_context(settings: Settings) -> AppContext:
 def build_app(ctx: AppContext) -> gr.Blocks:
     """Builds the Blocks app for a loaded model (the demo model starts with its shipped direction)."""
     hide_local_paths(ctx.settings.public)
+    if ctx.settings.public:  # many visitors' runs come and go: large buffers go back to the system when freed
+        tune_allocator()
     if ctx.directions.peek(ctx.lm) is None:
         ctx.shipped = services.shipped_direction(ctx.lm)
         if ctx.shipped is not None:
@@ -118,20 +120,26 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     return demo
 
 
-CLOSED_STATE_TTL_S = 5  # a closed page's session state (its last run, its induction result) lives this long
+CLOSED_STATE_TTL_S = 5  # the longest a closed page's session state (its last run, its induction result) lives
 
 
 def release_session(demo: gr.Blocks, ctx: AppContext, session_hash: str) -> None:
-    """Frees what a visitor's session holds once their page is closed: their own direction, and their gradio
-    state within ``CLOSED_STATE_TTL_S`` instead of gradio's one-hour hold for closed sessions (kept in case
-    the page is reopened; a reopened page here starts afresh). Gradio's own loop deletes expired state
-    every second; only its hold is shortened here."""
+    """Frees everything a visitor's session holds once their page is closed: their own direction, their
+    experiment folders (and gradio's copies of their downloads), their state, and gradio's whole record of
+    the session. Gradio would keep the state an hour (in case the page is reopened; a reopened page here
+    starts afresh) and the record until 10,000 sessions: a per-session copy of every component's config,
+    about 5 MB for this app, so memory would grow with every visitor who ever came."""
     ctx.directions.forget(session_hash)
     release_session_runs(session_hash, getattr(demo, "GRADIO_CACHE", None))  # their runs and gradio's copies
+    holder = getattr(demo, "state_holder", None)
+    session = getattr(holder, "session_data", {}).get(session_hash)
+    if session is not None:
+        session.STATE_TTL_WHEN_CLOSED = CLOSED_STATE_TTL_S  # should the record be re-created below
+        holder.delete_state(session_hash)  # the State values (delete callbacks run)
+        with holder.lock:
+            holder.session_data.pop(session_hash, None)
+            holder.time_last_used.pop(session_hash, None)
     return_free_memory()
-    session = getattr(getattr(demo, "state_holder", None), "session_data", {}).get(session_hash)
-    if session is not None and hasattr(session, "STATE_TTL_WHEN_CLOSED"):
-        session.STATE_TTL_WHEN_CLOSED = CLOSED_STATE_TTL_S
 
 
 def launch_options(ctx: AppContext) -> dict[str, Any]:

@@ -22,17 +22,41 @@ DROPPED = (
 )
 
 
-def return_free_memory() -> None:
-    """Hands the C heap's free pages back to the system (glibc ``malloc_trim``). A large run's transient
-    tensors (an induction batch's attention, ~0.8 GB on the demo model at the largest sizes) are freed when
-    it ends, but glibc keeps the pages, so the process would stay at its high-water mark; a no-op elsewhere."""
+def _libc() -> Any:
     import ctypes
     import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers (malloc.h)
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def tune_allocator() -> bool:
+    """Fixes glibc's mmap threshold at 1 MB, so that every large buffer (a tensor of a visitor's run) is its own
+    mapping, handed back to the system when freed. glibc otherwise raises the threshold after each large free
+    (up to 32 MB), and later large tensors land in the heap, where the holes they leave keep the process at
+    its high-water mark. Call once at start-up; True where it applied (glibc), False elsewhere."""
+    libc = _libc()
+    try:
+        return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except AttributeError:  # not glibc
+        return False
+
+
+def return_free_memory() -> None:
+    """Hands the C heap's free pages back to the system (glibc ``malloc_trim``). A large run's transient
+    tensors (an induction batch's attention, ~0.8 GB on the demo model at the largest sizes) are freed when
+    it ends, but glibc keeps the pages, so the process would stay at its high-water mark; a no-op elsewhere."""
+    libc = _libc()
+    try:
+        if libc is not None:
+            libc.malloc_trim(0)
+    except AttributeError:
         pass
 
 

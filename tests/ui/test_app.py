@@ -152,6 +152,20 @@ def test_a_closed_pages_state_is_released_within_seconds(served):
     assert not held()
 
 
+def test_a_closed_pages_session_record_goes_too(served):
+    """Gradio keeps a session's record (a copy of every component's config, ~5 MB here) until 10,000 sessions;
+    a closed page's record goes with its state, so memory does not grow with every visitor who ever came."""
+    from neuroscope.ui.app import release_session
+
+    demo, ctx = served
+    client = _client(demo)
+    client.predict("Hi there", 2, api_name="/analyze")
+    assert client.session_hash in demo.state_holder.session_data
+    release_session(demo, ctx, client.session_hash)
+    assert client.session_hash not in demo.state_holder.session_data
+    client.predict("Hi again", 2, api_name="/analyze")  # a page that comes back starts afresh, and works
+
+
 def test_the_readme_lists_every_api_endpoint(served):
     """The README's list of api_names is the app's: a new event with an api_name must be documented."""
     import re
