@@ -55,7 +55,9 @@ def _lines(coords, tokens, explained_variance, highlight_positions, first_positi
                     y=pts[:, pos, 1],
                     z=pts[:, pos, 2],
                     mode="lines+markers+text" if named else "lines+markers",
-                    text=[""] * (len(layer_text) - 1) + [label] if named else None,  # one label, at the end
+                    # one short label where the line ends: its position number (WebGL text takes no HTML, so a
+                    # token's escaped "&lt;" would show as is, and full names pile up where lines converge)
+                    text=[""] * (len(layer_text) - 1) + [label.split(":", 1)[0]] if named else None,
                     textposition="top center",
                     hovertemplate=f"{label}<br>layer boundary %{{customdata}}<br>"
                     "PC1 %{x:.3f}, PC2 %{y:.3f}, PC3 %{z:.3f}<extra></extra>",
@@ -132,7 +134,13 @@ def pca_trajectory_3d(
     fig, ev = _lines(coords, tokens, explained_variance, highlight_positions, first_position, 3)
     axis = [f"PC{i + 1} ({100 * v:.0f}%)" for i, v in enumerate(ev)]
     fig.update_layout(
-        scene=dict(xaxis_title=axis[0], yaxis_title=axis[1], zaxis_title=axis[2]),
+        # the camera a step further out than plotly's (1.25): the axis titles stay inside the figure
+        scene=dict(
+            xaxis_title=axis[0],
+            yaxis_title=axis[1],
+            zaxis_title=axis[2],
+            camera=dict(eye=dict(x=1.75, y=1.75, z=0.8), center=dict(x=0, y=0, z=-0.2)),
+        ),
         legend_title_text="Token position",
     )
     return theme.styled(fig, title + dominance_note(ev), height=620)

@@ -15,13 +15,24 @@ def test_pca_trajectory_lines_and_axis_titles():
         np.testing.assert_array_equal(trace.z, coords[:, pos, 2])
         assert list(trace.customdata) == ["L0", "L1", "L2", "L3", "final"]  # L0 = input of block 0
     assert fig.data[2].name == "2: ▁to" and "text" in fig.data[2].mode
-    assert list(fig.data[2].text) == ["", "", "", "", "2: ▁to"]  # one label per line: no pile-up
+    assert list(fig.data[2].text) == ["", "", "", "", "2"]  # one short label per line (its position): no pile-up
     assert "text" not in fig.data[0].mode and fig.data[0].opacity < 1
     scene = fig.layout.scene
     assert "42%" in scene.xaxis.title.text and "20%" in scene.yaxis.title.text
     assert "5%" in scene.zaxis.title.text
     assert "carries" not in fig.layout.title.text
     fig.to_json()
+
+
+def test_pca_3d_labels_are_plain_and_its_axis_titles_fit():
+    """WebGL text takes no HTML: a token like <|eot_id|> must not show as "&lt;|eot_id|&gt;" in the scene; and the
+    camera sits further out than plotly's default (1.25), which cut the PC2 title off at the scene's edge."""
+    coords = np.random.default_rng(0).normal(size=(5, 3, 3))
+    fig = pca_trajectory_3d(coords, ["<|eot_id|>", "<b>", "x"], [0.5, 0.2, 0.1], highlight_positions=[0, 1])
+    texts = [t for trace in fig.data if trace.text is not None for t in trace.text if t]
+    assert texts == ["0", "1"] and not any("&" in t for t in texts)
+    eye = fig.layout.scene.camera.eye
+    assert min(eye.x, eye.y) > 1.25
 
 
 def test_pca_2d_draws_pc1_and_pc2_and_says_when_one_component_dominates():
