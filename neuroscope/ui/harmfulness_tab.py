@@ -86,6 +86,15 @@ def _sizes(*named: tuple[object, str]) -> list[int]:
     return [services.positive_int(value, name) for value, name in named]
 
 
+def _run_at(ctx: AppContext, l: object, progress: Progress, tokens: int = 24) -> dict:
+    """The keyword arguments every study shares here: the checked layer, the answer length, the progress bar."""
+    return dict(
+        layer=ctx.lm.check_layer(services.as_int(l, "layer")),
+        max_new_tokens=min(tokens, ctx.settings.max_new_tokens),
+        progress=progress,
+    )
+
+
 def steer_view(ctx: AppContext, n: object, g: object, l: object, s: object, progress: Progress) -> tuple:
     """(summary, figure): each direction added on its own to harmless prompts (``/steer_each``)."""
     lm = ctx.lm
@@ -94,10 +103,8 @@ def steer_view(ctx: AppContext, n: object, g: object, l: object, s: object, prog
         lm,
         n_train=n,
         n_test=g,
-        layer=lm.check_layer(services.as_int(l, "layer")),
         strength=services.as_float(s, "strength"),
-        max_new_tokens=min(24, ctx.settings.max_new_tokens),
-        progress=progress,
+        **_run_at(ctx, l, progress),
     )
     figure = viz.rates_with_intervals(
         list(CONDITIONS),
@@ -118,9 +125,7 @@ def harmfulness_view(ctx: AppContext, n: object, g: object, l: object, progress:
         lm,
         n_train=n,
         n_per_group=g,
-        layer=lm.check_layer(services.as_int(l, "layer")),
-        max_new_tokens=min(24, ctx.settings.max_new_tokens),
-        progress=progress,
+        **_run_at(ctx, l, progress),
     )
     groups = [
         {"name": x.name, "x": x.coords[:, 0], "y": x.coords[:, 1], "refused": x.refused, "texts": x.texts}
@@ -179,9 +184,7 @@ def jailbreak_view(ctx: AppContext, n: object, t: object, l: object, progress: P
         lm,
         n_train=n,
         n_test=t,
-        layer=lm.check_layer(services.as_int(l, "layer")),
-        max_new_tokens=min(32, ctx.settings.max_new_tokens),
-        progress=progress,
+        **_run_at(ctx, l, progress, tokens=32),
     )
     record = study.to_json()
     fams = record["families"]
