@@ -184,3 +184,31 @@ def test_verdict_speaks_of_the_behaviour_it_was_given():
     for top, rand, kw in cases:
         text = verdict(_fake(top, rand, **kw), behaviour="french", groups=groups)
         assert "french" in text and not any(w in text for w in ("refusal", "harmful", "harmless")), text
+
+
+def _mean_ablated_score(tiny, prompts, heads, means) -> float:
+    """Plain o_proj pre-hooks: the chosen heads' inputs replaced by their harmless means at every position."""
+    D = tiny.d_head
+
+    def rewrite(layer, x):
+        x = x.clone()
+        for l, h in heads:
+            if l == layer:
+                x[..., h * D : (h + 1) * D] = means[l, h].to(x.dtype)
+        return x
+
+    scores = [float(refusal_score(ref.last_logits(tiny, p, rewrite)[None], [40, 41])[0]) for p in prompts]
+    return sum(scores) / len(scores)
+
+
+def test_top_k_scores_ablate_the_top_of_each_ranking(tiny, analysis):
+    """top_scores ablates the first k heads of the patching ranking, top_scores_delta those of the Δ ranking:
+    each equals the same mean ablation done with plain hooks (a reversed or swapped ranking fails)."""
+    h, _ = analysis
+    for i, k in enumerate(h.ks[:2]):
+        assert h.top_scores[i] == pytest.approx(
+            _mean_ablated_score(tiny, HARMFUL, h.ranking[:k], h.head_means), abs=1e-4
+        )
+        assert h.top_scores_delta[i] == pytest.approx(
+            _mean_ablated_score(tiny, HARMFUL, h.ranking_delta[:k], h.head_means), abs=1e-4
+        )
